@@ -1,0 +1,261 @@
+"""Layers: each a forward pass and, right beside it, the backward pass it implies.
+
+Notation.  The seeds write one sample as a column vector, ``z = W x + b`` with
+``W`` of shape (out, in).  handgrad keeps a minibatch of ``n`` samples as the
+rows of a matrix, so the same layer reads ``Z = X W + b`` with ``W`` of shape
+(in, out): the code's ``W`` is the seeds' ``Wᵀ``.  Every backward pass below
+receives ``G = ∂L/∂(output)`` (shape of the output) and returns
+``∂L/∂(input)``; parameter gradients are stored on the layer (``dW``, ``db``).
+
+Buffers.  ``forward`` and ``backward`` accept ``out=``: the training loop
+hands each layer preallocated arrays so that a step allocates nothing large.
+A layer writes only into arrays it allocated or was handed as ``out``; it never
+modifies the arrays it receives as input.
+"""
+
+import numpy as np
+
+from .errors import HandgradError
+from .validation import resolve_dtype
+
+
+class Layer:
+    """Base class.  Subclasses define ``forward`` and ``backward``.
+
+    ``parameter_names`` lists the attributes holding parameters, in the order
+    ``parameters()`` returns them; ``decayed_names`` is the subset that L2
+    weight decay applies to.  Gradients live in attributes named ``d`` + name.
+    """
+
+    parameter_names = ()
+    decayed_names = ()
+
+    def parameters(self):
+        return [getattr(self, name) for name in self.parameter_names]
+
+    def gradients(self):
+        return [getattr(self, "d" + name) for name in self.parameter_names]
+
+    def config(self):
+        """JSON-ready description from which ``layer_from_config`` rebuilds the layer."""
+        return {"type": type(self).__name__}
+
+    def __call__(self, X):
+        return self.forward(X)
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+def _empty_like(X, out):
+    return np.empty_like(X) if out is None else out
+
+
+class Identity(Layer):
+    """``A = Z``; backward passes ``G`` through unchanged (a copy)."""
+
+    def forward(self, Z, out=None):
+        out = _empty_like(Z, out)
+        np.copyto(out, Z)
+        return out
+
+    def backward(self, G, out=None):
+        out = _empty_like(G, out)
+        np.copyto(out, G)
+        return out
+
+
+class Sigmoid(Layer):
+    """Logistic activation, seed 000.
+
+    Forward:  ``A = σ(Z) = 1 / (1 + e^{-Z})`` elementwise.
+    Backward: ``σ'(z) = σ(z)(1 − σ(z))`` (seed 000 derives it by the quotient
+    rule), so ``∂L/∂Z = G ⊙ A ⊙ (1 − A)``; only ``A`` is kept.
+    """
+
+    def forward(self, Z, out=None):
+        out = _empty_like(Z, out)
+        # σ(z) = (1 + tanh(z/2)) / 2 is exact and never overflows, unlike
+        # 1/(1 + exp(-z)), which warns for z < -709 (float64) or -88 (float32).
+        np.multiply(Z, 0.5, out=out)
+        np.tanh(out, out=out)
+        out += 1
+        out *= 0.5
+        self._A = out
+        return out
+
+    def backward(self, G, out=None):
+        out = _empty_like(G, out)
+        A = self._A
+        np.subtract(1, A, out=out)   # 1 − A
+        out *= A                     # A (1 − A)
+        out *= G                     # G ⊙ A (1 − A)
+        return out
+
+
+class Tanh(Layer):
+    """Hyperbolic tangent, seed 004's hidden layer ``h``.
+
+    Forward:  ``A = tanh(Z)``.
+    Backward: ``tanh'(a) = 1 − tanh²(a)`` (seed 004), so ``∂L/∂Z = G ⊙ (1 − A²)``.
+    """
+
+    def forward(self, Z, out=None):
+        out = _empty_like(Z, out)
+        np.tanh(Z, out=out)
+        self._A = out
+        return out
+
+    def backward(self, G, out=None):
+        out = _empty_like(G, out)
+        A = self._A
+        np.multiply(A, A, out=out)   # A²
+        np.subtract(1, out, out=out)  # 1 − A²
+        out *= G
+        return out
+
+
+class ReLU(Layer):
+    """Rectified linear unit, seed 003: ``max(0, W₁X + b₁)``.
+
+    Forward:  ``A = max(0, Z)``.
+    Backward: the derivative is the indicator ``I(z > 0)`` (seed 003 writes
+    it as ``I(ω₁x + b₁)``), so ``∂L/∂Z = G ⊙ I(Z > 0)``.  At ``z = 0`` the
+    derivative is undefined; handgrad uses 0 there, like PyTorch.
+    """
+
+    def forward(self, Z, out=None):
+        out = _empty_like(Z, out)
+        np.maximum(Z, 0, out=out)
+        self._A = out   # A > 0 exactly where Z > 0, so A is all backward needs
+        return out
+
+    def backward(self, G, out=None):
+        out = _empty_like(G, out)
+        np.greater(self._A, 0, out=out)   # I(Z > 0) as 0/1 in G's dtype
+        out *= G
+        return out
+
+
+INITIALIZERS = ("auto", "glorot", "he")
+
+
+class Dense(Layer):
+    """Affine layer ``Z = X W + b``; ``W`` has shape (n_in, n_out), ``b`` (n_out,).
+
+    Seed notation: ``z = W_s x + b`` for one column ``x``, with ``W_s = Wᵀ``.
+
+    Backward, for ``G = ∂L/∂Z`` of shape (n, n_out):
+
+    * ``∂L/∂W = Xᵀ G``  (seeds: ``δ xᵀ`` summed over samples, transposed),
+    * ``∂L/∂b = Σ_rows G``  (each sample's ``δ`` summed),
+    * ``∂L/∂X = G Wᵀ``  (seeds: ``W_sᵀ δ``).
+
+    Initialisation: ``"glorot"`` draws ``U(−a, a)`` with ``a = √(6/(n_in+n_out))``,
+    suited to tanh and sigmoid; ``"he"`` draws ``N(0, 2/n_in)``, suited to
+    ReLU; ``"auto"`` (default) lets :class:`~handgrad.Sequential` pick by the
+    activation that follows (Glorot until then).  Biases start at zero.
+    """
+
+    parameter_names = ("W", "b")
+    decayed_names = ("W",)
+
+    def __init__(self, n_in, n_out, *, init="auto", seed=None, dtype=np.float32):
+        for name, value in (("n_in", n_in), ("n_out", n_out)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise HandgradError(f"Dense {name} must be a positive integer, got {value!r}")
+        if init not in INITIALIZERS:
+            raise HandgradError(f"unknown init {init!r}; choose one of {', '.join(INITIALIZERS)}")
+        self.n_in, self.n_out = int(n_in), int(n_out)
+        self.init, self.seed = init, seed
+        dtype = resolve_dtype(dtype)
+        self._W = np.empty((self.n_in, self.n_out), dtype=dtype)
+        self._b = np.zeros(self.n_out, dtype=dtype)
+        self.dW = np.zeros_like(self._W)
+        self.db = np.zeros_like(self._b)
+        self.initialize("glorot" if init == "auto" else init, np.random.default_rng(seed))
+
+    # W and b are properties so that assigning to them copies into the existing
+    # arrays: a Sequential keeps all parameters in one flat buffer, and a plain
+    # attribute assignment would silently detach the layer from it.
+    @property
+    def W(self):
+        return self._W
+
+    @W.setter
+    def W(self, value):
+        self._assign(self._W, value, "W")
+
+    @property
+    def b(self):
+        return self._b
+
+    @b.setter
+    def b(self, value):
+        self._assign(self._b, value, "b")
+
+    @staticmethod
+    def _assign(target, value, name):
+        value = np.asarray(value)
+        if value.shape != target.shape:
+            raise HandgradError(f"{name} must have shape {target.shape}, got {value.shape}")
+        target[...] = value
+
+    @property
+    def dtype(self):
+        return self._W.dtype.type
+
+    def initialize(self, scheme, rng):
+        """Redraw ``W`` by ``scheme`` ("glorot" or "he") from ``rng``; zero ``b``."""
+        if scheme == "he":
+            values = rng.standard_normal(self._W.shape) * np.sqrt(2.0 / self.n_in)
+        else:
+            limit = np.sqrt(6.0 / (self.n_in + self.n_out))
+            values = rng.uniform(-limit, limit, self._W.shape)
+        self._W[...] = values
+        self._b[...] = 0
+
+    def forward(self, X, out=None):
+        if out is None:
+            out = np.empty((X.shape[0], self.n_out), dtype=self._W.dtype)
+        np.matmul(X, self._W, out=out)
+        out += self._b
+        self._X = X
+        return out
+
+    def backward(self, G, out=None, input_grad=True):
+        """Store ``dW = Xᵀ G`` and ``db = Σ_rows G``; return ``G Wᵀ``.
+
+        ``input_grad=False`` skips ``G Wᵀ`` (and returns None): the first
+        layer's input is the data, whose gradient nobody needs.
+        """
+        np.matmul(self._X.T, G, out=self.dW)
+        np.sum(G, axis=0, out=self.db)
+        if not input_grad:
+            return None
+        if out is None:
+            out = np.empty((G.shape[0], self.n_in), dtype=G.dtype)
+        np.matmul(G, self._W.T, out=out)
+        return out
+
+    def config(self):
+        return {"type": "Dense", "n_in": self.n_in, "n_out": self.n_out}
+
+    def __repr__(self):
+        return f"Dense({self.n_in}, {self.n_out})"
+
+
+# Names in model files map to classes through this table only.
+LAYER_TYPES = {cls.__name__: cls for cls in (Dense, Sigmoid, Tanh, ReLU, Identity)}
+ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "identity": Identity}
+
+
+def layer_from_config(config, dtype=np.float32):
+    """Rebuild a layer from ``Layer.config()`` output (weights are set separately)."""
+    kind = config.get("type") if isinstance(config, dict) else None
+    cls = LAYER_TYPES.get(kind)
+    if cls is None:
+        raise HandgradError(f"unknown layer type {kind!r}; known: {', '.join(LAYER_TYPES)}")
+    if cls is Dense:
+        return Dense(config["n_in"], config["n_out"], dtype=dtype)
+    return cls()

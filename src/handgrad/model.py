@@ -1,0 +1,206 @@
+"""``Sequential``: layers applied in order, parameters kept in one flat buffer.
+
+All parameters of a model live in one contiguous vector (and their gradients
+in another); each layer's ``W`` and ``b`` are views into it.  An optimizer can
+then update the whole model in a handful of vectorised operations, and L2
+decay touches one slice: the weight matrices come first in the buffer, the
+biases after them.  ``parameters()`` still returns one array per parameter, in
+layer order (``W₁, b₁, W₂, b₂, …``), and writing into them changes the model.
+"""
+
+import numpy as np
+
+from .errors import HandgradError
+from .layers import ACTIVATIONS, Dense, Layer, ReLU, layer_from_config
+from .losses import softmax
+from .validation import check_features, resolve_dtype
+
+
+class Sequential:
+    """A feed-forward network: ``model(X)`` returns the logits.
+
+    ``seed`` seeds the initialisation of every ``Dense`` built with
+    ``init="auto"`` and no seed of its own: He for a Dense followed by ReLU,
+    Glorot otherwise.
+    """
+
+    def __init__(self, *layers, seed=None):
+        if not layers:
+            raise HandgradError("Sequential needs at least one layer")
+        for layer in layers:
+            if not isinstance(layer, Layer):
+                raise HandgradError(f"{layer!r} is not a handgrad layer; derive custom layers from hg.layers.Layer")
+        dense = [layer for layer in layers if isinstance(layer, Dense)]
+        if not dense:
+            raise HandgradError("Sequential needs at least one Dense layer")
+        dtypes = {layer.dtype for layer in dense}
+        if len(dtypes) > 1:
+            raise HandgradError("all Dense layers must share one dtype; build them with the same dtype=")
+        for prev, nxt in zip(dense, dense[1:]):
+            if prev.n_out != nxt.n_in:
+                raise HandgradError(f"{prev!r} outputs {prev.n_out} features but the next {nxt!r} takes {nxt.n_in}")
+        self.layers = list(layers)
+        self.dtype = dense[0].dtype
+        self.n_features = dense[0].n_in
+        self.n_outputs = dense[-1].n_out
+        self._initialize(seed)
+        self._pack()
+        self._workspace = {}
+
+    def _initialize(self, seed):
+        seeds = np.random.SeedSequence(seed).spawn(len(self.layers))
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Dense) and layer.init == "auto":
+                follower = self.layers[i + 1] if i + 1 < len(self.layers) else None
+                scheme = "he" if isinstance(follower, ReLU) else "glorot"
+                seq = layer.seed if layer.seed is not None else seeds[i]
+                layer.initialize(scheme, np.random.default_rng(seq))
+
+    def _pack(self):
+        """Move every parameter (and gradient) into one flat buffer, decayed ones first."""
+        entries = [(layer, name) for layer in self.layers for name in layer.parameter_names]
+        order = sorted(entries, key=lambda e: e[1] not in e[0].decayed_names)
+        sizes = [getattr(layer, name).size for layer, name in order]
+        self.flat_parameters = np.empty(sum(sizes), dtype=self.dtype)
+        self.flat_gradients = np.zeros(sum(sizes), dtype=self.dtype)
+        self.n_decayed = sum(size for (layer, name), size in zip(order, sizes) if name in layer.decayed_names)
+        offset = 0
+        for (layer, name), size in zip(order, sizes):
+            old = getattr(layer, name)
+            view = self.flat_parameters[offset:offset + size].reshape(old.shape)
+            view[...] = old
+            grad = self.flat_gradients[offset:offset + size].reshape(old.shape)
+            _rebind(layer, name, view, grad)
+            offset += size
+
+    # -- the public contract -------------------------------------------------
+
+    def parameters(self):
+        """Parameter arrays in layer order (each Dense: ``W`` then ``b``)."""
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    def gradients(self):
+        """Gradient arrays matching ``parameters()``, filled by ``backward``."""
+        return [g for layer in self.layers for g in layer.gradients()]
+
+    def __call__(self, X):
+        """Logits for ``X`` (a fresh array)."""
+        X = check_features(X, self.dtype, self.n_features)
+        return self.forward(X).copy()
+
+    def predict_proba(self, X, batch_size=4096):
+        """Class probabilities ``softmax(model(X))``, computed in chunks of rows."""
+        X = check_features(X, self.dtype, self.n_features)
+        out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
+        for start in range(0, X.shape[0], batch_size):
+            stop = start + batch_size
+            softmax(self.forward(X[start:stop]), out=out[start:stop])
+        return out
+
+    def predict(self, X, batch_size=4096):
+        """Index of the largest logit for each row."""
+        X = check_features(X, self.dtype, self.n_features)
+        labels = np.empty(X.shape[0], dtype=np.intp)
+        for start in range(0, X.shape[0], batch_size):
+            labels[start:start + batch_size] = self.forward(X[start:start + batch_size]).argmax(axis=1)
+        return labels
+
+    # -- forward and backward through the layers -----------------------------
+
+    def forward(self, X):
+        """Logits for an already-checked ``X``, written into reused buffers.
+
+        The result is overwritten by the next ``forward``; copy it to keep it.
+        """
+        A = X
+        for i, layer in enumerate(self.layers):
+            A = layer.forward(A, out=self._buffer(("forward", i), A.shape[0], layer, A))
+        return A
+
+    def backward(self, G):
+        """Backpropagate ``G = ∂L/∂logits``; fills ``gradients()``.
+
+        The first layer's input gradient is skipped when it is a Dense layer:
+        it would be the gradient with respect to the data.
+        """
+        for i in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[i]
+            if i == 0 and isinstance(layer, Dense):
+                layer.backward(G, input_grad=False)
+                return
+            out = self._buffer(("backward", i), G.shape[0], layer, None)
+            G = layer.backward(G, out=out)
+
+    def _buffer(self, key, n, layer, inp):
+        """A reused array for layer output (forward) or input gradient (backward)."""
+        if isinstance(layer, Dense):
+            width = layer.n_out if key[0] == "forward" else layer.n_in
+        else:
+            width = inp.shape[1] if inp is not None else self._width_before(key[1])
+        buf = self._workspace.get(key)
+        if buf is None or buf.shape != (n, width):
+            buf = np.empty((n, width), dtype=self.dtype)
+            self._workspace[key] = buf
+        return buf
+
+    def _width_before(self, index):
+        for layer in reversed(self.layers[:index]):
+            if isinstance(layer, Dense):
+                return layer.n_out
+        return self.n_features
+
+    # -- weights as one vector, configuration ---------------------------------
+
+    def get_weights(self):
+        """A copy of all parameters as one flat vector."""
+        return self.flat_parameters.copy()
+
+    def set_weights(self, flat):
+        """Overwrite all parameters from a vector made by ``get_weights``."""
+        flat = np.asarray(flat)
+        if flat.shape != self.flat_parameters.shape:
+            raise HandgradError(f"weights vector has shape {flat.shape}, this model needs {self.flat_parameters.shape}")
+        self.flat_parameters[...] = flat
+
+    def config(self):
+        return [layer.config() for layer in self.layers]
+
+    @classmethod
+    def from_config(cls, config, dtype=np.float32):
+        if not isinstance(config, list) or not config:
+            raise HandgradError("a model configuration is a non-empty list of layers")
+        return cls(*(layer_from_config(c, resolve_dtype(dtype)) for c in config))
+
+    def astype(self, dtype):
+        """A copy of this model with parameters in ``dtype``."""
+        clone = Sequential.from_config(self.config(), dtype)
+        for mine, theirs in zip(self.parameters(), clone.parameters()):
+            theirs[...] = mine
+        return clone
+
+    def __repr__(self):
+        inner = ", ".join(repr(layer) for layer in self.layers)
+        return f"Sequential({inner})"
+
+
+def _rebind(layer, name, view, grad):
+    """Point ``layer.<name>`` and ``layer.d<name>`` at slices of the flat buffers."""
+    if isinstance(layer, Dense):
+        layer.__dict__["_" + name] = view
+    else:
+        setattr(layer, name, view)
+    setattr(layer, "d" + name, grad)
+
+
+def mlp(n_features, hidden, n_classes, activation="relu", dtype=np.float32, seed=None):
+    """``Sequential(Dense, act, …, Dense)`` with the given hidden widths."""
+    act = ACTIVATIONS.get(activation)
+    if act is None:
+        raise HandgradError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+    widths = [n_features, *hidden, n_classes]
+    layers = []
+    for i, (a, b) in enumerate(zip(widths, widths[1:])):
+        layers.append(Dense(a, b, dtype=dtype))
+        if i < len(widths) - 2:
+            layers.append(act())
+    return Sequential(*layers, seed=seed)

@@ -1,0 +1,39 @@
+"""The training objective: a loss on the logits plus L2 decay on the weights.
+
+    J(θ) = loss(model(X), y) + (λ/2) Σ_layers ‖W‖²
+
+(seed 000's ``L = −log S_y + ½λΣW²``; biases are not penalised).  Its
+gradient adds ``λ W`` to each weight gradient (seed 000's ``∂L_reg/∂W = λW``).
+"""
+
+import numpy as np
+
+from .validation import check_features, check_targets
+
+
+def loss_and_gradients(model, loss, X, y, l2=0.0):
+    """Return ``(J, grads)``: the objective as a float and its gradients.
+
+    ``grads`` matches ``model.parameters()`` in order, shape and dtype; the
+    arrays are fresh copies.  Input is checked before anything is computed.
+    """
+    X = check_features(X, model.dtype, model.n_features)
+    y = check_targets(y, X.shape[0], model.n_outputs, model.dtype)
+    value, _ = objective_step(model, loss, X, y, l2)
+    return value, [g.copy() for g in model.gradients()]
+
+
+def objective_step(model, loss, X, y, l2):
+    """Forward, backward and L2 on checked inputs; return ``(J, logits)``.
+
+    Gradients land in ``model.flat_gradients``; ``logits`` is the model's
+    reused forward buffer.
+    """
+    logits = model.forward(X)
+    value = loss.forward(logits, y)
+    model.backward(loss.backward())
+    if l2:
+        weights = model.flat_parameters[:model.n_decayed]
+        value += 0.5 * l2 * float(np.dot(weights, weights))
+        model.flat_gradients[:model.n_decayed] += l2 * weights
+    return value, logits

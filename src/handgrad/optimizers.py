@@ -1,0 +1,153 @@
+"""Optimizers: each owns its state and updates parameters in place in ``step``.
+
+``step(params, grads)`` takes matching lists of arrays; the training loop
+passes each model's single flat parameter vector, so one update touches the
+whole model in a few vectorised operations.  ``lr`` is a plain attribute that
+a learning-rate schedule may change between steps.
+"""
+
+import numpy as np
+
+from .errors import HandgradError
+
+
+def _positive(name, value):
+    if not np.isfinite(value) or value <= 0:
+        raise HandgradError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+class Optimizer:
+    def __init__(self, lr):
+        self.lr = _positive("lr", lr)
+        self.state = []
+
+    def _ensure_state(self, params, names):
+        if not self.state:
+            self.state = [{n: np.zeros_like(p) for n in names} for p in params]
+        elif [s[names[0]].shape for s in self.state] != [p.shape for p in params]:
+            raise HandgradError("this optimizer was used with other parameters; make a new one for each model")
+
+    def state_dict(self):
+        """Hyperparameters and state arrays, for checkpoints."""
+        return {"config": self.config(), "state": [dict(s) for s in self.state], **self._counters()}
+
+    def load_state_dict(self, state):
+        self.state = [{k: np.array(v) for k, v in s.items()} for s in state["state"]]
+        for key, value in self._counters().items():
+            setattr(self, key, type(value)(state[key]))
+
+    def _counters(self):
+        return {}
+
+    def config(self):
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (Nesterov) momentum.
+
+    Plain:      ``θ ← θ − η g``.
+    Momentum:   ``v ← μ v + g``;  ``θ ← θ − η v``.
+    Nesterov:   ``v ← μ v + g``;  ``θ ← θ − η (g + μ v)``.
+
+    The velocity accumulates gradients, not steps, so changing ``η`` with a
+    schedule rescales every later step at once (PyTorch's convention).
+    """
+
+    def __init__(self, lr=0.01, momentum=0.0, nesterov=False):
+        super().__init__(lr)
+        if not 0 <= momentum < 1:
+            raise HandgradError(f"momentum must lie in [0, 1), got {momentum!r}")
+        if nesterov and momentum == 0:
+            raise HandgradError("nesterov=True needs momentum > 0")
+        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+
+    def step(self, params, grads):
+        if self.momentum == 0:
+            for p, g in zip(params, grads):
+                p -= self.lr * g
+            return
+        self._ensure_state(params, ("velocity", "scratch"))
+        mu = self.momentum
+        for p, g, s in zip(params, grads, self.state):
+            v, tmp = s["velocity"], s["scratch"]
+            v *= mu
+            v += g
+            if self.nesterov:
+                np.multiply(v, mu, out=tmp)
+                tmp += g
+            else:
+                np.copyto(tmp, v)
+            tmp *= self.lr
+            p -= tmp
+
+    def config(self):
+        return {"type": "SGD", "lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, 2015).
+
+    With ``t`` counting steps from 1:
+
+        m ← β₁ m + (1 − β₁) g
+        v ← β₂ v + (1 − β₂) g²
+        θ ← θ − η · m̂ / (√v̂ + ε),   m̂ = m / (1 − β₁ᵗ),  v̂ = v / (1 − β₂ᵗ).
+
+    ``ε`` is added to ``√v̂`` (after bias correction), as in PyTorch.  The
+    code folds both corrections into one scalar: with ``c₁ = 1 − β₁ᵗ`` and
+    ``c₂ = 1 − β₂ᵗ`` the update equals
+    ``θ ← θ − (η √c₂ / c₁) · m / (√v + ε √c₂)``, which needs no extra pass
+    over ``m`` or ``v``.
+    """
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+        super().__init__(lr)
+        b1, b2 = betas
+        if not (0 <= b1 < 1 and 0 <= b2 < 1):
+            raise HandgradError(f"betas must lie in [0, 1), got {betas!r}")
+        self.beta1, self.beta2 = float(b1), float(b2)
+        self.eps = _positive("eps", eps)
+        self.t = 0
+
+    def step(self, params, grads):
+        self._ensure_state(params, ("m", "v", "scratch"))
+        self.t += 1
+        b1, b2 = self.beta1, self.beta2
+        c1, c2 = 1 - b1 ** self.t, 1 - b2 ** self.t
+        step_size = self.lr * np.sqrt(c2) / c1
+        eps_hat = self.eps * np.sqrt(c2)
+        for p, g, s in zip(params, grads, self.state):
+            m, v, tmp = s["m"], s["v"], s["scratch"]
+            m *= b1
+            np.multiply(g, 1 - b1, out=tmp)
+            m += tmp                        # m ← β₁m + (1−β₁)g
+            v *= b2
+            np.multiply(g, g, out=tmp)
+            tmp *= 1 - b2
+            v += tmp                        # v ← β₂v + (1−β₂)g²
+            np.sqrt(v, out=tmp)
+            tmp += eps_hat                  # √v + ε√c₂
+            np.divide(m, tmp, out=tmp)
+            tmp *= step_size
+            p -= tmp
+
+    def _counters(self):
+        return {"t": self.t}
+
+    def config(self):
+        return {"type": "Adam", "lr": self.lr, "betas": [self.beta1, self.beta2], "eps": self.eps}
+
+
+OPTIMIZER_TYPES = {"SGD": SGD, "Adam": Adam}
+
+
+def optimizer_from_config(config):
+    config = dict(config)
+    cls = OPTIMIZER_TYPES.get(config.pop("type", None))
+    if cls is None:
+        raise HandgradError(f"unknown optimizer; known: {', '.join(OPTIMIZER_TYPES)}")
+    if "betas" in config:
+        config["betas"] = tuple(config["betas"])
+    return cls(**config)

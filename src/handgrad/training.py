@@ -1,0 +1,240 @@
+"""``fit``: minibatch training by the hand-derived gradients.
+
+The loop knows a model only through ``forward``, ``backward`` and its flat
+parameter and gradient vectors, and an optimizer only through ``step``.
+Everything optional (early stopping, progress, checkpoints) is a callback.
+
+Determinism: the validation split and each epoch's shuffle come from
+generators seeded by ``(seed, purpose, epoch)``, so the same seed (and the
+same BLAS thread count) gives bit-identical weights, and a run resumed at
+epoch k shuffles exactly as the uninterrupted run did.
+"""
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .callbacks import EarlyStopping, EpochLogger
+from .errors import HandgradError, TrainingDiverged
+from .objective import objective_step
+from .optimizers import Adam
+from .validation import check_features, check_targets
+
+_SPLIT, _SHUFFLE = 0, 1
+
+
+class History:
+    """Per-epoch records: ``history["val_accuracy"]`` is a list over epochs."""
+
+    def __init__(self, records=None):
+        self.records = list(records or [])
+
+    def append(self, record):
+        self.records.append(record)
+
+    def __getitem__(self, key):
+        return [r.get(key) for r in self.records]
+
+    def __len__(self):
+        return len(self.records)
+
+    def __repr__(self):
+        return f"History({len(self)} epochs)"
+
+
+@dataclass
+class TrainingContext:
+    """What callbacks see of a run."""
+
+    model: object
+    loss: object
+    optimizer: object
+    history: History
+    epochs: int
+    seed: int
+    epoch: int = 0
+    stop: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Data:
+    X: np.ndarray
+    y: np.ndarray
+    X_val: np.ndarray = None
+    y_val: np.ndarray = None
+
+
+def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
+        validation_fraction=0.0, validation_data=None, early_stopping=False,
+        lr_schedule=None, callbacks=(), shuffle=True, seed=None, verbose=False,
+        initial_epoch=0, history=None):
+    """Train ``model`` on ``(X, y)`` and return its :class:`History`.
+
+    Parameters
+    ----------
+    optimizer : an optimizer with ``step(params, grads)``; default ``Adam(1e-3)``.
+    l2 : λ of the objective ``loss + (λ/2) Σ‖W‖²``.
+    validation_fraction : share of ``(X, y)`` held out (seeded split);
+        ``validation_data=(X_val, y_val)`` gives a set explicitly instead.
+    early_stopping : ``True`` for :class:`EarlyStopping` on ``val_loss`` (or
+        ``train_loss`` without validation data), or an ``EarlyStopping``.
+    lr_schedule : callable ``t -> lr``, ``t`` in (fractional) epochs.
+    callbacks : objects with ``on_train_begin/on_epoch_end/on_train_end``.
+    seed : seeds the split and the shuffles.
+    verbose : print one line per epoch to stderr.
+    initial_epoch, history : continue a run from a checkpoint.
+
+    Every record of the history holds ``epoch``, ``train_loss`` (mean of the
+    epoch's minibatch objectives), ``train_accuracy`` (on those minibatches,
+    as they were seen), ``lr``, ``seconds`` (training time, evaluation
+    excluded) and, with validation data, ``val_loss`` and ``val_accuracy``.
+
+    Raises :class:`~handgrad.errors.TrainingDiverged` if the loss becomes NaN
+    or infinite, after restoring the weights of the last finished epoch.
+    """
+    optimizer = optimizer if optimizer is not None else Adam()
+    _check_settings(epochs, batch_size, l2, validation_fraction, initial_epoch)
+    seed = int(np.random.SeedSequence().entropy % 2**32) if seed is None else _check_seed(seed)
+    data = _prepare_data(model, X, y, validation_fraction, validation_data, seed)
+    history = history if history is not None else History()
+    ctx = TrainingContext(model, loss, optimizer, history, epochs, seed)
+    cbs = _assemble_callbacks(early_stopping, verbose, callbacks, has_validation=data.X_val is not None)
+    for cb in cbs:
+        cb.on_train_begin(ctx)
+    for epoch in range(initial_epoch, epochs):
+        ctx.epoch = epoch
+        record = _run_epoch(ctx, data, batch_size, l2, lr_schedule, shuffle)
+        if data.X_val is not None:
+            record.update(evaluate(model, loss, data.X_val, data.y_val))
+        history.append(record)
+        for cb in cbs:
+            cb.on_epoch_end(ctx, record)
+        if ctx.stop:
+            break
+    for cb in cbs:
+        cb.on_train_end(ctx)
+    return history
+
+
+def _check_settings(epochs, batch_size, l2, validation_fraction, initial_epoch):
+    if not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        raise HandgradError(f"epochs must be a positive integer, got {epochs!r}")
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise HandgradError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not np.isfinite(l2) or l2 < 0:
+        raise HandgradError(f"l2 must be a non-negative number, got {l2!r}")
+    if not 0 <= validation_fraction < 1:
+        raise HandgradError(f"validation_fraction must lie in [0, 1), got {validation_fraction!r}")
+    if not 0 <= initial_epoch <= epochs:
+        raise HandgradError(f"initial_epoch must lie in 0..epochs, got {initial_epoch!r}")
+
+
+def _check_seed(seed):
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise HandgradError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+def _prepare_data(model, X, y, validation_fraction, validation_data, seed):
+    X = check_features(X, model.dtype, model.n_features)
+    y = check_targets(y, X.shape[0], model.n_outputs, model.dtype)
+    if validation_data is not None:
+        X_val = check_features(validation_data[0], model.dtype, model.n_features, name="X_val")
+        y_val = check_targets(validation_data[1], X_val.shape[0], model.n_outputs, model.dtype)
+        return _Data(X, y, X_val, y_val)
+    if not validation_fraction:
+        return _Data(X, y)
+    n_val = int(round(validation_fraction * X.shape[0]))
+    if n_val < 1 or n_val >= X.shape[0]:
+        raise HandgradError(f"validation_fraction={validation_fraction} leaves {n_val} of {X.shape[0]} samples "
+                            "for validation; use more data or another fraction")
+    order = np.random.default_rng([seed, _SPLIT]).permutation(X.shape[0])
+    val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
+    return _Data(X[train], y[train], X[val], y[val])
+
+
+def _assemble_callbacks(early_stopping, verbose, callbacks, has_validation):
+    cbs = []
+    if early_stopping is True:
+        cbs.append(EarlyStopping(monitor="val_loss" if has_validation else "train_loss"))
+    elif isinstance(early_stopping, EarlyStopping):
+        cbs.append(early_stopping)
+    elif early_stopping not in (False, None):
+        raise HandgradError("early_stopping must be True, False or an hg.EarlyStopping")
+    if verbose:
+        cbs.append(EpochLogger())
+    cbs.extend(callbacks)
+    return cbs
+
+
+def _run_epoch(ctx, data, batch_size, l2, lr_schedule, shuffle):
+    """One pass over the training data in shuffled minibatches."""
+    model, loss, optimizer = ctx.model, ctx.loss, ctx.optimizer
+    n = data.X.shape[0]
+    batch_size = min(batch_size, n)
+    order = np.random.default_rng([ctx.seed, _SHUFFLE, ctx.epoch]).permutation(n) if shuffle else np.arange(n)
+    n_batches = -(-n // batch_size)
+    snapshot = _Snapshot(model, optimizer)
+    X_buf = np.empty((batch_size, data.X.shape[1]), dtype=data.X.dtype)
+    y_buf = np.empty((batch_size,) + data.y.shape[1:], dtype=data.y.dtype)
+    total_loss, correct = 0.0, 0
+    params, grads = [model.flat_parameters], [model.flat_gradients]
+    start = time.perf_counter()
+    for b in range(n_batches):
+        idx = order[b * batch_size:(b + 1) * batch_size]
+        Xb, yb = X_buf[:len(idx)], y_buf[:len(idx)]
+        np.take(data.X, idx, axis=0, out=Xb)        # contiguous gather, no allocation
+        np.take(data.y, idx, axis=0, out=yb)
+        if lr_schedule is not None:
+            optimizer.lr = float(lr_schedule(ctx.epoch + b / n_batches))
+        value, logits = objective_step(model, loss, Xb, yb, l2)
+        if not np.isfinite(value):
+            snapshot.restore()
+            raise TrainingDiverged(
+                f"training loss became {value} in epoch {ctx.epoch + 1}, batch {b + 1}; weights restored to the "
+                f"end of epoch {ctx.epoch}; lower the learning rate (now {optimizer.lr:g})",
+                history=ctx.history, epoch=ctx.epoch)
+        correct += _count_correct(logits, yb)
+        total_loss += value * len(idx)
+        optimizer.step(params, grads)
+    seconds = time.perf_counter() - start
+    if not np.isfinite(model.flat_parameters).all():
+        snapshot.restore()
+        raise TrainingDiverged(
+            f"weights became NaN or infinite in epoch {ctx.epoch + 1}; weights restored to the end of epoch "
+            f"{ctx.epoch}; lower the learning rate (now {optimizer.lr:g})", history=ctx.history, epoch=ctx.epoch)
+    return {"epoch": ctx.epoch, "train_loss": total_loss / n, "train_accuracy": correct / n,
+            "lr": optimizer.lr, "seconds": seconds}
+
+
+def _count_correct(logits, y):
+    truth = y if y.ndim == 1 else y.argmax(axis=1)
+    return int(np.count_nonzero(logits.argmax(axis=1) == truth))
+
+
+class _Snapshot:
+    """Weights and optimizer state at the start of an epoch, to fall back on."""
+
+    def __init__(self, model, optimizer):
+        self.model, self.optimizer = model, optimizer
+        self.weights = model.get_weights()
+        self.optimizer_state = optimizer.state_dict()
+        self.optimizer_state["state"] = [{k: v.copy() for k, v in s.items()} for s in self.optimizer_state["state"]]
+
+    def restore(self):
+        self.model.set_weights(self.weights)
+        self.optimizer.load_state_dict(self.optimizer_state)
+
+
+def evaluate(model, loss, X, y, batch_size=4096):
+    """Mean loss (without L2) and accuracy of ``model`` on checked ``(X, y)``."""
+    n = X.shape[0]
+    total, correct = 0.0, 0
+    for start in range(0, n, batch_size):
+        Xb, yb = X[start:start + batch_size], y[start:start + batch_size]
+        logits = model.forward(Xb)
+        total += loss.forward(logits, yb) * (len(Xb) if loss.reduction == "mean" else 1)
+        correct += _count_correct(logits, yb)
+    return {"val_loss": total / n, "val_accuracy": correct / n}

@@ -1,0 +1,88 @@
+"""Checks on user input, done before any parameter changes.
+
+Each function returns a clean array or raises :class:`~handgrad.errors.DataError`
+naming the problem and the remedy.
+"""
+
+import numpy as np
+
+from .errors import DataError
+
+FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+def resolve_dtype(dtype):
+    """Return ``np.float32`` or ``np.float64`` for a dtype-like value."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise DataError(f"unknown dtype {dtype!r}; use 'float32' or 'float64'") from exc
+    if dt not in (np.float32, np.float64):
+        raise DataError(f"dtype {dt} is not supported; use 'float32' or 'float64'")
+    return dt.type
+
+
+def check_features(X, dtype, n_features=None, name="X"):
+    """Return ``X`` as a finite, non-empty, C-contiguous 2-D array of ``dtype``."""
+    try:
+        arr = np.asarray(X)
+    except Exception as exc:  # ragged lists and the like
+        raise DataError(f"{name} cannot be read as an array ({exc}); pass a 2-D numeric array") from None
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise DataError(f"{name} has dtype {arr.dtype}; pass numbers (int or float), not {arr.dtype.kind!r} data")
+    if arr.ndim != 2:
+        raise DataError(f"{name} must be 2-D (samples x features), got shape {arr.shape}; reshape it, e.g. X.reshape(len(X), -1)")
+    if arr.shape[0] == 0:
+        raise DataError(f"{name} is empty (0 samples); pass at least one sample")
+    if arr.shape[1] == 0:
+        raise DataError(f"{name} has no features (shape {arr.shape}); pass at least one column")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise DataError(f"{name} has {arr.shape[1]} features but the model expects {n_features}; pass data with the same columns as in training")
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(out).all():
+        bad = np.argwhere(~np.isfinite(out))[0]
+        raise DataError(f"{name} contains NaN or inf (first at row {bad[0]}, column {bad[1]}); remove or impute those values")
+    return out
+
+
+def check_targets(y, n_samples, n_classes, dtype):
+    """Return integer labels of shape (n,) or a float target matrix of shape (n, C).
+
+    Labels must lie in ``0 .. n_classes-1``; a target matrix must be finite,
+    non-negative, and have ``n_classes`` columns.
+    """
+    try:
+        arr = np.asarray(y)
+    except Exception as exc:
+        raise DataError(f"y cannot be read as an array ({exc}); pass labels of shape (n,) or targets of shape (n, C)") from None
+    if arr.ndim == 0 or arr.ndim > 2:
+        raise DataError(f"y must be labels of shape (n,) or a target matrix (n, C), got shape {arr.shape}")
+    if arr.shape[0] != n_samples:
+        raise DataError(f"X has {n_samples} samples but y has {arr.shape[0]}; pass one target per sample")
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise DataError(f"y has dtype {arr.dtype}; encode class labels as integers 0..{n_classes - 1} (hg.MLPClassifier accepts strings)")
+    if arr.ndim == 1:
+        return _check_labels(arr, n_classes)
+    if arr.shape[1] != n_classes:
+        raise DataError(f"target matrix has {arr.shape[1]} columns but the model has {n_classes} outputs; one column per class")
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(out).all() or (out < 0).any():
+        raise DataError("target matrix must be finite and non-negative; use one-hot rows or class probabilities")
+    return out
+
+
+def _check_labels(arr, n_classes):
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all() or (arr != np.round(arr)).any():
+            raise DataError("y holds non-integer values; pass integer class labels 0..C-1")
+    labels = arr.astype(np.intp)
+    if labels.min() < 0 or labels.max() >= n_classes:
+        raise DataError(f"labels must lie in 0..{n_classes - 1} for a model with {n_classes} outputs, found {labels.min()}..{labels.max()}")
+    return labels
+
+
+def one_hot(labels, n_classes, dtype):
+    """Rows of the identity: ``Y[i, labels[i]] = 1``."""
+    Y = np.zeros((labels.shape[0], n_classes), dtype=dtype)
+    Y[np.arange(labels.shape[0]), labels] = 1
+    return Y
