@@ -10,6 +10,7 @@ same BLAS thread count) gives bit-identical weights, and a run resumed at
 epoch k shuffles exactly as the uninterrupted run did.
 """
 
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -83,7 +84,8 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
     lr_schedule : callable ``t -> lr``, ``t`` in (fractional) epochs.
     callbacks : objects with ``on_train_begin/on_epoch_end/on_train_end``.
     seed : seeds the split and the shuffles.
-    verbose : print one line per epoch to stderr.
+    verbose : ``True`` shows progress on stderr; ``"auto"`` shows it only
+        when stderr is a terminal; ``False`` is silent.
     initial_epoch, history : continue a run from a checkpoint.
 
     Every record of the history holds ``epoch``, ``train_loss`` (mean of the
@@ -163,7 +165,7 @@ def _assemble_callbacks(early_stopping, verbose, callbacks, has_validation):
         cbs.append(early_stopping)
     elif early_stopping not in (False, None):
         raise HandgradError("early_stopping must be True, False or an hg.EarlyStopping")
-    if verbose:
+    if verbose is True or (verbose == "auto" and sys.stderr.isatty()):
         cbs.append(EpochLogger())
     cbs.extend(callbacks)
     return cbs

@@ -1,0 +1,30 @@
+"""Fixtures shared by the test modules."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """The folder with the original MNIST and Fashion-MNIST IDX files (``../shared/data``)."""
+    if not (SHARED_DATA / "mnist").is_dir():
+        pytest.skip(f"{SHARED_DATA} is missing: CI clones the repository with ../shared beside it")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """scikit-learn's digits, pixels scaled to [0, 1]: (X, y) as float64 and int."""
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    return X / 16.0, y
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
