@@ -1,4 +1,4 @@
-"""Callbacks: what the training loop calls at the start, after each epoch, and at the end.
+"""Callbacks: what the training loop calls at the start, after each batch and epoch, and at the end.
 
 A callback may stop training by setting ``ctx.stop = True`` in
 ``on_epoch_end``.  ``ctx`` is the :class:`~handgrad.training.TrainingContext`
@@ -15,6 +15,13 @@ from .errors import HandgradError
 class Callback:
     def on_train_begin(self, ctx):
         pass
+
+    def on_batch_end(self, ctx, batch, n_batches, loss):
+        """After each optimizer step; ``loss`` is that minibatch's objective.
+
+        Only callbacks that override this method are called per batch, so the
+        hook costs nothing to runs that do not use it.
+        """
 
     def on_epoch_end(self, ctx, record):
         pass

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .callbacks import EarlyStopping, EpochLogger
+from .callbacks import Callback, EarlyStopping, EpochLogger
 from .errors import HandgradError, TrainingDiverged
 from .objective import objective_step
 from .optimizers import Adam
@@ -103,11 +103,12 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
     history = history if history is not None else History()
     ctx = TrainingContext(model, loss, optimizer, history, epochs, seed)
     cbs = _assemble_callbacks(early_stopping, verbose, callbacks, has_validation=data.X_val is not None)
+    batch_callbacks = [cb for cb in cbs if type(cb).on_batch_end is not Callback.on_batch_end]
     for cb in cbs:
         cb.on_train_begin(ctx)
     for epoch in range(initial_epoch, epochs):
         ctx.epoch = epoch
-        record = _run_epoch(ctx, data, batch_size, l2, lr_schedule, shuffle)
+        record = _run_epoch(ctx, data, batch_size, l2, lr_schedule, shuffle, batch_callbacks)
         if data.X_val is not None:
             record.update(evaluate(model, loss, data.X_val, data.y_val))
         history.append(record)
@@ -171,7 +172,7 @@ def _assemble_callbacks(early_stopping, verbose, callbacks, has_validation):
     return cbs
 
 
-def _run_epoch(ctx, data, batch_size, l2, lr_schedule, shuffle):
+def _run_epoch(ctx, data, batch_size, l2, lr_schedule, shuffle, batch_callbacks):
     """One pass over the training data in shuffled minibatches."""
     model, loss, optimizer = ctx.model, ctx.loss, ctx.optimizer
     n = data.X.shape[0]
@@ -201,6 +202,8 @@ def _run_epoch(ctx, data, batch_size, l2, lr_schedule, shuffle):
         correct += _count_correct(logits, yb)
         total_loss += value * len(idx)
         optimizer.step(params, grads)
+        for cb in batch_callbacks:
+            cb.on_batch_end(ctx, b, n_batches, value)
     seconds = time.perf_counter() - start
     if not np.isfinite(model.flat_parameters).all():
         snapshot.restore()
