@@ -127,7 +127,8 @@ def seed000_output_gradient(W, S, y, X):
 
 
 def seed000_hidden_gradient_as_written(W1, sigma, S, y, X):
-    """Hidden units: ∂L/∂W_i = (S_i − 1) σ_i² (1 − σ_i) X + λW_i if i = y, else S_i σ_i² (1 − σ_i) X + λW_i."""
+    """Hidden units, as written: ∂L/∂W_i = (S_i − 1) σ_i² (1 − σ_i) X + λW_i if i = y,
+    else S_i σ_i² (1 − σ_i) X + λW_i."""
     grad = np.empty_like(W1)
     for i in range(W1.shape[1]):
         grad[:, i] = ((S[i] - 1) if i == y else S[i]) * sigma[i] ** 2 * (1 - sigma[i]) * X + LAMBDA * W1[:, i]
@@ -392,10 +393,13 @@ def test_seed002_section2_logit_gradient_holds_and_is_the_library_gradient(kind)
 
 
 def test_seed002_library_gradient_equals_the_document_formula_for_spread_logits():
-    """Logits 40 apart: 1 − soft(z, t*) ≈ 1e-17 for the top class, where the library's
-    O(m) rearrangement (losses.py) must still give the document's value."""
+    """One class 40 above the rest: 1 − soft(z, t*) is about 1e-17, below float64's
+    resolution next to 1, so forming it as 1 − s would lose every digit.  The
+    library's O(m) rearrangement (losses.py) must still give the document's value."""
     rng = np.random.default_rng(4)
-    Z = 20 * rng.normal(size=(6, 5))
+    Z = rng.normal(size=(6, 5))
+    Z[np.arange(6), rng.integers(0, 5, size=6)] += 40
+    assert (1 - hg.softmax(Z).max(axis=1) < 1e-15).all()
     Y = seed002_targets(rng, 6, 5, "probabilities")
     loss = hg.SoftmaxBinaryCrossEntropy(reduction="sum")
     loss.forward(Z, Y)
@@ -616,7 +620,7 @@ def seed004_model(params):
 
 
 def test_seed004_folded_biases_give_the_library_network():
-    params, X, T = seed004_problem()
+    params, X, _ = seed004_problem()
     w1, w2 = fold(*params)
     for mine, theirs in zip(unfold(w1, w2), params):
         np.testing.assert_array_equal(mine, theirs)
