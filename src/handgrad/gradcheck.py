@@ -26,6 +26,8 @@ Entry points:
 
 from dataclasses import dataclass
 
+import copy
+
 import numpy as np
 
 from .errors import HandgradError
@@ -79,17 +81,21 @@ class GradcheckReport:
 
 
 def numerical_gradient(f, theta, step=STEP):
-    """Central differences of scalar ``f()`` with respect to array ``theta`` (perturbed in place, restored)."""
+    """Central differences of scalar ``f()`` with respect to array ``theta`` (perturbed in place, restored).
+
+    Entries are addressed by index, not through ``theta.reshape(-1)``: for a
+    non-contiguous ``theta`` (a transposed view, say) that reshape is a copy,
+    and perturbing the copy would leave ``f`` unchanged.
+    """
     grad = np.zeros(theta.shape, dtype=np.float64)
-    flat = theta.reshape(-1)
-    for i in range(flat.size):
-        original = flat[i]
-        flat[i] = original + step
+    for index in np.ndindex(theta.shape):
+        original = theta[index]
+        theta[index] = original + step
         plus = f()
-        flat[i] = original - step
+        theta[index] = original - step
         minus = f()
-        flat[i] = original
-        grad.flat[i] = (plus - minus) / (2 * step)
+        theta[index] = original
+        grad[index] = (plus - minus) / (2 * step)
     return grad
 
 
@@ -154,8 +160,7 @@ def gradcheck(target, *args, l2=0.0, seed=0, step=STEP, tolerance=TOLERANCE):
 
 
 def _check_model(model, loss, X, y, l2, step, tolerance):
-    model = model.astype(np.float64)
-    X = np.asarray(X, dtype=np.float64)
+    model = _float64_model(model)
     value, grads = loss_and_gradients(model, loss, X, y, l2=l2)
 
     def objective():
@@ -165,6 +170,29 @@ def _check_model(model, loss, X, y, l2, step, tolerance):
     for name, param, grad in zip(_parameter_names(model), model.parameters(), grads):
         rows.append(compare(name, grad, numerical_gradient(objective, param, step), value, step))
     return GradcheckReport(rows, tolerance)
+
+
+def _float64_model(model):
+    """A float64 copy of ``model`` that keeps user-defined layers.
+
+    ``Sequential.astype`` rebuilds layers from their configuration, which only
+    knows handgrad's own layer types; here other layers are deep-copied and
+    their parameters cast, so a model holding a student's layer can be checked.
+    """
+    layers = []
+    for layer in model.layers:
+        if isinstance(layer, Dense):
+            layers.append(Dense(layer.n_in, layer.n_out, dtype=np.float64))
+            continue
+        clone = copy.deepcopy(layer)
+        for name in clone.parameter_names:
+            setattr(clone, name, np.array(getattr(clone, name), dtype=np.float64))
+            setattr(clone, "d" + name, np.zeros_like(getattr(clone, name)))
+        layers.append(clone)
+    clone = Sequential(*layers)
+    for mine, theirs in zip(model.parameters(), clone.parameters()):
+        theirs[...] = mine
+    return clone
 
 
 def _parameter_names(model):

@@ -124,6 +124,16 @@ class SoftmaxBinaryCrossEntropy(Loss):
     ``t ≠ k*`` (bounded by 2) and ``w_{k*} = 0``, the sum is
     ``s_j (Σ_t w_t − w_j)`` plus, for ``j ≠ k*``, the ``t = k*`` term
     ``(1 − y_{k*}) exp(ln s_j − ln(1 − s_{k*}))``, whose exponent is ≤ 0.
+
+    At ``j = k*`` the form above cancels: for a confident correct row
+    (``s_{k*} = 1 − 1e-13``, ``y_{k*} = 1``) it subtracts numbers near 1 to get
+    a gradient near −1e-13.  Substituting ``1/(1 − s_t) = 1 + s_t/(1 − s_t)``
+    gives the same derivative without the cancellation,
+
+        ``∂C_r/∂z_{k*} = (1 − y_{k*}) − (1 − s_{k*}) + s_{k*} Σ_{t≠k*} y_t
+        − s_{k*} Σ_{t≠k*} w_t s_t``,
+
+    with ``1 − s_{k*} = exp(ln(1 − s_{k*}))`` from the forward pass.
     ``"mean"`` divides by n (samples, not classes).
     """
 
@@ -134,16 +144,18 @@ class SoftmaxBinaryCrossEntropy(Loss):
         rows = np.arange(n)
         top = Z.argmax(axis=1)                              # k*, the largest logit
         shifted = Z - Z[rows, top][:, None]                 # max shift: exponents ≤ 0
-        exps = np.exp(shifted)
-        lse = np.log(exps.sum(axis=1))                      # lse(z) − max z
-        log_s = shifted - lse[:, None]
-        s = np.exp(log_s)
-        with np.errstate(divide="ignore"):
-            log_1ms = np.log1p(-s)                          # accurate where s ≤ ½; k* redone below
         others = shifted.copy()
         others[rows, top] = -np.inf
         others_max = others.max(axis=1)
         lse_others = others_max + np.log(np.exp(others - others_max[:, None]).sum(axis=1))
+        # lse(z) − max z = ln(1 + e^{lse(z_{≠k*}) − max z}): through logaddexp
+        # (a log1p inside) rather than ln Σ e^{z−max}, whose sum rounds 1 + 1e-14
+        # and would leave ln s_{k*} ≈ −1e-14 with only two correct digits.
+        lse = np.logaddexp(0, lse_others)
+        log_s = shifted - lse[:, None]
+        s = np.exp(log_s)
+        with np.errstate(divide="ignore"):
+            log_1ms = np.log1p(-s)                          # accurate where s ≤ ½; k* redone below
         log_1ms[rows, top] = lse_others - lse               # ln(1 − s_{k*}) without cancellation
         Y = _target_matrix(y, m, Z.dtype)
         per_class = Y * log_s + (1 - Y) * log_1ms
@@ -163,6 +175,9 @@ class SoftmaxBinaryCrossEntropy(Loss):
         exponent[rows, top] = -np.inf                       # the t = k* term exists only for j ≠ k*
         via_top = (1 - y_top) * np.exp(exponent)
         grad = m * s - Y - s * (sum_w - w) - via_top
+        s_top = s[rows, top]
+        grad[rows, top] = ((1 - y_top[:, 0]) - np.exp(log_1ms[rows, top])
+                           + s_top * (Y.sum(axis=1) - y_top[:, 0]) - s_top * (w * s).sum(axis=1))
         if self.reduction == "mean":
             grad *= 1.0 / n
         if out is None:

@@ -75,10 +75,12 @@ def _check_labels(arr, n_classes):
     if arr.dtype.kind == "f":
         if not np.isfinite(arr).all() or (arr != np.round(arr)).any():
             raise DataError("y holds non-integer values; pass integer class labels 0..C-1")
-    labels = arr.astype(np.intp)
-    if labels.min() < 0 or labels.max() >= n_classes:
-        raise DataError(f"labels must lie in 0..{n_classes - 1} for a model with {n_classes} outputs, found {labels.min()}..{labels.max()}")
-    return labels
+    # The range is checked before the cast to intp: 1e30 or 2**63 would not
+    # survive the cast (a RuntimeWarning, then a wrapped, misleading value).
+    low, high = arr.min(), arr.max()
+    if low < 0 or high >= n_classes:
+        raise DataError(f"labels must lie in 0..{n_classes - 1} for a model with {n_classes} outputs, found {low:g}..{high:g}")
+    return arr.astype(np.intp)
 
 
 def one_hot(labels, n_classes, dtype):
