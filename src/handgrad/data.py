@@ -1,0 +1,298 @@
+"""Datasets as handgrad trains on them: raw features, integer labels, a fixed test set.
+
+``load_dataset`` accepts the name of a built-in dataset or the path of the
+user's own file:
+
+==================  ==========================================  ===============
+spec                source                                      test set
+==================  ==========================================  ===============
+``"digits"``        scikit-learn's embedded 8x8 digits (0..16)  stratified split
+``"mnist"``         original IDX files (see :mod:`.datasets`)   the official 10k
+``"fashion-mnist"`` original IDX files                          the official 10k
+``*.csv``           header + rows (see :mod:`.tabular`)         stratified split
+``*.npz``           arrays ``X`` and ``y``                      stratified split
+==================  ==========================================  ===============
+
+Features come back unscaled (pixels 0..255, digits 0..16); scaling is the job
+of :class:`handgrad.preprocessing.Preprocessor`, fitted on the training part.
+"""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import datasets
+from .errors import DataError
+from .idx import read_idx
+from .tabular import read_csv, read_csv_features, read_npz
+
+MAX_LABEL_CHARS = 256
+
+
+@dataclass
+class Dataset:
+    """A labelled dataset split into training and test parts.
+
+    Attributes
+    ----------
+    name : str
+        ``"digits"``, ``"mnist"``, ``"fashion-mnist"``, or the file's stem.
+    X_train, X_test : ndarray of shape (n_train, d), (n_test, d), float64
+        Raw feature values.
+    y_train, y_test : ndarray of shape (n_train,), (n_test,), intp
+        Class indices ``0..K-1``: ``classes[y]`` is the original label.
+    classes : ndarray of shape (K,)
+        Original labels, sorted (ints, or strings for text labels).
+    image_shape : tuple of int or None
+        ``(rows, cols)`` of each sample for image data.
+    feature_names : list of str or None
+        Column names of a CSV file.
+    kind : {"image", "tabular"}
+    """
+
+    name: str
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    classes: np.ndarray
+    image_shape: tuple | None
+    feature_names: list | None
+    kind: str
+
+    @property
+    def n_features(self):
+        return self.X_train.shape[1]
+
+    @property
+    def n_classes(self):
+        return len(self.classes)
+
+
+def load_dataset(spec, *, data_dir=None, target=None, download=True, test_fraction=0.2, seed=0):
+    """Load a built-in dataset or a ``.csv``/``.npz`` file.
+
+    Parameters
+    ----------
+    spec : str or Path
+        ``"digits"``, ``"mnist"``, ``"fashion-mnist"``, or a path ending in
+        ``.csv`` or ``.npz``.
+    data_dir : str or Path, optional
+        First folder searched for MNIST-style files (see :mod:`handgrad.datasets`).
+    target : str, optional
+        CSV only: the label column (default: the last column).
+    download : bool
+        Whether missing MNIST-style files may be downloaded.
+    test_fraction : float in [0, 1)
+        Share of each class held out as the test set (digits, CSV, NPZ).
+    seed : int
+        Seed of that split.
+
+    Returns
+    -------
+    Dataset
+    """
+    if not 0 <= test_fraction < 1:
+        raise DataError(f"test_fraction must be in [0, 1), got {test_fraction}; e.g. 0.2 holds out a fifth")
+    spec = os.fspath(spec)
+    suffix = Path(spec).suffix.lower()
+    if target is not None and suffix != ".csv":
+        raise DataError(f"target={target!r} names a CSV column, but {spec!r} is not a .csv file; drop --target")
+    if spec.lower() == "digits":
+        return _load_digits(test_fraction, seed)
+    if spec.lower() in datasets.DATASETS:
+        return _load_idx_dataset(spec.lower(), data_dir, download)
+    if suffix == ".csv":
+        X, labels, feature_names = read_csv(spec, target=target)
+        return _split_table(Path(spec).stem, X, labels, feature_names, test_fraction, seed, spec)
+    if suffix == ".npz":
+        arrays = read_npz(spec)
+        X = _check_table_features(arrays["X"], spec)
+        return _split_table(Path(spec).stem, X, arrays["y"], None, test_fraction, seed, spec)
+    raise DataError(f"unknown dataset {spec!r}; use digits, mnist, fashion-mnist, or a path ending in .csv or .npz")
+
+
+def load_features(path, *, feature_names=None):
+    """Read unlabelled samples for prediction.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``.csv`` (header; every column a feature unless ``feature_names``
+        picks some), ``.npz`` (array ``X``), or an IDX image file (gzip'd or raw).
+    feature_names : list of str, optional
+        CSV only: the columns to use, in this order.
+
+    Returns
+    -------
+    ndarray of shape (n, d), float64
+    """
+    path = os.fspath(path)
+    suffix = Path(path).suffix.lower()
+    if suffix == ".csv":
+        return read_csv_features(path, feature_names=feature_names)
+    if suffix == ".npz":
+        return _check_table_features(read_npz(path, keys=("X",))["X"], path)
+    images = read_idx(path)
+    if images.ndim < 2:
+        raise DataError(f"{path} holds a 1-D IDX array (labels?), not images; pass an images file such as t10k-images-idx3-ubyte.gz")
+    return _finite_features(images.reshape(images.shape[0], -1), path)
+
+
+# -- built-in datasets -------------------------------------------------------
+
+def _load_digits(test_fraction, seed):
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    y, classes = encode_labels(bunch.target, "digits")
+    train, test = stratified_split(y, test_fraction, seed)
+    X = bunch.data.astype(np.float64)
+    return Dataset("digits", X[train], y[train], X[test], y[test], classes,
+                   image_shape=(8, 8), feature_names=None, kind="image")
+
+
+def _load_idx_dataset(name, data_dir, download):
+    paths = datasets.locate(name, data_dir=data_dir, download=download)
+    X_train, shape = _idx_images(paths["train_images"])
+    X_test, test_shape = _idx_images(paths["test_images"])
+    if test_shape != shape:
+        raise DataError(f"{paths['test_images']} holds {test_shape} images but the training images are {shape}; use the files of one dataset")
+    y_train = _idx_labels(paths["train_labels"], len(X_train), paths["train_images"])
+    y_test = _idx_labels(paths["test_labels"], len(X_test), paths["test_images"])
+    return Dataset(name, X_train, y_train, X_test, y_test, np.arange(10),
+                   image_shape=shape, feature_names=None, kind="image")
+
+
+def _idx_images(path):
+    images = read_idx(path)
+    if images.ndim != 3 or images.shape[0] == 0:
+        raise DataError(f"{path} holds an array of shape {images.shape}, not a stack of images (n, rows, cols); check the file name")
+    return _finite_features(images.reshape(len(images), -1), path), images.shape[1:]
+
+
+def _idx_labels(path, n_images, images_path):
+    labels = read_idx(path)
+    if labels.ndim != 1:
+        raise DataError(f"{path} holds an array of shape {labels.shape}, not labels (n,); check the file name")
+    if len(labels) != n_images:
+        raise DataError(f"{path} has {len(labels)} labels but {images_path} has {n_images} images; use matching files")
+    if labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() > 9:
+        raise DataError(f"{path} holds labels outside the digits 0..9; the file is damaged, download it again")
+    return labels.astype(np.intp)
+
+
+# -- tables ------------------------------------------------------------------
+
+def _split_table(name, X, labels, feature_names, test_fraction, seed, path):
+    if len(labels) != len(X):
+        raise DataError(f"{path}: X has {len(X)} samples but y has {len(labels)} labels; pass one label per sample")
+    y, classes = encode_labels(labels, path)
+    train, test = stratified_split(y, test_fraction, seed)
+    return Dataset(name, X[train], y[train], X[test], y[test], classes,
+                   image_shape=None, feature_names=feature_names, kind="tabular")
+
+
+def _check_table_features(X, path):
+    if X.dtype.kind not in "biuf":
+        raise DataError(f"{path}: X has dtype {X.dtype}; features must be numbers, save X.astype(float)")
+    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+        raise DataError(f"{path}: X has shape {X.shape}; it must be 2-D (samples x features) and non-empty")
+    return _finite_features(X, path)
+
+
+def _finite_features(X, path):
+    """``X`` as float64, refusing NaN and inf (only float input can hold them)."""
+    if X.dtype.kind == "f" and not np.isfinite(X).all():
+        row, col = np.argwhere(~np.isfinite(X))[0]
+        raise DataError(f"{path}: feature value at row {row}, column {col} is NaN or infinite; replace or drop it")
+    return np.asarray(X, dtype=np.float64)
+
+
+def encode_labels(labels, source):
+    """Map labels to indices into their sorted distinct values.
+
+    Text that reads as integers (``"3"``) counts as integers, so a CSV's
+    label column gives the same classes as an integer ``y``.
+
+    Parameters
+    ----------
+    labels : list of str, or ndarray of shape (n,)
+        Integers, integral floats, booleans or strings.
+    source : str
+        Named in error messages.
+
+    Returns
+    -------
+    y : ndarray of shape (n,), intp
+        ``classes[y] == labels``.
+    classes : ndarray of shape (K,)
+        Sorted distinct labels (int64 or str), ``K >= 2``.
+    """
+    if isinstance(labels, list) or np.asarray(labels).dtype.kind == "U":
+        values = _text_labels(list(labels), source)
+    else:
+        values = _numeric_labels(np.asarray(labels), source)
+    if len(values) == 0:
+        raise DataError(f"{source} holds no samples; pass at least one sample per class")
+    classes, y = np.unique(values, return_inverse=True)
+    if len(classes) < 2:
+        raise DataError(f"{source} has a single class ({classes.tolist()[0]!r}); a classifier needs samples of at least two classes")
+    if classes.dtype == object:
+        classes = classes.astype(str)
+    return y.astype(np.intp), classes
+
+
+def _numeric_labels(labels, source):
+    if labels.ndim != 1:
+        raise DataError(f"{source}: labels have shape {labels.shape}; pass one label per sample, shape (n,)")
+    if labels.dtype.kind in "biu":
+        return labels.astype(np.int64)
+    if labels.dtype.kind == "f":
+        integral = np.isfinite(labels).all() and (labels == np.round(labels)).all() and (np.abs(labels) <= 2**53).all()
+        if not integral:
+            raise DataError(f"{source}: labels hold non-integer numbers; use integer or text class labels")
+        return labels.astype(np.int64)
+    raise DataError(f"{source}: labels have dtype {labels.dtype}; use integers or strings")
+
+
+def _text_labels(labels, source):
+    """Integers where every label is the text of one, else the strings themselves.
+
+    Strings stay Python objects until the distinct classes are known, so one
+    overlong label cannot make a fixed-width array of n copies of its width.
+    """
+    for text in labels:
+        if len(text) > MAX_LABEL_CHARS:
+            raise DataError(f"{source}: a label is {len(text)} characters long (limit {MAX_LABEL_CHARS}); is the label column the right one? Choose it with --target")
+    try:
+        return np.array([int(text) for text in labels], dtype=np.int64)
+    except (ValueError, OverflowError):
+        values = np.empty(len(labels), dtype=object)
+        values[:] = [str(text) for text in labels]
+        return values
+
+
+def stratified_split(y, test_fraction, seed):
+    """Indices of a seeded split that holds out ``test_fraction`` of every class.
+
+    Each class ``c`` of size ``n_c`` sends ``round(test_fraction * n_c)`` of its
+    samples, chosen by ``default_rng(seed)``, to the test set, but always keeps
+    at least one for training.  Both index arrays are sorted, so samples keep
+    their file order.
+
+    Returns
+    -------
+    train, test : ndarray of intp
+    """
+    rng = np.random.default_rng(seed)
+    test = []
+    for c in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == c))
+        n_test = min(int(round(test_fraction * len(members))), len(members) - 1)
+        test.append(members[:n_test])
+    test = np.sort(np.concatenate(test)).astype(np.intp)
+    train = np.setdiff1d(np.arange(len(y)), test).astype(np.intp)
+    return train, test

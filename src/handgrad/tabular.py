@@ -1,0 +1,245 @@
+"""The user's own tables: CSV files with a header, and NPZ archives of ``X`` and ``y``.
+
+Both readers return raw values; turning labels into class indices and
+splitting off a test set happen in :mod:`handgrad.data`.
+
+CSV: comma-separated, UTF-8, first line a header naming every column.  Feature
+cells must be finite numbers; the label column may hold integers or any text.
+
+NPZ: arrays ``X`` (samples x features, numeric) and ``y`` (one label per
+sample, numbers or strings).  The archive is parsed here rather than by
+``np.load``: ``np.load`` allocates each array from the size its header claims,
+before reading a byte of data, whereas this reader reads each member in bounded
+chunks and checks the real length against the claim, so a forged header cannot
+make it reserve memory.  Pickled (object) arrays are refused, never loaded.
+"""
+
+import csv
+import io
+import zipfile
+import zlib
+from math import prod
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError
+
+_CHUNK = 1 << 20
+_MAX_NAMES_SHOWN = 8
+
+
+# -- CSV ---------------------------------------------------------------------
+
+def read_csv(path, *, target=None):
+    """Read a labelled CSV file.
+
+    Parameters
+    ----------
+    path : str or Path
+    target : str, optional
+        Name of the label column; the last column when omitted.
+
+    Returns
+    -------
+    X : ndarray of shape (n, d), float64
+    labels : list of str, length n
+        The label column's cells, stripped of surrounding spaces.
+    feature_names : list of str, length d
+    """
+    header, rows, lines = _read_rows(path)
+    if len(header) < 2:
+        raise DataError(f"{path} has a single column {header[0]!r}; a labelled CSV needs feature columns and a label column, separated by commas")
+    if target is None:
+        label_col = len(header) - 1
+    elif target in header:
+        label_col = header.index(target)
+    else:
+        raise DataError(f"{path} has no column {target!r}; choose --target from: {_names(header)}")
+    feature_cols = [j for j in range(len(header)) if j != label_col]
+    X = _numeric_columns(path, header, rows, lines, feature_cols, hint="use --target to name a text label column")
+    labels = [row[label_col].strip() for row in rows]
+    for i, label in enumerate(labels):
+        if not label:
+            raise DataError(f"{path} line {lines[i]}: the label column {header[label_col]!r} is empty; fill in or drop that row")
+    return X, labels, [header[j] for j in feature_cols]
+
+
+def read_csv_features(path, *, feature_names=None):
+    """Read the feature columns of a CSV file (for prediction).
+
+    Every column is a feature unless ``feature_names`` is given; then exactly
+    those columns are taken, in that order, and others (a label column, an id)
+    are ignored.
+
+    Returns
+    -------
+    X : ndarray of shape (n, d), float64
+    """
+    header, rows, lines = _read_rows(path)
+    if feature_names is None:
+        cols = list(range(len(header)))
+    else:
+        absent = [name for name in feature_names if name not in header]
+        if absent:
+            raise DataError(f"{path} lacks the feature columns {_names(absent)}; the model was trained on {_names(feature_names)}")
+        cols = [header.index(name) for name in feature_names]
+    return _numeric_columns(path, header, rows, lines, cols, hint="keep only the feature columns the model was trained on")
+
+
+def _read_rows(path):
+    """Return the header, the data rows (lists of str) and each row's line number."""
+    text = _read_text(path)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+        if header is None or not any(cell.strip() for cell in header):
+            raise DataError(f"{path} is empty; a CSV needs a header line naming its columns, then one row per sample")
+        header = [cell.strip() for cell in header]
+        _check_header(path, header)
+        rows, lines = [], []
+        for row in reader:
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue  # blank lines carry no sample
+            if len(row) != len(header):
+                raise DataError(f"{path} line {reader.line_num} has {len(row)} fields but the header has {len(header)}; every row needs one value per column")
+            rows.append(row)
+            lines.append(reader.line_num)
+    except csv.Error as exc:
+        raise DataError(f"{path} line {reader.line_num} is not valid CSV ({exc}); check quotes and field lengths") from None
+    if not rows:
+        raise DataError(f"{path} has a header but no rows; add at least one sample per class")
+    return header, rows, lines
+
+
+def _read_text(path):
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path} does not exist; check the path") from None
+    except IsADirectoryError:
+        raise DataError(f"{path} is a folder; pass a .csv file") from None
+    except OSError as exc:
+        raise DataError(f"cannot read {path} ({exc.strerror or exc}); check its permissions") from None
+    try:
+        # utf-8-sig drops the byte-order mark that spreadsheet programs write.
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8 CSV") from None
+
+
+def _check_header(path, header):
+    if len(set(header)) != len(header):
+        repeated = sorted({name for name in header if header.count(name) > 1})
+        raise DataError(f"{path} repeats the column names {_names(repeated)}; give every column a distinct name")
+    if "" in header:
+        raise DataError(f"{path} has a column without a name (column {header.index('') + 1}); name every column in the header")
+    # A first line of numbers is a sample, not a header, unless it is the
+    # 0, 1, 2, ... that pandas writes for unnamed columns.
+    if all(_is_number(name) for name in header) and header != [str(j) for j in range(len(header))]:
+        raise DataError(f"{path} starts with numbers, not column names; add a header line such as 'x1,x2,...,label'")
+
+
+def _is_number(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _numeric_columns(path, header, rows, lines, cols, hint):
+    """Parse the cells of ``cols`` as finite float64; name the first bad cell otherwise."""
+    X = np.empty((len(rows), len(cols)), dtype=np.float64)
+    for k, j in enumerate(cols):
+        cells = [row[j] for row in rows]
+        try:
+            X[:, k] = np.array(cells, dtype=np.float64)
+        except ValueError:
+            _raise_first_bad_cell(path, header[j], cells, lines, hint)
+        if not np.isfinite(X[:, k]).all():
+            i = int(np.flatnonzero(~np.isfinite(X[:, k]))[0])
+            raise DataError(f"{path} line {lines[i]}, column {header[j]!r}: {cells[i].strip()!r} is not finite; replace NaN/inf with a number or drop the row")
+    return X
+
+
+def _raise_first_bad_cell(path, column, cells, lines, hint):
+    for i, cell in enumerate(cells):
+        if not cell.strip():
+            raise DataError(f"{path} line {lines[i]}, column {column!r}: missing value; fill it in or drop the row")
+        if not _is_number(cell):
+            raise DataError(f"{path} line {lines[i]}, column {column!r}: {_short(cell)!r} is not a number; features must be numeric ({hint})")
+    raise DataError(f"{path} column {column!r} holds values that are not numbers; features must be numeric")
+
+
+def _short(text, limit=40):
+    text = text.strip()
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _names(names):
+    shown = ", ".join(repr(_short(name)) for name in names[:_MAX_NAMES_SHOWN])
+    return shown + (f" and {len(names) - _MAX_NAMES_SHOWN} more" if len(names) > _MAX_NAMES_SHOWN else "")
+
+
+# -- NPZ ---------------------------------------------------------------------
+
+# zipfile and numpy's header parser signal damaged input through all of these.
+_ARCHIVE_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, zlib.error,
+                   NotImplementedError, RuntimeError, LookupError, ArithmeticError, SyntaxError, TypeError)
+
+
+def read_npz(path, keys=("X", "y")):
+    """Read the named arrays of an ``.npz`` file without pickle and without trusting headers.
+
+    Returns
+    -------
+    dict
+        ``key -> ndarray`` for each of ``keys``.
+
+    Raises
+    ------
+    DataError
+        Missing file, not a zip archive, a missing key, an object (pickled)
+        array, or a member whose data does not match its header.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = set(archive.namelist())
+            arrays = {}
+            for key in keys:
+                if key + ".npy" not in members:
+                    stored = sorted(name.removesuffix(".npy") for name in members)
+                    raise DataError(f"{path} has no array {key!r} (it holds {_names(stored) or 'nothing'}); save it with np.savez(path, X=X, y=y)")
+                with archive.open(key + ".npy") as member:
+                    arrays[key] = _read_npy(member, path, key)
+            return arrays
+    except FileNotFoundError:
+        raise DataError(f"{path} does not exist; check the path") from None
+    except IsADirectoryError:
+        raise DataError(f"{path} is a folder; pass an .npz file") from None
+    except DataError:
+        raise
+    except _ARCHIVE_ERRORS as exc:
+        raise DataError(f"{path} is not a readable .npz archive ({_short(str(exc), 80)}); save it with np.savez(path, X=X, y=y)") from None
+
+
+def _read_npy(member, path, key):
+    version = np.lib.format.read_magic(member)
+    if version == (1, 0):
+        shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(member)
+    else:
+        shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(member)
+    if dtype.hasobject:
+        raise DataError(f"{path}: array {key!r} holds Python objects, which are never unpickled; save numbers or fixed-width strings (e.g. y.astype(str))")
+    claimed = prod(shape) * dtype.itemsize
+    data = bytearray()
+    while len(data) <= claimed:
+        chunk = member.read(min(_CHUNK, claimed + 1 - len(data)))
+        if not chunk:
+            break
+        data += chunk
+    if len(data) != claimed:
+        raise DataError(f"{path}: array {key!r} has {len(data)}{'+' if len(data) > claimed else ''} bytes of data but its header {shape} {dtype} promises {claimed}; the file is damaged, save it again")
+    order = "F" if fortran_order else "C"
+    return np.frombuffer(data, dtype=dtype).reshape(shape, order=order)
