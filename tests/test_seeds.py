@@ -297,6 +297,37 @@ def test_seed001_formula_drops_the_mean_and_library_is_right():
         np.testing.assert_allclose(mine, theirs, **SAME)
 
 
+def test_seed001_step6_is_wrong_and_the_result_of_step7_is_right():
+    """Step (6) turns (5)'s Σ_{j≠i} Y'_j / y_j (−y_i y_j) into Σ_{j≠i} y'_i / y_i (−y_i y_j).
+
+    For one image, writing i for the class whose score is differentiated,
+    (6) reads −y'_i + y'_i y_i + Σ_{j≠i} y'_i y_j, which is identically 0 (the
+    y_j sum to 1).  Step (7)'s right-hand side −y'_i + y_i Σ_j y'_j is right.
+    """
+    W, b, X, Y_true = seed001_problem(1)
+    f0, y_true = W @ X[0] + b, Y_true[0]
+
+    def loss(f):
+        return -y_true @ np.log(softmax_vector(f))
+
+    def step6(f):
+        y = softmax_vector(f)
+        return [np.array([-y_true[i] + y_true[i] * y[i] + sum(y_true[i] * y[j] for j in range(3) if j != i)
+                          for i in range(3)])]
+
+    def step7(f):
+        y = softmax_vector(f)
+        return [-y_true + y * y_true.sum()]
+
+    np.testing.assert_allclose(step6(f0)[0], 0, atol=1e-15)
+    library = hg.SoftmaxCrossEntropy(reduction="sum")
+    library.forward(f0[None, :], y_true[None, :])
+    assert_wrong(hg.check_function(loss, step6, [f0]), step6(f0), [library.backward()[0]])
+    report = hg.check_function(loss, step7, [f0])
+    assert report.passed, str(report)
+    np.testing.assert_allclose(step7(f0)[0], library.backward()[0], **SAME)
+
+
 # ---------------------------------------------------------------------------
 # Seed 002: L layers with a generic activation, softmax output, and the
 # per-class binary cross-entropy of the softmax outputs summed over samples r:
