@@ -29,11 +29,22 @@ def objective_step(model, loss, X, y, l2):
     Gradients land in ``model.flat_gradients``; ``logits`` is the model's
     reused forward buffer.
     """
+    value, logits = data_gradient_step(model, loss, X, y, l2)
+    if l2:
+        model.flat_gradients[:model.n_decayed] += l2 * model.flat_parameters[:model.n_decayed]
+    return value, logits
+
+
+def data_gradient_step(model, loss, X, y, l2):
+    """Like :func:`objective_step`, but leaves out the decay term ``λ W`` of the gradient.
+
+    The training loop lets the optimizer add ``λ W`` in the same pass as its
+    update (``Optimizer.step_flat``) instead of sweeping the weights once more.
+    """
     logits = model.forward(X)
     value = loss.forward(logits, y)
     model.backward(loss.backward())
     if l2:
         weights = model.flat_parameters[:model.n_decayed]
         value += 0.5 * l2 * float(np.dot(weights, weights))
-        model.flat_gradients[:model.n_decayed] += l2 * weights
     return value, logits

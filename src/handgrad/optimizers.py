@@ -1,13 +1,20 @@
 """Optimizers: each owns its state and updates parameters in place in ``step``.
 
-``step(params, grads)`` takes matching lists of arrays; the training loop
-passes each model's single flat parameter vector, so one update touches the
-whole model in a few vectorised operations.  ``lr`` is a plain attribute that
-a learning-rate schedule may change between steps.
+``step(params, grads)`` takes matching lists of arrays.  The training loop
+calls ``step_flat`` instead, with each model's single flat parameter vector
+and the L2 decay, so one update touches the whole model: with Numba
+installed as one compiled pass (:mod:`handgrad._fused`), otherwise in a few
+vectorised NumPy operations; both give bit-identical results.  ``lr`` is a
+plain attribute that a learning-rate schedule may change between steps.
+
+Scalars enter the NumPy updates as Python floats, so every operation runs in
+the parameters' dtype (a NumPy float64 scalar would silently promote a
+float32 update to float64 and round it back).
 """
 
 import numpy as np
 
+from . import _fused
 from .errors import HandgradError
 
 
@@ -42,6 +49,30 @@ class Optimizer:
 
     def config(self):
         raise NotImplementedError
+
+    def step_flat(self, param, grad, l2=0.0, n_decayed=0):
+        """Add the L2 gradient ``λ θ`` to ``grad[:n_decayed]``, then ``step([param], [grad])``.
+
+        ``param`` and ``grad`` are a model's ``flat_parameters`` and
+        ``flat_gradients`` (weights first, see :class:`~handgrad.Sequential`).
+        Subclasses fuse the two into one pass where they can.
+        """
+        if l2 and n_decayed:
+            add_decay_gradient(param, grad, l2, n_decayed, self._decay_scratch(param, n_decayed))
+        self.step([param], [grad])
+
+    def _decay_scratch(self, param, n_decayed):
+        """A private buffer for ``λ θ`` (not optimizer state: never saved)."""
+        scratch = getattr(self, "_scratch", None)
+        if scratch is None or scratch.shape != (n_decayed,) or scratch.dtype != param.dtype:
+            scratch = self._scratch = np.empty(n_decayed, dtype=param.dtype)
+        return scratch
+
+
+def add_decay_gradient(param, grad, l2, n_decayed, scratch):
+    """``grad[:n] += λ param[:n]`` (the gradient of ``(λ/2)‖W‖²``) without allocating."""
+    np.multiply(param[:n_decayed], l2, out=scratch)
+    grad[:n_decayed] += scratch
 
 
 class SGD(Optimizer):
@@ -82,6 +113,16 @@ class SGD(Optimizer):
             tmp *= self.lr
             p -= tmp
 
+    def step_flat(self, param, grad, l2=0.0, n_decayed=0):
+        kernels = _fused.kernels()
+        if kernels is None or self.momentum == 0:
+            super().step_flat(param, grad, l2, n_decayed)
+            return
+        self._ensure_state([param], ("velocity", "scratch"))
+        cast = param.dtype.type
+        kernels.sgd_momentum(param, grad, self.state[0]["velocity"], n_decayed if l2 else 0, cast(l2),
+                             cast(self.lr), cast(self.momentum), self.nesterov)
+
     def config(self):
         return {"type": "SGD", "lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov}
 
@@ -115,9 +156,7 @@ class Adam(Optimizer):
         self._ensure_state(params, ("m", "v", "scratch"))
         self.t += 1
         b1, b2 = self.beta1, self.beta2
-        c1, c2 = 1 - b1 ** self.t, 1 - b2 ** self.t
-        step_size = self.lr * np.sqrt(c2) / c1
-        eps_hat = self.eps * np.sqrt(c2)
+        step_size, eps_hat = self._corrected()
         for p, g, s in zip(params, grads, self.state):
             m, v, tmp = s["m"], s["v"], s["scratch"]
             m *= b1
@@ -132,6 +171,24 @@ class Adam(Optimizer):
             np.divide(m, tmp, out=tmp)
             tmp *= step_size
             p -= tmp
+
+    def _corrected(self):
+        """``(η √c₂ / c₁, ε √c₂)`` for the current ``t``, as Python floats."""
+        c1, c2 = 1 - self.beta1 ** self.t, 1 - self.beta2 ** self.t
+        return self.lr * c2 ** 0.5 / c1, self.eps * c2 ** 0.5
+
+    def step_flat(self, param, grad, l2=0.0, n_decayed=0):
+        kernels = _fused.kernels()
+        if kernels is None:
+            super().step_flat(param, grad, l2, n_decayed)
+            return
+        self._ensure_state([param], ("m", "v", "scratch"))
+        self.t += 1
+        step_size, eps_hat = self._corrected()
+        state, cast = self.state[0], param.dtype.type
+        kernels.adam(param, grad, state["m"], state["v"], n_decayed if l2 else 0, cast(l2),
+                     cast(self.beta1), cast(self.beta2), cast(1 - self.beta1), cast(1 - self.beta2),
+                     cast(step_size), cast(eps_hat))
 
     def _counters(self):
         return {"t": self.t}

@@ -18,8 +18,8 @@ import numpy as np
 
 from .callbacks import Callback, EarlyStopping, EpochLogger
 from .errors import HandgradError, TrainingDiverged
-from .objective import objective_step
-from .optimizers import Adam
+from .objective import data_gradient_step, objective_step
+from .optimizers import Adam, Optimizer
 from .validation import check_features, check_targets
 
 _SPLIT, _SHUFFLE = 0, 1
@@ -183,7 +183,7 @@ def _run_epoch(ctx, data, batch_size, l2, lr_schedule, shuffle, batch_callbacks)
     X_buf = np.empty((batch_size, data.X.shape[1]), dtype=data.X.dtype)
     y_buf = np.empty((batch_size,) + data.y.shape[1:], dtype=data.y.dtype)
     total_loss, correct = 0.0, 0
-    params, grads = [model.flat_parameters], [model.flat_gradients]
+    step_gradients, step_optimizer = _step_functions(optimizer)
     start = time.perf_counter()
     for b in range(n_batches):
         idx = order[b * batch_size:(b + 1) * batch_size]
@@ -192,7 +192,7 @@ def _run_epoch(ctx, data, batch_size, l2, lr_schedule, shuffle, batch_callbacks)
         np.take(data.y, idx, axis=0, out=yb)
         if lr_schedule is not None:
             optimizer.lr = float(lr_schedule(ctx.epoch + b / n_batches))
-        value, logits = objective_step(model, loss, Xb, yb, l2)
+        value, logits = step_gradients(model, loss, Xb, yb, l2)
         if not np.isfinite(value):
             snapshot.restore()
             raise TrainingDiverged(
@@ -201,7 +201,7 @@ def _run_epoch(ctx, data, batch_size, l2, lr_schedule, shuffle, batch_callbacks)
                 history=ctx.history, epoch=ctx.epoch)
         correct += _count_correct(logits, yb)
         total_loss += value * len(idx)
-        optimizer.step(params, grads)
+        step_optimizer(model.flat_parameters, model.flat_gradients, l2, model.n_decayed)
         for cb in batch_callbacks:
             cb.on_batch_end(ctx, b, n_batches, value)
     seconds = time.perf_counter() - start
@@ -212,6 +212,22 @@ def _run_epoch(ctx, data, batch_size, l2, lr_schedule, shuffle, batch_callbacks)
             f"{ctx.epoch}; lower the learning rate (now {optimizer.lr:g})", history=ctx.history, epoch=ctx.epoch)
     return {"epoch": ctx.epoch, "train_loss": total_loss / n, "train_accuracy": correct / n,
             "lr": optimizer.lr, "seconds": seconds}
+
+
+def _step_functions(optimizer):
+    """``(gradients, update)`` for one minibatch step with this optimizer.
+
+    handgrad's optimizers add the decay gradient ``λW`` inside their update
+    pass (``step_flat``); any other object with ``step(params, grads)`` gets
+    the full objective gradient.
+    """
+    if isinstance(optimizer, Optimizer):
+        return data_gradient_step, optimizer.step_flat
+
+    def update(param, grad, l2, n_decayed):
+        optimizer.step([param], [grad])
+
+    return objective_step, update
 
 
 def _count_correct(logits, y):

@@ -1,0 +1,131 @@
+"""The training loop's fast paths agree with the plain NumPy reference.
+
+``fit`` lets handgrad's optimizers add the L2 gradient inside their update
+(``step_flat``), compiled by Numba when it is installed.  Both must reproduce
+``objective_step`` followed by ``step`` exactly, bit for bit.
+"""
+
+import numpy as np
+import pytest
+
+import handgrad as hg
+from handgrad import _fused
+from handgrad.objective import data_gradient_step, objective_step
+
+OPTIMIZERS = {
+    "adam": lambda: hg.Adam(3e-3),
+    "sgd": lambda: hg.SGD(0.05),
+    "momentum": lambda: hg.SGD(0.05, momentum=0.9),
+    "nesterov": lambda: hg.SGD(0.05, momentum=0.9, nesterov=True),
+}
+
+
+@pytest.fixture(params=["numba", "numpy"])
+def kernel_path(request, monkeypatch):
+    """Run a test once with the compiled kernels and once with NumPy alone."""
+    if request.param == "numba":
+        pytest.importorskip("numba", reason="the compiled kernels need the optional numba package")
+        monkeypatch.setattr(_fused, "_kernels", _fused._UNLOADED)
+        monkeypatch.delenv("HANDGRAD_NO_NUMBA", raising=False)
+        assert _fused.kernels() is not None
+    else:
+        monkeypatch.setattr(_fused, "_kernels", None)
+    return request.param
+
+
+def _problem(dtype, rng):
+    X = rng.standard_normal((40, 6)).astype(dtype)
+    y = rng.integers(0, 3, 40)
+    return X, y
+
+
+def _reference_steps(model, optimizer, X, y, l2, steps):
+    for _ in range(steps):
+        objective_step(model, hg.SoftmaxCrossEntropy(), X, y, l2)
+        optimizer.step([model.flat_parameters], [model.flat_gradients])
+
+
+def _flat_steps(model, optimizer, X, y, l2, steps):
+    for _ in range(steps):
+        data_gradient_step(model, hg.SoftmaxCrossEntropy(), X, y, l2)
+        optimizer.step_flat(model.flat_parameters, model.flat_gradients, l2, model.n_decayed)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("l2", [0.0, 0.03])
+def test_step_flat_matches_step_bit_for_bit(kernel_path, name, dtype, l2, rng):
+    X, y = _problem(dtype, rng)
+    reference = hg.mlp(6, [8, 5], 3, dtype=dtype, seed=3)
+    fused = hg.mlp(6, [8, 5], 3, dtype=dtype, seed=3)
+    ref_opt, fused_opt = OPTIMIZERS[name](), OPTIMIZERS[name]()
+    _reference_steps(reference, ref_opt, X, y, l2, steps=7)
+    _flat_steps(fused, fused_opt, X, y, l2, steps=7)
+    np.testing.assert_array_equal(fused.flat_parameters, reference.flat_parameters)
+    # the gradient left behind includes the decay term, as objective_step leaves it
+    np.testing.assert_array_equal(fused.flat_gradients, reference.flat_gradients)
+    for ref_state, fused_state in zip(ref_opt.state, fused_opt.state):
+        for key in ("m", "v", "velocity"):
+            if key in ref_state:
+                np.testing.assert_array_equal(fused_state[key], ref_state[key])
+    assert fused_opt.state_dict().keys() == ref_opt.state_dict().keys()
+
+
+class _PlainAdam:
+    """An optimizer handgrad does not know: ``step(params, grads)`` and its state, no ``step_flat``."""
+
+    def __init__(self, lr):
+        self.inner = hg.Adam(lr)
+        self.lr = lr
+
+    def step(self, params, grads):
+        self.inner.lr = self.lr
+        self.inner.step(params, grads)
+
+    def state_dict(self):
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state):
+        self.inner.load_state_dict(state)
+
+
+def test_fit_with_handgrad_optimizer_equals_fit_with_foreign_optimizer(kernel_path, rng):
+    X, y = _problem(np.float32, rng)
+    kwargs = dict(epochs=3, batch_size=16, l2=1e-2, seed=5, lr_schedule=hg.schedules.cosine(1e-2, 3))
+    native, foreign = hg.mlp(6, [8], 3, seed=1), hg.mlp(6, [8], 3, seed=1)
+    h_native = hg.fit(native, hg.SoftmaxCrossEntropy(), X, y, optimizer=hg.Adam(1e-2), **kwargs)
+    h_foreign = hg.fit(foreign, hg.SoftmaxCrossEntropy(), X, y, optimizer=_PlainAdam(1e-2), **kwargs)
+    np.testing.assert_array_equal(native.flat_parameters, foreign.flat_parameters)
+    assert h_native["train_loss"] == h_foreign["train_loss"]
+
+
+def test_fused_kernels_equal_numpy_kernels_over_a_whole_fit(monkeypatch, rng):
+    pytest.importorskip("numba", reason="the compiled kernels need the optional numba package")
+    X, y = _problem(np.float32, rng)
+    results = []
+    for kernels in (_fused._UNLOADED, None):
+        monkeypatch.setattr(_fused, "_kernels", kernels)
+        model = hg.mlp(6, [8, 8], 3, seed=2)
+        hg.fit(model, hg.SoftmaxCrossEntropy(), X, y, optimizer=hg.Adam(1e-2), epochs=4, batch_size=8,
+               l2=1e-3, seed=0)
+        results.append(model.get_weights())
+    np.testing.assert_array_equal(results[0], results[1])
+
+
+def test_buffers_do_not_leak_between_batch_sizes(rng):
+    model = hg.mlp(6, [8, 5], 3, seed=4)
+    X, y = _problem(np.float64, rng)
+    loss = hg.SoftmaxCrossEntropy()
+    small_value, small_grads = hg.loss_and_gradients(model, loss, X[:7], y[:7], l2=0.1)
+    hg.loss_and_gradients(model, loss, X, y, l2=0.1)          # a larger batch in between
+    value, grads = hg.loss_and_gradients(model, loss, X[:7], y[:7], l2=0.1)
+    assert value == small_value
+    for g, ref in zip(grads, small_grads):
+        np.testing.assert_array_equal(g, ref)
+    assert model.predict(X[:3]).tolist() == model.predict(X)[:3].tolist()
+
+
+def test_disabling_numba_by_environment_variable(monkeypatch):
+    monkeypatch.setattr(_fused, "_kernels", _fused._UNLOADED)
+    monkeypatch.setenv("HANDGRAD_NO_NUMBA", "1")
+    assert _fused.kernels() is None
