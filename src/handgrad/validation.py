@@ -38,10 +38,14 @@ def check_features(X, dtype, n_features=None, name="X"):
         raise DataError(f"{name} has no features (shape {arr.shape}); pass at least one column")
     if n_features is not None and arr.shape[1] != n_features:
         raise DataError(f"{name} has {arr.shape[1]} features but the model expects {n_features}; pass data with the same columns as in training")
-    out = np.ascontiguousarray(arr, dtype=dtype)
+    with np.errstate(over="ignore"):        # finite values beyond float32's range are reported below
+        out = np.ascontiguousarray(arr, dtype=dtype)
     if not np.isfinite(out).all():
-        bad = np.argwhere(~np.isfinite(out))[0]
-        raise DataError(f"{name} contains NaN or inf (first at row {bad[0]}, column {bad[1]}); remove or impute those values")
+        row, col = np.argwhere(~np.isfinite(out))[0]
+        if np.isfinite(arr[row, col]):
+            raise DataError(f"{name} holds {arr[row, col]:g} at row {row}, column {col}, too large for "
+                            f"{np.dtype(dtype).name}; rescale the features or train in float64")
+        raise DataError(f"{name} contains NaN or inf (first at row {row}, column {col}); remove or impute those values")
     return out
 
 
