@@ -123,14 +123,7 @@ def locate(name, *, data_dir=None, download=True, mirror=None, timeout=DOWNLOAD_
     found = {role: _find(dirs, spec.folder, file_name) for role, (file_name, _) in spec.files.items()}
     missing = [role for role, path in found.items() if path is None]
     if missing and download:
-        failures = []
-        target = cache_dir() / spec.folder
-        for role in missing:
-            file_name, sha256 = spec.files[role]
-            try:
-                found[role] = _download_from_mirrors(_mirror_urls(spec, mirror), file_name, sha256, target, timeout)
-            except _Unreachable as exc:
-                failures.append(str(exc))
+        failures = _download_missing(spec, missing, found, _mirror_urls(spec, mirror), timeout)
         missing = [role for role, path in found.items() if path is None]
         if missing:
             raise DataError(_missing_message(name, spec, missing, dirs, reason=f"download failed: {failures[0]}"))
@@ -161,19 +154,28 @@ def _missing_message(name, spec, missing, dirs, reason):
             f"(or pass --data-dir / set HANDGRAD_DATA to a folder holding {spec.folder}/)")
 
 
-class _Unreachable(Exception):
-    """No mirror delivered a file (network errors only; a bad checksum is a DataError)."""
+def _download_missing(spec, missing, found, urls, timeout):
+    """Download each missing file into the cache, filling ``found``; return the failures.
 
-
-def _download_from_mirrors(urls, file_name, sha256, target, timeout):
-    errors = []
-    for base in urls:
-        url = base + file_name
-        try:
-            return download(url, target / file_name, sha256, timeout=timeout)
-        except NETWORK_ERRORS as exc:
-            errors.append(f"{url}: {getattr(exc, 'reason', exc)}")
-    raise _Unreachable("; ".join(errors))
+    A mirror that cannot be reached at all is not asked again for the next
+    file, so an offline machine fails after one timeout per mirror, not one per file.
+    """
+    target = cache_dir() / spec.folder
+    unreachable, failures = set(), []
+    for role in missing:
+        file_name, sha256 = spec.files[role]
+        for base in urls:
+            if base in unreachable:
+                continue
+            url = base + file_name
+            try:
+                found[role] = download(url, target / file_name, sha256, timeout=timeout)
+                break
+            except NETWORK_ERRORS as exc:
+                failures.append(f"{url}: {getattr(exc, 'reason', exc)}")
+                if not isinstance(exc, urllib.error.HTTPError):
+                    unreachable.add(base)
+    return failures
 
 
 def download(url, destination, sha256, *, timeout=DOWNLOAD_TIMEOUT):
