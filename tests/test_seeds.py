@@ -170,6 +170,21 @@ def test_seed000_network_and_l2_match_library():
         np.testing.assert_allclose(grads[3], grads_no_l2[3], **SAME)
 
 
+def test_seed000_average_of_per_sample_losses_is_the_mean_objective():
+    """Averaging L = −log S_y + ½λΣW² over samples gives reduction="mean" with l2=λ:
+    the ½λΣW² term is the same in every sample, so the average keeps it once."""
+    params, X, y = seed000_problem()
+    W1, b1, W2, b2 = params
+    model = build([dense(3, 3), hg.Sigmoid(), dense(3, 3)], params)
+    value, grads = hg.loss_and_gradients(model, hg.SoftmaxCrossEntropy(reduction="mean"), X, y, l2=LAMBDA)
+    assert value == pytest.approx(np.mean([seed000_loss(*params, x, label) for x, label in zip(X, y)]), rel=1e-12)
+    per_sample = []
+    for x, label in zip(X, y):
+        sigma, S = seed000_forward(W1, b1, W2, b2, x)
+        per_sample.append(seed000_hidden_gradient_corrected(W1, W2, sigma, S, label, x))
+    np.testing.assert_allclose(np.mean(per_sample, axis=0), grads[0], **SAME)
+
+
 def test_seed000_output_formula_holds_when_X_is_the_hidden_activation():
     params, X, y = seed000_problem()
     W1, b1, W2, b2 = params
