@@ -1,0 +1,192 @@
+"""The user's own data: CSV and NPZ through load_dataset and load_features."""
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+
+from handgrad.data import encode_labels, load_dataset, load_features
+from handgrad.errors import DataError
+
+
+def write_csv(tmp_path, text, name="data.csv"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+IRIS_LIKE = "sepal,petal,species\n" + "".join(
+    f"{i * 0.5},{i % 3 + 0.25},{['setosa', 'virginica', 'versicolor'][i % 3]}\n" for i in range(30))
+
+
+def test_csv_with_text_labels_gives_sorted_classes_and_indices(tmp_path):
+    ds = load_dataset(write_csv(tmp_path, IRIS_LIKE), test_fraction=0.2, seed=1)
+    assert ds.name == "data" and ds.kind == "tabular" and ds.image_shape is None
+    assert ds.feature_names == ["sepal", "petal"]
+    assert ds.classes.tolist() == ["setosa", "versicolor", "virginica"]
+    X = np.vstack([ds.X_train, ds.X_test])
+    labels = ds.classes[np.concatenate([ds.y_train, ds.y_test])]
+    # Each row keeps its own label: row i has sepal 0.5 i and species i mod 3.
+    expected = np.array(["setosa", "virginica", "versicolor"])[(X[:, 0] / 0.5).astype(int) % 3]
+    np.testing.assert_array_equal(labels, expected)
+    assert np.bincount(ds.y_test).tolist() == [2, 2, 2]
+
+
+def test_csv_target_column_can_be_anywhere(tmp_path):
+    path = write_csv(tmp_path, "label,a,b\n1,0.5,2\n0,1.5,3\n1,2.5,4\n0,3.5,5\n")
+    ds = load_dataset(path, target="label", test_fraction=0)
+    assert ds.feature_names == ["a", "b"]
+    np.testing.assert_array_equal(ds.classes, [0, 1])
+    np.testing.assert_array_equal(ds.y_train, [1, 0, 1, 0])
+    np.testing.assert_array_equal(ds.X_train[:, 0], [0.5, 1.5, 2.5, 3.5])
+
+
+def test_integer_text_labels_sort_numerically(tmp_path):
+    path = write_csv(tmp_path, "x,y\n1,10\n2,9\n3,10\n4,9\n5,100\n6,100\n")
+    ds = load_dataset(path, test_fraction=0)
+    assert ds.classes.tolist() == [9, 10, 100]
+
+
+def test_csv_tolerates_bom_quotes_spaces_and_blank_lines(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes('\ufeff"a", b ,"the label"\r\n 1.5 ,2,"x, y"\r\n\r\n3,4e1,z\r\n'.encode("utf-8"))
+    ds = load_dataset(path, test_fraction=0)
+    assert ds.feature_names == ["a", "b"]
+    np.testing.assert_array_equal(ds.X_train, [[1.5, 2], [3, 40]])
+    assert ds.classes.tolist() == ["x, y", "z"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "is empty"),
+    ("a,b,label\n", "no rows"),
+    ("a,b,label\n1,2,x\n3,4,x\n", "single class"),
+    ("a,b,label\n1,,x\n3,4,y\n", "line 2, column 'b': missing value"),
+    ("a,b,label\n1,2,x\n3,four,y\n", "line 3, column 'b': 'four' is not a number"),
+    ("a,b,label\n1,2,x\n3,nan,y\n", "line 3, column 'b': 'nan' is not finite"),
+    ("a,b,label\n1,2,x\n3,-inf,y\n", "not finite"),
+    ("a,b,label\n1,2,x\n3,4\n", "line 3 has 2 fields but the header has 3"),
+    ("a,b,label\n1,2,\n3,4,y\n", "label column 'label' is empty"),
+    ("a,a,label\n1,2,x\n3,4,y\n", "repeats the column names 'a'"),
+    ("a,,label\n1,2,x\n3,4,y\n", "column without a name"),
+    ("1,2,0\n3,4,1\n", "starts with numbers"),
+    ("a;b;label\n1;2;x\n", "single column"),
+])
+def test_bad_csv_files_raise_one_line_data_errors(tmp_path, text, message):
+    with pytest.raises(DataError, match=message) as info:
+        load_dataset(write_csv(tmp_path, text))
+    assert "\n" not in str(info.value)
+
+
+def test_pandas_default_header_is_accepted(tmp_path):
+    ds = load_dataset(write_csv(tmp_path, "0,1,2\n1.5,2,a\n3,4,b\n"), test_fraction=0)
+    assert ds.feature_names == ["0", "1"]
+
+
+def test_missing_target_column_lists_the_columns(tmp_path):
+    with pytest.raises(DataError, match="no column 'kind'; choose --target from: 'sepal', 'petal', 'species'"):
+        load_dataset(write_csv(tmp_path, IRIS_LIKE), target="kind")
+
+
+def test_non_utf8_and_missing_files_are_data_errors(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("a,b,label\n1,2,caf\xe9\n".encode("latin-1"))
+    with pytest.raises(DataError, match="not UTF-8"):
+        load_dataset(path)
+    with pytest.raises(DataError, match="does not exist"):
+        load_dataset(tmp_path / "absent.csv")
+    with pytest.raises(DataError, match="does not exist"):
+        load_dataset(tmp_path / "absent.npz")
+
+
+def test_overlong_text_label_is_refused(tmp_path):
+    text = "a,label\n1,x\n2," + "y" * 1000 + "\n"
+    with pytest.raises(DataError, match="1000 characters long"):
+        load_dataset(write_csv(tmp_path, text))
+
+
+def test_load_features_takes_all_columns_or_the_named_ones(tmp_path):
+    path = write_csv(tmp_path, "id,b,a,species\n7,2,1,cat\n8,4,3,dog\n")
+    np.testing.assert_array_equal(load_features(path, feature_names=["a", "b"]), [[1, 2], [3, 4]])
+    with pytest.raises(DataError, match="column 'species': 'cat' is not a number"):
+        load_features(path)
+    with pytest.raises(DataError, match="lacks the feature columns 'c'"):
+        load_features(path, feature_names=["a", "c"])
+    plain = write_csv(tmp_path, "u,v\n1,2\n3,4\n5,6\n", name="plain.csv")
+    np.testing.assert_array_equal(load_features(plain), [[1, 2], [3, 4], [5, 6]])
+
+
+def test_csv_and_npz_of_the_same_data_load_identically(tmp_path, rng):
+    X = rng.normal(size=(40, 3))
+    y = rng.integers(0, 3, 40)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    rows = "".join(",".join(repr(float(v)) for v in row) + f",{label}\n" for row, label in zip(X, y))
+    csv_ds = load_dataset(write_csv(tmp_path, "a,b,c,y\n" + rows, name="d.csv"), seed=5)
+    npz_ds = load_dataset(tmp_path / "d.npz", seed=5)
+    for field in ("X_train", "y_train", "X_test", "y_test", "classes"):
+        np.testing.assert_array_equal(getattr(csv_ds, field), getattr(npz_ds, field))
+    assert npz_ds.feature_names is None and npz_ds.name == "d"
+
+
+def test_npz_string_and_float_labels(tmp_path):
+    X = np.arange(12.0).reshape(6, 2)
+    np.savez(tmp_path / "s.npz", X=X, y=np.array(["b", "a", "b", "a", "c", "c"]))
+    assert load_dataset(tmp_path / "s.npz").classes.tolist() == ["a", "b", "c"]
+    np.savez(tmp_path / "f.npz", X=X, y=np.array([1.0, 2.0, 1.0, 2.0, 1.0, 2.0]))
+    assert load_dataset(tmp_path / "f.npz").classes.tolist() == [1, 2]
+    np.savez(tmp_path / "g.npz", X=X, y=np.array([0.5, 1.0, 0.5, 1.0, 0.5, 1.0]))
+    with pytest.raises(DataError, match="non-integer"):
+        load_dataset(tmp_path / "g.npz")
+
+
+def test_npz_fortran_order_and_big_endian_arrays_read_correctly(tmp_path, rng):
+    X = np.asfortranarray(rng.normal(size=(5, 3))).astype(">f4")
+    np.savez(tmp_path / "f.npz", X=X, y=np.array([0, 1, 0, 1, 1]))
+    np.testing.assert_array_equal(load_features(tmp_path / "f.npz"), X.astype(np.float64))
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"X": np.zeros((3, 2))}, "no array 'y'"),
+    ({"X": np.zeros(3), "y": np.arange(3)}, "must be 2-D"),
+    ({"X": np.zeros((0, 2)), "y": np.arange(0)}, "must be 2-D .* non-empty"),
+    ({"X": np.zeros((3, 2)), "y": np.arange(4)}, "X has 3 samples but y has 4"),
+    ({"X": np.array([["a", "b"]] * 3), "y": np.arange(3)}, "features must be numbers"),
+    ({"X": np.array([[1, np.nan]] * 3), "y": np.arange(3)}, "NaN or infinite"),
+    ({"X": np.zeros((3, 2)), "y": np.zeros(3)}, "single class"),
+    ({"X": np.zeros((3, 2)), "y": np.zeros((3, 1))}, r"shape \(3, 1\)"),
+    ({"X": np.zeros((3, 2), dtype=object), "y": np.arange(3)}, "Python objects, which are never unpickled"),
+    ({"X": np.zeros((3, 2)), "y": np.array([1, "a", None], dtype=object)}, "never unpickled"),
+])
+def test_bad_npz_files_raise_data_errors(tmp_path, arrays, message):
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(DataError, match=message):
+        load_dataset(tmp_path / "bad.npz")
+
+
+def test_npz_that_is_not_a_zip_or_is_truncated(tmp_path):
+    (tmp_path / "text.npz").write_text("hello")
+    with pytest.raises(DataError, match="not a readable .npz"):
+        load_dataset(tmp_path / "text.npz")
+    buffer = io.BytesIO()
+    np.savez(buffer, X=np.zeros((100, 4)), y=np.arange(100) % 2)
+    (tmp_path / "cut.npz").write_bytes(buffer.getvalue()[:900])
+    with pytest.raises(DataError):
+        load_dataset(tmp_path / "cut.npz")
+
+
+def test_npz_header_claiming_a_huge_array_is_refused_without_allocating(tmp_path):
+    member = io.BytesIO()
+    np.lib.format.write_array_header_1_0(member, {"descr": "<f8", "fortran_order": False, "shape": (10**12, 3)})
+    member.write(np.zeros(6).tobytes())
+    with zipfile.ZipFile(tmp_path / "huge.npz", "w") as archive:
+        archive.writestr("X.npy", member.getvalue())
+        archive.writestr("y.npy", member.getvalue())
+    with pytest.raises(DataError, match="48 bytes of data but its header"):
+        load_dataset(tmp_path / "huge.npz")
+
+
+def test_encode_labels_round_trips_through_classes():
+    labels = np.array([3, -1, 3, 7])
+    y, classes = encode_labels(labels, "test")
+    np.testing.assert_array_equal(classes[y], labels)
+    assert y.dtype == np.intp and classes.tolist() == [-1, 3, 7]
