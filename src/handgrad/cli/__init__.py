@@ -1,0 +1,74 @@
+"""The ``handgrad`` command: train, evaluate, predict, check.
+
+Every user mistake (a :class:`~handgrad.errors.HandgradError`, or an
+``OSError`` from a file that cannot be read or written) ends as one line on
+stderr naming the problem and the fix, with exit code 2 and no traceback
+(``--debug`` shows it).  Ctrl-C and SIGTERM end with 130 and 143 after the
+command has saved what it can (see :mod:`.interrupts`).
+"""
+
+import argparse
+import sys
+import traceback
+
+from handgrad import __version__
+from handgrad.errors import HandgradError
+from . import check, evaluate, predict, train
+from .interrupts import Interrupted, guard
+
+EXAMPLES = """\
+examples:
+  handgrad train                                 train on digits with its preset
+  handgrad train --dataset mnist --data-dir ../shared/data --hidden 256,128
+  handgrad evaluate handgrad-out/model.npz
+  handgrad predict handgrad-out/model.npz samples.csv --out predictions.csv
+  handgrad check
+
+Run 'handgrad COMMAND --help' for the options of each command.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line and exit with 2, like every other error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser():
+    parser = _Parser(prog="handgrad", description="Neural-network classifiers trained by hand-derived backpropagation.",
+                     epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"handgrad {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for module in (train, evaluate, predict, check):
+        module.add_parser(commands, [common])
+    return parser
+
+
+def main(argv=None):
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    guard.install()
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return 2
+        return args.run(args)
+    except Interrupted as stop:
+        print(f"handgrad: interrupted by {stop.name}; {stop.note}", file=sys.stderr)
+        return stop.exit_code
+    except (HandgradError, OSError) as exc:
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        print(f"handgrad {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+
+
+def _one_line(exc):
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}:{where}; check the path and its permissions"
+    return " ".join(str(exc).split())

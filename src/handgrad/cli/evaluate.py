@@ -1,0 +1,89 @@
+"""``handgrad evaluate``: accuracy, per-class precision and recall, confusion matrix."""
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from handgrad.errors import DataError
+from handgrad.modelfile import load_model
+from .common import check_writable, describe, labels_in_model_order, model_features
+
+EXAMPLES = """\
+examples:
+  handgrad evaluate handgrad-out/model.npz                  the model's own held-out test set
+  handgrad evaluate model.npz --dataset mnist --data-dir ../shared/data
+  handgrad evaluate model.npz --dataset new-rows.csv --split all --plots report/
+
+Without --dataset, the model is evaluated on the test split of the data it was
+trained on (the same split that train reported).  Labels of another file must be
+among the model's classes.
+"""
+
+
+def add_parser(subparsers, parents):
+    p = subparsers.add_parser(
+        "evaluate", parents=parents, help="report a model's accuracy on a labelled dataset",
+        description="Evaluate a model file: accuracy, per-class precision/recall and the confusion matrix.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", metavar="MODEL", help="model (or checkpoint) file written by handgrad train")
+    p.add_argument("--dataset", help="digits, mnist, fashion-mnist, PATH.csv or PATH.npz (default: the training data)")
+    p.add_argument("--data-dir", help="folder holding mnist/ and fashion-mnist/")
+    p.add_argument("--target", help="CSV label column (default: the training run's, else the last column)")
+    p.add_argument("--split", choices=("test", "train", "all"), default="test",
+                   help="which part of the dataset to evaluate on (default: test)")
+    p.add_argument("--plots", metavar="DIR", help="also write confusion_matrix.png into DIR")
+    p.set_defaults(run=run_evaluate)
+
+
+def run_evaluate(args):
+    from handgrad.data import load_dataset
+    from handgrad.metrics import confusion_matrix, format_report
+
+    if args.plots:
+        check_writable(args.plots, "--plots", folder=True)
+    loaded = load_model(args.model)
+    trained = loaded.settings
+    spec = args.dataset or trained.get("dataset")
+    if spec is None:
+        spec = "digits"
+    same = _same_dataset(spec, trained.get("dataset"))
+    target = args.target if args.target is not None else (trained.get("target") if same else None)
+    test_fraction = trained.get("test_fraction", 0.2) if same else 0.2
+    dataset = load_dataset(spec, data_dir=args.data_dir or trained.get("data_dir"), target=target,
+                           test_fraction=test_fraction)
+    X, y = _split(dataset, args.split)
+    source = f"{spec} ({args.split} split)"
+    X = model_features(loaded, X, source)
+    y = labels_in_model_order(y, dataset.classes.tolist(), loaded.classes, source)
+    n_classes = loaded.model.n_outputs
+    cm = confusion_matrix(y, loaded.model.predict(X), n_classes)
+    names = [str(c) for c in loaded.classes]
+    print(f"model {args.model}: {describe(loaded.model)}, loss {loaded.loss.config()['type']}")
+    print(f"data {source}: {len(y)} samples")
+    print(format_report(cm, names))
+    if args.plots:
+        from handgrad.plots import plot_confusion_matrix
+
+        path = Path(args.plots) / "confusion_matrix.png"
+        plot_confusion_matrix(cm, names, path)
+        print(f"confusion matrix plot written to {path}")
+    return 0
+
+
+def _same_dataset(spec, trained_spec):
+    if trained_spec is None:
+        return False
+    if spec.lower() == str(trained_spec).lower():
+        return True
+    return Path(spec).expanduser().absolute() == Path(trained_spec)
+
+
+def _split(dataset, split):
+    if split == "train":
+        return dataset.X_train, dataset.y_train
+    if split == "test":
+        if not len(dataset.X_test):
+            raise DataError("the dataset has no test split; pass --split all or --split train")
+        return dataset.X_test, dataset.y_test
+    return np.concatenate([dataset.X_train, dataset.X_test]), np.concatenate([dataset.y_train, dataset.y_test])

@@ -1,0 +1,387 @@
+"""``handgrad train``: fit a classifier on a dataset and write the model file and plots.
+
+The run in order: settings (flags over the dataset's preset, or a
+checkpoint's for ``--resume``), output paths checked, data loaded and
+preprocessed, ``hg.fit`` with a :class:`Recorder` callback, then the test
+accuracy, the model file, the metrics log and the plots.
+
+Faults.  The Recorder keeps, in memory, everything a checkpoint holds as of
+the end of the last finished epoch.  On Ctrl-C or SIGTERM that state is
+written as a checkpoint (atomically, signals deferred) and the process exits
+with 130 or 143; on a diverging loss it is written too, nothing else is, and
+the exit code is 2.  ``--resume`` continues from a checkpoint with
+``fit(initial_epoch=..., history=...)``; since every shuffle is seeded by
+``(seed, epoch)``, the resumed run ends with exactly the weights of an
+uninterrupted one (same seed, same thread count).
+"""
+
+import argparse
+import hashlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import handgrad as hg
+from handgrad.errors import HandgradError, TrainingDiverged
+from handgrad.modelfile import load_checkpoint, save_checkpoint, save_model
+from . import settings as S
+from .common import check_writable, describe, write_text
+from .interrupts import Interrupted, guard
+
+DEFAULT_OUT = Path("handgrad-out") / "model.npz"
+
+EXAMPLES = """\
+examples:
+  handgrad train                                  digits, its preset; writes handgrad-out/
+  handgrad train --dataset mnist --data-dir ../shared/data
+  handgrad train --dataset iris.csv --target species --hidden 32,16 --epochs 200
+  handgrad train --hidden 256,128 --activation tanh --optimizer sgd --lr 0.05 --momentum 0.9
+  handgrad train --epochs 40 --checkpoint-every 5 --out runs/a.npz --log runs/a.jsonl
+  handgrad train --resume runs/a.ckpt.npz          continue an interrupted run exactly
+
+Unset flags take the dataset's preset (see handgrad/presets.py).  Ctrl-C or
+SIGTERM saves a checkpoint of the last finished epoch (OUT with .ckpt.npz) and
+exits with 130 or 143; --resume continues it to the same final weights as an
+uninterrupted run.  A diverging loss stops the run, saves the last good weights
+in the checkpoint, writes no model and exits with 2.
+"""
+
+
+def add_parser(subparsers, parents):
+    p = subparsers.add_parser(
+        "train", parents=parents, help="train a classifier and write the model file and plots",
+        description="Train a classifier on a dataset; print the held-out accuracy; write the model and plots.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    t = S.argument_type
+    data = p.add_argument_group("data")
+    data.add_argument("--dataset", help="digits (default), mnist, fashion-mnist, or PATH.csv / PATH.npz")
+    data.add_argument("--data-dir", help="folder holding mnist/ and fashion-mnist/ (else $HANDGRAD_DATA, the cache)")
+    data.add_argument("--target", help="CSV label column (default: the last column)")
+    data.add_argument("--test-fraction", type=t(S.fraction), help="share held out for testing (digits, CSV, NPZ)")
+    model = p.add_argument_group("model")
+    model.add_argument("--hidden", type=t(S.hidden_sizes), help="hidden layer widths, e.g. 256,128")
+    model.add_argument("--activation", type=t(S.choice(S.ACTIVATIONS)), help="relu, tanh or sigmoid")
+    model.add_argument("--loss", type=t(S.choice(tuple(S.LOSSES))), help="cross-entropy or softmax-bce")
+    model.add_argument("--dtype", type=t(S.choice(S.DTYPES)), help="float32 or float64")
+    opt = p.add_argument_group("optimization")
+    opt.add_argument("--optimizer", type=t(S.choice(S.OPTIMIZERS)), help="adam or sgd")
+    opt.add_argument("--lr", type=t(S.positive_float), help="learning rate")
+    opt.add_argument("--momentum", type=t(S.fraction), help="SGD momentum, in [0, 1)")
+    opt.add_argument("--schedule", type=t(S.choice(S.SCHEDULES)), help="constant or cosine learning rate")
+    opt.add_argument("--warmup", type=t(S.non_negative_float), help="cosine warm-up, in epochs")
+    opt.add_argument("--epochs", type=t(S.positive_int), help="number of epochs (with --resume: the new total)")
+    opt.add_argument("--batch-size", type=t(S.positive_int), help="minibatch size")
+    opt.add_argument("--l2", type=t(S.non_negative_float), help="L2 penalty λ of (λ/2)·Σ‖W‖²")
+    opt.add_argument("--seed", type=t(S.non_negative_int), help="seeds the initialisation, split and shuffles")
+    opt.add_argument("--validation-fraction", type=t(S.fraction), help="share of training data held out per epoch")
+    opt.add_argument("--early-stopping", type=t(S.non_negative_int), nargs="?", const=10, metavar="PATIENCE",
+                     help="stop after PATIENCE epochs without improvement (default 10; 0: off)")
+    out = p.add_argument_group("output")
+    out.add_argument("--out", help=f"model file to write (default {DEFAULT_OUT})")
+    out.add_argument("--plots", help="folder for PNG plots (default: plots/ beside --out)")
+    out.add_argument("--no-plots", action="store_true", help="draw no plots")
+    out.add_argument("--log", help="write one JSON line per epoch to this file")
+    out.add_argument("--checkpoint", help="checkpoint file (default: --out with .ckpt.npz)")
+    out.add_argument("--checkpoint-every", type=t(S.positive_int), metavar="N", help="write a checkpoint every N epochs")
+    out.add_argument("--resume", metavar="CHECKPOINT", help="continue the run saved in CHECKPOINT")
+    run = p.add_argument_group("execution")
+    run.add_argument("--threads", type=t(S.optional_threads), metavar="N", help="BLAS threads (same N: same weights)")
+    progress = run.add_mutually_exclusive_group()
+    progress.add_argument("--progress", dest="progress", action="store_true", default=None,
+                          help="always show per-epoch progress on stderr")
+    progress.add_argument("--no-progress", dest="progress", action="store_false",
+                          help="never show it (default: only on a terminal)")
+    p.set_defaults(run=run_train)
+
+
+# -- plan: settings and paths ----------------------------------------------------
+
+@dataclass
+class Outputs:
+    model: Path
+    checkpoint: Path
+    plots: Path
+    log: Path
+    checkpoint_every: int
+
+    def check(self):
+        check_writable(self.model, "--out")
+        check_writable(self.checkpoint, "--checkpoint")
+        if self.plots is not None:
+            check_writable(self.plots, "--plots", folder=True)
+        if self.log is not None:
+            check_writable(self.log, "--log")
+        if self.checkpoint.absolute() == self.model.absolute():
+            raise HandgradError(f"--checkpoint and --out are both {self.model}; give them different paths")
+
+    def to_dict(self):
+        return {"out": str(self.model), "checkpoint": str(self.checkpoint),
+                "plots": None if self.plots is None else str(self.plots),
+                "log": None if self.log is None else str(self.log), "checkpoint_every": self.checkpoint_every}
+
+
+def _outputs(args, saved=None):
+    """Paths from the flags; with ``--resume``, unset ones as the interrupted run had them."""
+    saved = saved or {}
+    model = Path(args.out or saved.get("out") or DEFAULT_OUT)
+    checkpoint = Path(args.checkpoint or args.resume or _checkpoint_beside(model))
+    if args.no_plots:
+        plots = None
+    elif args.plots or args.out or "plots" not in saved:
+        plots = Path(args.plots) if args.plots else model.parent / "plots"
+    else:
+        plots = saved["plots"] and Path(saved["plots"])
+    log = args.log or saved.get("log")
+    every = args.checkpoint_every or saved.get("checkpoint_every")
+    return Outputs(model, checkpoint, plots, log and Path(log), every)
+
+
+def _checkpoint_beside(model):
+    name = model.name[:-4] if model.name.endswith(".npz") else model.name
+    return model.with_name(name + ".ckpt.npz")
+
+
+# -- data ----------------------------------------------------------------------
+
+@dataclass
+class Prepared:
+    dataset: object
+    preprocessor: object
+    X_train: np.ndarray
+    X_test: np.ndarray
+    fingerprint: str
+
+
+def _prepare(settings, dtype, preprocessor=None):
+    from handgrad.data import load_dataset
+    from handgrad.preprocessing import Preprocessor
+
+    dataset = load_dataset(settings["dataset"], data_dir=settings["data_dir"], target=settings["target"],
+                           test_fraction=settings["test_fraction"])
+    if dataset.n_classes < 2:
+        raise HandgradError(f"{settings['dataset']} has a single class ({dataset.classes[0]!r}); "
+                            "a classifier needs at least two")
+    if preprocessor is None:
+        preprocessor = Preprocessor.fit(dataset.X_train, dataset.kind)
+    X_train = preprocessor.transform(dataset.X_train, dtype=dtype)
+    X_test = preprocessor.transform(dataset.X_test, dtype=dtype) if len(dataset.X_test) else dataset.X_test
+    return Prepared(dataset, preprocessor, X_train, X_test, _fingerprint(dataset))
+
+
+def _fingerprint(dataset):
+    """A hash of the training and test data, so a resumed run can tell that its data changed."""
+    digest = hashlib.blake2b(digest_size=16)
+    for array in (dataset.X_train, dataset.y_train, dataset.X_test, dataset.y_test):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+# -- the run ---------------------------------------------------------------------
+
+class Recorder(hg.Callback):
+    """Holds the state at the end of the last finished epoch; writes periodic checkpoints.
+
+    ``snapshot`` is replaced as a whole (one assignment) after it is fully
+    built, so a signal arriving mid-copy leaves the previous one intact.
+    """
+
+    def __init__(self, early_stopping, write_checkpoint, every):
+        self.early_stopping, self.write_checkpoint, self.every = early_stopping, write_checkpoint, every
+        self.snapshot = None
+
+    def on_train_begin(self, ctx):
+        self._take(ctx)
+
+    def on_epoch_end(self, ctx, record):
+        self._take(ctx)
+        if self.every and len(ctx.history) % self.every == 0:
+            self.write_checkpoint(self.snapshot)
+
+    def _take(self, ctx):
+        state = ctx.optimizer.state_dict()
+        state["state"] = [{k: np.array(v) for k, v in group.items()} for group in state["state"]]
+        stopping = None if self.early_stopping is None else dict(self.early_stopping.state_dict())
+        self.snapshot = {"weights": ctx.model.get_weights(), "optimizer_state": state,
+                         "early_stopping": stopping, "history": [dict(r) for r in ctx.history.records],
+                         "stopped": bool(ctx.stop)}
+
+
+class Run:
+    """One ``handgrad train`` invocation: what it trains, and what it writes."""
+
+    def __init__(self, args):
+        self.args = args
+        if args.resume:
+            self.checkpoint = load_checkpoint(args.resume)
+            self.settings = S.for_resume(self.checkpoint.settings, args)
+            self.outputs = _outputs(args, self.checkpoint.metadata["extra"].get("outputs"))
+        else:
+            self.checkpoint = None
+            self.settings = S.from_flags(args)
+            self.outputs = _outputs(args)
+        self.outputs.check()
+        self.dtype = np.dtype(self.settings["dtype"]).type
+
+    def execute(self):
+        self.data = self._data()
+        self.loss = S.build_loss(self.settings)
+        self.model, self.optimizer, self.early_stopping, history, initial = self._start()
+        self.recorder = Recorder(self.early_stopping, self._write_checkpoint, self.outputs.checkpoint_every)
+        status(f"training {describe(self.model)} on {self.data.dataset.name}: {len(self.data.X_train)} samples, "
+               f"{self.model.n_outputs} classes, epochs {initial + 1}..{self.settings['epochs']}")
+        try:
+            history = self._fit(history, initial)
+            accuracy = self._test_accuracy()
+        except Interrupted as stop:
+            self._save_interrupted(stop)
+            raise
+        with guard.deferred():
+            self.outputs.model.parent.mkdir(parents=True, exist_ok=True)
+            save_model(self.outputs.model, self.model, loss=self.loss, classes=self._classes(),
+                       preprocessing=self.data.preprocessor, settings=self.settings, history=history.records,
+                       extra=self._extra(test_accuracy=accuracy))
+            self._write_log(history.records)
+        try:
+            self._report(history, accuracy)
+        except Interrupted as stop:
+            stop.note = f"the model was saved to {self.outputs.model}, the plots may be incomplete"
+            raise
+        return 0
+
+    def _data(self):
+        if self.checkpoint is None:
+            return _prepare(self.settings, self.dtype)
+        data = _prepare(self.settings, self.dtype, preprocessor=self.checkpoint.preprocessor)
+        if data.fingerprint != self.checkpoint.metadata["extra"].get("fingerprint"):
+            raise HandgradError(f"the data of {self.settings['dataset']} differ from those the checkpoint was "
+                                "trained on; resume with the same data, or start a new run")
+        return data
+
+    def _start(self):
+        """Model, optimizer, early stopping, history and first epoch: fresh, or from the checkpoint."""
+        s = self.settings
+        early_stopping = S.build_early_stopping(s)
+        if self.checkpoint is None:
+            model = hg.mlp(self.data.X_train.shape[1], s["hidden"], self.data.dataset.n_classes,
+                           activation=s["activation"], dtype=self.dtype, seed=s["seed"])
+            return model, S.build_optimizer(s), early_stopping, hg.History(), 0
+        c = self.checkpoint
+        if (early_stopping is None) != (c.early_stopping is None):
+            raise HandgradError("the checkpoint's early-stopping state does not match its settings; start a new run")
+        if early_stopping is not None:
+            early_stopping.load_state_dict(c.early_stopping)
+        if c.model.n_features != self.data.X_train.shape[1]:
+            raise HandgradError("the checkpoint's model does not fit its data; start a new run")
+        initial = s["epochs"] if c.stopped else c.epoch
+        if c.epoch > s["epochs"]:
+            raise HandgradError(f"the checkpoint has already trained {c.epoch} epochs, more than --epochs "
+                                f"{s['epochs']}; pass a larger --epochs")
+        return c.model, c.optimizer, early_stopping, hg.History(c.history), initial
+
+    def _fit(self, history, initial):
+        s = self.settings
+        verbose = "auto" if self.args.progress is None else self.args.progress
+        try:
+            with _threads(s.get("threads")):
+                return hg.fit(self.model, self.loss, self.data.X_train, self.data.dataset.y_train,
+                              optimizer=self.optimizer, epochs=s["epochs"], batch_size=s["batch_size"], l2=s["l2"],
+                              validation_fraction=s["validation_fraction"], early_stopping=self.early_stopping or False,
+                              lr_schedule=S.build_schedule(s), callbacks=[self.recorder], seed=s["seed"],
+                              verbose=verbose, initial_epoch=initial, history=history)
+        except TrainingDiverged as exc:
+            raise HandgradError(self._save_diverged(exc)) from None
+
+    def _save_interrupted(self, stop):
+        snapshot = self.recorder.snapshot
+        if snapshot is None:
+            return
+        self._write_checkpoint(snapshot)
+        epoch = len(snapshot["history"])
+        stop.note = (f"checkpoint of epoch {epoch} saved to {self.outputs.checkpoint}; "
+                     f"continue with: handgrad train --resume {self.outputs.checkpoint}")
+
+    def _save_diverged(self, exc):
+        snapshot = self.recorder.snapshot
+        epoch = len(snapshot["history"])
+        if epoch == 0:
+            return f"{exc}; no epoch finished, so nothing was saved"
+        self._write_checkpoint(snapshot)
+        return (f"{exc}; the last good weights (end of epoch {epoch}) are in {self.outputs.checkpoint}, "
+                f"no model was written")
+
+    def _write_checkpoint(self, snapshot):
+        with guard.deferred():
+            model = hg.Sequential.from_config(self.model.config(), self.dtype)
+            model.set_weights(snapshot["weights"])
+            self.outputs.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(self.outputs.checkpoint, model, loss=self.loss, classes=self._classes(),
+                            optimizer_state=snapshot["optimizer_state"], epoch=len(snapshot["history"]),
+                            preprocessing=self.data.preprocessor, settings=self.settings,
+                            history=snapshot["history"], early_stopping=snapshot["early_stopping"],
+                            stopped=snapshot["stopped"], extra=self._extra())
+            self._write_log(snapshot["history"])
+
+    def _write_log(self, records):
+        if self.outputs.log is not None:
+            write_text(self.outputs.log, "".join(json.dumps(r) + "\n" for r in records))
+
+    def _classes(self):
+        return self.data.dataset.classes.tolist()
+
+    def _extra(self, **more):
+        d = self.data.dataset
+        return {"dataset": d.name, "kind": d.kind, "feature_names": d.feature_names,
+                "image_shape": None if d.image_shape is None else list(d.image_shape),
+                "fingerprint": self.data.fingerprint, "outputs": self.outputs.to_dict(), **more}
+
+    def _test_accuracy(self):
+        if not len(self.data.X_test):
+            return None
+        predicted = self.model.predict(self.data.X_test)
+        return float(np.mean(predicted == self.data.dataset.y_test))
+
+    def _report(self, history, accuracy):
+        if self.outputs.plots is not None:
+            self._plots(history)
+        last = history.records[-1] if history.records else {}
+        if "train_accuracy" in last:
+            print(f"train accuracy {last['train_accuracy']:.4f} after {len(history)} epochs")
+        if accuracy is not None:
+            print(f"test accuracy {accuracy:.4f} on {len(self.data.X_test)} held-out samples")
+        print(f"model written to {self.outputs.model}")
+        if self.outputs.plots is not None:
+            print(f"plots written to {self.outputs.plots}")
+
+    def _plots(self, history):
+        from handgrad.metrics import confusion_matrix
+        from handgrad.plots import plot_confusion_matrix, plot_first_layer_weights, plot_learning_curves
+
+        folder = self.outputs.plots
+        plot_learning_curves(history.records, folder / "learning_curves.png")
+        d = self.data.dataset
+        if len(self.data.X_test):
+            cm = confusion_matrix(d.y_test, self.model.predict(self.data.X_test), d.n_classes)
+            plot_confusion_matrix(cm, [str(c) for c in self._classes()], folder / "confusion_matrix.png")
+        if d.image_shape is not None and len(self.model.layers) > 1:
+            plot_first_layer_weights(self.model.layers[0].W, d.image_shape, folder / "first_layer_weights.png")
+
+
+def _threads(n):
+    from contextlib import nullcontext
+
+    if n is None:
+        return nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=n)
+
+
+def status(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_train(args):
+    return Run(args).execute()

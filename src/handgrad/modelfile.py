@@ -1,0 +1,535 @@
+"""Model and checkpoint files: NumPy arrays in a zip, JSON metadata, no pickle.
+
+A file is what ``np.savez`` writes: an uncompressed zip archive of ``.npy``
+members.  ``W1, b1, W2, b2, …`` hold the parameters of each layer that has
+any (numbered from 1 in layer order); ``metadata`` holds UTF-8 JSON bytes as
+a ``uint8`` array.  A checkpoint adds the optimizer's state arrays
+(``optimizer.<group>.<name>``) and early stopping's best weights
+(``early_stopping.best_weights``).  ``docs/model-format.md`` documents every
+field.
+
+Reading never calls ``np.load`` or pickle.  Each member is read by hand: the
+zip directory first (members must be stored uncompressed and fit inside the
+file, so no claim in a header can make the reader allocate more than the
+file's size), then each ``.npy`` header, whose dtype and shape must be the
+ones the metadata's architecture implies, then exactly that many bytes,
+which the zip's CRC-32 verifies.  Object arrays are refused at their header,
+before a byte of their data is read.  Every failure is a
+:class:`~handgrad.errors.ModelFileError` with a one-line message.
+
+Writing is atomic: a unique temporary file in the target's folder, flushed
+and fsynced, then ``os.replace``-d onto the target.  A crash leaves either
+the old file or the new one, never a mixture; concurrent writers to one path
+leave one complete file.
+"""
+
+import json
+import math
+import os
+import re
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .errors import HandgradError, ModelFileError
+from .layers import LAYER_TYPES, Dense
+from .losses import loss_from_config
+from .model import Sequential
+from .optimizers import optimizer_from_config
+
+FORMAT_NAME = "handgrad-model"
+FORMAT_VERSION = 1
+KINDS = ("model", "checkpoint")
+DTYPES = {"float32": np.float32, "float64": np.float64}
+METADATA = "metadata"
+BEST_WEIGHTS = "early_stopping.best_weights"
+
+_MAX_MEMBERS = 10_000
+_MAX_LAYERS = 1_000
+_STATE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}")
+# Errors a damaged archive or malformed value can raise from the standard
+# library or NumPy while being parsed; each becomes a ModelFileError.
+_PARSE_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, TypeError, KeyError,
+                 IndexError, AttributeError, OverflowError, RecursionError, NotImplementedError,
+                 UnicodeDecodeError, OSError)
+
+
+@dataclass
+class LoadedModel:
+    """A model file's contents, rebuilt.
+
+    ``preprocessor`` is a :class:`handgrad.preprocessing.Preprocessor` (or
+    None when the file stores none); ``classes`` are the original labels,
+    indexed by output unit; ``history`` is the list of per-epoch records.
+    """
+
+    model: Sequential
+    loss: object
+    classes: list
+    preprocessor: object
+    settings: dict
+    history: list
+    metadata: dict
+
+
+@dataclass
+class Checkpoint(LoadedModel):
+    """A checkpoint: a model file plus what ``fit`` needs to continue.
+
+    ``epoch`` is the next epoch to run (``initial_epoch`` of the resumed
+    ``fit``); ``stopped`` says early stopping had ended the run.
+    """
+
+    optimizer: object = None
+    early_stopping: dict = None
+    epoch: int = 0
+    stopped: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+# -- writing -------------------------------------------------------------------
+
+def save_model(path, model, *, loss, classes, preprocessing=None, settings=None, history=(), extra=None):
+    """Write ``model`` and what is needed to use it to ``path``, atomically.
+
+    Parameters
+    ----------
+    model : Sequential
+    loss : the loss the model was trained with (its ``config()`` is stored).
+    classes : original labels, one per output unit (ints or strings).
+    preprocessing : a Preprocessor, its ``to_dict()``, or None.
+    settings : JSON-ready dict of training settings.
+    history : per-epoch records (dicts of numbers).
+    extra : JSON-ready dict stored under ``metadata["extra"]`` (data set
+        name, feature names, image shape, ...).
+    """
+    metadata = _metadata("model", model, loss, classes, preprocessing, settings, history, extra)
+    _write(path, metadata, _parameter_arrays(model))
+
+
+def save_checkpoint(path, model, *, loss, classes, optimizer_state, epoch, preprocessing=None, settings=None,
+                    history=(), early_stopping=None, stopped=False, extra=None):
+    """Write a checkpoint: a model file plus optimizer state, epoch and early-stopping state.
+
+    ``optimizer_state`` is ``optimizer.state_dict()``; ``early_stopping`` is
+    ``EarlyStopping.state_dict()`` or None; ``epoch`` is the next epoch to run.
+    """
+    metadata = _metadata("checkpoint", model, loss, classes, preprocessing, settings, history, extra)
+    arrays = _parameter_arrays(model)
+    groups = []
+    for i, group in enumerate(optimizer_state["state"]):
+        groups.append(sorted(group))
+        for name, value in group.items():
+            arrays[f"optimizer.{i}.{name}"] = np.asarray(value)
+    counters = {k: v for k, v in optimizer_state.items() if k not in ("config", "state")}
+    stopping = None
+    if early_stopping is not None:
+        stopping = {k: _json_number(early_stopping[k]) for k in ("best", "best_epoch", "wait")}
+        stopping["has_best_weights"] = early_stopping.get("best_weights") is not None
+        if stopping["has_best_weights"]:
+            arrays[BEST_WEIGHTS] = np.asarray(early_stopping["best_weights"])
+    metadata["checkpoint"] = {
+        "epoch": int(epoch), "stopped": bool(stopped),
+        "optimizer": {"config": optimizer_state["config"], "state": groups,
+                      "counters": {k: _json_number(v) for k, v in counters.items()}},
+        "early_stopping": stopping,
+    }
+    _write(path, metadata, arrays)
+
+
+def atomic_write(path, write):
+    """Call ``write(file)`` on a temporary file beside ``path``, then move it onto ``path``.
+
+    The temporary file gets a unique name (so concurrent writers never share
+    one), is flushed and fsynced before the rename, and is removed if
+    anything fails or interrupts the write.  The result has the permissions
+    a newly created file would get.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _remove_quietly(tmp)
+        raise
+    _fsync_folder(path.parent)
+
+
+def _remove_quietly(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _fsync_folder(folder):
+    """Make the rename itself durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write(path, metadata, arrays):
+    try:
+        text = json.dumps(metadata, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise HandgradError(f"model metadata cannot be stored as JSON ({exc}); pass plain numbers and strings") from None
+    members = {METADATA: np.frombuffer(text.encode("utf-8"), dtype=np.uint8), **arrays}
+    atomic_write(path, lambda f: np.savez(f, **members))
+
+
+def _metadata(kind, model, loss, classes, preprocessing, settings, history, extra):
+    from . import __version__
+
+    classes = [_json_class(c) for c in classes]
+    if len(classes) != model.n_outputs:
+        raise HandgradError(f"{len(classes)} class labels for a model with {model.n_outputs} outputs; "
+                            "pass one label per output")
+    if preprocessing is not None and not isinstance(preprocessing, dict):
+        preprocessing = preprocessing.to_dict()
+    return {
+        "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "kind": kind,
+        "architecture": model.config(), "dtype": np.dtype(model.dtype).name, "loss": loss.config(),
+        "classes": classes, "preprocessing": preprocessing, "settings": dict(settings or {}),
+        "history": [{k: _json_number(v) for k, v in record.items()} for record in history],
+        "extra": dict(extra or {}), "library_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _json_class(label):
+    if isinstance(label, np.generic):
+        label = label.item()
+    if isinstance(label, bool) or not isinstance(label, (int, str)):
+        raise HandgradError(f"class label {label!r} is neither an int nor a string; relabel the classes")
+    return label
+
+
+def _json_number(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _parameter_arrays(model):
+    return {name: np.ascontiguousarray(p) for name, p in zip(parameter_names(model), model.parameters())}
+
+
+def parameter_names(model_or_config):
+    """``W1, b1, W2, …``: each parameter's name, numbered by parameterised layer."""
+    config = model_or_config if isinstance(model_or_config, list) else model_or_config.config()
+    names, index = [], 0
+    for layer in config:
+        params = LAYER_TYPES[layer["type"]].parameter_names
+        if params:
+            index += 1
+            names.extend(f"{p}{index}" for p in params)
+    return names
+
+
+# -- reading -------------------------------------------------------------------
+
+def load_model(path):
+    """Read a model (or checkpoint) file and return a :class:`LoadedModel`.
+
+    Raises :class:`~handgrad.errors.ModelFileError` for a missing,
+    unreadable, truncated, corrupted, foreign or newer-format file; never
+    runs code from the file.
+    """
+    return _load(path, want_checkpoint=False)
+
+
+def load_checkpoint(path):
+    """Read a checkpoint written by :func:`save_checkpoint`; return a :class:`Checkpoint`."""
+    return _load(path, want_checkpoint=True)
+
+
+def _load(path, want_checkpoint):
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            with _open_archive(path, f) as archive:
+                return _Reader(path, archive, size).read(want_checkpoint)
+    except ModelFileError:
+        raise
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such file; check the path") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{path} is a folder, not a model file; pass the .npz file inside it") from None
+    except PermissionError:
+        raise ModelFileError(f"{path} cannot be read (permission denied); check its permissions") from None
+    except HandgradError as exc:
+        raise ModelFileError(f"{path} is not a valid handgrad model file ({exc}); re-create it with handgrad") from None
+    except _PARSE_ERRORS as exc:
+        raise ModelFileError(f"{path} is corrupted or truncated ({_one_line(exc)}); re-create it or restore a good copy") from None
+
+
+def _open_archive(path, f):
+    try:
+        return zipfile.ZipFile(f)
+    except zipfile.BadZipFile:
+        raise ModelFileError(f"{path} is not a handgrad model file (not an .npz archive, or a truncated one); "
+                             "pass a file written by handgrad train") from None
+
+
+def _one_line(exc):
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:200]
+
+
+class _Reader:
+    """Validating reader of one archive; every method raises ModelFileError on bad input."""
+
+    def __init__(self, path, archive, size):
+        self.path, self.archive, self.size = path, archive, size
+        infos = archive.infolist()
+        if len(infos) > _MAX_MEMBERS:
+            self.fail(f"holds {len(infos)} members, far more than any model")
+        self.members = {}
+        for info in infos:
+            if not info.filename.endswith(".npy"):
+                self.fail(f"holds {info.filename!r}, which is not a .npy array")
+            name = info.filename[:-4]
+            if name in self.members:
+                self.fail(f"holds the array {name!r} twice")
+            self._check_stored(info)
+            self.members[name] = info
+        self.unread = set(self.members)
+
+    def fail(self, problem, remedy="re-create it with handgrad, or restore a good copy"):
+        raise ModelFileError(f"{self.path}: {problem}; {remedy}")
+
+    def _check_stored(self, info):
+        """Stored members cannot expand: their claimed size is bytes that exist in the file."""
+        if info.compress_type != zipfile.ZIP_STORED:
+            self.fail(f"member {info.filename!r} is compressed; handgrad writes (and reads) uncompressed archives")
+        if info.file_size != info.compress_size or info.header_offset + info.compress_size > self.size:
+            self.fail(f"member {info.filename!r} claims more bytes than the file holds (truncated?)")
+
+    # -- arrays --
+
+    def array(self, name, dtype, shape):
+        """The member ``name`` as a new array, which must have exactly ``dtype`` and ``shape``."""
+        info = self.members.get(name)
+        if info is None:
+            self.fail(f"array {name!r} is missing")
+        self.unread.discard(name)
+        with self.archive.open(info) as fp:
+            found_shape, fortran, found_dtype = self._header(fp, name)
+            if found_dtype != np.dtype(dtype):
+                self.fail(f"array {name!r} has dtype {found_dtype}, expected {np.dtype(dtype)}")
+            if shape is None:
+                if len(found_shape) != 1:
+                    self.fail(f"array {name!r} has shape {found_shape}, expected a vector")
+                shape = found_shape
+            if tuple(found_shape) != tuple(shape):
+                self.fail(f"array {name!r} has shape {tuple(found_shape)}, but the architecture needs {tuple(shape)}")
+            nbytes = math.prod(shape) * found_dtype.itemsize
+            if nbytes > info.file_size:
+                self.fail(f"array {name!r} is truncated")
+            data = fp.read(nbytes)
+            if len(data) != nbytes or fp.read(1):
+                self.fail(f"array {name!r} is truncated or has trailing bytes")
+        return np.frombuffer(data, dtype=found_dtype).reshape(shape, order="F" if fortran else "C").copy()
+
+    def _header(self, fp, name):
+        version = np.lib.format.read_magic(fp)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
+        else:
+            self.fail(f"array {name!r} uses .npy format version {version}, which handgrad never writes")
+        if dtype.hasobject:
+            self.fail(f"array {name!r} holds pickled Python objects, which handgrad never loads",
+                      "refusing to load it: only use model files from sources you trust")
+        return shape, fortran, dtype
+
+    def finite(self, name, dtype, shape):
+        arr = self.array(name, dtype, shape)
+        if not np.isfinite(arr).all():
+            self.fail(f"array {name!r} contains NaN or infinite values")
+        return arr
+
+    # -- metadata --
+
+    def metadata(self):
+        raw = self.array(METADATA, np.uint8, None)
+        try:
+            meta = json.loads(raw.tobytes().decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            self.fail(f"its metadata is not valid JSON ({_one_line(exc)})")
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+            self.fail("is not a handgrad model file (its metadata names no handgrad format)",
+                      "pass a file written by handgrad train")
+        version = meta.get("format_version")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            self.fail(f"its format version {version!r} is not a positive integer")
+        if version > FORMAT_VERSION:
+            self.fail(f"was made by a newer handgrad (format version {version}; this handgrad reads up to "
+                      f"{FORMAT_VERSION})", "upgrade handgrad to load it")
+        if meta.get("kind") not in KINDS:
+            self.fail(f"its kind {meta.get('kind')!r} is neither 'model' nor 'checkpoint'")
+        return meta
+
+    def read(self, want_checkpoint):
+        meta = self.metadata()
+        if want_checkpoint and meta["kind"] != "checkpoint":
+            self.fail("is a finished model, not a checkpoint", "resume from the checkpoint file that training wrote")
+        dtype = DTYPES.get(meta.get("dtype"))
+        if dtype is None:
+            self.fail(f"its dtype {meta.get('dtype')!r} is not float32 or float64")
+        architecture = self._architecture(meta.get("architecture"))
+        arrays = [self.finite(name, dtype, shape) for name, shape in _parameter_shapes(architecture)]
+        model = Sequential.from_config(architecture, dtype)
+        for param, value in zip(model.parameters(), arrays):
+            param[...] = value
+        loss = loss_from_config(meta.get("loss"))
+        classes = self._classes(meta.get("classes"), model.n_outputs)
+        preprocessor = self._preprocessor(meta.get("preprocessing"))
+        settings, history = self._dict(meta, "settings"), self._records(meta.get("history"))
+        self._dict(meta, "extra")
+        parts = dict(model=model, loss=loss, classes=classes, preprocessor=preprocessor, settings=settings,
+                     history=history, metadata=meta)
+        if meta["kind"] == "checkpoint":
+            result = Checkpoint(**parts, **self._checkpoint(meta.get("checkpoint"), model, len(history)))
+        else:
+            result = LoadedModel(**parts)
+        if self.unread:
+            self.fail(f"holds unexpected arrays: {', '.join(sorted(self.unread))}")
+        return result
+
+    def _architecture(self, config):
+        if not isinstance(config, list) or not config or len(config) > _MAX_LAYERS:
+            self.fail("its architecture is not a list of layers")
+        for layer in config:
+            if not isinstance(layer, dict) or layer.get("type") not in LAYER_TYPES:
+                self.fail(f"its architecture holds an unknown layer {layer!r}")
+            if layer["type"] == "Dense":
+                for key in ("n_in", "n_out"):
+                    value = layer.get(key)
+                    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                        self.fail(f"a Dense layer's {key} is {value!r}, not a positive integer")
+        return config
+
+    def _classes(self, classes, n_outputs):
+        if not isinstance(classes, list) or len(classes) != n_outputs:
+            self.fail(f"its class list does not have one label per output ({n_outputs})")
+        if any(isinstance(c, bool) or not isinstance(c, (int, str)) for c in classes):
+            self.fail("its class labels are not all ints or strings")
+        if len(set(classes)) != len(classes):
+            self.fail("its class labels are not unique")
+        return classes
+
+    def _preprocessor(self, spec):
+        if spec is None:
+            return None
+        if not isinstance(spec, dict):
+            self.fail("its preprocessing entry is not a dictionary")
+        from .preprocessing import Preprocessor
+
+        try:
+            return Preprocessor.from_dict(spec)
+        except (HandgradError, *_PARSE_ERRORS) as exc:
+            self.fail(f"its preprocessing entry is invalid ({_one_line(exc)})")
+
+    def _dict(self, meta, key):
+        value = meta.get(key, {})
+        if not isinstance(value, dict):
+            self.fail(f"its {key} entry is not a dictionary")
+        return value
+
+    def _records(self, history):
+        if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
+            self.fail("its history is not a list of per-epoch records")
+        return history
+
+    def _checkpoint(self, info, model, n_records):
+        if not isinstance(info, dict):
+            self.fail("is marked as a checkpoint but has no checkpoint entry")
+        epoch = info.get("epoch")
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch != n_records:
+            self.fail(f"its epoch {epoch!r} does not match its {n_records} history records")
+        return {"optimizer": self._optimizer(info.get("optimizer"), model),
+                "early_stopping": self._early_stopping(info.get("early_stopping"), model),
+                "epoch": epoch, "stopped": info.get("stopped") is True}
+
+    def _optimizer(self, spec, model):
+        if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
+            self.fail("its optimizer entry is missing")
+        try:
+            optimizer = optimizer_from_config(spec["config"])
+        except (HandgradError, *_PARSE_ERRORS) as exc:
+            self.fail(f"its optimizer configuration is invalid ({_one_line(exc)})")
+        groups, counters = spec.get("state"), spec.get("counters")
+        expected = _expected_state(optimizer, model)
+        if groups != expected:
+            self.fail(f"its optimizer state arrays {groups!r} are not the {expected!r} that "
+                      f"{spec['config'].get('type')} keeps")
+        fresh = optimizer.state_dict()
+        wanted = set(fresh) - {"config", "state"}
+        if not isinstance(counters, dict) or set(counters) != wanted:
+            self.fail(f"its optimizer counters {counters!r} are not {sorted(wanted)}")
+        for key, value in counters.items():
+            if isinstance(value, bool) or not isinstance(value, type(fresh[key])) or value < 0:
+                self.fail(f"its optimizer counter {key} is {value!r}")
+        shape = model.flat_parameters.shape
+        state = [{name: self.finite(f"optimizer.{i}.{name}", model.dtype, shape) for name in names}
+                 for i, names in enumerate(groups)]
+        optimizer.load_state_dict({"state": state, **counters})
+        return optimizer
+
+    def _early_stopping(self, spec, model):
+        if spec is None:
+            return None
+        if not isinstance(spec, dict):
+            self.fail("its early-stopping entry is not a dictionary")
+        best, best_epoch, wait = spec.get("best"), spec.get("best_epoch"), spec.get("wait")
+        if best is not None and (isinstance(best, bool) or not isinstance(best, (int, float))):
+            self.fail(f"its early-stopping best value {best!r} is not a number")
+        for key, value in (("best_epoch", best_epoch), ("wait", wait)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                self.fail(f"its early-stopping {key} {value!r} is not a non-negative integer")
+        weights = None
+        if spec.get("has_best_weights") is True:
+            weights = self.finite(BEST_WEIGHTS, model.dtype, model.flat_parameters.shape)
+        return {"best": best, "best_epoch": best_epoch, "wait": wait or 0, "best_weights": weights}
+
+
+def _parameter_shapes(architecture):
+    """``(name, shape)`` of every parameter the architecture implies."""
+    shapes = []
+    for layer in architecture:
+        if layer["type"] == Dense.__name__:
+            shapes.append((layer["n_in"], layer["n_out"]))
+            shapes.append((layer["n_out"],))
+    return list(zip(parameter_names(architecture), shapes))
+
+
+def _expected_state(optimizer, model):
+    """The state-array names per group that ``optimizer`` keeps for ``model``'s one flat vector.
+
+    Learned from a fresh copy after one step on zeros, so the reader needs no
+    table of optimizer internals.
+    """
+    probe = optimizer_from_config(optimizer.config())
+    size = model.flat_parameters.size
+    probe.step([np.zeros(size, model.dtype)], [np.zeros(size, model.dtype)])
+    return [sorted(group) for group in probe.state_dict()["state"]]
