@@ -187,3 +187,16 @@ def test_whole_model_gradients_match_central_differences(widths, n, activation, 
     rng = np.random.default_rng(seed)
     report = hg.gradcheck(model, loss, rng.standard_normal((n, n_in)), rng.integers(0, 3, size=n), l2=l2)
     assert report.max_error < 1e-6, str(report)
+
+
+def test_gradcheck_of_a_loss_validates_its_targets_and_leaves_the_logits_alone(rng):
+    Z = rng.standard_normal((3, 4))
+    Z_before = Z.copy()
+    assert hg.gradcheck(hg.SoftmaxCrossEntropy(), Z, [0, 3, 1]).passed
+    np.testing.assert_array_equal(Z, Z_before)
+    with pytest.raises(hg.DataError, match=r"labels must lie in 0\.\.3"):
+        hg.gradcheck(hg.SoftmaxCrossEntropy(), Z, [0, 4, 1])
+    with pytest.raises(hg.DataError, match="X has 3 samples but y has 2"):
+        hg.gradcheck(hg.SoftmaxBinaryCrossEntropy(), Z, [0, 1])
+    with pytest.raises(hg.DataError, match="Z contains NaN"):
+        hg.gradcheck(hg.SoftmaxBinaryCrossEntropy(), np.full((3, 4), np.nan), [0, 1, 2])

@@ -233,3 +233,13 @@ def test_loss_config_round_trips(loss):
     assert type(rebuilt) is type(loss) and rebuilt.reduction == loss.reduction
     with pytest.raises(HandgradError, match="unknown loss"):
         loss_from_config({"type": "HingeLoss"})
+
+
+@pytest.mark.parametrize("loss_cls", LOSSES)
+@pytest.mark.parametrize("target_dtype", [np.int64, np.float64])
+def test_float32_logits_keep_float32_gradients_whatever_the_target_dtype(loss_cls, target_dtype, rng):
+    Z = rng.standard_normal((5, 3)).astype(np.float32)
+    Y = np.eye(3, dtype=target_dtype)[rng.integers(0, 3, size=5)]
+    loss = loss_cls()
+    loss.forward(Z, Y)
+    assert loss.backward().dtype == np.float32

@@ -24,9 +24,8 @@ Entry points:
 * :func:`check_function` on any ``f`` and a hand-written ``grad_f``.
 """
 
-from dataclasses import dataclass
-
 import copy
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -35,6 +34,7 @@ from .layers import Dense, Layer
 from .losses import Loss
 from .model import Sequential
 from .objective import loss_and_gradients
+from .validation import check_features, check_targets
 
 STEP = 1e-6
 TOLERANCE = 1e-6
@@ -205,10 +205,8 @@ def _parameter_names(model):
 
 
 def _check_loss(loss, Z, y, step, tolerance):
-    Z = np.array(Z, dtype=np.float64)
-    y = np.asarray(y)
-    if y.ndim == 2:
-        y = y.astype(np.float64)
+    Z = check_features(Z, np.float64, name="Z").copy()      # a private copy: it is perturbed in place
+    y = check_targets(y, Z.shape[0], Z.shape[1], np.float64)
     value = loss.forward(Z, y)
     analytic = loss.backward().copy()
     numeric = numerical_gradient(lambda: loss.forward(Z, y), Z, step)

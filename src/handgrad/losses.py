@@ -188,7 +188,7 @@ class SoftmaxBinaryCrossEntropy(Loss):
 
 def _target_matrix(y, n_classes, dtype):
     if y.ndim == 2:
-        return y
+        return y.astype(dtype, copy=False)     # integer or float64 targets must not promote float32 logits
     Y = np.zeros((len(y), n_classes), dtype=dtype)
     Y[np.arange(len(y)), y] = 1
     return Y
