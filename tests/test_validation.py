@@ -111,8 +111,8 @@ def test_integer_valued_float_labels_and_integer_features_are_accepted():
     value_int, _ = hg.loss_and_gradients(fresh_model(), hg.SoftmaxCrossEntropy(), X, y)
     value_float, _ = hg.loss_and_gradients(fresh_model(), hg.SoftmaxCrossEntropy(), X, y.astype(float))
     assert value_int == value_float
-    labels = check_features(np.arange(8).reshape(2, 4), np.float32)
-    assert labels.dtype == np.float32 and labels.flags.c_contiguous
+    features = check_features(np.arange(8).reshape(2, 4), np.float32)
+    assert features.dtype == np.float32 and features.flags.c_contiguous
 
 
 def test_check_features_returns_a_contiguous_array_of_the_requested_dtype():
