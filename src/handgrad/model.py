@@ -11,7 +11,7 @@ layer order (``W₁, b₁, W₂, b₂, …``), and writing into them changes the
 import numpy as np
 
 from .errors import HandgradError
-from .layers import ACTIVATIONS, Dense, Layer, ReLU, layer_from_config
+from .layers import ACTIVATIONS, Dense, Layer, ReLU, Sigmoid, Tanh, layer_from_config
 from .losses import softmax
 from .validation import check_features, resolve_dtype
 
@@ -111,10 +111,17 @@ class Sequential:
         """Logits for an already-checked ``X``, written into reused buffers.
 
         The result is overwritten by the next ``forward``; copy it to keep it.
+        An elementwise activation right after a Dense layer overwrites that
+        layer's output in place: ``Dense.backward`` needs only its input, so
+        the pre-activation is never read again, and one buffer fewer per layer
+        keeps a minibatch's activations in cache.
         """
         A = X
         for i, layer in enumerate(self.layers):
-            A = layer.forward(A, out=self._buffer(("forward", i), A.shape[0], layer, A))
+            if type(layer) in _IN_PLACE and i > 0 and isinstance(self.layers[i - 1], Dense):
+                A = layer.forward(A, out=A)
+            else:
+                A = layer.forward(A, out=self._buffer(("forward", i), A.shape[0], layer, A))
         return A
 
     def backward(self, G):
@@ -132,16 +139,21 @@ class Sequential:
             G = layer.backward(G, out=out)
 
     def _buffer(self, key, n, layer, inp):
-        """A reused array for layer output (forward) or input gradient (backward)."""
+        """A reused array for layer output (forward) or input gradient (backward).
+
+        Each buffer keeps the most rows any batch has needed and hands out its
+        first ``n`` rows (a contiguous view), so the short last batch of an
+        epoch or of ``predict`` does not reallocate anything.
+        """
         if isinstance(layer, Dense):
             width = layer.n_out if key[0] == "forward" else layer.n_in
         else:
             width = inp.shape[1] if inp is not None else self._width_before(key[1])
         buf = self._workspace.get(key)
-        if buf is None or buf.shape != (n, width):
+        if buf is None or buf.shape[0] < n or buf.shape[1] != width:
             buf = np.empty((n, width), dtype=self.dtype)
             self._workspace[key] = buf
-        return buf
+        return buf[:n]
 
     def _width_before(self, index):
         for layer in reversed(self.layers[:index]):
@@ -181,6 +193,10 @@ class Sequential:
     def __repr__(self):
         inner = ", ".join(repr(layer) for layer in self.layers)
         return f"Sequential({inner})"
+
+
+# Elementwise activations whose forward may write over their input.
+_IN_PLACE = (ReLU, Tanh, Sigmoid)
 
 
 def _rebind(layer, name, view, grad):

@@ -1,0 +1,219 @@
+"""handgrad against scikit-learn, PyTorch CPU and the matmul floor.
+
+    python benchmarks/bench.py [--jobs 1,2,3,4] [--quick]
+
+Each (job, contender) pair runs in a fresh worker process, so that peak
+memory is measured per pair and one library's imports and thread pools do
+not disturb another's.  The table is printed and written as JSON and
+Markdown to ``benchmarks/results/``.  Ratios compare times measured in the
+same run; on a shared machine only those ratios are meaningful.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+CONTENDERS = {
+    "1": ["floor", "handgrad", "sklearn-float64", "sklearn-float32", "torch"],
+    "2": ["floor", "handgrad", "torch"],
+    "3": ["floor", "handgrad", "sklearn-float64", "sklearn-float32", "torch"],
+    "4": ["floor", "handgrad", "sklearn-float64", "sklearn-float32", "torch"],
+}
+PEERS = ["sklearn-float64", "sklearn-float32", "torch"]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", default="1,2,3,4", help="comma-separated job numbers (default: all)")
+    parser.add_argument("--quick", action="store_true", help="few epochs, one repeat: a smoke run")
+    parser.add_argument("--only", default=None, help="comma-separated contenders to run (default: all)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="BLAS and PyTorch threads for every contender (default: NumPy's BLAS default)")
+    parser.add_argument("--worker", nargs=2, metavar=("JOB", "CONTENDER"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(run_worker(*args.worker, quick=args.quick, threads=args.threads)))
+        return
+    jobs = [j.strip() for j in args.jobs.split(",") if j.strip()]
+    only = set(args.only.split(",")) if args.only else None
+    report = {"machine": machine(), "quick": args.quick, "threads": args.threads or blas_threads(), "jobs": {}}
+    for job in jobs:
+        report["jobs"][job] = run_job(job, args.quick, only, args.threads)
+        print(format_job(job, report["jobs"][job]), flush=True)
+    write_report(report)
+
+
+def run_job(job, quick, only, threads):
+    from jobs import JOBS
+
+    results = {}
+    for contender in CONTENDERS[job]:
+        if only and contender not in only:
+            continue
+        command = [sys.executable, str(Path(__file__).resolve()), "--worker", job, contender]
+        command += ["--quick"] if quick else []
+        command += ["--threads", str(threads)] if threads else []
+        done = subprocess.run(command, capture_output=True, text=True, cwd=HERE)
+        if done.returncode != 0:
+            results[contender] = {"error": done.stderr.strip().splitlines()[-1] if done.stderr else "failed"}
+            print(f"  {contender}: failed\n{done.stderr}", file=sys.stderr)
+            continue
+        results[contender] = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"title": JOBS[job].title, "recipe": _recipe(JOBS[job]), "results": results}
+
+
+def _recipe(job):
+    return {k: v for k, v in job.__dict__.items() if k not in ("title", "extra")}
+
+
+def run_worker(job_key, contender, quick, threads=None):
+    """Run one contender on one job in this process; return its results and memory."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    import jobs
+    import runners
+
+    if threads:
+        threadpool_limits(threads)
+    job = jobs.JOBS[job_key]
+    job = jobs.quick(job) if quick else job
+    runner, dtype = runners.RUNNERS[contender]
+    data = jobs.load(job, dtype=np.dtype(dtype).type)
+    threads = blas_threads()
+    before = _rss_mb()
+    _reset_peak_rss()
+    result = runner(job, data, threads)
+    result.update(rss_before_mb=before, peak_rss_mb=_peak_rss_mb(), threads=threads)
+    return result
+
+
+def blas_threads():
+    from threadpoolctl import threadpool_info
+
+    return max((p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"), default=1)
+
+
+def _status_kb(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return None
+
+
+def _rss_mb():
+    return _status_kb("VmRSS") / 1024
+
+
+def _reset_peak_rss():
+    """Start the peak-RSS count afresh, so the peak is the run's (data included), not the loading's."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _peak_rss_mb():
+    return _status_kb("VmHWM") / 1024
+
+
+def machine():
+    import numpy as np
+    from threadpoolctl import threadpool_info
+
+    blas = [{k: p.get(k) for k in ("internal_api", "version", "architecture", "num_threads", "threading_layer")}
+            for p in threadpool_info() if p["user_api"] == "blas"]
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
+            "blas": blas, "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
+                                                                 "OMP_NUM_THREADS", "HANDGRAD_NO_NUMBA")}}
+
+
+# -- the table ---------------------------------------------------------------------
+
+
+def rows(job_key, job):
+    """Table rows ``(contender, cells...)`` for one job."""
+    results = job["results"]
+    floor = results.get("floor", {})
+    hg = results.get("handgrad", {})
+    out = []
+    for name, r in results.items():
+        if "error" in r:
+            out.append([name, "failed: " + r["error"]] + [""] * 7)
+            continue
+        seconds = r["seconds"]
+        cells = [name, _fmt(seconds, "{:.4f}")]
+        cells.append(_ratio(seconds, floor.get("seconds")))
+        cells.append(_ratio(seconds, floor.get("seconds_without_first_input_grad")))
+        cells.append(_ratio(r["seconds"] if job_key != "2" else r.get("time_to_target"),
+                            hg.get("seconds") if job_key != "2" else hg.get("time_to_target"))
+                     if name not in ("handgrad", "floor") else "")
+        if job_key == "2":
+            cells.append(_fmt(r.get("time_to_target"), "{:.1f}"))
+        cells.append(_fmt(r.get("test_accuracy"), "{:.4f}"))
+        cells.append(_fmt(r.get("peak_rss_mb"), "{:.0f}"))
+        out.append(cells)
+    return out
+
+
+def headers(job_key):
+    unit = "s/call" if job_key == "3" else "s/epoch"
+    head = ["contender", unit, "× floor", "× floor w/o 1st GWᵀ", "peer ÷ handgrad"]
+    if job_key == "2":
+        head.append("s to 98.5%")
+    return head + ["test acc", "peak RSS MB"]
+
+
+def _fmt(value, pattern):
+    return "" if value is None else pattern.format(value)
+
+
+def _ratio(a, b):
+    return f"{a / b:.2f}" if a and b else ""
+
+
+def format_job(job_key, job, markdown=False):
+    head, body = headers(job_key), rows(job_key, job)
+    if markdown:
+        lines = [f"### Job {job_key}: {job['title']}", "", "| " + " | ".join(head) + " |",
+                 "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(map(str, r)) + " |" for r in body]
+        return "\n".join(lines) + "\n"
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+    return "\n".join([f"Job {job_key}: {job['title']}", line(head)] + [line(r) for r in body]) + "\n"
+
+
+def write_report(report):
+    RESULTS.mkdir(exist_ok=True)
+    stem = "quick" if report["quick"] else "latest"
+    (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
+    m = report["machine"]
+    blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']}, {b['num_threads']} threads)"
+                     for b in m["blas"])
+    md = [f"# Benchmark results{' (quick run)' if report['quick'] else ''}", "",
+          f"{m['date']} · {m['cpu']}, {m['cores']} cores · Python {m['python']}, NumPy {m['numpy']} · BLAS: {blas}",
+          f" · every contender ran with {report['threads']} thread(s)",
+          f" · environment: {', '.join(f'{k}={v}' for k, v in m['env'].items() if v) or 'no BLAS overrides'}", ""]
+    md += [format_job(k, j, markdown=True) for k, j in report["jobs"].items()]
+    (RESULTS / f"{stem}.md").write_text("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,266 @@
+"""One runner per contender: each trains (or predicts) a job and reports times and accuracy.
+
+A runner returns a dict with ``seconds`` (per epoch for training jobs, per
+call for inference; the median over the job's repeats), ``test_accuracy``
+and, for job 2, ``time_to_target`` and the per-epoch curve.  Every runner
+warms up first (imports, compiled kernels, thread pools) on a small slice.
+Evaluation is never timed.
+"""
+
+import time
+import warnings
+
+import numpy as np
+
+from jobs import batch_sizes
+
+N_CLASSES = 10
+
+
+# -- the matmul floor ----------------------------------------------------------
+
+
+def floor(job, data, threads):
+    """Seconds for the job's matrix products alone, with and without the first layer's ``G Wᵀ``.
+
+    Per minibatch and layer: ``X W`` forward, ``Xᵀ G`` and ``G Wᵀ`` backward,
+    on arrays of the job's shapes and dtype, in preallocated outputs.
+    """
+    X_train, _, X_test, _ = data
+    widths = [X_train.shape[1], *job.hidden, N_CLASSES]
+    rng = np.random.default_rng(0)
+    weights = [(rng.standard_normal((a, b)) * 0.05).astype(X_train.dtype) for a, b in zip(widths, widths[1:])]
+    if job.name == "inference":
+        sizes, backward = [X_test.shape[0]], False
+    else:
+        sizes, backward = batch_sizes(job, X_train.shape[0]), True
+    arrays = {n: [(rng.standard_normal((n, w)) * 0.1).astype(X_train.dtype) for w in widths] for n in set(sizes)}
+    grads = [np.empty_like(W) for W in weights]
+
+    def epoch(first_input_grad):
+        for n in sizes:
+            acts = arrays[n]
+            for i, W in enumerate(weights):
+                np.matmul(acts[i], W, out=acts[i + 1])
+            if not backward:
+                continue
+            for i in range(len(weights) - 1, -1, -1):
+                np.matmul(acts[i].T, acts[i + 1], out=grads[i])
+                if i > 0 or first_input_grad:
+                    np.matmul(acts[i + 1], weights[i].T, out=acts[i])
+
+    epoch(True)
+    repeats = max(3, job.repeats)
+    full = _median_time(lambda: epoch(True), repeats)
+    result = {"seconds": full, "test_accuracy": None}
+    if backward:
+        result["seconds_without_first_input_grad"] = _median_time(lambda: epoch(False), repeats)
+    return result
+
+
+def _median_time(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+# -- handgrad -----------------------------------------------------------------------
+
+
+def handgrad(job, data, threads):
+    import handgrad as hg
+    from handgrad import _fused
+
+    X_train, y_train, X_test, y_test = data
+    if job.name == "inference":
+        model = hg.mlp(X_train.shape[1], list(job.hidden), N_CLASSES, seed=0)
+        model.predict_proba(X_test)
+        seconds = _median_time(lambda: model.predict_proba(X_test), job.repeats)
+        return {"seconds": seconds, "test_accuracy": None}
+
+    def train(X, y, epochs, clock=None):
+        model = hg.mlp(X.shape[1], list(job.hidden), N_CLASSES, seed=0)
+        schedule = job.lr_at if job.schedule != "constant" else None
+        callbacks = [clock] if clock is not None else []
+        start = time.perf_counter()
+        hg.fit(model, hg.SoftmaxCrossEntropy(), X, y, optimizer=hg.Adam(job.lr), epochs=epochs,
+               batch_size=job.batch_size, l2=job.l2, lr_schedule=schedule, seed=0, callbacks=callbacks)
+        return model, time.perf_counter() - start
+
+    train(X_train[:1024], y_train[:1024], 1)                        # warm-up
+    kernels = "numba" if _fused.kernels() is not None else "numpy"
+    if job.target_accuracy is not None:
+        clock = _HandgradClock(X_test, y_test)
+        train(X_train, y_train, job.epochs, clock)
+        return {**_curve_summary(clock.seconds, clock.accuracies, job), "kernels": kernels}
+    times, accuracies = [], []
+    for _ in range(job.repeats):
+        model, seconds = train(X_train, y_train, job.epochs)
+        times.append(seconds / job.epochs)
+        accuracies.append(float(np.mean(model.predict(X_test) == y_test)))
+    return {"seconds": float(np.median(times)), "test_accuracy": accuracies[0], "kernels": kernels}
+
+
+class _HandgradClock:
+    """A callback that tests each epoch's model and keeps the testing out of the clock."""
+
+    def __init__(self, X_test, y_test):
+        self.X_test, self.y_test = X_test, y_test
+        self.seconds, self.accuracies = [], []
+        self.last = time.perf_counter()
+
+    def on_train_begin(self, ctx):
+        pass
+
+    def on_epoch_end(self, ctx, record):
+        self.seconds.append(time.perf_counter() - self.last)
+        self.accuracies.append(float(np.mean(ctx.model.predict(self.X_test) == self.y_test)))
+        self.last = time.perf_counter()
+
+    def on_train_end(self, ctx):
+        pass
+
+
+def _curve_summary(seconds, accuracies, job):
+    elapsed = np.cumsum(seconds)
+    reached = [i for i, a in enumerate(accuracies) if a >= job.target_accuracy]
+    return {
+        "seconds": float(np.median(seconds)),
+        "test_accuracy": accuracies[-1],
+        "time_to_target": float(elapsed[reached[0]]) if reached else None,
+        "epoch_to_target": reached[0] + 1 if reached else None,
+        "total_seconds": float(elapsed[-1]),
+        "curve": [{"epoch": i + 1, "seconds": float(t), "test_accuracy": a}
+                  for i, (t, a) in enumerate(zip(elapsed, accuracies))],
+    }
+
+
+# -- scikit-learn --------------------------------------------------------------------
+
+
+def sklearn(job, data, threads):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    X_train, y_train, X_test, y_test = data
+
+    def make(epochs):
+        # alpha is scikit-learn's L2 strength (it divides the penalty by the batch size).
+        return MLPClassifier(hidden_layer_sizes=job.hidden, activation="relu", solver="adam", alpha=job.l2,
+                             batch_size=job.batch_size, learning_rate_init=job.lr, max_iter=epochs, shuffle=True,
+                             tol=0.0, n_iter_no_change=epochs + 1, random_state=0)
+
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    if job.name == "inference":
+        clf = make(1).fit(X_train[:2000], y_train[:2000])
+        clf.predict_proba(X_test)
+        return {"seconds": _median_time(lambda: clf.predict_proba(X_test), job.repeats), "test_accuracy": None}
+    make(1).fit(X_train[:1024], y_train[:1024])                       # warm-up
+    times, accuracies = [], []
+    for _ in range(job.repeats):
+        clf = make(job.epochs)
+        start = time.perf_counter()
+        clf.fit(X_train, y_train)
+        times.append((time.perf_counter() - start) / clf.n_iter_)
+        accuracies.append(float(clf.score(X_test, y_test)))
+    return {"seconds": float(np.median(times)), "test_accuracy": accuracies[0]}
+
+
+# -- PyTorch -------------------------------------------------------------------------
+
+
+def torch_cpu(job, data, threads):
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(threads)
+    X_train, y_train, X_test, y_test = (torch.from_numpy(a) for a in data)
+
+    def build():
+        """The handgrad network: He-normal weights before ReLU, Glorot-uniform at the output, zero biases."""
+        torch.manual_seed(0)
+        widths = [X_train.shape[1], *job.hidden, N_CLASSES]
+        layers = []
+        for i, (a, b) in enumerate(zip(widths, widths[1:])):
+            linear = nn.Linear(a, b)
+            if i < len(widths) - 2:
+                nn.init.kaiming_normal_(linear.weight, nonlinearity="relu")
+                layers += [linear, nn.ReLU()]
+            else:
+                nn.init.xavier_uniform_(linear.weight)
+                layers.append(linear)
+            nn.init.zeros_(linear.bias)
+        return nn.Sequential(*layers)
+
+    def accuracy(model):
+        with torch.no_grad():
+            return float((model(X_test).argmax(1) == y_test).float().mean())
+
+    if job.name == "inference":
+        model = build()
+
+        def predict():
+            with torch.no_grad():
+                return torch.softmax(model(X_test), dim=1)
+
+        predict()
+        return {"seconds": _median_time(predict, job.repeats), "test_accuracy": None}
+
+    def train(X, y, epochs, on_epoch_end=None):
+        model = build()
+        decayed = [p for name, p in model.named_parameters() if name.endswith("weight")]
+        others = [p for name, p in model.named_parameters() if not name.endswith("weight")]
+        # handgrad's L2 adds λW to the weight gradients only, as weight_decay does here.
+        optimizer = torch.optim.Adam([{"params": decayed, "weight_decay": job.l2},
+                                      {"params": others, "weight_decay": 0.0}], lr=job.lr)
+        criterion = nn.CrossEntropyLoss()
+        generator = torch.Generator().manual_seed(0)
+        n = X.shape[0]
+        n_batches = -(-n // job.batch_size)
+        start = time.perf_counter()
+        for epoch in range(epochs):
+            order = torch.randperm(n, generator=generator)
+            running = 0.0
+            for b in range(n_batches):
+                idx = order[b * job.batch_size:(b + 1) * job.batch_size]
+                for group in optimizer.param_groups:
+                    group["lr"] = job.lr_at(epoch + b / n_batches)
+                optimizer.zero_grad(set_to_none=True)
+                loss = criterion(model(X[idx]), y[idx])
+                loss.backward()
+                optimizer.step()
+                running += loss.item()
+            if on_epoch_end is not None:
+                on_epoch_end(model)
+        return model, time.perf_counter() - start
+
+    train(X_train[:1024], y_train[:1024], 1)                        # warm-up
+    if job.target_accuracy is not None:
+        seconds, accuracies = [], []
+        last = [time.perf_counter()]
+
+        def on_epoch_end(model):
+            seconds.append(time.perf_counter() - last[0])
+            accuracies.append(accuracy(model))
+            last[0] = time.perf_counter()
+
+        train(X_train, y_train, job.epochs, on_epoch_end)
+        return _curve_summary(seconds, accuracies, job)
+    times, accuracies = [], []
+    for _ in range(job.repeats):
+        model, seconds = train(X_train, y_train, job.epochs)
+        times.append(seconds / job.epochs)
+        accuracies.append(accuracy(model))
+    return {"seconds": float(np.median(times)), "test_accuracy": accuracies[0]}
+
+
+RUNNERS = {
+    "floor": (floor, "float32"),
+    "handgrad": (handgrad, "float32"),
+    "sklearn-float64": (sklearn, "float64"),
+    "sklearn-float32": (sklearn, "float32"),
+    "torch": (torch_cpu, "float32"),
+}
