@@ -138,6 +138,8 @@ def load_features(path, *, feature_names=None):
     images = read_idx(path)
     if images.ndim < 2:
         raise DataError(f"{path} holds a 1-D IDX array (labels?), not images; pass an images file such as t10k-images-idx3-ubyte.gz")
+    if images.size == 0:
+        raise DataError(f"{path} holds no images (shape {images.shape}); pass a file with at least one")
     return _finite_features(images.reshape(images.shape[0], -1), path)
 
 
@@ -168,9 +170,11 @@ def _load_idx_dataset(name, data_dir, download):
 
 def _idx_images(path):
     images = read_idx(path)
-    if images.ndim != 3 or images.shape[0] == 0:
+    if images.ndim != 3 or images.size == 0:
         raise DataError(f"{path} holds an array of shape {images.shape}, not a stack of images (n, rows, cols); check the file name")
-    return _finite_features(images.reshape(len(images), -1), path), images.shape[1:]
+    if images.dtype != np.uint8:
+        raise DataError(f"{path} holds {images.dtype} pixels, but MNIST-style images are unsigned bytes; the file is damaged, download it again")
+    return images.reshape(len(images), -1).astype(np.float64), images.shape[1:]
 
 
 def _idx_labels(path, n_images, images_path):
@@ -187,9 +191,9 @@ def _idx_labels(path, n_images, images_path):
 # -- tables ------------------------------------------------------------------
 
 def _split_table(name, X, labels, feature_names, test_fraction, seed, path):
-    if len(labels) != len(X):
-        raise DataError(f"{path}: X has {len(X)} samples but y has {len(labels)} labels; pass one label per sample")
     y, classes = encode_labels(labels, path)
+    if len(y) != len(X):
+        raise DataError(f"{path}: X has {len(X)} samples but y has {len(y)} labels; pass one label per sample")
     train, test = stratified_split(y, test_fraction, seed)
     return Dataset(name, X[train], y[train], X[test], y[test], classes,
                    image_shape=None, feature_names=feature_names, kind="tabular")
@@ -231,10 +235,13 @@ def encode_labels(labels, source):
     classes : ndarray of shape (K,)
         Sorted distinct labels (int64 or str), ``K >= 2``.
     """
-    if isinstance(labels, list) or np.asarray(labels).dtype.kind == "U":
-        values = _text_labels(list(labels), source)
+    if isinstance(labels, list):
+        values = _text_labels(labels, source)
     else:
-        values = _numeric_labels(np.asarray(labels), source)
+        labels = np.asarray(labels)
+        if labels.ndim != 1:
+            raise DataError(f"{source}: labels have shape {labels.shape}; pass one label per sample, shape (n,)")
+        values = _text_labels(labels.tolist(), source) if labels.dtype.kind == "U" else _numeric_labels(labels, source)
     if len(values) == 0:
         raise DataError(f"{source} holds no samples; pass at least one sample per class")
     classes, y = np.unique(values, return_inverse=True)
@@ -246,8 +253,6 @@ def encode_labels(labels, source):
 
 
 def _numeric_labels(labels, source):
-    if labels.ndim != 1:
-        raise DataError(f"{source}: labels have shape {labels.shape}; pass one label per sample, shape (n,)")
     if labels.dtype.kind in "biu":
         return labels.astype(np.int64)
     if labels.dtype.kind == "f":

@@ -225,11 +225,7 @@ def read_npz(path, keys=("X", "y")):
 
 
 def _read_npy(member, path, key):
-    version = np.lib.format.read_magic(member)
-    if version == (1, 0):
-        shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(member)
-    else:
-        shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(member)
+    shape, fortran_order, dtype = _read_npy_header(member, path, key)
     if dtype.hasobject:
         raise DataError(f"{path}: array {key!r} holds Python objects, which are never unpickled; save numbers or fixed-width strings (e.g. y.astype(str))")
     claimed = prod(shape) * dtype.itemsize
@@ -243,3 +239,19 @@ def _read_npy(member, path, key):
         raise DataError(f"{path}: array {key!r} has {len(data)}{'+' if len(data) > claimed else ''} bytes of data but its header {shape} {dtype} promises {claimed}; the file is damaged, save it again")
     order = "F" if fortran_order else "C"
     return np.frombuffer(data, dtype=dtype).reshape(shape, order=order)
+
+
+def _read_npy_header(member, path, key):
+    """Return (shape, fortran_order, dtype) from a member's header, or raise DataError.
+
+    numpy parses the header's text with ``tokenize`` and ``ast``, and damaged
+    text surfaces as whatever those raise (TokenError, SyntaxError,
+    RecursionError, ...), so every exception here means a damaged header.
+    """
+    try:
+        version = np.lib.format.read_magic(member)
+        if version == (1, 0):
+            return np.lib.format.read_array_header_1_0(member)
+        return np.lib.format.read_array_header_2_0(member)
+    except Exception as exc:
+        raise DataError(f"{path}: array {key!r} has a damaged .npy header ({type(exc).__name__}); save the file again with np.savez") from None
