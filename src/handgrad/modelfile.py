@@ -377,13 +377,13 @@ class _Reader:
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             self.fail(f"its metadata is not valid JSON ({_one_line(exc)})")
         if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-            self.fail("is not a handgrad model file (its metadata names no handgrad format)",
+            self.fail("not a handgrad model file (its metadata names no handgrad format)",
                       "pass a file written by handgrad train")
         version = meta.get("format_version")
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             self.fail(f"its format version {version!r} is not a positive integer")
         if version > FORMAT_VERSION:
-            self.fail(f"was made by a newer handgrad (format version {version}; this handgrad reads up to "
+            self.fail(f"made by a newer handgrad (format version {version}; this handgrad reads up to "
                       f"{FORMAT_VERSION})", "upgrade handgrad to load it")
         if meta.get("kind") not in KINDS:
             self.fail(f"its kind {meta.get('kind')!r} is neither 'model' nor 'checkpoint'")
@@ -392,7 +392,7 @@ class _Reader:
     def read(self, want_checkpoint):
         meta = self.metadata()
         if want_checkpoint and meta["kind"] != "checkpoint":
-            self.fail("is a finished model, not a checkpoint", "resume from the checkpoint file that training wrote")
+            self.fail("a finished model, not a checkpoint", "resume from the checkpoint file that training wrote")
         dtype = DTYPES.get(meta.get("dtype"))
         if dtype is None:
             self.fail(f"its dtype {meta.get('dtype')!r} is not float32 or float64")
@@ -463,7 +463,7 @@ class _Reader:
 
     def _checkpoint(self, info, model, n_records):
         if not isinstance(info, dict):
-            self.fail("is marked as a checkpoint but has no checkpoint entry")
+            self.fail("marked as a checkpoint but has no checkpoint entry")
         epoch = info.get("epoch")
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch != n_records:
             self.fail(f"its epoch {epoch!r} does not match its {n_records} history records")

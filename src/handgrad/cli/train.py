@@ -282,7 +282,8 @@ class Run:
         s = self.settings
         verbose = "auto" if self.args.progress is None else self.args.progress
         try:
-            with _threads(s.get("threads")):
+            # Overflow on the way to a NaN loss is reported once, as TrainingDiverged, not as warnings.
+            with _threads(s.get("threads")), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 return hg.fit(self.model, self.loss, self.data.X_train, self.data.dataset.y_train,
                               optimizer=self.optimizer, epochs=s["epochs"], batch_size=s["batch_size"], l2=s["l2"],
                               validation_fraction=s["validation_fraction"], early_stopping=self.early_stopping or False,
