@@ -140,7 +140,7 @@ def idx_file(base, fields, type_code, stage, edits):
     return apply_edits(gzip.compress(bytes(raw), mtime=0), edits), True
 
 
-@settings(FUZZ, max_examples=800)
+@settings(FUZZ, max_examples=1200)
 @given(base=st.sampled_from([(IMAGES, IMAGE_FIELDS), (LABELS, LABEL_FIELDS)]), type_code=st.none() | FORGED_TYPES,
        stage=st.sampled_from(["raw", "before gzip", "after gzip"]), edits=EDITS)
 def test_damaged_idx_files_load_or_raise_data_error(workdir, base, type_code, stage, edits):
@@ -156,7 +156,7 @@ def test_damaged_idx_files_load_or_raise_data_error(workdir, base, type_code, st
         assert_valid_features(X)
 
 
-@settings(FUZZ, max_examples=200)
+@settings(FUZZ, max_examples=300)
 @given(role=st.sampled_from(["train-images", "train-labels", "t10k-images", "t10k-labels"]), edits=EDITS)
 def test_mnist_folder_with_one_damaged_file_loads_or_raises_data_error(workdir, role, edits):
     folder = workdir / "mnist-root" / "mnist"
@@ -235,7 +235,7 @@ def npz_file(draw):
     return buffer.getvalue()
 
 
-@settings(FUZZ, max_examples=700)
+@settings(FUZZ, max_examples=1000)
 @given(data=npz_file())
 def test_hostile_npz_files_load_or_raise_data_error(workdir, data):
     path = workdir / "f.npz"
@@ -293,7 +293,7 @@ def csv_file(draw):
     return apply_edits(VALID_CSV.encode("utf-8"), draw(EDITS)), draw(st.sampled_from([None, "a", "label", "zz"]))
 
 
-@settings(FUZZ, max_examples=700)
+@settings(FUZZ, max_examples=1000)
 @given(file=csv_file())
 def test_hostile_csv_files_load_or_raise_data_error(workdir, file):
     data, target = file

@@ -118,6 +118,8 @@ def locate(name, *, data_dir=None, download=True, mirror=None, timeout=DOWNLOAD_
     dict
         ``{"train_images": Path, "train_labels": ..., "test_images": ..., "test_labels": ...}``
     """
+    if name not in DATASETS:
+        raise DataError(f"no IDX dataset named {name!r}; choose from {', '.join(DATASETS)}")
     spec = DATASETS[name]
     dirs = search_dirs(data_dir)
     found = {role: _find(dirs, spec.folder, file_name) for role, (file_name, _) in spec.files.items()}
