@@ -287,7 +287,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     @staticmethod
     def _checked_classes(classes):
         if len(classes) < 2:
-            raise DataError(f"y holds a single class ({classes[0]!r}); a classifier needs at least 2 classes")
+            raise DataError(f"y holds one class ({classes[0]}); a classifier needs at least 2 classes")
         return classes
 
     def _initialize(self, n_features, rng):
@@ -425,7 +425,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def _log_proba(self, X):
         """``log softmax`` of the logits, in float64: (n, n_classes)."""
         try:
-            check_is_fitted(self)
+            check_is_fitted(self, "coefs_")
         except NotFittedError as exc:
             raise NotFitted(str(exc)) from None
         with _data_errors():
@@ -442,7 +442,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         """The most probable class of each row of ``X`` (n,)."""
-        return self.classes_[self._log_proba(X).argmax(axis=1)]
+        log_proba = self._log_proba(X)
+        return self.classes_[log_proba.argmax(axis=1)]
 
 
 def _check_sample_weight(sample_weight, n):
