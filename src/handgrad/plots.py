@@ -175,9 +175,7 @@ def _weight_mosaic(W, shape):
 
 def _diverging_cmap():
     """Red-white-blue with the NaN gaps between tiles drawn light grey."""
-    cmap = colormaps["RdBu_r"].copy()
-    cmap.set_bad("0.85")
-    return cmap
+    return colormaps["RdBu_r"].with_extremes(bad="0.85")
 
 
 def _save(fig, path):

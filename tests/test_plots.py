@@ -1,0 +1,167 @@
+"""Plots: real PNG files of the expected size and content, written atomically, bad input refused."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+
+from handgrad.errors import DataError, HandgradError
+from handgrad.metrics import confusion_matrix
+from handgrad.plots import (_weight_mosaic, plot_confusion_matrix, plot_first_layer_weights,
+                            plot_learning_curves)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _records(n_epochs, validation=True):
+    records = []
+    for epoch in range(n_epochs):
+        record = {"epoch": epoch, "train_loss": 1.0 / (epoch + 1), "train_accuracy": 1 - 0.5 / (epoch + 1),
+                  "lr": 1e-3, "seconds": 0.1}
+        if validation:
+            record.update(val_loss=1.2 / (epoch + 1), val_accuracy=1 - 0.6 / (epoch + 1))
+        records.append(record)
+    return records
+
+
+def _read_png(path):
+    """The image as (height, width, channels) floats, after checking the PNG signature."""
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    return imread(path)
+
+
+def _ink(image):
+    """Share of pixels that are not white: 0 for a blank figure."""
+    return float((image[..., :3] < 0.95).any(axis=-1).mean())
+
+
+@pytest.mark.parametrize("validation", [True, False])
+def test_learning_curves_png_has_two_panels_size(tmp_path, validation):
+    path = tmp_path / "curves.png"
+    plot_learning_curves(_records(8, validation), path)
+    image = _read_png(path)
+    assert image.shape[:2] == (400, 1000)          # figsize (10, 4) at 100 dpi
+    # Both panels hold lines: the left and the right half each have ink.
+    assert _ink(image[:, :500]) > 0.02 and _ink(image[:, 500:]) > 0.02
+
+
+def test_learning_curves_draw_validation_only_when_recorded(tmp_path):
+    with_val, without_val = tmp_path / "a.png", tmp_path / "b.png"
+    plot_learning_curves(_records(8, True), with_val)
+    plot_learning_curves(_records(8, False), without_val)
+    # The validation curves (orange) add coloured pixels.
+    def orange(image):
+        r, g, b = image[..., 0], image[..., 1], image[..., 2]
+        return int(((r > 0.9) & (g > 0.4) & (g < 0.6) & (b < 0.2)).sum())
+    assert orange(_read_png(without_val)) == 0 < orange(_read_png(with_val))
+
+
+def test_confusion_matrix_png_is_not_blank(tmp_path, rng):
+    y = rng.integers(0, 10, 400)
+    y_pred = np.where(rng.random(400) < 0.8, y, rng.integers(0, 10, 400))
+    path = tmp_path / "cm.png"
+    plot_confusion_matrix(confusion_matrix(y, y_pred, 10), [str(c) for c in range(10)], path)
+    image = _read_png(path)
+    side = 4 + 0.45 * 10
+    assert image.shape[:2] == (round(side * 100), round((side + 1.2) * 100))
+    assert image[..., :3].var() > 0.01
+    # The diagonal's dark blue cells are there.
+    dark_blue = (image[..., 2] > 0.3) & (image[..., 0] < 0.2)
+    assert dark_blue.mean() > 0.02
+
+
+def test_weight_grid_for_784_by_16_with_28_by_28_images(tmp_path, rng):
+    W = rng.normal(size=(784, 16)).astype(np.float32)
+    path = tmp_path / "weights.png"
+    plot_first_layer_weights(W, (28, 28), path)
+    image = _read_png(path)
+    assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 200
+    assert image[..., :3].var() > 0.01
+
+
+def test_weight_mosaic_places_each_unit_as_its_own_scaled_image(rng):
+    W = rng.normal(size=(12, 5))
+    mosaic, cols = _weight_mosaic(W, (3, 4))
+    assert cols == 3                                # 5 units -> a 3 x 2 grid
+    gap = 1
+    for unit in range(5):
+        r, c = divmod(unit, cols)
+        tile = mosaic[r * (3 + gap):r * (3 + gap) + 3, c * (4 + gap):c * (4 + gap) + 4]
+        np.testing.assert_allclose(tile, W[:, unit].reshape(3, 4) / np.abs(W[:, unit]).max())
+    assert np.isnan(mosaic[3, :]).all()            # the gap between the rows of tiles
+    assert np.isnan(mosaic[4:, 2 * (4 + gap):]).all()  # the empty sixth place
+
+
+def test_weight_grid_shows_at_most_max_units(tmp_path, rng):
+    few, many = tmp_path / "few.png", tmp_path / "many.png"
+    W = rng.normal(size=(64, 40))
+    plot_first_layer_weights(W, (8, 8), few, max_units=4)
+    plot_first_layer_weights(W, (8, 8), many, max_units=40)
+    assert _read_png(few).shape[0] < _read_png(many).shape[0]
+
+
+@pytest.mark.parametrize("W, shape, match", [
+    (np.zeros((784, 16)), (28, 27), "784 inputs but image_shape"),
+    (np.zeros(784), (28, 28), "2-D numeric array"),
+    (np.zeros((784, 16)), (7, 28, 4), r"\(height, width\)"),
+    (np.zeros((784, 16)), "28x28", r"\(height, width\)"),
+    (np.zeros((784, 0)), (28, 28), "no hidden units"),
+])
+def test_weight_grid_refuses_shapes_that_do_not_fit(tmp_path, W, shape, match):
+    with pytest.raises(DataError, match=match):
+        plot_first_layer_weights(W, shape, tmp_path / "w.png")
+    assert not list(tmp_path.iterdir())
+
+
+def test_weight_grid_refuses_a_non_positive_max_units(tmp_path):
+    with pytest.raises(HandgradError, match="max_units"):
+        plot_first_layer_weights(np.zeros((4, 2)), (2, 2), tmp_path / "w.png", max_units=0)
+
+
+def test_learning_curves_refuse_empty_or_foreign_records(tmp_path):
+    with pytest.raises(HandgradError, match="history is empty"):
+        plot_learning_curves([], tmp_path / "c.png")
+    with pytest.raises(HandgradError, match="'train_accuracy'"):
+        plot_learning_curves([{"epoch": 0, "train_loss": 1.0}], tmp_path / "c.png")
+
+
+def test_confusion_matrix_plot_refuses_mismatched_names(tmp_path):
+    with pytest.raises(DataError, match="one name per class"):
+        plot_confusion_matrix(np.eye(3, dtype=int), ["a", "b"], tmp_path / "cm.png")
+    with pytest.raises(DataError, match="square"):
+        plot_confusion_matrix(np.zeros((2, 3), int), ["a", "b"], tmp_path / "cm.png")
+
+
+def test_refused_input_leaves_an_existing_plot_alone(tmp_path):
+    path = tmp_path / "cm.png"
+    plot_confusion_matrix(np.array([[3, 1], [0, 2]]), ["a", "b"], path)
+    before = path.read_bytes()
+    with pytest.raises(DataError):
+        plot_confusion_matrix(np.array([[3, -1], [0, 2]]), ["a", "b"], path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["cm.png"]   # no temporary file left behind
+
+
+def test_plots_create_their_folder(tmp_path):
+    path = tmp_path / "new" / "deeper" / "curves.png"
+    plot_learning_curves(_records(2), path)
+    assert _read_png(path).shape[:2] == (400, 1000)
+
+
+def test_unwritable_folder_is_a_one_line_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(HandgradError, match="cannot write") as info:
+        plot_learning_curves(_records(2), blocker / "curves.png")
+    assert "\n" not in str(info.value)
+
+
+def test_plotting_never_loads_pyplot():
+    # pyplot picks a GUI backend and keeps global figures; the plots must work without it.
+    code = ("import sys, numpy as np; from handgrad.plots import plot_confusion_matrix as p; "
+            "import tempfile, os; d = tempfile.mkdtemp(); p(np.eye(2, dtype=int), ['a', 'b'], os.path.join(d, 'c.png')); "
+            "print('matplotlib.pyplot' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
