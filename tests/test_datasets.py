@@ -151,6 +151,12 @@ def test_fake_mnist_loads_with_its_own_shapes(tmp_path):
     np.testing.assert_array_equal(ds.y_train, np.arange(6))
 
 
+def test_handgrad_data_environment_variable_is_searched(tmp_path, monkeypatch):
+    monkeypatch.setenv("HANDGRAD_DATA", str(fake_mnist(tmp_path / "env", n_train=3)))
+    ds = load_dataset("MNIST", download=False)
+    assert ds.name == "mnist" and ds.X_train.shape == (3, 784)
+
+
 @pytest.mark.parametrize("damage, message", [
     ({"labels_train": np.array([0, 1, 2, 3, 4, 12])}, "outside the digits 0..9"),
     ({"labels_train": np.arange(5)}, "has 5 labels but"),

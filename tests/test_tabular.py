@@ -6,6 +6,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from handgrad import tabular
 from handgrad.data import encode_labels, load_dataset, load_features
 from handgrad.errors import DataError
 
@@ -76,6 +77,16 @@ def test_bad_csv_files_raise_one_line_data_errors(tmp_path, text, message):
     with pytest.raises(DataError, match=message) as info:
         load_dataset(write_csv(tmp_path, text))
     assert "\n" not in str(info.value)
+
+
+def test_csv_read_in_blocks_keeps_rows_and_line_numbers(tmp_path, monkeypatch):
+    monkeypatch.setattr(tabular, "_BLOCK_ROWS", 3)
+    rows = "".join(f"{i},{i % 2}\n" for i in range(10))
+    ds = load_dataset(write_csv(tmp_path, "x,label\n" + rows), test_fraction=0)
+    np.testing.assert_array_equal(ds.X_train[:, 0], np.arange(10))
+    np.testing.assert_array_equal(ds.y_train, np.arange(10) % 2)
+    with pytest.raises(DataError, match="line 10, column 'x': 'bad'"):
+        load_features(write_csv(tmp_path, "x\n" + "1\n" * 8 + "bad\n", name="f.csv"))
 
 
 def test_pandas_default_header_is_accepted(tmp_path):

@@ -15,9 +15,9 @@ make it reserve memory.  Pickled (object) arrays are refused, never loaded.
 """
 
 import csv
-import io
 import zipfile
 import zlib
+from itertools import islice
 from math import prod
 from pathlib import Path
 
@@ -30,6 +30,11 @@ _MAX_NAMES_SHOWN = 8
 
 
 # -- CSV ---------------------------------------------------------------------
+
+# Rows are parsed in blocks, so a large file never exists in memory as one
+# Python string per cell: only the current block does, next to the float64 result.
+_BLOCK_ROWS = 4096
+
 
 def read_csv(path, *, target=None):
     """Read a labelled CSV file.
@@ -47,7 +52,8 @@ def read_csv(path, *, target=None):
         The label column's cells, stripped of surrounding spaces.
     feature_names : list of str, length d
     """
-    header, rows, lines = _read_rows(path)
+    rows = _csv_rows(path)
+    header = next(rows)
     if len(header) < 2:
         raise DataError(f"{path} has a single column {header[0]!r}; a labelled CSV needs feature columns and a label column, separated by commas")
     if target is None:
@@ -57,12 +63,12 @@ def read_csv(path, *, target=None):
     else:
         raise DataError(f"{path} has no column {target!r}; choose --target from: {_names(header)}")
     feature_cols = [j for j in range(len(header)) if j != label_col]
-    X = _numeric_columns(path, header, rows, lines, feature_cols, hint="use --target to name a text label column")
-    labels = [row[label_col].strip() for row in rows]
-    for i, label in enumerate(labels):
-        if not label:
-            raise DataError(f"{path} line {lines[i]}: the label column {header[label_col]!r} is empty; fill in or drop that row")
-    return X, labels, [header[j] for j in feature_cols]
+    hint = "use --target to name a text label column"
+    blocks, labels = [], []
+    for lines, block in _blocks(rows, path):
+        blocks.append(_numeric_columns(path, header, block, lines, feature_cols, hint))
+        labels.extend(_label_cells(path, header[label_col], [row[label_col] for row in block], lines))
+    return np.concatenate(blocks), labels, [header[j] for j in feature_cols]
 
 
 def read_csv_features(path, *, feature_names=None):
@@ -76,7 +82,8 @@ def read_csv_features(path, *, feature_names=None):
     -------
     X : ndarray of shape (n, d), float64
     """
-    header, rows, lines = _read_rows(path)
+    rows = _csv_rows(path)
+    header = next(rows)
     if feature_names is None:
         cols = list(range(len(header)))
     else:
@@ -84,48 +91,59 @@ def read_csv_features(path, *, feature_names=None):
         if absent:
             raise DataError(f"{path} lacks the feature columns {_names(absent)}; the model was trained on {_names(feature_names)}")
         cols = [header.index(name) for name in feature_names]
-    return _numeric_columns(path, header, rows, lines, cols, hint="keep only the feature columns the model was trained on")
+    hint = "keep only the feature columns the model was trained on"
+    return np.concatenate([_numeric_columns(path, header, block, lines, cols, hint) for lines, block in _blocks(rows, path)])
 
 
-def _read_rows(path):
-    """Return the header, the data rows (lists of str) and each row's line number."""
-    text = _read_text(path)
-    reader = csv.reader(io.StringIO(text, newline=""))
+def _csv_rows(path):
+    """Yield the cleaned header, then ``(line number, row)`` for every non-blank data row."""
+    line, reader = 1, None
     try:
-        header = next(reader, None)
-        if header is None or not any(cell.strip() for cell in header):
-            raise DataError(f"{path} is empty; a CSV needs a header line naming its columns, then one row per sample")
-        header = [cell.strip() for cell in header]
-        _check_header(path, header)
-        rows, lines = [], []
-        for row in reader:
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue  # blank lines carry no sample
-            if len(row) != len(header):
-                raise DataError(f"{path} line {reader.line_num} has {len(row)} fields but the header has {len(header)}; every row needs one value per column")
-            rows.append(row)
-            lines.append(reader.line_num)
-    except csv.Error as exc:
-        raise DataError(f"{path} line {reader.line_num} is not valid CSV ({exc}); check quotes and field lengths") from None
-    if not rows:
-        raise DataError(f"{path} has a header but no rows; add at least one sample per class")
-    return header, rows, lines
-
-
-def _read_text(path):
-    try:
-        data = Path(path).read_bytes()
+        # utf-8-sig drops the byte-order mark that spreadsheet programs write.
+        with open(path, encoding="utf-8-sig", newline="") as file:
+            reader = csv.reader(file)
+            header = next(reader, None)
+            if header is None or not any(cell.strip() for cell in header):
+                raise DataError(f"{path} is empty; a CSV needs a header line naming its columns, then one row per sample")
+            header = [cell.strip() for cell in header]
+            _check_header(path, header)
+            yield header
+            for row in reader:
+                line = reader.line_num
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue  # blank lines carry no sample
+                if len(row) != len(header):
+                    raise DataError(f"{path} line {line} has {len(row)} fields but the header has {len(header)}; every row needs one value per column")
+                yield line, row
     except FileNotFoundError:
         raise DataError(f"{path} does not exist; check the path") from None
     except IsADirectoryError:
         raise DataError(f"{path} is a folder; pass a .csv file") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not UTF-8 text (after line {line}); save it as UTF-8 CSV") from None
+    except csv.Error as exc:
+        raise DataError(f"{path} line {reader.line_num} is not valid CSV ({exc}); check quotes and field lengths") from None
     except OSError as exc:
         raise DataError(f"cannot read {path} ({exc.strerror or exc}); check its permissions") from None
-    try:
-        # utf-8-sig drops the byte-order mark that spreadsheet programs write.
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path} is not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8 CSV") from None
+
+
+def _blocks(rows, path):
+    """Group ``(line, row)`` pairs into ``(lines, rows)`` tuples of up to ``_BLOCK_ROWS`` rows."""
+    empty = True
+    while block := list(islice(rows, _BLOCK_ROWS)):
+        empty = False
+        lines, cells = zip(*block)
+        yield lines, cells
+    if empty:
+        raise DataError(f"{path} has a header but no rows; add at least one sample per class")
+
+
+def _label_cells(path, column, cells, lines):
+    labels = [cell.strip() for cell in cells]
+    for line, label in zip(lines, labels):
+        if not label:
+            raise DataError(f"{path} line {line}: the label column {column!r} is empty; fill in or drop that row")
+    return labels
 
 
 def _check_header(path, header):
@@ -149,7 +167,7 @@ def _is_number(text):
 
 
 def _numeric_columns(path, header, rows, lines, cols, hint):
-    """Parse the cells of ``cols`` as finite float64; name the first bad cell otherwise."""
+    """Parse the cells of ``cols`` in ``rows`` as finite float64; name the first bad cell otherwise."""
     X = np.empty((len(rows), len(cols)), dtype=np.float64)
     for k, j in enumerate(cols):
         cells = [row[j] for row in rows]
