@@ -43,15 +43,12 @@ def run_evaluate(args):
     if args.plots:
         check_writable(args.plots, "--plots", folder=True)
     loaded = load_model(args.model)
-    trained = loaded.settings
-    spec = args.dataset or trained.get("dataset")
-    if spec is None:
-        spec = "digits"
+    trained = _trained_data(loaded.settings)
+    spec = args.dataset or trained.get("dataset", "digits")
     same = _same_dataset(spec, trained.get("dataset"))
     target = args.target if args.target is not None else (trained.get("target") if same else None)
-    test_fraction = trained.get("test_fraction", 0.2) if same else 0.2
     dataset = load_dataset(spec, data_dir=args.data_dir or trained.get("data_dir"), target=target,
-                           test_fraction=test_fraction)
+                           test_fraction=trained.get("test_fraction", 0.2) if same else 0.2)
     X, y = _split(dataset, args.split)
     source = f"{spec} ({args.split} split)"
     X = model_features(loaded, X, source)
@@ -69,6 +66,15 @@ def run_evaluate(args):
         plot_confusion_matrix(cm, names, path)
         print(f"confusion matrix plot written to {path}")
     return 0
+
+
+def _trained_data(settings):
+    """Where the model's training data came from, as far as its (untrusted) settings say so clearly."""
+    known = {key: settings.get(key) for key in ("dataset", "data_dir", "target") if isinstance(settings.get(key), str)}
+    fraction = settings.get("test_fraction")
+    if isinstance(fraction, (int, float)) and not isinstance(fraction, bool) and 0 <= fraction < 1:
+        known["test_fraction"] = fraction
+    return known
 
 
 def _same_dataset(spec, trained_spec):

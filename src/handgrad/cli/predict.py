@@ -40,6 +40,8 @@ def run_predict(args):
         check_writable(args.out, "--out")
     loaded = load_model(args.model)
     names = loaded.metadata.get("extra", {}).get("feature_names")
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        names = None                     # no names (or unusable ones): take a CSV's columns in order
     raw = load_features(args.input, feature_names=names if args.input.lower().endswith(".csv") else None)
     X = model_features(loaded, raw, args.input)
     proba = loaded.model.predict_proba(X)

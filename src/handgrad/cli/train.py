@@ -125,7 +125,7 @@ class Outputs:
 
 def _outputs(args, saved=None):
     """Paths from the flags; with ``--resume``, unset ones as the interrupted run had them."""
-    saved = saved or {}
+    saved = _saved_outputs(saved)
     model = Path(args.out or saved.get("out") or DEFAULT_OUT)
     checkpoint = Path(args.checkpoint or args.resume or _checkpoint_beside(model))
     if args.no_plots:
@@ -137,6 +137,18 @@ def _outputs(args, saved=None):
     log = args.log or saved.get("log")
     every = args.checkpoint_every or saved.get("checkpoint_every")
     return Outputs(model, checkpoint, plots, log and Path(log), every)
+
+
+def _saved_outputs(saved):
+    """The output settings a checkpoint recorded, keeping only well-formed entries."""
+    if not isinstance(saved, dict):
+        return {}
+    kept = {key: saved[key] for key in ("out", "plots", "log")
+            if key in saved and (saved[key] is None or isinstance(saved[key], str))}
+    every = saved.get("checkpoint_every")
+    if isinstance(every, int) and not isinstance(every, bool) and every > 0:
+        kept["checkpoint_every"] = every
+    return kept
 
 
 def _checkpoint_beside(model):
