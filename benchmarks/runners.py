@@ -90,8 +90,8 @@ def handgrad(job, data, threads):
                batch_size=job.batch_size, l2=job.l2, lr_schedule=schedule, seed=0, callbacks=callbacks)
         return model, time.perf_counter() - start
 
-    train(X_train[:1024], y_train[:1024], 1)                        # warm-up
-    kernels = "numba" if _fused.kernels() is not None else "numpy"
+    model, _ = train(X_train[:1024], y_train[:1024], 1)             # warm-up
+    kernels = "numba" if _fused.kernels_for(model.flat_parameters.size) is not None else "numpy"
     if job.target_accuracy is not None:
         clock = _HandgradClock(X_test, y_test)
         train(X_train, y_train, job.epochs, clock)

@@ -27,6 +27,7 @@ def kernel_path(request, monkeypatch):
         pytest.importorskip("numba", reason="the compiled kernels need the optional numba package")
         monkeypatch.setattr(_fused, "_kernels", _fused._UNLOADED)
         monkeypatch.delenv("HANDGRAD_NO_NUMBA", raising=False)
+        monkeypatch.setattr(_fused, "MIN_SIZE", 0)    # the tests' small models take the compiled path too
         assert _fused.kernels() is not None
     else:
         monkeypatch.setattr(_fused, "_kernels", None)
@@ -102,6 +103,7 @@ def test_fit_with_handgrad_optimizer_equals_fit_with_foreign_optimizer(kernel_pa
 def test_fused_kernels_equal_numpy_kernels_over_a_whole_fit(monkeypatch, rng):
     pytest.importorskip("numba", reason="the compiled kernels need the optional numba package")
     X, y = _problem(np.float32, rng)
+    monkeypatch.setattr(_fused, "MIN_SIZE", 0)
     results = []
     for kernels in (_fused._UNLOADED, None):
         monkeypatch.setattr(_fused, "_kernels", kernels)
@@ -129,3 +131,9 @@ def test_disabling_numba_by_environment_variable(monkeypatch):
     monkeypatch.setattr(_fused, "_kernels", _fused._UNLOADED)
     monkeypatch.setenv("HANDGRAD_NO_NUMBA", "1")
     assert _fused.kernels() is None
+
+
+def test_small_models_never_load_numba(monkeypatch):
+    monkeypatch.setattr(_fused, "_kernels", _fused._UNLOADED)
+    assert _fused.kernels_for(_fused.MIN_SIZE - 1) is None
+    assert _fused._kernels is _fused._UNLOADED

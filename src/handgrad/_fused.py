@@ -21,6 +21,16 @@ import numpy as np
 _UNLOADED = object()
 _kernels = _UNLOADED
 
+# Loading Numba and its cached machine code costs about a second, once per
+# process; the NumPy update of a vector this short takes a few microseconds,
+# so small models (and most test suites) never pay for Numba at all.
+MIN_SIZE = 1 << 16
+
+
+def kernels_for(size):
+    """The compiled kernels if they are worth loading for ``size`` parameters, else ``None``."""
+    return kernels() if size >= MIN_SIZE else None
+
 
 def kernels():
     """The compiled kernels as a namespace, or ``None`` without Numba.

@@ -114,7 +114,7 @@ class SGD(Optimizer):
             p -= tmp
 
     def step_flat(self, param, grad, l2=0.0, n_decayed=0):
-        kernels = _fused.kernels()
+        kernels = _fused.kernels_for(param.size)
         if kernels is None or self.momentum == 0:
             super().step_flat(param, grad, l2, n_decayed)
             return
@@ -178,7 +178,7 @@ class Adam(Optimizer):
         return self.lr * c2 ** 0.5 / c1, self.eps * c2 ** 0.5
 
     def step_flat(self, param, grad, l2=0.0, n_decayed=0):
-        kernels = _fused.kernels()
+        kernels = _fused.kernels_for(param.size)
         if kernels is None:
             super().step_flat(param, grad, l2, n_decayed)
             return
