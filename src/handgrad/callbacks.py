@@ -6,6 +6,7 @@ of the run: the model, loss, optimizer, history and current epoch.
 """
 
 import sys
+import time
 
 import numpy as np
 
@@ -82,17 +83,94 @@ class EarlyStopping(Callback):
 
 
 class EpochLogger(Callback):
-    """One line per epoch on ``stream`` (default stderr): loss, accuracies, time."""
+    """Progress on ``stream`` (default stderr): a bar per epoch, then a summary line.
 
-    def __init__(self, stream=None):
-        self.stream = stream
+    During an epoch a tqdm bar advances per minibatch with the running mean
+    loss and the elapsed time (accuracy is known only at the epoch's end).
+    When the epoch ends the bar gives way to one line::
+
+        epoch 3/10  loss 0.1234  acc 0.9650  val_loss 0.1500  val_acc 0.9500  0.41s
+
+    Parameters
+    ----------
+    stream : a text stream; ``None`` means ``sys.stderr`` as it is when training starts.
+    bar : ``"auto"`` draws the bar only on a terminal, so logs written to a
+        file or a pipe hold just the summary lines; ``True`` always draws it
+        (on a non-terminal tqdm writes plain text), ``False`` never.
+    refresh_seconds : least time between two redraws of the bar.
+    """
+
+    def __init__(self, stream=None, bar="auto", refresh_seconds=0.1):
+        if bar not in (True, False, "auto"):
+            raise HandgradError(f"bar must be True, False or 'auto', got {bar!r}")
+        if not refresh_seconds >= 0:
+            raise HandgradError(f"refresh_seconds must be a non-negative number, got {refresh_seconds!r}")
+        self.stream, self.bar, self.refresh_seconds = stream, bar, float(refresh_seconds)
+        self._out, self._draw_bar, self._progress = None, False, None
+
+    def on_train_begin(self, ctx):
+        self._out = self.stream if self.stream is not None else sys.stderr
+        self._draw_bar = self.bar is True or (self.bar == "auto" and _is_terminal(self._out))
+
+    def on_batch_end(self, ctx, batch, n_batches, loss):
+        if not self._draw_bar:
+            return
+        if batch == 0:
+            self._close_bar()
+            self._progress = _EpochBar(self._out, ctx.epoch, ctx.epochs, n_batches, self.refresh_seconds)
+        self._progress.batch_done(loss)
 
     def on_epoch_end(self, ctx, record):
-        stream = self.stream or sys.stderr
+        self._close_bar()
         parts = [f"epoch {record['epoch'] + 1}/{ctx.epochs}", f"loss {record['train_loss']:.4f}",
                  f"acc {record['train_accuracy']:.4f}"]
-        if "val_accuracy" in record:
+        if record.get("val_accuracy") is not None:
             parts.append(f"val_loss {record['val_loss']:.4f}")
             parts.append(f"val_acc {record['val_accuracy']:.4f}")
         parts.append(f"{record['seconds']:.2f}s")
-        print("  ".join(parts), file=stream, flush=True)
+        print("  ".join(parts), file=self._out, flush=True)
+
+    def on_train_end(self, ctx):
+        self._close_bar()
+
+    def _close_bar(self):
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+
+
+class _EpochBar:
+    """One epoch's tqdm bar, redrawn at most every ``refresh_seconds``.
+
+    tqdm is told about finished batches only when a redraw is due, so the
+    cost per minibatch is one clock read and two additions.
+    """
+
+    def __init__(self, stream, epoch, epochs, n_batches, refresh_seconds):
+        from tqdm import tqdm
+
+        self.refresh_seconds = refresh_seconds
+        # mininterval=0 and miniters=1: tqdm redraws whenever it is told, the throttling is ours.
+        self.bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", file=stream,
+                        leave=False, dynamic_ncols=True, mininterval=0, miniters=1)
+        self.loss_sum, self.done, self.shown = 0.0, 0, 0
+        self.last_draw = time.perf_counter()
+
+    def batch_done(self, loss):
+        self.loss_sum += loss
+        self.done += 1
+        now = time.perf_counter()
+        if now - self.last_draw >= self.refresh_seconds or self.done == self.bar.total:
+            self.bar.set_postfix_str(f"loss {self.loss_sum / self.done:.4f}", refresh=False)
+            self.bar.update(self.done - self.shown)
+            self.shown, self.last_draw = self.done, now
+
+    def close(self):
+        self.bar.close()
+
+
+def _is_terminal(stream):
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):     # no isatty, or a closed stream
+        return False
