@@ -191,7 +191,8 @@ def _raise_first_bad_cell(path, column, cells, lines, hint):
 
 
 def _short(text, limit=40):
-    text = text.strip()
+    """``text`` on one line, cut to ``limit`` characters, for error messages."""
+    text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit] + "..."
 
 
