@@ -49,6 +49,13 @@ def test_integer_text_labels_sort_numerically(tmp_path):
     assert ds.classes.tolist() == [9, 10, 100]
 
 
+def test_integral_float_text_labels_are_integers_but_fractions_stay_text(tmp_path):
+    ds = load_dataset(write_csv(tmp_path, "x,y\n1,1.0\n2,0.0\n3,1\n"), test_fraction=0)
+    assert ds.classes.tolist() == [0, 1] and ds.y_train.tolist() == [1, 0, 1]
+    ds = load_dataset(write_csv(tmp_path, "x,y\n1,1.5\n2,0.0\n3,nan\n", name="f.csv"), test_fraction=0)
+    assert ds.classes.tolist() == ["0.0", "1.5", "nan"]
+
+
 def test_csv_tolerates_bom_quotes_spaces_and_blank_lines(tmp_path):
     path = tmp_path / "excel.csv"
     path.write_bytes('\ufeff"a", b ,"the label"\r\n 1.5 ,2,"x, y"\r\n\r\n3,4e1,z\r\n'.encode("utf-8"))

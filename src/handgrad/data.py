@@ -218,8 +218,9 @@ def _finite_features(X, path):
 def encode_labels(labels, source):
     """Map labels to indices into their sorted distinct values.
 
-    Text that reads as integers (``"3"``) counts as integers, so a CSV's
-    label column gives the same classes as an integer ``y``.
+    Text that reads as integers (``"3"``, or ``"3.0"`` as pandas writes
+    integral floats) counts as integers, so a CSV's label column gives the
+    same classes as an integer ``y``.
 
     Parameters
     ----------
@@ -272,12 +273,27 @@ def _text_labels(labels, source):
     for text in labels:
         if len(text) > MAX_LABEL_CHARS:
             raise DataError(f"{source}: a label is {len(text)} characters long (limit {MAX_LABEL_CHARS}); is the label column the right one? Choose it with --target")
+    numbers = _integers_from_text(labels)
+    if numbers is not None:
+        return numbers
+    values = np.empty(len(labels), dtype=object)
+    values[:] = [str(text) for text in labels]
+    return values
+
+
+def _integers_from_text(texts):
+    """int64 labels if every text is an integer ("3") or an integral float ("3.0", as pandas writes), else None."""
     try:
-        return np.array([int(text) for text in labels], dtype=np.int64)
+        return np.array([int(text) for text in texts], dtype=np.int64)
     except (ValueError, OverflowError):
-        values = np.empty(len(labels), dtype=object)
-        values[:] = [str(text) for text in labels]
-        return values
+        pass
+    try:
+        numbers = [float(text) for text in texts]
+    except ValueError:
+        return None
+    if all(number.is_integer() and abs(number) <= 2**53 for number in numbers):
+        return np.array(numbers).astype(np.int64)
+    return None
 
 
 def stratified_split(y, test_fraction, seed):
