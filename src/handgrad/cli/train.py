@@ -241,22 +241,23 @@ class Run:
         self.recorder = Recorder(self.early_stopping, self._write_checkpoint, self.outputs.checkpoint_every)
         status(f"training {describe(self.model)} on {self.data.dataset.name}: {len(self.data.X_train)} samples, "
                f"{self.model.n_outputs} classes, epochs {initial + 1}..{self.settings['epochs']}")
+        saved = False
         try:
             history = self._fit(history, initial)
             accuracy = self._test_accuracy()
-        except Interrupted as stop:
-            self._save_interrupted(stop)
-            raise
-        with guard.deferred():
-            self.outputs.model.parent.mkdir(parents=True, exist_ok=True)
-            save_model(self.outputs.model, self.model, loss=self.loss, classes=self._classes(),
-                       preprocessing=self.data.preprocessor, settings=self.settings, history=history.records,
-                       extra=self._extra(test_accuracy=accuracy))
-            self._write_log(history.records)
-        try:
+            with guard.deferred():     # a signal now waits until the model file is complete
+                self.outputs.model.parent.mkdir(parents=True, exist_ok=True)
+                save_model(self.outputs.model, self.model, loss=self.loss, classes=self._classes(),
+                           preprocessing=self.data.preprocessor, settings=self.settings, history=history.records,
+                           extra=self._extra(test_accuracy=accuracy))
+                self._write_log(history.records)
+                saved = True
             self._report(history, accuracy)
         except Interrupted as stop:
-            stop.note = f"the model was saved to {self.outputs.model}, the plots may be incomplete"
+            if saved:
+                stop.note = f"the model was saved to {self.outputs.model}, the plots may be incomplete"
+            else:
+                self._save_interrupted(stop)
             raise
         return 0
 
