@@ -19,6 +19,7 @@ import zipfile
 import zlib
 from itertools import islice
 from math import prod
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -167,27 +168,38 @@ def _is_number(text):
 
 
 def _numeric_columns(path, header, rows, lines, cols, hint):
-    """Parse the cells of ``cols`` in ``rows`` as finite float64; name the first bad cell otherwise."""
-    X = np.empty((len(rows), len(cols)), dtype=np.float64)
-    for k, j in enumerate(cols):
-        cells = [row[j] for row in rows]
-        try:
-            X[:, k] = np.array(cells, dtype=np.float64)
-        except ValueError:
-            _raise_first_bad_cell(path, header[j], cells, lines, hint)
-        if not np.isfinite(X[:, k]).all():
-            i = int(np.flatnonzero(~np.isfinite(X[:, k]))[0])
-            raise DataError(f"{path} line {lines[i]}, column {header[j]!r}: {cells[i].strip()!r} is not finite; replace NaN/inf with a number or drop the row")
+    """Parse the cells of ``cols`` in ``rows`` as finite float64; name the first bad cell otherwise.
+
+    The whole block goes to numpy at once (several times faster than a
+    column at a time); only when that fails are cells inspected one by one.
+    """
+    cells = list(map(_picker(cols), rows))
+    try:
+        X = np.array(cells, dtype=np.float64)
+    except ValueError:
+        _raise_first_bad_cell(path, header, cols, cells, lines, hint)
+    if not np.isfinite(X).all():
+        i, k = np.argwhere(~np.isfinite(X))[0]
+        raise DataError(f"{path} line {lines[i]}, column {header[cols[k]]!r}: {_short(cells[i][k])!r} is not finite; replace NaN/inf with a number or drop the row")
     return X
 
 
-def _raise_first_bad_cell(path, column, cells, lines, hint):
-    for i, cell in enumerate(cells):
-        if not cell.strip():
-            raise DataError(f"{path} line {lines[i]}, column {column!r}: missing value; fill it in or drop the row")
-        if not _is_number(cell):
-            raise DataError(f"{path} line {lines[i]}, column {column!r}: {_short(cell)!r} is not a number; features must be numeric ({hint})")
-    raise DataError(f"{path} column {column!r} holds values that are not numbers; features must be numeric")
+def _picker(cols):
+    """A function returning a row's cells in ``cols``, always as a tuple."""
+    if len(cols) == 1:
+        j = cols[0]
+        return lambda row: (row[j],)
+    return itemgetter(*cols)
+
+
+def _raise_first_bad_cell(path, header, cols, cells, lines, hint):
+    for line, row in zip(lines, cells):
+        for j, cell in zip(cols, row):
+            if not cell.strip():
+                raise DataError(f"{path} line {line}, column {header[j]!r}: missing value; fill it in or drop the row")
+            if not _is_number(cell):
+                raise DataError(f"{path} line {line}, column {header[j]!r}: {_short(cell)!r} is not a number; features must be numeric ({hint})")
+    raise DataError(f"{path} holds feature values that numpy cannot read as numbers; features must be plain decimal numbers")
 
 
 def _short(text, limit=40):
