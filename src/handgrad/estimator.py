@@ -45,7 +45,7 @@ from sklearn.utils._param_validation import Interval, InvalidParameterError, Opt
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .errors import DataError, HandgradError, TrainingDiverged
+from .errors import DataError, HandgradError
 from .losses import SoftmaxBinaryCrossEntropy, SoftmaxCrossEntropy, log_softmax
 from .model import mlp
 from .optimizers import SGD, Adam
