@@ -23,6 +23,9 @@ class Job:
     lr: float
     l2: float
     schedule: str = "constant"          # "constant" or "cosine" (per batch, to zero)
+    optimizer: str = "adam"             # "adam" or "sgd" (with momentum, nesterov below)
+    momentum: float = 0.0
+    nesterov: bool = False
     target_accuracy: float = None       # job 2: time to reach this test accuracy
     repeats: int = 3
     extra: dict = field(default_factory=dict)

@@ -83,17 +83,21 @@ def handgrad(job, data, threads):
 
     def train(X, y, epochs, clock=None):
         model = hg.mlp(X.shape[1], list(job.hidden), N_CLASSES, seed=0)
-        schedule = job.lr_at if job.schedule != "constant" else None
+        schedule = hg.schedules.cosine(job.lr, job.epochs) if job.schedule == "cosine" else None
         callbacks = [clock] if clock is not None else []
         start = time.perf_counter()
-        hg.fit(model, hg.SoftmaxCrossEntropy(), X, y, optimizer=hg.Adam(job.lr), epochs=epochs,
+        if job.optimizer == "adam":
+            optimizer = hg.Adam(job.lr)
+        else:
+            optimizer = hg.SGD(job.lr, momentum=job.momentum, nesterov=job.nesterov)
+        hg.fit(model, hg.SoftmaxCrossEntropy(), X, y, optimizer=optimizer, epochs=epochs,
                batch_size=job.batch_size, l2=job.l2, lr_schedule=schedule, seed=0, callbacks=callbacks)
         return model, time.perf_counter() - start
 
     model, _ = train(X_train[:1024], y_train[:1024], 1)             # warm-up
     kernels = "numba" if _fused.kernels_for(model.flat_parameters.size) is not None else "numpy"
     if job.target_accuracy is not None:
-        clock = _HandgradClock(X_test, y_test)
+        clock = _clock_callback(hg.Callback)(X_test, y_test)
         train(X_train, y_train, job.epochs, clock)
         return {**_curve_summary(clock.seconds, clock.accuracies, job), "kernels": kernels}
     times, accuracies = [], []
@@ -104,24 +108,21 @@ def handgrad(job, data, threads):
     return {"seconds": float(np.median(times)), "test_accuracy": accuracies[0], "kernels": kernels}
 
 
-class _HandgradClock:
-    """A callback that tests each epoch's model and keeps the testing out of the clock."""
+def _clock_callback(base):
+    """A handgrad callback class that tests each epoch's model and keeps the testing out of the clock."""
 
-    def __init__(self, X_test, y_test):
-        self.X_test, self.y_test = X_test, y_test
-        self.seconds, self.accuracies = [], []
-        self.last = time.perf_counter()
+    class Clock(base):
+        def __init__(self, X_test, y_test):
+            self.X_test, self.y_test = X_test, y_test
+            self.seconds, self.accuracies = [], []
+            self.last = time.perf_counter()
 
-    def on_train_begin(self, ctx):
-        pass
+        def on_epoch_end(self, ctx, record):
+            self.seconds.append(time.perf_counter() - self.last)
+            self.accuracies.append(float(np.mean(ctx.model.predict(self.X_test) == self.y_test)))
+            self.last = time.perf_counter()
 
-    def on_epoch_end(self, ctx, record):
-        self.seconds.append(time.perf_counter() - self.last)
-        self.accuracies.append(float(np.mean(ctx.model.predict(self.X_test) == self.y_test)))
-        self.last = time.perf_counter()
-
-    def on_train_end(self, ctx):
-        pass
+    return Clock
 
 
 def _curve_summary(seconds, accuracies, job):
@@ -214,8 +215,11 @@ def torch_cpu(job, data, threads):
         decayed = [p for name, p in model.named_parameters() if name.endswith("weight")]
         others = [p for name, p in model.named_parameters() if not name.endswith("weight")]
         # handgrad's L2 adds λW to the weight gradients only, as weight_decay does here.
-        optimizer = torch.optim.Adam([{"params": decayed, "weight_decay": job.l2},
-                                      {"params": others, "weight_decay": 0.0}], lr=job.lr)
+        groups = [{"params": decayed, "weight_decay": job.l2}, {"params": others, "weight_decay": 0.0}]
+        if job.optimizer == "adam":
+            optimizer = torch.optim.Adam(groups, lr=job.lr)
+        else:
+            optimizer = torch.optim.SGD(groups, lr=job.lr, momentum=job.momentum, nesterov=job.nesterov)
         criterion = nn.CrossEntropyLoss()
         generator = torch.Generator().manual_seed(0)
         n = X.shape[0]
