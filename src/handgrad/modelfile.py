@@ -191,7 +191,8 @@ def _write(path, metadata, arrays):
     try:
         text = json.dumps(metadata, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise HandgradError(f"model metadata cannot be stored as JSON ({exc}); pass plain numbers and strings") from None
+        raise HandgradError(f"model metadata cannot be stored as JSON ({exc}); "
+                            "pass plain numbers and strings") from None
     members = {METADATA: np.frombuffer(text.encode("utf-8"), dtype=np.uint8), **arrays}
     atomic_write(path, lambda f: np.savez(f, **members))
 
@@ -278,7 +279,8 @@ def _load(path, want_checkpoint):
     except HandgradError as exc:
         raise ModelFileError(f"{path} is not a valid handgrad model file ({exc}); re-create it with handgrad") from None
     except _PARSE_ERRORS as exc:
-        raise ModelFileError(f"{path} is corrupted or truncated ({_one_line(exc)}); re-create it or restore a good copy") from None
+        raise ModelFileError(f"{path} is corrupted or truncated ({_one_line(exc)}); "
+                             "re-create it or restore a good copy") from None
 
 
 def _open_archive(path, f):

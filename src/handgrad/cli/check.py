@@ -13,6 +13,7 @@ import handgrad as hg
 from handgrad.layers import ACTIVATIONS
 from handgrad.modelfile import load_model
 from .common import describe
+from .settings import argument_type, non_negative_int
 
 EXAMPLES = """\
 examples:
@@ -33,7 +34,8 @@ def add_parser(subparsers, parents):
         description="Gradient checks: analytic gradients against central differences, in float64.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", metavar="FILE", help="check this saved model's architecture instead")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    p.add_argument("--seed", type=argument_type(non_negative_int), default=0,
+                   help="seed of the random inputs (default 0)")
     p.set_defaults(run=run_check)
 
 

@@ -62,7 +62,7 @@ def labels_in_model_order(y, dataset_classes, model_classes, source):
     mapping = np.empty(len(dataset_classes), dtype=np.intp)
     for i, label in enumerate(dataset_classes):
         if label not in position:
-            raise DataError(f"{source} has class {label!r}, which the model does not know "
-                            f"(its classes: {', '.join(map(str, model_classes))}); evaluate on data with the same labels")
+            raise DataError(f"{source} has class {label!r}, which the model does not know (its classes: "
+                            f"{', '.join(map(str, model_classes))}); evaluate on data with the same labels")
         mapping[i] = position[label]
     return mapping[y]

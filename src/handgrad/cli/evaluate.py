@@ -27,9 +27,10 @@ def add_parser(subparsers, parents):
         description="Evaluate a model file: accuracy, per-class precision/recall and the confusion matrix.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODEL", help="model (or checkpoint) file written by handgrad train")
-    p.add_argument("--dataset", help="digits, mnist, fashion-mnist, PATH.csv or PATH.npz (default: the training data)")
-    p.add_argument("--data-dir", help="folder holding mnist/ and fashion-mnist/")
-    p.add_argument("--target", help="CSV label column (default: the training run's, else the last column)")
+    p.add_argument("--dataset", metavar="NAME|PATH",
+                   help="digits, mnist, fashion-mnist, PATH.csv or PATH.npz (default: the training data)")
+    p.add_argument("--data-dir", metavar="DIR", help="folder holding mnist/ and fashion-mnist/")
+    p.add_argument("--target", metavar="COLUMN", help="CSV label column (default: the training run's, else the last column)")
     p.add_argument("--split", choices=("test", "train", "all"), default="test",
                    help="which part of the dataset to evaluate on (default: test)")
     p.add_argument("--plots", metavar="DIR", help="also write confusion_matrix.png into DIR")

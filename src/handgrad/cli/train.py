@@ -57,26 +57,30 @@ def add_parser(subparsers, parents):
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     t = S.argument_type
     data = p.add_argument_group("data")
-    data.add_argument("--dataset", metavar="NAME|PATH", help="digits (default), mnist, fashion-mnist, or PATH.csv / PATH.npz")
-    data.add_argument("--data-dir", metavar="DIR", help="folder holding mnist/ and fashion-mnist/ (else $HANDGRAD_DATA, the cache)")
+    data.add_argument("--dataset", metavar="NAME|PATH",
+                      help="digits (default), mnist, fashion-mnist, or PATH.csv / PATH.npz")
+    data.add_argument("--data-dir", metavar="DIR",
+                      help="folder holding mnist/ and fashion-mnist/ (else $HANDGRAD_DATA, the cache)")
     data.add_argument("--target", metavar="COLUMN", help="CSV label column (default: the last column)")
-    data.add_argument("--test-fraction", type=t(S.fraction), metavar="F", help="share held out for testing (digits, CSV, NPZ)")
+    data.add_argument("--test-fraction", type=t(S.fraction), metavar="F",
+                      help="share held out for testing (digits, CSV, NPZ)")
     model = p.add_argument_group("model")
     model.add_argument("--hidden", type=t(S.hidden_sizes), metavar="N,N,...", help="hidden layer widths, e.g. 256,128")
-    model.add_argument("--activation", type=t(S.choice(S.ACTIVATIONS)), metavar="{relu,tanh,sigmoid}", help="relu, tanh or sigmoid")
-    model.add_argument("--loss", type=t(S.choice(tuple(S.LOSSES))), metavar="{cross-entropy,softmax-bce}", help="cross-entropy or softmax-bce")
-    model.add_argument("--dtype", type=t(S.choice(S.DTYPES)), metavar="{float32,float64}", help="float32 or float64")
+    _choice(model, "--activation", S.ACTIVATIONS, "hidden activation")
+    _choice(model, "--loss", tuple(S.LOSSES), "softmax cross-entropy, or seed 002's softmax binary cross-entropy")
+    _choice(model, "--dtype", S.DTYPES, "floating-point type of weights and data")
     opt = p.add_argument_group("optimization")
-    opt.add_argument("--optimizer", type=t(S.choice(S.OPTIMIZERS)), metavar="{adam,sgd}", help="adam or sgd")
+    _choice(opt, "--optimizer", S.OPTIMIZERS, "Adam, or SGD with --momentum")
     opt.add_argument("--lr", type=t(S.positive_float), help="learning rate")
     opt.add_argument("--momentum", type=t(S.fraction), help="SGD momentum, in [0, 1)")
-    opt.add_argument("--schedule", type=t(S.choice(S.SCHEDULES)), metavar="{constant,cosine}", help="constant or cosine learning rate")
+    _choice(opt, "--schedule", S.SCHEDULES, "learning rate over the run")
     opt.add_argument("--warmup", type=t(S.non_negative_float), metavar="EPOCHS", help="cosine warm-up, in epochs")
     opt.add_argument("--epochs", type=t(S.positive_int), help="number of epochs (with --resume: the new total)")
     opt.add_argument("--batch-size", type=t(S.positive_int), metavar="N", help="minibatch size")
     opt.add_argument("--l2", type=t(S.non_negative_float), help="L2 penalty λ of (λ/2)·Σ‖W‖²")
     opt.add_argument("--seed", type=t(S.non_negative_int), help="seeds the initialisation, split and shuffles")
-    opt.add_argument("--validation-fraction", type=t(S.fraction), metavar="F", help="share of training data held out per epoch")
+    opt.add_argument("--validation-fraction", type=t(S.fraction), metavar="F",
+                     help="share of training data held out per epoch")
     opt.add_argument("--early-stopping", type=t(S.non_negative_int), nargs="?", const=10, metavar="PATIENCE",
                      help="stop after PATIENCE epochs without improvement (default 10; 0: off)")
     out = p.add_argument_group("output")
@@ -85,16 +89,24 @@ def add_parser(subparsers, parents):
     out.add_argument("--no-plots", action="store_true", help="draw no plots")
     out.add_argument("--log", metavar="METRICS.jsonl", help="write one JSON line per epoch to this file")
     out.add_argument("--checkpoint", metavar="PATH", help="checkpoint file (default: --out with .ckpt.npz)")
-    out.add_argument("--checkpoint-every", type=t(S.positive_int), metavar="N", help="write a checkpoint every N epochs")
+    out.add_argument("--checkpoint-every", type=t(S.positive_int), metavar="N",
+                     help="write a checkpoint every N epochs")
     out.add_argument("--resume", metavar="CHECKPOINT", help="continue the run saved in CHECKPOINT")
     run = p.add_argument_group("execution")
-    run.add_argument("--threads", type=t(S.optional_threads), metavar="N", help="BLAS threads (same N: same weights)")
+    run.add_argument("--threads", type=t(S.optional_threads), metavar="N",
+                     help="BLAS threads (same N: same weights)")
     progress = run.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None,
                           help="always show per-epoch progress on stderr")
     progress.add_argument("--no-progress", dest="progress", action="store_false",
                           help="never show it (default: only on a terminal)")
     p.set_defaults(run=run_train)
+
+
+def _choice(group, flag, options, help):
+    """A flag taking one of ``options``, listed in the usage line like argparse's ``choices``."""
+    group.add_argument(flag, type=S.argument_type(S.choice(options)), metavar="{" + ",".join(options) + "}",
+                       help=help)
 
 
 # -- plan: settings and paths ----------------------------------------------------
