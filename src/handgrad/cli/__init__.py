@@ -49,19 +49,19 @@ def build_parser():
 
 def main(argv=None):
     """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit code."""
-    guard.install()
     parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
     try:
-        args = parser.parse_args(argv)
-        if args.command is None:
-            parser.print_help(sys.stderr)
-            return 2
-        return args.run(args)
+        with guard.installed():
+            return args.run(args)
     except Interrupted as stop:
         print(f"handgrad: interrupted by {stop.name}; {stop.note}", file=sys.stderr)
         return stop.exit_code
     except (HandgradError, OSError) as exc:
-        if getattr(args, "debug", False):
+        if args.debug:
             traceback.print_exc()
         print(f"handgrad {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2

@@ -36,15 +36,22 @@ class Interrupted(BaseException):
 
 
 class SignalGuard:
-    """Installs the handlers; ``with guard.deferred():`` postpones them."""
+    """``with guard.installed():`` turns signals into :class:`Interrupted`; ``guard.deferred()`` postpones them."""
 
     def __init__(self):
         self._depth = 0
         self._pending = None
 
-    def install(self):
-        for signum in HANDLED:
-            signal.signal(signum, self._handle)
+    @contextmanager
+    def installed(self):
+        """Handle SIGINT and SIGTERM inside the block; put the previous handlers back after it."""
+        previous = {signum: signal.signal(signum, self._handle) for signum in HANDLED}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            self._pending = None
 
     def _handle(self, signum, frame):
         if self._depth:
