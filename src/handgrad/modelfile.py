@@ -29,7 +29,7 @@ import os
 import re
 import tempfile
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -80,15 +80,17 @@ class LoadedModel:
 class Checkpoint(LoadedModel):
     """A checkpoint: a model file plus what ``fit`` needs to continue.
 
-    ``epoch`` is the next epoch to run (``initial_epoch`` of the resumed
-    ``fit``); ``stopped`` says early stopping had ended the run.
+    ``optimizer`` is rebuilt from its configuration with its state loaded;
+    ``early_stopping`` is a dict for ``EarlyStopping.load_state_dict`` (None
+    when the run had no early stopping); ``epoch`` is the next epoch to run
+    (``initial_epoch`` of the resumed ``fit``); ``stopped`` says early
+    stopping had ended the run.
     """
 
     optimizer: object = None
     early_stopping: dict = None
     epoch: int = 0
     stopped: bool = False
-    extra: dict = field(default_factory=dict)
 
 
 # -- writing -------------------------------------------------------------------
