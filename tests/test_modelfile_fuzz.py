@@ -21,7 +21,8 @@ from handgrad.errors import ModelFileError
 from handgrad.modelfile import load_checkpoint, load_model, save_checkpoint, save_model
 from handgrad.preprocessing import Preprocessor
 
-FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def _fuzz(examples):
+    return settings(max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +93,7 @@ def _apply(data, edit):
     return bytes(data)
 
 
-@FUZZ
+@_fuzz(1000)
 @given(kind=st.sampled_from(["model", "checkpoint"]), edits=st.lists(_edits, min_size=1, max_size=3))
 def test_byte_mutations_load_cleanly_or_raise_model_file_error(valid, scratch, kind, edits):
     data = valid[kind]
@@ -136,7 +137,7 @@ def _rewrite(data, change_meta=None, change_arrays=None):
     return buffer.getvalue()
 
 
-@FUZZ
+@_fuzz(600)
 @given(kind=st.sampled_from(["model", "checkpoint"]), choice=st.integers(0, 10**6), value=_json_values,
        delete=st.booleans())
 def test_metadata_mutations_load_cleanly_or_raise_model_file_error(valid, scratch, kind, choice, value, delete):
@@ -177,7 +178,7 @@ _arrays = st.one_of(
 )
 
 
-@FUZZ
+@_fuzz(400)
 @given(kind=st.sampled_from(["model", "checkpoint"]), index=st.integers(0, 100), replacement=_arrays)
 def test_replaced_arrays_load_cleanly_or_raise_model_file_error(valid, scratch, kind, index, replacement):
     def replace(arrays):
