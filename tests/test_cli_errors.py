@@ -106,6 +106,7 @@ CASES = {
                                         r"3 features but the model expects 4"),
     "feature count differs (evaluate)": (["evaluate", "{in}/model.npz", "--dataset", "{in}/wide.csv"],
                                          r"5 features but the model expects 4"),
+    "output folder is a file": (["train", "--out", "{in}/good.csv/model.npz"], r"good\.csv is a file"),
     "loss becomes nan": (["train", "--lr", "1e30", "--hidden", "8", "--epochs", "2"], r"nan.*lower the learning rate"),
 }
 
@@ -124,7 +125,9 @@ def results(tmp_path_factory):
         (out / "precious.npz").write_bytes(PRECIOUS)
         args = [a.replace("{in}", str(inputs)).replace("{out}", str(out)) for a in args]
         if args[0] == "train":
-            args += ["--out", str(out / "precious.npz"), "--log", str(out / "log.jsonl"), *FAST]
+            if "--out" not in args:
+                args += ["--out", str(out / "precious.npz")]
+            args += ["--log", str(out / "log.jsonl"), *FAST]
         commands[name] = (args, out)
     with ThreadPoolExecutor(max_workers=4) as pool:
         done = {name: pool.submit(_run, args) for name, (args, _) in commands.items()}
