@@ -38,6 +38,26 @@ def test_train_without_arguments_learns_digits_and_writes_the_model_and_plots(tm
     plots = sorted(p.name for p in (tmp_path / "handgrad-out" / "plots").iterdir())
     assert plots == ["confusion_matrix.png", "first_layer_weights.png", "learning_curves.png"]
 
+    labels = _digits_as_idx(tmp_path / "digits-idx3-ubyte", count=50)
+    result = handgrad("predict", tmp_path / "handgrad-out" / "model.npz", tmp_path / "digits-idx3-ubyte", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    predicted = [int(line.split(",")[0]) for line in result.stdout.splitlines()[1:]]
+    assert len(predicted) == 50 and np.mean(np.array(predicted) == labels) >= 0.9
+
+
+def _digits_as_idx(path, count):
+    """Write the last ``count`` digits images as an IDX file (magic 0x0803: unsigned bytes, 3 dimensions).
+
+    Returns their labels.
+    """
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    images = X[-count:].astype(np.uint8).reshape(count, 8, 8)
+    header = np.array([0x0803, count, 8, 8], dtype=">u4").tobytes()
+    path.write_bytes(header + images.tobytes())
+    return y[-count:]
+
 
 @pytest.mark.parametrize("command", [None, "train", "evaluate", "predict", "check"])
 def test_every_command_has_help_with_examples(command, capsys):
