@@ -38,7 +38,8 @@ class Job:
 
 
 # Job 2's recipe is the MNIST preset of the command line.
-MNIST_RECIPE = dict(hidden=(512, 256), epochs=12, batch_size=128, lr=1e-3, l2=1e-5, schedule="cosine")
+MNIST_RECIPE = dict(hidden=(512, 256), epochs=12, batch_size=128, lr=0.15, l2=5e-5, schedule="cosine",
+                    optimizer="sgd", momentum=0.9)
 
 JOBS = {
     "1": Job("mnist5k", "MNIST 4,000/1,000, 784-256-128-10, Adam 1e-3, batch 128, L2 1e-4, 10 epochs",
