@@ -137,3 +137,17 @@ def test_small_models_never_load_numba(monkeypatch):
     monkeypatch.setattr(_fused, "_kernels", _fused._UNLOADED)
     assert _fused.kernels_for(_fused.MIN_SIZE - 1) is None
     assert _fused._kernels is _fused._UNLOADED
+
+
+def test_a_subclass_with_its_own_step_is_not_bypassed(kernel_path, rng):
+    class CountingAdam(hg.Adam):
+        calls = 0
+
+        def step(self, params, grads):
+            CountingAdam.calls += 1
+            super().step(params, grads)
+
+    X, y = _problem(np.float32, rng)
+    hg.fit(hg.mlp(6, [8], 3, seed=1), hg.SoftmaxCrossEntropy(), X, y, optimizer=CountingAdam(1e-2), epochs=2,
+           batch_size=10, seed=0)
+    assert CountingAdam.calls == 8

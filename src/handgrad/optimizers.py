@@ -12,6 +12,8 @@ the parameters' dtype (a NumPy float64 scalar would silently promote a
 float32 update to float64 and round it back).
 """
 
+import math
+
 import numpy as np
 
 from . import _fused
@@ -69,6 +71,13 @@ class Optimizer:
         return scratch
 
 
+def _compiled_kernels(optimizer, cls, param):
+    """The compiled kernels for ``cls``'s update, unless a subclass has its own ``step``."""
+    if type(optimizer).step is not cls.step:
+        return None
+    return _fused.kernels_for(param.size)
+
+
 def add_decay_gradient(param, grad, l2, n_decayed, scratch):
     """``grad[:n] += λ param[:n]`` (the gradient of ``(λ/2)‖W‖²``) without allocating."""
     np.multiply(param[:n_decayed], l2, out=scratch)
@@ -114,7 +123,7 @@ class SGD(Optimizer):
             p -= tmp
 
     def step_flat(self, param, grad, l2=0.0, n_decayed=0):
-        kernels = _fused.kernels_for(param.size)
+        kernels = _compiled_kernels(self, SGD, param)
         if kernels is None or self.momentum == 0:
             super().step_flat(param, grad, l2, n_decayed)
             return
@@ -175,10 +184,10 @@ class Adam(Optimizer):
     def _corrected(self):
         """``(η √c₂ / c₁, ε √c₂)`` for the current ``t``, as Python floats."""
         c1, c2 = 1 - self.beta1 ** self.t, 1 - self.beta2 ** self.t
-        return self.lr * c2 ** 0.5 / c1, self.eps * c2 ** 0.5
+        return self.lr * math.sqrt(c2) / c1, self.eps * math.sqrt(c2)
 
     def step_flat(self, param, grad, l2=0.0, n_decayed=0):
-        kernels = _fused.kernels_for(param.size)
+        kernels = _compiled_kernels(self, Adam, param)
         if kernels is None:
             super().step_flat(param, grad, l2, n_decayed)
             return
