@@ -48,12 +48,26 @@ def _compile():
         import numba
     except ImportError:
         return None
+    try:
+        return _build(numba)
+    except Exception:  # a Numba that cannot compile here: the NumPy updates give the same results
+        return None
+
+
+def _signatures(n_arrays, n_scalars, extra=""):
+    """Both float dtypes, C-contiguous vectors: compiled up front, so a failure shows at load time."""
+    return [f"void({', '.join([f'{t}[::1]'] * n_arrays)}, int64, {', '.join([t] * n_scalars)}{extra})"
+            for t in ("float32", "float64")]
+
+
+def _build(numba):
     # error_model="numpy": division by zero gives inf/nan as in NumPy instead of
     # raising, which also lets LLVM vectorise the loops.  cache=True keeps the
     # machine code on disk, so only the first run on a machine pays to compile.
-    jit = numba.njit(cache=True, error_model="numpy", nogil=True)
+    def jit(signatures):
+        return numba.njit(signatures, cache=True, error_model="numpy", nogil=True)
 
-    @jit
+    @jit(_signatures(4, 7))
     def adam(p, g, m, v, n_decayed, l2, b1, b2, one_minus_b1, one_minus_b2, step_size, eps_hat):
         """``g[:n_decayed] += l2 p``; then the Adam update of optimizers.Adam.step.
 
@@ -69,7 +83,7 @@ def _compile():
             v[i] = vi
             p[i] -= (mi / (np.sqrt(vi) + eps_hat)) * step_size
 
-    @jit
+    @jit(_signatures(3, 3, ", boolean"))
     def sgd_momentum(p, g, velocity, n_decayed, l2, lr, mu, nesterov):
         """``g[:n_decayed] += l2 p``; then the momentum update of optimizers.SGD.step."""
         for i in range(n_decayed):

@@ -71,9 +71,14 @@ class Optimizer:
         return scratch
 
 
-def _compiled_kernels(optimizer, cls, param):
-    """The compiled kernels for ``cls``'s update, unless a subclass has its own ``step``."""
-    if type(optimizer).step is not cls.step:
+def _compiled_kernels(optimizer, cls, param, grad):
+    """The compiled kernels for ``cls``'s update, unless a subclass has its own ``step``.
+
+    They take contiguous float32 or float64 vectors, as a model's flat buffers are.
+    """
+    if type(optimizer).step is not cls.step or not (param.flags.c_contiguous and grad.flags.c_contiguous):
+        return None
+    if param.dtype not in (np.float32, np.float64) or grad.dtype != param.dtype:
         return None
     return _fused.kernels_for(param.size)
 
@@ -123,7 +128,7 @@ class SGD(Optimizer):
             p -= tmp
 
     def step_flat(self, param, grad, l2=0.0, n_decayed=0):
-        kernels = _compiled_kernels(self, SGD, param)
+        kernels = _compiled_kernels(self, SGD, param, grad)
         if kernels is None or self.momentum == 0:
             super().step_flat(param, grad, l2, n_decayed)
             return
@@ -187,7 +192,7 @@ class Adam(Optimizer):
         return self.lr * math.sqrt(c2) / c1, self.eps * math.sqrt(c2)
 
     def step_flat(self, param, grad, l2=0.0, n_decayed=0):
-        kernels = _compiled_kernels(self, Adam, param)
+        kernels = _compiled_kernels(self, Adam, param, grad)
         if kernels is None:
             super().step_flat(param, grad, l2, n_decayed)
             return
