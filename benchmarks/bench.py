@@ -1,6 +1,8 @@
 """handgrad against scikit-learn, PyTorch CPU and the matmul floor.
 
-    python benchmarks/bench.py [--jobs 1,2,3,4] [--quick]
+    python benchmarks/bench.py [--jobs 1,2,3,4] [--quick] [--threads N]
+
+Job 2b (not run by default) repeats job 2's race with an Adam recipe.
 
 Each (job, contender) pair runs in a fresh worker process, so that peak
 memory is measured per pair and one library's imports and thread pools do
@@ -23,6 +25,7 @@ RESULTS = HERE / "results"
 CONTENDERS = {
     "1": ["floor", "handgrad", "sklearn-float64", "sklearn-float32", "torch"],
     "2": ["floor", "handgrad", "torch"],
+    "2b": ["floor", "handgrad", "torch"],
     "3": ["floor", "handgrad", "sklearn-float64", "sklearn-float32", "torch"],
     "4": ["floor", "handgrad", "sklearn-float64", "sklearn-float32", "torch"],
 }
@@ -44,6 +47,7 @@ def main(argv=None):
     jobs = [j.strip() for j in args.jobs.split(",") if j.strip()]
     only = set(args.only.split(",")) if args.only else None
     report = {"machine": machine(), "quick": args.quick, "threads": args.threads or blas_threads(), "jobs": {}}
+    print(describe_machine(report) + "\n", flush=True)
     for job in jobs:
         report["jobs"][job] = run_job(job, args.quick, only, args.threads)
         print(format_job(job, report["jobs"][job]), flush=True)
@@ -150,6 +154,7 @@ def machine():
 def rows(job_key, job):
     """Table rows ``(contender, cells...)`` for one job."""
     results = job["results"]
+    raced = job["recipe"].get("target_accuracy") is not None
     floor = results.get("floor", {})
     hg = results.get("handgrad", {})
     out = []
@@ -161,23 +166,24 @@ def rows(job_key, job):
         cells = [name, _fmt(seconds, "{:.4f}")]
         cells.append(_ratio(seconds, floor.get("seconds")))
         cells.append(_ratio(seconds, floor.get("seconds_without_first_input_grad")))
-        cells.append(_ratio(r["seconds"] if job_key != "2" else r.get("time_to_target"),
-                            hg.get("seconds") if job_key != "2" else hg.get("time_to_target"))
-                     if name not in ("handgrad", "floor") else "")
-        if job_key == "2":
+        key = "time_to_target" if raced else "seconds"
+        cells.append(_ratio(r.get(key), hg.get(key)) if name not in ("handgrad", "floor") else "")
+        if raced:
             cells.append(_fmt(r.get("time_to_target"), "{:.1f}"))
         cells.append(_fmt(r.get("test_accuracy"), "{:.4f}"))
         cells.append(_fmt(r.get("peak_rss_mb"), "{:.0f}"))
+        cells.append(_fmt(r["peak_rss_mb"] - r["rss_before_mb"] if "rss_before_mb" in r else None, "{:.0f}"))
         out.append(cells)
     return out
 
 
-def headers(job_key):
-    unit = "s/call" if job_key == "3" else "s/epoch"
+def headers(job_key, job):
+    unit = "s/call" if job["recipe"]["name"] == "inference" else "s/epoch"
     head = ["contender", unit, "× floor", "× floor w/o 1st GWᵀ", "peer ÷ handgrad"]
-    if job_key == "2":
-        head.append("s to 98.5%")
-    return head + ["test acc", "peak RSS MB"]
+    target = job["recipe"].get("target_accuracy")
+    if target is not None:
+        head.append(f"s to {target:.1%}")
+    return head + ["test acc", "peak RSS MB", "Δ RSS MB"]
 
 
 def _fmt(value, pattern):
@@ -189,7 +195,7 @@ def _ratio(a, b):
 
 
 def format_job(job_key, job, markdown=False):
-    head, body = headers(job_key), rows(job_key, job)
+    head, body = headers(job_key, job), rows(job_key, job)
     if markdown:
         lines = [f"### Job {job_key}: {job['title']}", "", "| " + " | ".join(head) + " |",
                  "|" + "---|" * len(head)]
@@ -200,17 +206,23 @@ def format_job(job_key, job, markdown=False):
     return "\n".join([f"Job {job_key}: {job['title']}", line(head)] + [line(r) for r in body]) + "\n"
 
 
+def describe_machine(report):
+    m = report["machine"]
+    blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']} kernels, {b['num_threads']} threads)"
+                     for b in m["blas"])
+    env = ", ".join(f"{k}={v}" for k, v in m["env"].items() if v) or "no BLAS overrides"
+    return (f"{m['date']} · {m['cpu']}, {m['cores']} cores · Python {m['python']}, NumPy {m['numpy']} · "
+            f"BLAS: {blas} · every contender ran with {report['threads']} thread(s) · environment: {env}")
+
+
 def write_report(report):
     RESULTS.mkdir(exist_ok=True)
     stem = "quick" if report["quick"] else "latest"
     (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
-    m = report["machine"]
-    blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']}, {b['num_threads']} threads)"
-                     for b in m["blas"])
-    md = [f"# Benchmark results{' (quick run)' if report['quick'] else ''}", "",
-          f"{m['date']} · {m['cpu']}, {m['cores']} cores · Python {m['python']}, NumPy {m['numpy']} · BLAS: {blas}",
-          f" · every contender ran with {report['threads']} thread(s)",
-          f" · environment: {', '.join(f'{k}={v}' for k, v in m['env'].items() if v) or 'no BLAS overrides'}", ""]
+    md = [f"# Benchmark results{' (quick run)' if report['quick'] else ''}", "", describe_machine(report), "",
+          "Seconds are medians over repeats; peak RSS is the worker process's high-water mark during the run "
+          "(data included), Δ RSS its rise above the resident size after loading the data; "
+          "\"peer ÷ handgrad\" above 1 means handgrad is faster.", ""]
     md += [format_job(k, j, markdown=True) for k, j in report["jobs"].items()]
     (RESULTS / f"{stem}.md").write_text("\n".join(md))
 
