@@ -151,3 +151,15 @@ def test_a_subclass_with_its_own_step_is_not_bypassed(kernel_path, rng):
     hg.fit(hg.mlp(6, [8], 3, seed=1), hg.SoftmaxCrossEntropy(), X, y, optimizer=CountingAdam(1e-2), epochs=2,
            batch_size=10, seed=0)
     assert CountingAdam.calls == 8
+
+
+def test_step_flat_on_strided_vectors_takes_the_numpy_update(kernel_path, monkeypatch, rng):
+    monkeypatch.setattr(_fused, "MIN_SIZE", 0)
+    param = rng.standard_normal(40).astype(np.float32)
+    grad = rng.standard_normal(40).astype(np.float32)
+    strided_param, strided_grad = param.copy()[::2], grad.copy()[::2]
+    reference_param, reference_grad = param[::2].copy(), grad[::2].copy()
+    hg.Adam(1e-2).step_flat(strided_param, strided_grad, 0.1, 5)
+    reference_grad[:5] += np.float32(0.1) * reference_param[:5]
+    hg.Adam(1e-2).step([reference_param], [reference_grad])
+    np.testing.assert_array_equal(strided_param, reference_param)
