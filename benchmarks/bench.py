@@ -29,7 +29,6 @@ CONTENDERS = {
     "3": ["floor", "handgrad", "sklearn-float64", "sklearn-float32", "torch"],
     "4": ["floor", "handgrad", "sklearn-float64", "sklearn-float32", "torch"],
 }
-PEERS = ["sklearn-float64", "sklearn-float32", "torch"]
 
 
 def main(argv=None):
@@ -45,6 +44,9 @@ def main(argv=None):
         print(json.dumps(run_worker(*args.worker, quick=args.quick, threads=args.threads)))
         return
     jobs = [j.strip() for j in args.jobs.split(",") if j.strip()]
+    unknown = [j for j in jobs if j not in CONTENDERS]
+    if unknown:
+        parser.error(f"unknown job(s) {', '.join(unknown)}; choose from {', '.join(CONTENDERS)}")
     only = set(args.only.split(",")) if args.only else None
     report = {"machine": machine(), "quick": args.quick, "threads": args.threads or blas_threads(), "jobs": {}}
     print(describe_machine(report) + "\n", flush=True)
@@ -55,8 +57,9 @@ def main(argv=None):
 
 
 def run_job(job, quick, only, threads):
-    from jobs import JOBS
+    import jobs
 
+    definition = jobs.quick(jobs.JOBS[job]) if quick else jobs.JOBS[job]
     results = {}
     for contender in CONTENDERS[job]:
         if only and contender not in only:
@@ -70,11 +73,8 @@ def run_job(job, quick, only, threads):
             print(f"  {contender}: failed\n{done.stderr}", file=sys.stderr)
             continue
         results[contender] = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"title": JOBS[job].title, "recipe": _recipe(JOBS[job]), "results": results}
-
-
-def _recipe(job):
-    return {k: v for k, v in job.__dict__.items() if k not in ("title", "extra")}
+    recipe = {k: v for k, v in definition.__dict__.items() if k != "title"}
+    return {"title": definition.title, "recipe": recipe, "results": results}
 
 
 def run_worker(job_key, contender, quick, threads=None):

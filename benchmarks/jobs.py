@@ -6,7 +6,7 @@ the same hyperparameters.
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -28,7 +28,6 @@ class Job:
     nesterov: bool = False
     target_accuracy: float = None       # job 2: time to reach this test accuracy
     repeats: int = 3
-    extra: dict = field(default_factory=dict)
 
     def lr_at(self, t):
         """Learning rate at ``t`` epochs (fractional inside an epoch)."""
@@ -60,7 +59,7 @@ JOBS = {
 def quick(job):
     """A shorter version of ``job`` for a smoke run of the benchmark."""
     epochs = {"mnist5k": 3, "mnist": 2, "mnist-adam": 2, "inference": 1, "digits": 5}[job.name]
-    return Job(**{**job.__dict__, "epochs": epochs, "repeats": 1, "target_accuracy": job.target_accuracy})
+    return Job(**{**job.__dict__, "epochs": epochs, "repeats": 1})
 
 
 def load(job, dtype=np.float32):
