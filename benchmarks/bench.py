@@ -1,6 +1,6 @@
 """handgrad against scikit-learn, PyTorch CPU and the matmul floor.
 
-    python benchmarks/bench.py [--jobs 1,2,3,4] [--quick] [--threads N]
+    python benchmarks/bench.py [--jobs 1,2,3,4] [--quick] [--rounds N] [--threads N]
 
 Job 2b (not run by default) repeats job 2's race with an Adam recipe.
 
@@ -36,6 +36,8 @@ def main(argv=None):
     parser.add_argument("--jobs", default="1,2,3,4", help="comma-separated job numbers (default: all)")
     parser.add_argument("--quick", action="store_true", help="few epochs, one repeat: a smoke run")
     parser.add_argument("--only", default=None, help="comma-separated contenders to run (default: all)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run every contender this many times, alternating, and keep the medians (default 1)")
     parser.add_argument("--threads", type=int, default=None,
                         help="BLAS and PyTorch threads for every contender (default: NumPy's BLAS default)")
     parser.add_argument("--worker", nargs=2, metavar=("JOB", "CONTENDER"), help=argparse.SUPPRESS)
@@ -48,33 +50,58 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown job(s) {', '.join(unknown)}; choose from {', '.join(CONTENDERS)}")
     only = set(args.only.split(",")) if args.only else None
-    report = {"machine": machine(), "quick": args.quick, "threads": args.threads or blas_threads(), "jobs": {}}
+    report = {"machine": machine(), "quick": args.quick, "threads": args.threads or blas_threads(),
+              "rounds": args.rounds, "jobs": {}}
     print(describe_machine(report) + "\n", flush=True)
     for job in jobs:
-        report["jobs"][job] = run_job(job, args.quick, only, args.threads)
+        report["jobs"][job] = run_job(job, args.quick, only, args.threads, args.rounds)
         print(format_job(job, report["jobs"][job]), flush=True)
     write_report(report)
 
 
-def run_job(job, quick, only, threads):
+def run_job(job, quick, only, threads, rounds=1):
+    """Every contender of ``job`` in its own worker, ``rounds`` times in alternation."""
     import jobs
 
     definition = jobs.quick(jobs.JOBS[job]) if quick else jobs.JOBS[job]
-    results = {}
-    for contender in CONTENDERS[job]:
-        if only and contender not in only:
-            continue
-        command = [sys.executable, str(Path(__file__).resolve()), "--worker", job, contender]
-        command += ["--quick"] if quick else []
-        command += ["--threads", str(threads)] if threads else []
-        done = subprocess.run(command, capture_output=True, text=True, cwd=HERE)
-        if done.returncode != 0:
-            results[contender] = {"error": done.stderr.strip().splitlines()[-1] if done.stderr else "failed"}
-            print(f"  {contender}: failed\n{done.stderr}", file=sys.stderr)
-            continue
-        results[contender] = json.loads(done.stdout.strip().splitlines()[-1])
+    contenders = [c for c in CONTENDERS[job] if not only or c in only]
+    runs = {c: [] for c in contenders}
+    for _ in range(rounds):
+        for contender in contenders:
+            runs[contender].append(_run_worker_process(job, contender, quick, threads))
+    results = {c: _merge(r) for c, r in runs.items()}
     recipe = {k: v for k, v in definition.__dict__.items() if k != "title"}
     return {"title": definition.title, "recipe": recipe, "results": results}
+
+
+def _run_worker_process(job, contender, quick, threads):
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", job, contender]
+    command += ["--quick"] if quick else []
+    command += ["--threads", str(threads)] if threads else []
+    done = subprocess.run(command, capture_output=True, text=True, cwd=HERE)
+    if done.returncode != 0:
+        print(f"  {contender}: failed\n{done.stderr}", file=sys.stderr)
+        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr else "failed"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+TIMES = ("seconds", "seconds_without_first_input_grad", "time_to_target", "total_seconds")
+
+
+def _merge(runs):
+    """One result from several rounds: median times, the largest peak memory, the rest from round one."""
+    import numpy as np
+
+    good = [r for r in runs if "error" not in r]
+    if not good:
+        return runs[0]
+    merged = dict(good[0])
+    for key in TIMES:
+        values = [r[key] for r in good if r.get(key) is not None]
+        merged[key] = float(np.median(values)) if len(values) == len(good) else None
+    merged["peak_rss_mb"] = max(r["peak_rss_mb"] for r in good)
+    merged["rounds"] = [{key: r.get(key) for key in TIMES if key in r} for r in good]
+    return merged
 
 
 def run_worker(job_key, contender, quick, threads=None):
@@ -212,7 +239,8 @@ def describe_machine(report):
                      for b in m["blas"])
     env = ", ".join(f"{k}={v}" for k, v in m["env"].items() if v) or "no BLAS overrides"
     return (f"{m['date']} · {m['cpu']}, {m['cores']} cores · Python {m['python']}, NumPy {m['numpy']} · "
-            f"BLAS: {blas} · every contender ran with {report['threads']} thread(s) · environment: {env}")
+            f"BLAS: {blas} · every contender ran with {report['threads']} thread(s), "
+            f"{report.get('rounds', 1)} round(s) · environment: {env}")
 
 
 def write_report(report):
@@ -220,7 +248,7 @@ def write_report(report):
     stem = "quick" if report["quick"] else "latest"
     (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
     md = [f"# Benchmark results{' (quick run)' if report['quick'] else ''}", "", describe_machine(report), "",
-          "Seconds are medians over repeats; peak RSS is the worker process's high-water mark during the run "
+          "Seconds are medians over repeats (and over rounds, which alternate the contenders); peak RSS is the worker process's high-water mark during the run "
           "(data included), Δ RSS its rise above the resident size after loading the data; "
           "\"peer ÷ handgrad\" above 1 means handgrad is faster.", ""]
     md += [format_job(k, j, markdown=True) for k, j in report["jobs"].items()]
