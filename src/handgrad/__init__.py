@@ -18,9 +18,19 @@ from . import schedules
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name):
+    # The estimator imports scikit-learn (seconds); load it only when asked for,
+    # so that ``import handgrad`` and the command line start fast.
+    if name == "MLPClassifier":
+        from .estimator import MLPClassifier
+
+        return MLPClassifier
+    raise AttributeError(f"module 'handgrad' has no attribute {name!r}")
+
 __all__ = [
     "Adam", "Callback", "DataError", "Dense", "EarlyStopping", "EpochLogger", "GradcheckReport",
-    "HandgradError", "History", "Identity", "Layer", "ModelFileError", "ReLU", "SGD", "Sequential",
+    "HandgradError", "History", "MLPClassifier", "Identity", "Layer", "ModelFileError", "ReLU", "SGD", "Sequential",
     "Sigmoid", "SoftmaxBinaryCrossEntropy", "SoftmaxCrossEntropy", "Tanh", "TrainingContext",
     "TrainingDiverged", "check_function", "evaluate", "fit", "gradcheck", "log_softmax",
     "loss_and_gradients", "mlp", "schedules", "softmax",

@@ -19,9 +19,12 @@ PRESETS = {
     # 1,437 training images of 8x8: one small layer reaches about 97% in a second or two.
     "digits": {**_COMMON, "hidden": [128], "lr": 3e-3, "epochs": 40, "batch_size": 64, "l2": 1e-4,
                "validation_fraction": 0.1},
-    # 60,000 images of 28x28: two ReLU layers with a cosine-decayed Adam.
-    "mnist": {**_COMMON, "hidden": [512, 256], "lr": 1e-3, "epochs": 20, "batch_size": 128,
-              "validation_fraction": 0.0, "schedule": "cosine", "warmup": 0.5},
+    # 60,000 images of 28x28: SGD with momentum and a cosine decay over 12 epochs reaches
+    # 98.5% test accuracy by epoch 8 and ends near 98.6% (benchmarks/NOTES.md has the search;
+    # Adam at batch 128 stalled near 98.45%).
+    "mnist": {**_COMMON, "hidden": [512, 256], "optimizer": "sgd", "lr": 0.15, "momentum": 0.9,
+              "epochs": 12, "batch_size": 128, "l2": 5e-5, "validation_fraction": 0.0,
+              "schedule": "cosine", "warmup": 0.0},
     "fashion-mnist": {**_COMMON, "hidden": [512, 256], "lr": 1e-3, "epochs": 30, "batch_size": 128,
                       "l2": 1e-5, "validation_fraction": 0.0, "schedule": "cosine", "warmup": 0.5},
     # The user's own CSV or NPZ table: a small net, a validation split, early stopping.
