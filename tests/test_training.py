@@ -238,8 +238,6 @@ def test_train_loss_of_an_epoch_without_updates_is_the_mean_sample_loss(small_di
     assert history["train_accuracy"][0] == expected["val_accuracy"]
 
 
-@pytest.mark.xfail(strict=True, reason="training.py averages minibatch objectives weighted by batch size, so with "
-                                       "reduction='sum' train_loss is about batch_size times the per-sample val_loss")
 def test_train_loss_is_on_the_per_sample_scale_of_val_loss_for_summed_losses(small_digits):
     X, y = small_digits
     model = fresh_model(dtype=np.float64)

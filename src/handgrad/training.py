@@ -183,6 +183,7 @@ def _run_epoch(ctx, data, batch_size, l2, lr_schedule, shuffle, batch_callbacks)
     X_buf = np.empty((batch_size, data.X.shape[1]), dtype=data.X.dtype)
     y_buf = np.empty((batch_size,) + data.y.shape[1:], dtype=data.y.dtype)
     total_loss, correct = 0.0, 0
+    per_sample = getattr(loss, "reduction", "mean") == "mean"
     step_gradients, step_optimizer = _step_functions(optimizer)
     start = time.perf_counter()
     for b in range(n_batches):
@@ -200,7 +201,8 @@ def _run_epoch(ctx, data, batch_size, l2, lr_schedule, shuffle, batch_callbacks)
                 f"end of epoch {ctx.epoch}; lower the learning rate (now {optimizer.lr:g})",
                 history=ctx.history, epoch=ctx.epoch)
         correct += _count_correct(logits, yb)
-        total_loss += value * len(idx)
+        # a "mean" objective is per sample, a "sum" one already covers the batch
+        total_loss += value * len(idx) if per_sample else value
         step_optimizer(model.flat_parameters, model.flat_gradients, l2, model.n_decayed)
         for cb in batch_callbacks:
             cb.on_batch_end(ctx, b, n_batches, value)
