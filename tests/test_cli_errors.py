@@ -157,6 +157,15 @@ def test_debug_shows_the_traceback(tmp_path):
     assert "Traceback" in result.stderr and "absent.csv" in result.stderr.splitlines()[-1]
 
 
+def test_a_learning_rate_of_a_thousand_stops_with_one_line_and_writes_nothing(tmp_path):
+    result = _run(["train", "--lr", "1000", "--optimizer", "sgd", "--epochs", "3", "--hidden", "16",
+                   "--out", str(tmp_path / "m.npz"), *FAST])
+    assert result.returncode == 2
+    message = result.stderr.splitlines()[-1]
+    assert "times its starting scale" in message and "lower the learning rate" in message
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_divergence_after_good_epochs_keeps_their_weights_in_the_checkpoint(tmp_path):
     """Resume a checkpoint whose learning rate was raised to 1e30: epoch 3 diverges, epochs 1-2 are kept."""
     common = ["--hidden", "8", "--out", str(tmp_path / "m.npz"), *FAST]

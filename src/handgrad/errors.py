@@ -20,9 +20,10 @@ class ModelFileError(HandgradError):
 
 
 class TrainingDiverged(HandgradError):
-    """The training loss became NaN or infinite.
+    """Training diverged: the loss or the weights became NaN or infinite, or
+    an epoch's loss rose far above where the run started (see ``fit``).
 
-    The model has been put back to the last weights whose loss was finite;
+    The model has been put back to the weights of the last good epoch;
     ``history`` holds the epochs that completed before the failure.
     """
 

@@ -24,6 +24,15 @@ from .validation import check_features, check_targets
 
 _SPLIT, _SHUFFLE = 0, 1
 
+# An epoch whose mean training loss exceeds this many times the run's loss
+# scale has diverged.  The scale is the larger of the first minibatch's loss
+# (before any update) and ln C, the cross-entropy of a uniform guess, so a
+# resumed, well-trained model is judged against chance, not against its own
+# small loss.  Measured on digits: lr = 1e3 puts the first epoch 1,600 to
+# 2,000,000 times over this scale for ReLU, tanh and sigmoid networks, while
+# runs that train, or merely stall, stay under 60 times it.
+DIVERGENCE_FACTOR = 100.0
+
 
 class History:
     """Per-epoch records: ``history["val_accuracy"]`` is a list over epochs."""
@@ -56,6 +65,7 @@ class TrainingContext:
     seed: int
     epoch: int = 0
     stop: bool = False
+    loss_scale: float = None
     extra: dict = field(default_factory=dict)
 
 
@@ -93,8 +103,11 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
     as they were seen), ``lr``, ``seconds`` (training time, evaluation
     excluded) and, with validation data, ``val_loss`` and ``val_accuracy``.
 
-    Raises :class:`~handgrad.errors.TrainingDiverged` if the loss becomes NaN
-    or infinite, after restoring the weights of the last finished epoch.
+    Raises :class:`~handgrad.errors.TrainingDiverged`, after restoring the
+    weights of the last finished epoch, if a minibatch loss becomes NaN or
+    infinite, if the weights do, or if an epoch's mean loss exceeds
+    ``DIVERGENCE_FACTOR`` (100) times the larger of the first minibatch's
+    loss and ln C, the loss of a uniform guess over C classes.
     """
     optimizer = optimizer if optimizer is not None else Adam()
     _check_settings(epochs, batch_size, l2, validation_fraction, initial_epoch)
@@ -202,7 +215,10 @@ def _run_epoch(ctx, data, batch_size, l2, lr_schedule, shuffle, batch_callbacks)
                 history=ctx.history, epoch=ctx.epoch)
         correct += _count_correct(logits, yb)
         # a "mean" objective is per sample, a "sum" one already covers the batch
-        total_loss += value * len(idx) if per_sample else value
+        batch_total = value * len(idx) if per_sample else value
+        total_loss += batch_total
+        if ctx.loss_scale is None:
+            ctx.loss_scale = max(batch_total / len(idx), np.log(max(model.n_outputs, 2)))
         step_optimizer(model.flat_parameters, model.flat_gradients, l2, model.n_decayed)
         for cb in batch_callbacks:
             cb.on_batch_end(ctx, b, n_batches, value)
@@ -212,6 +228,12 @@ def _run_epoch(ctx, data, batch_size, l2, lr_schedule, shuffle, batch_callbacks)
         raise TrainingDiverged(
             f"weights became NaN or infinite in epoch {ctx.epoch + 1}; weights restored to the end of epoch "
             f"{ctx.epoch}; lower the learning rate (now {optimizer.lr:g})", history=ctx.history, epoch=ctx.epoch)
+    if total_loss / n > DIVERGENCE_FACTOR * ctx.loss_scale:
+        snapshot.restore()
+        raise TrainingDiverged(
+            f"training loss rose to {total_loss / n:.4g} in epoch {ctx.epoch + 1}, over {DIVERGENCE_FACTOR:g} times "
+            f"its starting scale {ctx.loss_scale:.4g}; weights restored to the end of epoch {ctx.epoch}; "
+            f"lower the learning rate (now {optimizer.lr:g})", history=ctx.history, epoch=ctx.epoch)
     return {"epoch": ctx.epoch, "train_loss": total_loss / n, "train_accuracy": correct / n,
             "lr": optimizer.lr, "seconds": seconds}
 
