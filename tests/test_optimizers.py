@@ -143,6 +143,23 @@ def test_state_dict_round_trip_continues_exactly(name):
         assert all(not np.shares_memory(mine[k], theirs[k]) for k in mine)
 
 
+@pytest.mark.parametrize("name", [n for n in OPTIMIZERS if OPTIMIZERS[n]().config().get("momentum", 1) != 0])
+def test_state_dict_is_a_snapshot_without_working_buffers(name):
+    params, grad_steps = random_problem(5)
+    optimizer = OPTIMIZERS[name]()
+    optimizer.step(params, grad_steps[0])
+    saved = optimizer.state_dict()
+    frozen = copy.deepcopy(saved)
+    for grads in grad_steps[1:]:
+        optimizer.step(params, grads)
+    assert all("scratch" not in group for group in saved["state"])
+    for group, kept in zip(saved["state"], frozen["state"]):
+        assert group.keys() == kept.keys() and group
+        for key in group:
+            np.testing.assert_array_equal(group[key], kept[key])
+            assert not np.array_equal(group[key], optimizer.state[0][key])
+
+
 def test_adam_state_dict_keeps_the_step_count():
     params, grad_steps = random_problem(6)
     adam = hg.Adam()

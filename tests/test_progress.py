@@ -112,3 +112,42 @@ def test_quiet_unless_asked_when_stderr_is_not_a_terminal(small, monkeypatch, ve
 def test_logger_refuses_bad_settings(kwargs, match):
     with pytest.raises(HandgradError, match=match):
         hg.EpochLogger(**kwargs)
+
+
+class _AbortLog(hg.Callback):
+    def __init__(self):
+        self.events = []
+
+    def on_train_end(self, ctx):
+        self.events.append("end")
+
+    def on_train_abort(self, ctx, error):
+        self.events.append(type(error).__name__)
+
+
+class _InterruptAt(hg.Callback):
+    """Raises KeyboardInterrupt after the given batch of the given epoch, as Ctrl-C would."""
+
+    def __init__(self, epoch, batch):
+        self.epoch, self.batch = epoch, batch
+
+    def on_batch_end(self, ctx, batch, n_batches, loss):
+        if (ctx.epoch, batch) == (self.epoch, self.batch):
+            raise KeyboardInterrupt
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.parametrize("failure, expected", [
+    (dict(optimizer=hg.SGD(1e3)), hg.TrainingDiverged),
+    (dict(callbacks=[_InterruptAt(epoch=1, batch=3)]), KeyboardInterrupt),
+])
+def test_an_aborted_run_closes_its_bar_and_tells_the_callbacks(small, failure, expected):
+    stream, log = io.StringIO(), _AbortLog()
+    logger = hg.EpochLogger(stream=stream, bar=True, refresh_seconds=0)
+    callbacks = [logger, log, *failure.pop("callbacks", [])]
+    with pytest.raises(expected):
+        _fit(small, epochs=3, callbacks=callbacks, **failure)
+    assert log.events == [expected.__name__]
+    assert logger._progress is None
+    # tqdm clears a closed bar (leave=False): the stream ends on a cleared line, not on a bar frame
+    assert not re.search(r"\d+/\d+ \[", stream.getvalue().rsplit("\r", 1)[-1])

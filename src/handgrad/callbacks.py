@@ -1,4 +1,5 @@
-"""Callbacks: what the training loop calls at the start, after each batch and epoch, and at the end.
+"""Callbacks: what the training loop calls at the start, after each batch and epoch, and at the end
+(``on_train_end``, or ``on_train_abort`` when an exception ends the run).
 
 A callback may stop training by setting ``ctx.stop = True`` in
 ``on_epoch_end``.  ``ctx`` is the :class:`~handgrad.training.TrainingContext`
@@ -29,6 +30,10 @@ class Callback:
 
     def on_train_end(self, ctx):
         pass
+
+    def on_train_abort(self, ctx, error):
+        """When training stops by an exception (divergence, Ctrl-C, a failing
+        callback), instead of ``on_train_end``; ``fit`` re-raises ``error`` after."""
 
 
 class EarlyStopping(Callback):
@@ -132,6 +137,9 @@ class EpochLogger(Callback):
 
     def on_train_end(self, ctx):
         self._close_bar()
+
+    def on_train_abort(self, ctx, error):
+        self._close_bar()       # so the error message is not printed over a half-drawn bar
 
     def _close_bar(self):
         if self._progress is not None:

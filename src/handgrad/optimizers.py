@@ -31,15 +31,28 @@ class Optimizer:
         self.lr = _positive("lr", lr)
         self.state = []
 
+    # Per-group working buffers: they live beside the state so each step can
+    # reuse them, but carry no information and are never saved.
+    _WORK_BUFFERS = ("scratch",)
+
     def _ensure_state(self, params, names):
         if not self.state:
             self.state = [{n: np.zeros_like(p) for n in names} for p in params]
-        elif [s[names[0]].shape for s in self.state] != [p.shape for p in params]:
+            return
+        if [s[names[0]].shape for s in self.state] != [p.shape for p in params]:
             raise HandgradError("this optimizer was used with other parameters; make a new one for each model")
+        for group, p in zip(self.state, params):
+            for n in names:
+                if n not in group:          # a working buffer after load_state_dict
+                    group[n] = np.zeros_like(p)
 
     def state_dict(self):
-        """Hyperparameters and state arrays, for checkpoints."""
-        return {"config": self.config(), "state": [dict(s) for s in self.state], **self._counters()}
+        """Hyperparameters and copies of the state arrays, for checkpoints.
+
+        The copies do not change as training goes on; working buffers are left out.
+        """
+        state = [{k: v.copy() for k, v in s.items() if k not in self._WORK_BUFFERS} for s in self.state]
+        return {"config": self.config(), "state": state, **self._counters()}
 
     def load_state_dict(self, state):
         self.state = [{k: np.array(v) for k, v in s.items()} for s in state["state"]]

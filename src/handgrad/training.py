@@ -92,7 +92,8 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
     early_stopping : ``True`` for :class:`EarlyStopping` on ``val_loss`` (or
         ``train_loss`` without validation data), or an ``EarlyStopping``.
     lr_schedule : callable ``t -> lr``, ``t`` in (fractional) epochs.
-    callbacks : objects with ``on_train_begin/on_epoch_end/on_train_end``.
+    callbacks : objects with ``on_train_begin/on_epoch_end/on_train_end`` (and
+        optionally ``on_batch_end``, ``on_train_abort``): see :class:`Callback`.
     seed : seeds the split and the shuffles.
     verbose : ``True`` shows progress on stderr; ``"auto"`` shows it only
         when stderr is a terminal; ``False`` is silent.
@@ -116,19 +117,27 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
     history = history if history is not None else History()
     ctx = TrainingContext(model, loss, optimizer, history, epochs, seed)
     cbs = _assemble_callbacks(early_stopping, verbose, callbacks, has_validation=data.X_val is not None)
-    batch_callbacks = [cb for cb in cbs if type(cb).on_batch_end is not Callback.on_batch_end]
+    batch_callbacks = [cb for cb in cbs
+                       if getattr(type(cb), "on_batch_end", Callback.on_batch_end) is not Callback.on_batch_end]
     for cb in cbs:
         cb.on_train_begin(ctx)
-    for epoch in range(initial_epoch, epochs):
-        ctx.epoch = epoch
-        record = _run_epoch(ctx, data, batch_size, l2, lr_schedule, shuffle, batch_callbacks)
-        if data.X_val is not None:
-            record.update(evaluate(model, loss, data.X_val, data.y_val))
-        history.append(record)
+    try:
+        for epoch in range(initial_epoch, epochs):
+            ctx.epoch = epoch
+            record = _run_epoch(ctx, data, batch_size, l2, lr_schedule, shuffle, batch_callbacks)
+            if data.X_val is not None:
+                record.update(evaluate(model, loss, data.X_val, data.y_val))
+            history.append(record)
+            for cb in cbs:
+                cb.on_epoch_end(ctx, record)
+            if ctx.stop:
+                break
+    except BaseException as error:      # KeyboardInterrupt too: a progress bar must not outlive the run
         for cb in cbs:
-            cb.on_epoch_end(ctx, record)
-        if ctx.stop:
-            break
+            abort = getattr(cb, "on_train_abort", None)
+            if abort is not None:
+                abort(ctx, error)
+        raise
     for cb in cbs:
         cb.on_train_end(ctx)
     return history
@@ -266,7 +275,6 @@ class _Snapshot:
         self.model, self.optimizer = model, optimizer
         self.weights = model.get_weights()
         self.optimizer_state = optimizer.state_dict()
-        self.optimizer_state["state"] = [{k: v.copy() for k, v in s.items()} for s in self.optimizer_state["state"]]
 
     def restore(self):
         self.model.set_weights(self.weights)
