@@ -140,7 +140,7 @@ def idx_file(base, fields, type_code, stage, edits):
     return apply_edits(gzip.compress(bytes(raw), mtime=0), edits), True
 
 
-@settings(FUZZ, max_examples=1200)
+@settings(FUZZ, max_examples=2500)
 @given(base=st.sampled_from([(IMAGES, IMAGE_FIELDS), (LABELS, LABEL_FIELDS)]), type_code=st.none() | FORGED_TYPES,
        stage=st.sampled_from(["raw", "before gzip", "after gzip"]), edits=EDITS)
 def test_damaged_idx_files_load_or_raise_data_error(workdir, base, type_code, stage, edits):
@@ -235,7 +235,7 @@ def npz_file(draw):
     return buffer.getvalue()
 
 
-@settings(FUZZ, max_examples=1000)
+@settings(FUZZ, max_examples=2500)
 @given(data=npz_file())
 def test_hostile_npz_files_load_or_raise_data_error(workdir, data):
     path = workdir / "f.npz"
@@ -293,7 +293,7 @@ def csv_file(draw):
     return apply_edits(VALID_CSV.encode("utf-8"), draw(EDITS)), draw(st.sampled_from([None, "a", "label", "zz"]))
 
 
-@settings(FUZZ, max_examples=1000)
+@settings(FUZZ, max_examples=2500)
 @given(file=csv_file())
 def test_hostile_csv_files_load_or_raise_data_error(workdir, file):
     data, target = file

@@ -93,7 +93,7 @@ def _apply(data, edit):
     return bytes(data)
 
 
-@_fuzz(1000)
+@_fuzz(1500)
 @given(kind=st.sampled_from(["model", "checkpoint"]), edits=st.lists(_edits, min_size=1, max_size=3))
 def test_byte_mutations_load_cleanly_or_raise_model_file_error(valid, scratch, kind, edits):
     data = valid[kind]
@@ -137,7 +137,7 @@ def _rewrite(data, change_meta=None, change_arrays=None):
     return buffer.getvalue()
 
 
-@_fuzz(600)
+@_fuzz(1000)
 @given(kind=st.sampled_from(["model", "checkpoint"]), choice=st.integers(0, 10**6), value=_json_values,
        delete=st.booleans())
 def test_metadata_mutations_load_cleanly_or_raise_model_file_error(valid, scratch, kind, choice, value, delete):
@@ -178,7 +178,7 @@ _arrays = st.one_of(
 )
 
 
-@_fuzz(400)
+@_fuzz(500)
 @given(kind=st.sampled_from(["model", "checkpoint"]), index=st.integers(0, 100), replacement=_arrays)
 def test_replaced_arrays_load_cleanly_or_raise_model_file_error(valid, scratch, kind, index, replacement):
     def replace(arrays):
