@@ -220,11 +220,7 @@ def _run_epoch(ctx, data, batch_size, l2, lr_schedule, shuffle, batch_callbacks)
             optimizer.lr = float(lr_schedule(ctx.epoch + b / n_batches))
         value, logits = step_gradients(model, loss, Xb, yb, l2)
         if not np.isfinite(value):
-            snapshot.restore()
-            raise TrainingDiverged(
-                f"training loss became {value} in epoch {ctx.epoch + 1}, batch {b + 1}; weights restored to the "
-                f"end of epoch {ctx.epoch}; lower the learning rate (now {optimizer.lr:g})",
-                history=ctx.history, epoch=ctx.epoch)
+            raise snapshot.diverged(ctx, f"training loss became {value} in epoch {ctx.epoch + 1}, batch {b + 1}")
         correct += _count_correct(logits, yb)
         # a "mean" objective is per sample, a "sum" one already covers the batch
         batch_total = value * len(idx) if per_sample else value
@@ -236,16 +232,10 @@ def _run_epoch(ctx, data, batch_size, l2, lr_schedule, shuffle, batch_callbacks)
             cb.on_batch_end(ctx, b, n_batches, value)
     seconds = time.perf_counter() - start
     if not np.isfinite(model.flat_parameters).all():
-        snapshot.restore()
-        raise TrainingDiverged(
-            f"weights became NaN or infinite in epoch {ctx.epoch + 1}; weights restored to the end of epoch "
-            f"{ctx.epoch}; lower the learning rate (now {optimizer.lr:g})", history=ctx.history, epoch=ctx.epoch)
+        raise snapshot.diverged(ctx, f"weights became NaN or infinite in epoch {ctx.epoch + 1}")
     if total_loss / n > DIVERGENCE_FACTOR * ctx.loss_scale:
-        snapshot.restore()
-        raise TrainingDiverged(
-            f"training loss rose to {total_loss / n:.4g} in epoch {ctx.epoch + 1}, over {DIVERGENCE_FACTOR:g} times "
-            f"its starting scale {ctx.loss_scale:.4g}; weights restored to the end of epoch {ctx.epoch}; "
-            f"lower the learning rate (now {optimizer.lr:g})", history=ctx.history, epoch=ctx.epoch)
+        raise snapshot.diverged(ctx, f"training loss rose to {total_loss / n:.4g} in epoch {ctx.epoch + 1}, over "
+                                     f"{DIVERGENCE_FACTOR:g} times its starting scale {ctx.loss_scale:.4g}")
     return {"epoch": ctx.epoch, "train_loss": total_loss / n, "train_accuracy": correct / n,
             "lr": optimizer.lr, "seconds": seconds}
 
@@ -282,6 +272,13 @@ class _Snapshot:
     def restore(self):
         self.model.set_weights(self.weights)
         self.optimizer.load_state_dict(self.optimizer_state)
+
+    def diverged(self, ctx, what):
+        """Fall back, and return the error that reports ``what`` went wrong."""
+        self.restore()
+        return TrainingDiverged(f"{what}; weights restored to the end of epoch {ctx.epoch}; "
+                                f"lower the learning rate (now {self.optimizer.lr:g})",
+                                history=ctx.history, epoch=ctx.epoch)
 
 
 def evaluate(model, loss, X, y, batch_size=4096):
