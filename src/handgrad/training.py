@@ -120,6 +120,8 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
     cbs = _assemble_callbacks(early_stopping, verbose, callbacks, has_validation=data.X_val is not None)
     batch_callbacks = [cb for cb in cbs
                        if getattr(type(cb), "on_batch_end", Callback.on_batch_end) is not Callback.on_batch_end]
+    if isinstance(optimizer, Optimizer):
+        _fused.kernels_for(model.flat_parameters.size)   # load compiled updates now, not on the epoch clock
     for cb in cbs:
         cb.on_train_begin(ctx)
     try:
@@ -208,8 +210,6 @@ def _run_epoch(ctx, data, batch_size, l2, lr_schedule, shuffle, batch_callbacks)
     total_loss, correct = 0.0, 0
     per_sample = getattr(loss, "reduction", "mean") == "mean"
     step_gradients, step_optimizer = _step_functions(optimizer)
-    if isinstance(optimizer, Optimizer):
-        _fused.kernels_for(model.flat_parameters.size)   # load compiled updates now, not on the clock
     start = time.perf_counter()
     for b in range(n_batches):
         idx = order[b * batch_size:(b + 1) * batch_size]
