@@ -40,6 +40,8 @@ def main(argv=None):
                         help="run every contender this many times, alternating, and keep the medians (default 1)")
     parser.add_argument("--threads", type=int, default=None,
                         help="BLAS and PyTorch threads for every contender (default: NumPy's BLAS default)")
+    parser.add_argument("--name", default=None,
+                        help="file name under results/ (default: latest, or quick with --quick)")
     parser.add_argument("--worker", nargs=2, metavar=("JOB", "CONTENDER"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -50,7 +52,7 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown job(s) {', '.join(unknown)}; choose from {', '.join(CONTENDERS)}")
     only = set(args.only.split(",")) if args.only else None
-    report = {"machine": machine(), "quick": args.quick, "threads": args.threads or blas_threads(),
+    report = {"machine": machine(), "quick": args.quick, "name": args.name or ("quick" if args.quick else "latest"), "threads": args.threads or blas_threads(),
               "rounds": args.rounds, "jobs": {}}
     print(describe_machine(report) + "\n", flush=True)
     for job in jobs:
@@ -245,7 +247,7 @@ def describe_machine(report):
 
 def write_report(report):
     RESULTS.mkdir(exist_ok=True)
-    stem = "quick" if report["quick"] else "latest"
+    stem = report["name"]
     (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
     md = [f"# Benchmark results{' (quick run)' if report['quick'] else ''}", "", describe_machine(report), "",
           "Seconds are medians over repeats (and over rounds, which alternate the contenders); peak RSS is the worker process's high-water mark during the run "
