@@ -52,7 +52,8 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown job(s) {', '.join(unknown)}; choose from {', '.join(CONTENDERS)}")
     only = set(args.only.split(",")) if args.only else None
-    report = {"machine": machine(), "quick": args.quick, "name": args.name or ("quick" if args.quick else "latest"), "threads": args.threads or blas_threads(),
+    name = args.name or ("quick" if args.quick else "latest")
+    report = {"machine": machine(), "quick": args.quick, "name": name, "threads": args.threads or blas_threads(),
               "rounds": args.rounds, "jobs": {}}
     print(describe_machine(report) + "\n", flush=True)
     for job in jobs:

@@ -144,9 +144,9 @@ class _InterruptAt(hg.Callback):
 def test_an_aborted_run_closes_its_bar_and_tells_the_callbacks(small, failure, expected):
     stream, log = io.StringIO(), _AbortLog()
     logger = hg.EpochLogger(stream=stream, bar=True, refresh_seconds=0)
-    callbacks = [logger, log, *failure.pop("callbacks", [])]
+    kwargs = {**failure, "callbacks": [logger, log, *failure.get("callbacks", [])]}
     with pytest.raises(expected):
-        _fit(small, epochs=3, callbacks=callbacks, **failure)
+        _fit(small, epochs=3, **kwargs)
     assert log.events == [expected.__name__]
     assert logger._progress is None
     # tqdm clears a closed bar (leave=False): the stream ends on a cleared line, not on a bar frame

@@ -38,13 +38,8 @@ class Optimizer:
     def _ensure_state(self, params, names):
         if not self.state:
             self.state = [{n: np.zeros_like(p) for n in names} for p in params]
-            return
-        if [s[names[0]].shape for s in self.state] != [p.shape for p in params]:
+        elif [s[names[0]].shape for s in self.state] != [p.shape for p in params]:
             raise HandgradError("this optimizer was used with other parameters; make a new one for each model")
-        for group, p in zip(self.state, params):
-            for n in names:
-                if n not in group:          # a working buffer after load_state_dict
-                    group[n] = np.zeros_like(p)
 
     def state_dict(self):
         """Hyperparameters and copies of the state arrays, for checkpoints.
@@ -56,6 +51,10 @@ class Optimizer:
 
     def load_state_dict(self, state):
         self.state = [{k: np.array(v) for k, v in s.items()} for s in state["state"]]
+        for group in self.state:            # state_dict leaves the working buffers out: give them back
+            if group:
+                like = next(iter(group.values()))
+                group.update({n: np.zeros_like(like) for n in self._WORK_BUFFERS if n not in group})
         for key, value in self._counters().items():
             setattr(self, key, type(value)(state[key]))
 
