@@ -82,7 +82,7 @@ def _median_time(fn, repeats):
 
 def handgrad(job, data, threads):
     import handgrad as hg
-    from handgrad import _fused
+    from handgrad.optim import _fused
 
     X_train, y_train, X_test, y_test = data
     if job.name == "inference":

@@ -11,7 +11,7 @@ import pytest
 
 import handgrad as hg
 from handgrad.cli import main
-from handgrad.modelfile import load_model, save_model
+from handgrad.io.modelfile import load_model, save_model
 
 FAST = ["--threads", "1", "--no-plots", "--no-progress"]
 

@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pytest
 
-from handgrad.modelfile import load_checkpoint, load_model
+from handgrad.io.modelfile import load_checkpoint, load_model
 
 # A checkpoint after every epoch, so that signals also land in the middle of writing one.
 RUN = ["train", "--hidden", "16", "--epochs", "40", "--seed", "3", "--early-stopping", "5", "--checkpoint-every", "1",

@@ -7,8 +7,8 @@ import struct
 import numpy as np
 import pytest
 
-from handgrad import datasets
-from handgrad.data import Dataset, load_dataset, load_features, stratified_split
+from handgrad.data import datasets
+from handgrad.data.loaders import Dataset, load_dataset, load_features, stratified_split
 from handgrad.errors import DataError
 
 FILE_NAMES = [name for name, _ in datasets.DATASETS["mnist"].files.values()]

@@ -10,9 +10,9 @@ from functools import partial
 
 import pytest
 
-from handgrad import datasets
+from handgrad.data import datasets
 from handgrad.errors import DataError
-from handgrad.idx import read_idx
+from handgrad.data.idx import read_idx
 
 LABEL_FILES = ["train-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
 IMAGE_FILES = ["train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz"]

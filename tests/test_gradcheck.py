@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 import handgrad as hg
 from handgrad.errors import HandgradError
-from handgrad.gradcheck import numerical_gradient
+from handgrad.nn.gradcheck import numerical_gradient
 
 
 class Cube(hg.Layer):

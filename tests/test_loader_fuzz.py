@@ -22,9 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from handgrad.data import Dataset, load_dataset, load_features
+from handgrad.data.loaders import Dataset, load_dataset, load_features
 from handgrad.errors import DataError
-from handgrad.idx import read_idx
+from handgrad.data.idx import read_idx
 
 FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 

@@ -10,7 +10,7 @@ from scipy.special import expit, log_expit, logsumexp
 
 import handgrad as hg
 from handgrad.errors import HandgradError
-from handgrad.losses import loss_from_config
+from handgrad.nn.losses import loss_from_config
 
 LOSSES = [hg.SoftmaxCrossEntropy, hg.SoftmaxBinaryCrossEntropy]
 REDUCTIONS = ["mean", "sum"]

@@ -8,7 +8,7 @@ import pytest
 from sklearn import metrics as skm
 
 from handgrad.errors import DataError, HandgradError
-from handgrad.metrics import accuracy, confusion_matrix, format_report, precision_recall
+from handgrad.report.metrics import accuracy, confusion_matrix, format_report, precision_recall
 
 
 def _labels(seed, n=300, k=6, missing_from_pred=(4,), missing_everywhere=(5,)):

@@ -12,9 +12,9 @@ import pytest
 
 import handgrad as hg
 from handgrad.errors import ModelFileError
-from handgrad.modelfile import (FORMAT_VERSION, atomic_write, load_checkpoint, load_model, save_checkpoint,
+from handgrad.io.modelfile import (FORMAT_VERSION, atomic_write, load_checkpoint, load_model, save_checkpoint,
                                 save_model)
-from handgrad.preprocessing import Preprocessor
+from handgrad.data.preprocessing import Preprocessor
 
 
 def _trained(digits, epochs=2, optimizer=None, early_stopping=False, dtype=np.float32):

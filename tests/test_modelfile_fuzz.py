@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 import handgrad as hg
 from handgrad.errors import ModelFileError
-from handgrad.modelfile import load_checkpoint, load_model, save_checkpoint, save_model
-from handgrad.preprocessing import Preprocessor
+from handgrad.io.modelfile import load_checkpoint, load_model, save_checkpoint, save_model
+from handgrad.data.preprocessing import Preprocessor
 
 def _fuzz(examples):
     return settings(max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -7,7 +7,7 @@ import pytest
 
 import handgrad as hg
 from handgrad.errors import HandgradError
-from handgrad.optimizers import optimizer_from_config
+from handgrad.optim.optimizers import optimizer_from_config
 
 SHAPES = [(4, 3), (3,), (2, 5)]
 N_STEPS = 5

@@ -8,8 +8,8 @@ import pytest
 from matplotlib.image import imread
 
 from handgrad.errors import DataError, HandgradError
-from handgrad.metrics import confusion_matrix
-from handgrad.plots import (_weight_mosaic, plot_confusion_matrix, plot_first_layer_weights,
+from handgrad.report.metrics import confusion_matrix
+from handgrad.report.plots import (_weight_mosaic, plot_confusion_matrix, plot_first_layer_weights,
                             plot_learning_curves)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -160,7 +160,7 @@ def test_unwritable_folder_is_a_one_line_error(tmp_path):
 
 def test_plotting_never_loads_pyplot():
     # pyplot picks a GUI backend and keeps global figures; the plots must work without it.
-    code = ("import sys, numpy as np; from handgrad.plots import plot_confusion_matrix as p; "
+    code = ("import sys, numpy as np; from handgrad.report.plots import plot_confusion_matrix as p; "
             "import tempfile, os; d = tempfile.mkdtemp(); p(np.eye(2, dtype=int), ['a', 'b'], os.path.join(d, 'c.png')); "
             "print('matplotlib.pyplot' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from handgrad.errors import DataError, ModelFileError
-from handgrad.preprocessing import Preprocessor
+from handgrad.data.preprocessing import Preprocessor
 
 
 def test_image_rule_divides_by_the_largest_training_pixel(rng):

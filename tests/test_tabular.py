@@ -6,8 +6,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from handgrad import tabular
-from handgrad.data import encode_labels, load_dataset, load_features
+from handgrad.data import tabular
+from handgrad.data.loaders import encode_labels, load_dataset, load_features
 from handgrad.errors import DataError
 
 

@@ -8,8 +8,8 @@ from sklearn.model_selection import train_test_split
 
 import handgrad as hg
 from handgrad.errors import HandgradError
-from handgrad.optimizers import optimizer_from_config
-from handgrad.training import evaluate
+from handgrad.optim.optimizers import optimizer_from_config
+from handgrad.training.loop import evaluate
 
 
 @pytest.fixture

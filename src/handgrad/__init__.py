@@ -5,25 +5,25 @@ derivation in its docstring, and checked against finite differences and an
 independent autodiff engine.  See ``docs/derivations.md``.
 """
 
-from .callbacks import Callback, EarlyStopping, EpochLogger
-from .errors import DataError, HandgradError, ModelFileError, TrainingDiverged
-from .gradcheck import GradcheckReport, check_function, gradcheck
-from .layers import Dense, Identity, Layer, ReLU, Sigmoid, Tanh
-from .losses import SoftmaxBinaryCrossEntropy, SoftmaxCrossEntropy, log_softmax, softmax
-from .model import Sequential, mlp
-from .objective import loss_and_gradients
-from .optimizers import SGD, Adam
-from .training import History, TrainingContext, evaluate, fit
-from . import schedules
+from handgrad.training.callbacks import Callback, EarlyStopping, EpochLogger
+from handgrad.errors import DataError, HandgradError, ModelFileError, TrainingDiverged
+from handgrad.nn.gradcheck import GradcheckReport, check_function, gradcheck
+from handgrad.nn.layers import Dense, Identity, Layer, ReLU, Sigmoid, Tanh
+from handgrad.nn.losses import SoftmaxBinaryCrossEntropy, SoftmaxCrossEntropy, log_softmax, softmax
+from handgrad.nn.model import Sequential, mlp
+from handgrad.nn.objective import loss_and_gradients
+from handgrad.optim.optimizers import SGD, Adam
+from handgrad.training.loop import History, TrainingContext, evaluate, fit
+from handgrad.optim import schedules
 
-__version__ = "0.1.0"
+from handgrad._version import __version__
 
 
 def __getattr__(name):
     # The estimator imports scikit-learn (seconds); load it only when asked for,
     # so that ``import handgrad`` and the command line start fast.
     if name == "MLPClassifier":
-        from .estimator import MLPClassifier
+        from handgrad.estimator import MLPClassifier
 
         return MLPClassifier
     raise AttributeError(f"module 'handgrad' has no attribute {name!r}")

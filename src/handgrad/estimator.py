@@ -45,12 +45,12 @@ from sklearn.utils._param_validation import Interval, InvalidParameterError, Opt
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .errors import DataError, HandgradError
-from .losses import SoftmaxBinaryCrossEntropy, SoftmaxCrossEntropy, log_softmax
-from .model import mlp
-from .optimizers import SGD, Adam
-from .training import fit as fit_network
-from .validation import one_hot, resolve_dtype
+from handgrad.errors import DataError, HandgradError
+from handgrad.nn.losses import SoftmaxBinaryCrossEntropy, SoftmaxCrossEntropy, log_softmax
+from handgrad.nn.model import mlp
+from handgrad.optim.optimizers import SGD, Adam
+from handgrad.training.loop import fit as fit_network
+from handgrad.validation import one_hot, resolve_dtype
 
 # scikit-learn's activation names -> handgrad's.
 ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "logistic": "sigmoid", "identity": "identity"}

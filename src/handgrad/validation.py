@@ -6,7 +6,7 @@ naming the problem and the remedy.
 
 import numpy as np
 
-from .errors import DataError
+from handgrad.errors import DataError
 
 FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
 

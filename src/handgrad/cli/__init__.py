@@ -11,10 +11,10 @@ import argparse
 import sys
 import traceback
 
-from handgrad import __version__
+from handgrad._version import __version__
 from handgrad.errors import HandgradError
-from . import check, evaluate, predict, train
-from .interrupts import Interrupted, guard
+from handgrad.cli import check, evaluate, predict, train
+from handgrad.cli.interrupts import Interrupted, guard
 
 EXAMPLES = """\
 examples:

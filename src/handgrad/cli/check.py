@@ -1,7 +1,7 @@
 """``handgrad check``: gradient checks of every built-in piece, or of a saved model's architecture.
 
 Each analytic gradient is compared with central differences in float64 (see
-:mod:`handgrad.gradcheck`); the command prints one row per check and exits
+:mod:`handgrad.nn.gradcheck`); the command prints one row per check and exits
 with 1 if any relative error reaches the tolerance.
 """
 
@@ -10,10 +10,10 @@ import argparse
 import numpy as np
 
 import handgrad as hg
-from handgrad.layers import ACTIVATIONS
-from handgrad.modelfile import load_model
-from .common import describe
-from .settings import argument_type, non_negative_int
+from handgrad.nn.layers import ACTIVATIONS
+from handgrad.io.modelfile import load_model
+from handgrad.cli.common import describe
+from handgrad.cli.settings import argument_type, non_negative_int
 
 EXAMPLES = """\
 examples:

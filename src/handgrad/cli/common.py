@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 
 from handgrad.errors import DataError, HandgradError
-from handgrad.layers import ACTIVATIONS
-from handgrad.modelfile import atomic_write
-from .interrupts import guard
+from handgrad.nn.layers import ACTIVATIONS
+from handgrad.io.modelfile import atomic_write
+from handgrad.cli.interrupts import guard
 
 
 def check_writable(path, what, folder=False):

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 
 from handgrad.errors import DataError
-from handgrad.modelfile import load_model
-from .common import check_writable, describe, labels_in_model_order, model_features
+from handgrad.io.modelfile import load_model
+from handgrad.cli.common import check_writable, describe, labels_in_model_order, model_features
 
 EXAMPLES = """\
 examples:
@@ -38,8 +38,8 @@ def add_parser(subparsers, parents):
 
 
 def run_evaluate(args):
-    from handgrad.data import load_dataset
-    from handgrad.metrics import confusion_matrix, format_report
+    from handgrad.data.loaders import load_dataset
+    from handgrad.report.metrics import confusion_matrix, format_report
 
     if args.plots:
         check_writable(args.plots, "--plots", folder=True)
@@ -61,7 +61,7 @@ def run_evaluate(args):
     print(f"data {source}: {len(y)} samples")
     print(format_report(cm, names))
     if args.plots:
-        from handgrad.plots import plot_confusion_matrix
+        from handgrad.report.plots import plot_confusion_matrix
 
         path = Path(args.plots) / "confusion_matrix.png"
         plot_confusion_matrix(cm, names, path)

@@ -5,8 +5,8 @@ import csv
 import io
 import sys
 
-from handgrad.modelfile import load_model
-from .common import check_writable, model_features, write_text
+from handgrad.io.modelfile import load_model
+from handgrad.cli.common import check_writable, model_features, write_text
 
 EXAMPLES = """\
 examples:
@@ -34,7 +34,7 @@ def add_parser(subparsers, parents):
 
 
 def run_predict(args):
-    from handgrad.data import load_features
+    from handgrad.data.loaders import load_features
 
     if args.out:
         check_writable(args.out, "--out")

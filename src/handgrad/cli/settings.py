@@ -11,7 +11,7 @@ from pathlib import Path
 
 import handgrad as hg
 from handgrad.errors import HandgradError
-from handgrad.presets import preset_for
+from handgrad.cli.presets import preset_for
 
 BUILT_IN = ("digits", "mnist", "fashion-mnist")
 LOSSES = {"cross-entropy": hg.SoftmaxCrossEntropy, "softmax-bce": hg.SoftmaxBinaryCrossEntropy}

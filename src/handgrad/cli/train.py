@@ -26,10 +26,10 @@ import numpy as np
 
 import handgrad as hg
 from handgrad.errors import HandgradError, TrainingDiverged
-from handgrad.modelfile import load_checkpoint, save_checkpoint, save_model
-from . import settings as S
-from .common import check_writable, describe, write_text
-from .interrupts import Interrupted, guard
+from handgrad.io.modelfile import load_checkpoint, save_checkpoint, save_model
+from handgrad.cli import settings as S
+from handgrad.cli.common import check_writable, describe, write_text
+from handgrad.cli.interrupts import Interrupted, guard
 
 DEFAULT_OUT = Path("handgrad-out") / "model.npz"
 
@@ -180,8 +180,8 @@ class Prepared:
 
 
 def _prepare(settings, dtype, preprocessor=None):
-    from handgrad.data import load_dataset
-    from handgrad.preprocessing import Preprocessor
+    from handgrad.data.loaders import load_dataset
+    from handgrad.data.preprocessing import Preprocessor
 
     dataset = load_dataset(settings["dataset"], data_dir=settings["data_dir"], target=settings["target"],
                            test_fraction=settings["test_fraction"])
@@ -379,8 +379,8 @@ class Run:
             print(f"plots written to {self.outputs.plots}")
 
     def _plots(self, history):
-        from handgrad.metrics import confusion_matrix
-        from handgrad.plots import plot_confusion_matrix, plot_first_layer_weights, plot_learning_curves
+        from handgrad.report.metrics import confusion_matrix
+        from handgrad.report.plots import plot_confusion_matrix, plot_first_layer_weights, plot_learning_curves
 
         folder = self.outputs.plots
         plot_learning_curves(history.records, folder / "learning_curves.png")

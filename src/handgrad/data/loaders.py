@@ -14,7 +14,7 @@ spec                source                                      test set
 ==================  ==========================================  ===============
 
 Features come back unscaled (pixels 0..255, digits 0..16); scaling is the job
-of :class:`handgrad.preprocessing.Preprocessor`, fitted on the training part.
+of :class:`handgrad.data.preprocessing.Preprocessor`, fitted on the training part.
 """
 
 import os
@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import datasets
-from .errors import DataError
-from .idx import read_idx
-from .tabular import read_csv, read_csv_features, read_npz
+from handgrad.data import datasets
+from handgrad.errors import DataError
+from handgrad.data.idx import read_idx
+from handgrad.data.tabular import read_csv, read_csv_features, read_npz
 
 MAX_LABEL_CHARS = 256
 
@@ -80,7 +80,7 @@ def load_dataset(spec, *, data_dir=None, target=None, download=True, test_fracti
         ``"digits"``, ``"mnist"``, ``"fashion-mnist"``, or a path ending in
         ``.csv`` or ``.npz``.
     data_dir : str or Path, optional
-        First folder searched for MNIST-style files (see :mod:`handgrad.datasets`).
+        First folder searched for MNIST-style files (see :mod:`handgrad.data.datasets`).
     target : str, optional
         CSV only: the label column (default: the last column).
     download : bool

@@ -1,7 +1,7 @@
 """The user's own tables: CSV files with a header, and NPZ archives of ``X`` and ``y``.
 
 Both readers return raw values; turning labels into class indices and
-splitting off a test set happen in :mod:`handgrad.data`.
+splitting off a test set happen in :mod:`handgrad.data.loaders`.
 
 CSV: comma-separated, UTF-8, first line a header naming every column.  Feature
 cells must be finite numbers; the label column may hold integers or any text.
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from handgrad.errors import DataError
 
 _CHUNK = 1 << 20
 _MAX_NAMES_SHOWN = 8

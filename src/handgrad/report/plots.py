@@ -17,8 +17,8 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from .errors import DataError, HandgradError
-from .metrics import check_confusion_matrix
+from handgrad.errors import DataError, HandgradError
+from handgrad.report.metrics import check_confusion_matrix
 
 _DPI = 100
 

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _fused
-from .callbacks import Callback, EarlyStopping, EpochLogger
-from .errors import HandgradError, TrainingDiverged
-from .objective import data_gradient_step, objective_step
-from .optimizers import Adam, Optimizer
-from .validation import check_features, check_targets
+from handgrad.optim import _fused
+from handgrad.training.callbacks import Callback, EarlyStopping, EpochLogger
+from handgrad.errors import HandgradError, TrainingDiverged
+from handgrad.nn.objective import data_gradient_step, objective_step
+from handgrad.optim.optimizers import Adam, Optimizer
+from handgrad.validation import check_features, check_targets
 
 _SPLIT, _SHUFFLE = 0, 1
 

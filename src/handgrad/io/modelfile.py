@@ -35,11 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import HandgradError, ModelFileError
-from .layers import LAYER_TYPES, Dense
-from .losses import loss_from_config
-from .model import Sequential
-from .optimizers import optimizer_from_config
+from handgrad.errors import HandgradError, ModelFileError
+from handgrad.nn.layers import LAYER_TYPES, Dense
+from handgrad.nn.losses import loss_from_config
+from handgrad.nn.model import Sequential
+from handgrad.optim.optimizers import optimizer_from_config
 
 FORMAT_NAME = "handgrad-model"
 FORMAT_VERSION = 1
@@ -62,7 +62,7 @@ _PARSE_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError,
 class LoadedModel:
     """A model file's contents, rebuilt.
 
-    ``preprocessor`` is a :class:`handgrad.preprocessing.Preprocessor` (or
+    ``preprocessor`` is a :class:`handgrad.data.preprocessing.Preprocessor` (or
     None when the file stores none); ``classes`` are the original labels,
     indexed by output unit; ``history`` is the list of per-epoch records.
     """
@@ -200,7 +200,7 @@ def _write(path, metadata, arrays):
 
 
 def _metadata(kind, model, loss, classes, preprocessing, settings, history, extra):
-    from . import __version__
+    from handgrad._version import __version__
 
     classes = [_json_class(c) for c in classes]
     if len(classes) != model.n_outputs:
@@ -447,7 +447,7 @@ class _Reader:
             return None
         if not isinstance(spec, dict):
             self.fail("its preprocessing entry is not a dictionary")
-        from .preprocessing import Preprocessor
+        from handgrad.data.preprocessing import Preprocessor
 
         try:
             return Preprocessor.from_dict(spec)

@@ -10,10 +10,10 @@ layer order (``W₁, b₁, W₂, b₂, …``), and writing into them changes the
 
 import numpy as np
 
-from .errors import HandgradError
-from .layers import ACTIVATIONS, Dense, Layer, ReLU, Sigmoid, Tanh, layer_from_config
-from .losses import softmax
-from .validation import check_features, resolve_dtype
+from handgrad.errors import HandgradError
+from handgrad.nn.layers import ACTIVATIONS, Dense, Layer, ReLU, Sigmoid, Tanh, layer_from_config
+from handgrad.nn.losses import softmax
+from handgrad.validation import check_features, resolve_dtype
 
 
 class Sequential:

@@ -11,7 +11,7 @@ rows are the true classes and columns the predicted ones, so
 
 import numpy as np
 
-from .errors import DataError
+from handgrad.errors import DataError
 
 
 def confusion_matrix(y_true, y_pred, n_classes):
@@ -59,10 +59,10 @@ def check_confusion_matrix(cm):
     if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.shape[0] == 0:
         raise DataError(f"a confusion matrix must be square (K, K) with K >= 1, got shape {arr.shape}")
     if arr.dtype.kind not in "biuf" or (arr.dtype.kind == "f" and (arr != np.round(arr)).any()):
-        raise DataError("a confusion matrix holds whole-number counts; build it with handgrad.metrics.confusion_matrix")
+        raise DataError("a confusion matrix holds whole-number counts; build it with handgrad.report.metrics.confusion_matrix")
     if (arr < 0).any():
         raise DataError("a confusion matrix holds counts, found a negative entry; build it with "
-                        "handgrad.metrics.confusion_matrix")
+                        "handgrad.report.metrics.confusion_matrix")
     return arr.astype(np.int64)
 
 

@@ -2,7 +2,7 @@
 (``on_train_end``, or ``on_train_abort`` when an exception ends the run).
 
 A callback may stop training by setting ``ctx.stop = True`` in
-``on_epoch_end``.  ``ctx`` is the :class:`~handgrad.training.TrainingContext`
+``on_epoch_end``.  ``ctx`` is the :class:`~handgrad.training.loop.TrainingContext`
 of the run: the model, loss, optimizer, history and current epoch.
 """
 
@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from .errors import HandgradError
+from handgrad.errors import HandgradError
 
 
 class Callback:

@@ -15,8 +15,8 @@ modifies the arrays it receives as input.
 
 import numpy as np
 
-from .errors import HandgradError
-from .validation import resolve_dtype
+from handgrad.errors import HandgradError
+from handgrad.validation import resolve_dtype
 
 
 class Layer:

@@ -16,7 +16,7 @@ mirrors with one base URL laid out like the data folder
 (``<base>/mnist/train-images-idx3-ubyte.gz``).
 
 Files found locally are not hashed: their content is validated when read (see
-:mod:`handgrad.idx`), so a re-compressed copy of the same data still works.
+:mod:`handgrad.data.idx`), so a re-compressed copy of the same data still works.
 """
 
 import hashlib
@@ -30,7 +30,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DataError
+from handgrad.errors import DataError
 
 logger = logging.getLogger(__name__)
 

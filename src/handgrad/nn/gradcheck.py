@@ -29,12 +29,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import HandgradError
-from .layers import Dense, Layer
-from .losses import Loss
-from .model import Sequential
-from .objective import loss_and_gradients
-from .validation import check_features, check_targets
+from handgrad.errors import HandgradError
+from handgrad.nn.layers import Dense, Layer
+from handgrad.nn.losses import Loss
+from handgrad.nn.model import Sequential
+from handgrad.nn.objective import loss_and_gradients
+from handgrad.validation import check_features, check_targets
 
 STEP = 1e-6
 TOLERANCE = 1e-6

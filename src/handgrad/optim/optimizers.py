@@ -3,7 +3,7 @@
 ``step(params, grads)`` takes matching lists of arrays.  The training loop
 calls ``step_flat`` instead, with each model's single flat parameter vector
 and the L2 decay, so one update touches the whole model: with Numba
-installed as one compiled pass (:mod:`handgrad._fused`), otherwise in a few
+installed as one compiled pass (:mod:`handgrad.optim._fused`), otherwise in a few
 vectorised NumPy operations; both give bit-identical results.  ``lr`` is a
 plain attribute that a learning-rate schedule may change between steps.
 
@@ -16,8 +16,8 @@ import math
 
 import numpy as np
 
-from . import _fused
-from .errors import HandgradError
+from handgrad.optim import _fused
+from handgrad.errors import HandgradError
 
 
 def _positive(name, value):

@@ -22,8 +22,8 @@ exactly the transformation that training used.
 
 import numpy as np
 
-from .errors import DataError, ModelFileError
-from .validation import check_features
+from handgrad.errors import DataError, ModelFileError
+from handgrad.validation import check_features
 
 KINDS = ("image", "tabular")
 

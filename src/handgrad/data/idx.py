@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from handgrad.errors import DataError
 
 # IDX type byte -> big-endian dtype of the payload.
 IDX_DTYPES = {

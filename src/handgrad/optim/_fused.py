@@ -1,6 +1,6 @@
 """Optional compiled optimizer updates: one pass over memory instead of about ten.
 
-The NumPy updates in :mod:`handgrad.optimizers` sweep the flat parameter
+The NumPy updates in :mod:`handgrad.optim.optimizers` sweep the flat parameter
 vector once per elementwise operation (Adam: eleven sweeps over 1–2 MB).
 These kernels do the same arithmetic for one element at a time, so every
 parameter, gradient and moment is read and written once per step.

@@ -7,7 +7,7 @@ smoothly inside an epoch as well as between epochs.
 
 import math
 
-from .errors import HandgradError
+from handgrad.errors import HandgradError
 
 
 def constant(lr):

@@ -7,7 +7,7 @@ target matrix ``Y`` of shape (n, C) (one-hot rows or class probabilities).
 
 import numpy as np
 
-from .errors import HandgradError
+from handgrad.errors import HandgradError
 
 REDUCTIONS = ("mean", "sum")
 

@@ -8,7 +8,7 @@ gradient adds ``λ W`` to each weight gradient (seed 000's ``∂L_reg/∂W = λW
 
 import numpy as np
 
-from .validation import check_features, check_targets
+from handgrad.validation import check_features, check_targets
 
 
 def loss_and_gradients(model, loss, X, y, l2=0.0):

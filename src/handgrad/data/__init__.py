@@ -1,0 +1,1 @@
+"""Data: the built-in and IDX datasets, CSV and NPZ tables, and fitted scaling."""

@@ -1,0 +1,1 @@
+"""Files: atomic writes, bounded safe reading, and the model-file format."""

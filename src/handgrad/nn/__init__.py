@@ -1,0 +1,1 @@
+"""The network: layers, losses, the Sequential model, the objective and gradient checking."""

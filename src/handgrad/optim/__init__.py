@@ -1,0 +1,1 @@
+"""Optimizers (each declaring its state), their compiled updates, and learning-rate schedules."""

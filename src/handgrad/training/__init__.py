@@ -1,0 +1,1 @@
+"""The training loop, its history, callbacks and the divergence check."""
