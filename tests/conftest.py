@@ -28,3 +28,15 @@ def digits():
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(autouse=True)
+def _registries_restored():
+    """Pieces a test defines register for that test only: every registry is put back afterwards."""
+    from handgrad.registry import LAYERS, LOSSES, OPTIMIZERS
+
+    saved = [(registry, dict(registry._by_type)) for registry in (LAYERS, LOSSES, OPTIMIZERS)]
+    yield
+    for registry, entries in saved:
+        registry._by_type.clear()
+        registry._by_type.update(entries)

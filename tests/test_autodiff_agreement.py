@@ -16,9 +16,14 @@ import handgrad as hg
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-ACTIVATION_CYCLE = ["sigmoid", "tanh", "relu", "identity"]
-HANDGRAD_ACTIVATIONS = {"sigmoid": hg.Sigmoid, "tanh": hg.Tanh, "relu": hg.ReLU, "identity": hg.Identity}
+# The torch function for each registered activation; the random networks cycle through all of them.
 TORCH_ACTIVATIONS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu, "identity": lambda a: a}
+HANDGRAD_ACTIVATIONS = hg.activations()
+ACTIVATION_CYCLE = sorted(HANDGRAD_ACTIVATIONS)
+
+
+def test_every_registered_activation_has_a_torch_counterpart():
+    assert set(TORCH_ACTIVATIONS) == set(HANDGRAD_ACTIVATIONS)
 N_SAMPLES, N_FEATURES, N_CLASSES = 9, 5, 4
 
 
@@ -26,7 +31,7 @@ def build_pair(n_hidden, seed):
     """A float64 handgrad model and the same network as torch modules (weights copied)."""
     rng = np.random.default_rng(seed)
     widths = [N_FEATURES, *rng.integers(2, 7, size=n_hidden), N_CLASSES]
-    activations = [ACTIVATION_CYCLE[(seed + i) % 4] for i in range(n_hidden)]
+    activations = [ACTIVATION_CYCLE[(seed + i) % len(ACTIVATION_CYCLE)] for i in range(n_hidden)]
     layers = []
     for i, (a, b) in enumerate(zip(widths, widths[1:])):
         layers.append(hg.Dense(int(a), int(b), dtype=np.float64))

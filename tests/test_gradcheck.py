@@ -16,6 +16,7 @@ class Cube(hg.Layer):
     parameter_names = ("c",)
 
     def __init__(self, width):
+        self.width = width   # kept under its argument's name, so config() can rebuild it
         self.c = np.linspace(0.5, 1.5, width)
         self.dc = np.zeros(width)
 

@@ -208,6 +208,7 @@ def test_model_with_a_user_layer_trains_its_parameters(rng):
         parameter_names = ("a",)
 
         def __init__(self, width):
+            self.width = width   # kept under its argument's name, so config() can rebuild it
             self.a = np.ones(width)
             self.da = np.zeros(width)
 

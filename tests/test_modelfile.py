@@ -159,7 +159,7 @@ def _rewrite(path, change_metadata=None, change_arrays=None):
     (lambda m: m.update(format="something-else"), "not a handgrad model file"),
     (lambda m: m.update(dtype="float16"), "dtype"),
     (lambda m: m["architecture"][0].update(n_in=10**6), "shape"),
-    (lambda m: m["architecture"][0].update(type="Conv2D"), "unknown layer"),
+    (lambda m: m["architecture"][0].update(type="Conv2D"), "Conv2D.*not registered"),
     (lambda m: m.update(classes=[1, 2]), "one label per output"),
     (lambda m: m.update(loss={"type": "Hinge"}), "unknown loss"),
     (lambda m: m.update(preprocessing={"kind": "tabular", "mean": [0.0], "std": [-1.0]}), "preprocessing"),

@@ -509,7 +509,7 @@ def test_seed002_section3_backprop_holds_and_matches_library(activation):
 
     report = hg.check_function(cost, document, params)
     assert report.passed, str(report)
-    layer = hg.layers.ACTIVATIONS[activation]
+    layer = hg.activations()[activation]
     model = build([dense(4, 5), layer(), dense(5, 4), layer(), dense(4, 3)], params)
     value, grads = hg.loss_and_gradients(model, hg.SoftmaxBinaryCrossEntropy(reduction="sum"), X, Y)
     assert value == pytest.approx(cost(*params), rel=1e-12)

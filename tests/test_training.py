@@ -355,7 +355,7 @@ def test_a_trained_model_meeting_new_labels_is_judged_against_chance_not_its_own
     shuffled = np.random.default_rng(0).permutation(y)
     history = hg.fit(model, hg.SoftmaxCrossEntropy(), X, shuffled, optimizer=hg.Adam(1e-2), epochs=2,
                      batch_size=64, seed=0)
-    assert history["train_loss"][0] > hg.training.DIVERGENCE_FACTOR * start_loss
+    assert history["train_loss"][0] > hg.training.loop.DIVERGENCE_FACTOR * start_loss
     assert len(history) == 2
 
 

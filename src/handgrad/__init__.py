@@ -8,11 +8,13 @@ independent autodiff engine.  See ``docs/derivations.md``.
 from handgrad.training.callbacks import Callback, EarlyStopping, EpochLogger
 from handgrad.errors import DataError, HandgradError, ModelFileError, TrainingDiverged
 from handgrad.nn.gradcheck import GradcheckReport, check_function, gradcheck
-from handgrad.nn.layers import Dense, Identity, Layer, ReLU, Sigmoid, Tanh
-from handgrad.nn.losses import SoftmaxBinaryCrossEntropy, SoftmaxCrossEntropy, log_softmax, softmax
+from handgrad.nn.layers import Activation, Dense, Identity, Layer, ReLU, Sigmoid, Tanh, activations
+from handgrad.nn.losses import Loss, SoftmaxBinaryCrossEntropy, SoftmaxCrossEntropy, log_softmax, losses, softmax
 from handgrad.nn.model import Sequential, mlp
 from handgrad.nn.objective import loss_and_gradients
-from handgrad.optim.optimizers import SGD, Adam
+from handgrad.optim.optimizers import SGD, Adam, Optimizer
+from handgrad.io.modelfile import load, save
+from handgrad import registry
 from handgrad.training.loop import History, TrainingContext, evaluate, fit
 from handgrad.optim import schedules
 
@@ -29,9 +31,9 @@ def __getattr__(name):
     raise AttributeError(f"module 'handgrad' has no attribute {name!r}")
 
 __all__ = [
-    "Adam", "Callback", "DataError", "Dense", "EarlyStopping", "EpochLogger", "GradcheckReport",
-    "HandgradError", "History", "MLPClassifier", "Identity", "Layer", "ModelFileError", "ReLU", "SGD", "Sequential",
-    "Sigmoid", "SoftmaxBinaryCrossEntropy", "SoftmaxCrossEntropy", "Tanh", "TrainingContext",
-    "TrainingDiverged", "check_function", "evaluate", "fit", "gradcheck", "log_softmax",
-    "loss_and_gradients", "mlp", "schedules", "softmax",
+    "Activation", "Adam", "Callback", "DataError", "Dense", "EarlyStopping", "EpochLogger", "GradcheckReport",
+    "HandgradError", "History", "Identity", "Layer", "Loss", "MLPClassifier", "ModelFileError", "Optimizer",
+    "ReLU", "SGD", "Sequential", "Sigmoid", "SoftmaxBinaryCrossEntropy", "SoftmaxCrossEntropy", "Tanh",
+    "TrainingContext", "TrainingDiverged", "activations", "check_function", "evaluate", "fit", "gradcheck",
+    "load", "log_softmax", "loss_and_gradients", "losses", "mlp", "registry", "save", "schedules", "softmax",
 ]

@@ -46,15 +46,44 @@ from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from handgrad.errors import DataError, HandgradError
-from handgrad.nn.losses import SoftmaxBinaryCrossEntropy, SoftmaxCrossEntropy, log_softmax
+from handgrad.nn.layers import activations
+from handgrad.nn.losses import log_softmax, losses
 from handgrad.nn.model import mlp
 from handgrad.optim.optimizers import SGD, Adam
 from handgrad.training.loop import fit as fit_network
 from handgrad.validation import one_hot, resolve_dtype
 
-# scikit-learn's activation names -> handgrad's.
-ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "logistic": "sigmoid", "identity": "identity"}
-LOSSES = {"cross_entropy": SoftmaxCrossEntropy, "softmax_bce": SoftmaxBinaryCrossEntropy}
+# scikit-learn spells handgrad's "sigmoid" "logistic"; every other name is the
+# registry's, with underscores where the command line has hyphens.
+SKLEARN_SPELLINGS = {"logistic": "sigmoid"}
+
+
+def estimator_activations():
+    """``{estimator name: handgrad name}`` for every registered activation."""
+    names = {name.replace("-", "_"): name for name in activations()}
+    names.update({alias: name for alias, name in SKLEARN_SPELLINGS.items() if name in names.values()})
+    return names
+
+
+def estimator_losses():
+    """``{estimator name: loss class}`` for every registered loss."""
+    return {name.replace("-", "_"): cls for name, cls in losses().items()}
+
+
+class _RegistryOptions(StrOptions):
+    """scikit-learn's ``StrOptions`` over names read from a registry at each check."""
+
+    def __init__(self, names):
+        self._names = names
+        super().__init__(set(names()))
+
+    @property
+    def options(self):
+        return set(self._names())
+
+    @options.setter
+    def options(self, value):
+        pass       # the registry is the one list
 
 # scikit-learn's "adaptive" schedule divides the rate by 5 on a plateau and
 # stops once the rate is this small.
@@ -153,7 +182,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
-        "activation": [StrOptions(set(ACTIVATIONS))],
+        "activation": [_RegistryOptions(estimator_activations)],
         "solver": [StrOptions({"adam", "sgd"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
@@ -174,7 +203,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         "beta_2": [Interval(Real, 0, 1, closed="left")],
         "epsilon": [Interval(Real, 0, None, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), Options(Real, {np.inf})],
-        "loss": [StrOptions(set(LOSSES))],
+        "loss": [_RegistryOptions(estimator_losses)],
         "dtype": [StrOptions({"float32", "float64"}), Options(type, {np.float32, np.float64})],
     }
 
@@ -291,7 +320,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return classes
 
     def _initialize(self, n_features, rng):
-        model = mlp(n_features, self._hidden_sizes(), len(self.classes_), activation=ACTIVATIONS[self.activation],
+        model = mlp(n_features, self._hidden_sizes(), len(self.classes_), activation=estimator_activations()[self.activation],
                     dtype=resolve_dtype(self.dtype), seed=int(rng.randint(np.iinfo(np.int32).max)))
         self._store(model)
         self._best_weights = model.get_weights()
@@ -339,7 +368,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         n = data.X.shape[0]
         batch_size = self._resolved_batch_size(n)
         l2 = self.alpha / (batch_size * data.mean_weight)
-        loss = LOSSES[self.loss]()
+        loss = estimator_losses()[self.loss]()
         targets = data.targets(model.n_outputs)
         self.n_iter_ = 0
         for epoch in range(self.max_iter):
@@ -409,7 +438,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         """A :class:`~handgrad.Sequential` holding copies of ``coefs_`` and ``intercepts_``."""
         hidden = [W.shape[1] for W in self.coefs_[:-1]]
         model = mlp(self.coefs_[0].shape[0], hidden, self.coefs_[-1].shape[1],
-                    activation=ACTIVATIONS[self.activation], dtype=self.coefs_[0].dtype, seed=0)
+                    activation=estimator_activations()[self.activation], dtype=self.coefs_[0].dtype, seed=0)
         values = [v for pair in zip(self.coefs_, self.intercepts_) for v in pair]
         for param, value in zip(model.parameters(), values):
             param[...] = value

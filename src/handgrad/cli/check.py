@@ -10,7 +10,6 @@ import argparse
 import numpy as np
 
 import handgrad as hg
-from handgrad.nn.layers import ACTIVATIONS
 from handgrad.io.modelfile import load_model
 from handgrad.cli.common import describe
 from handgrad.cli.settings import argument_type, non_negative_int
@@ -24,9 +23,6 @@ With --model, the saved architecture is checked on a float64 copy of its
 weights, with random inputs and labels: one row per parameter array.  The cost
 grows with the number of parameters (two forward passes per weight).
 """
-
-LOSSES = {"cross-entropy": hg.SoftmaxCrossEntropy, "softmax-bce": hg.SoftmaxBinaryCrossEntropy}
-
 
 def add_parser(subparsers, parents):
     p = subparsers.add_parser(
@@ -65,26 +61,26 @@ def _check_saved(loaded, rng):
     model = loaded.model.astype(np.float64)
     X = rng.standard_normal((4, model.n_features))
     y = rng.integers(0, model.n_outputs, size=4)
-    return hg.gradcheck(model, loaded.loss, X, y, l2=float(loaded.settings.get("l2", 0.0)))
+    return hg.gradcheck(model, loaded.loss or hg.SoftmaxCrossEntropy(), X, y, l2=float(loaded.settings.get("l2", 0.0)))
 
 
 def _built_in_checks(rng):
     """``(name, GradcheckReport)`` for each layer, each loss, and a small model per activation × loss."""
     X = _away_from_zero(rng.standard_normal((5, 4)))
     yield "layer Dense(4, 3)", hg.gradcheck(hg.Dense(4, 3, dtype=np.float64, seed=1), X)
-    for cls in ACTIVATIONS.values():
+    for cls in hg.activations().values():
         yield f"layer {cls.__name__}", hg.gradcheck(cls(), X)
     Z = 3 * rng.standard_normal((6, 4))
     labels = rng.integers(0, 4, size=6)
     targets = rng.dirichlet(np.ones(4), size=6)
-    for name, cls in LOSSES.items():
+    for name, cls in hg.losses().items():
         for reduction in ("mean", "sum"):
             yield f"loss {name} ({reduction}, labels)", hg.gradcheck(cls(reduction=reduction), Z, labels)
             yield f"loss {name} ({reduction}, probabilities)", hg.gradcheck(cls(reduction=reduction), Z, targets)
     X = rng.standard_normal((8, 5))
     y = rng.integers(0, 3, size=8)
-    for act in ACTIVATIONS:
-        for name, cls in LOSSES.items():
+    for act in hg.activations():
+        for name, cls in hg.losses().items():
             model = hg.mlp(5, [6, 4], 3, activation=act, dtype=np.float64, seed=2)
             yield f"model 5-6-4-3 {act}, {name}, l2", hg.gradcheck(model, cls(), X, y, l2=1e-2)
 

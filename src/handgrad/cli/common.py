@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from handgrad.errors import DataError, HandgradError
-from handgrad.nn.layers import ACTIVATIONS
+from handgrad.nn.layers import Activation
 from handgrad.io.modelfile import atomic_write
 from handgrad.cli.interrupts import guard
 
@@ -40,8 +40,7 @@ def write_text(path, text):
 def describe(model):
     """``"64-128-10 relu"``: layer widths and the hidden activation."""
     widths = [model.n_features] + [layer.n_out for layer in model.layers if hasattr(layer, "n_out")]
-    names = {cls: name for name, cls in ACTIVATIONS.items()}
-    acts = sorted({names[type(layer)] for layer in model.layers if type(layer) in names})
+    acts = sorted({layer.name for layer in model.layers if isinstance(layer, Activation) and layer.name})
     return "-".join(map(str, widths)) + (f" {'/'.join(acts)}" if acts else "")
 
 

@@ -7,6 +7,7 @@ may have been edited by hand).  Each raises a one-line
 """
 
 import argparse
+import inspect
 from pathlib import Path
 
 import handgrad as hg
@@ -14,9 +15,6 @@ from handgrad.errors import HandgradError
 from handgrad.cli.presets import preset_for
 
 BUILT_IN = ("digits", "mnist", "fashion-mnist")
-LOSSES = {"cross-entropy": hg.SoftmaxCrossEntropy, "softmax-bce": hg.SoftmaxBinaryCrossEntropy}
-OPTIMIZERS = ("adam", "sgd")
-ACTIVATIONS = ("relu", "tanh", "sigmoid")
 DTYPES = ("float32", "float64")
 SCHEDULES = ("constant", "cosine")
 
@@ -79,11 +77,27 @@ def _number(text, kind):
 
 
 def choice(options):
+    """A checker for one of ``options``: a tuple, or a function returning one (read at each check,
+    so that pieces registered after import are offered too)."""
     def check(text):
-        if text not in options:
-            raise HandgradError(f"must be one of {', '.join(options)}, got {text!r}")
+        names = options() if callable(options) else options
+        if text not in names:
+            raise HandgradError(f"must be one of {', '.join(names)}, got {text!r}")
         return text
     return check
+
+
+# The choices of --activation, --loss and --optimizer: the registries' names.
+def activation_names():
+    return tuple(hg.activations())
+
+
+def loss_names():
+    return tuple(hg.losses())
+
+
+def optimizer_names():
+    return tuple(hg.registry.OPTIMIZERS.choices())
 
 
 def optional_text(text):
@@ -99,8 +113,8 @@ def optional_threads(text):
 # setting -> checker; the order is the order of ``handgrad train --help``'s groups.
 CHECKS = {
     "dataset": optional_text, "data_dir": optional_text, "target": optional_text, "test_fraction": fraction,
-    "hidden": hidden_sizes, "activation": choice(ACTIVATIONS), "dtype": choice(DTYPES),
-    "loss": choice(tuple(LOSSES)), "optimizer": choice(OPTIMIZERS), "lr": positive_float, "momentum": fraction,
+    "hidden": hidden_sizes, "activation": choice(activation_names), "dtype": choice(DTYPES),
+    "loss": choice(loss_names), "optimizer": choice(optimizer_names), "lr": positive_float, "momentum": fraction,
     "schedule": choice(SCHEDULES), "warmup": non_negative_float, "epochs": positive_int,
     "batch_size": positive_int, "l2": non_negative_float, "seed": non_negative_int,
     "validation_fraction": fraction, "early_stopping": non_negative_int, "threads": optional_threads,
@@ -169,13 +183,14 @@ def _dataset_spec(dataset):
 
 
 def build_loss(settings):
-    return LOSSES[settings["loss"]]()
+    return hg.losses()[settings["loss"]]()
 
 
 def build_optimizer(settings):
-    if settings["optimizer"] == "adam":
-        return hg.Adam(lr=settings["lr"])
-    return hg.SGD(lr=settings["lr"], momentum=settings["momentum"])
+    """The named optimizer with ``--lr``, and ``--momentum`` where it takes one."""
+    cls = hg.registry.OPTIMIZERS.choices()[settings["optimizer"]]
+    accepted = inspect.signature(cls.__init__).parameters
+    return cls(**{key: settings[key] for key in ("lr", "momentum") if key in accepted})
 
 
 def build_schedule(settings):

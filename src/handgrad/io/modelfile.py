@@ -36,9 +36,9 @@ from pathlib import Path
 import numpy as np
 
 from handgrad.errors import HandgradError, ModelFileError
-from handgrad.nn.layers import LAYER_TYPES, Dense
 from handgrad.nn.losses import loss_from_config
-from handgrad.nn.model import Sequential
+from handgrad.nn.model import Sequential, stored_arrays
+from handgrad.registry import LAYERS
 from handgrad.optim.optimizers import optimizer_from_config
 
 FORMAT_NAME = "handgrad-model"
@@ -93,6 +93,33 @@ class Checkpoint(LoadedModel):
     stopped: bool = False
 
 
+# -- the public pair ------------------------------------------------------------
+
+def save(obj, path, *, loss=None, classes=None, history=()):
+    """Save ``obj`` to ``path`` in handgrad's model-file format, atomically; no pickle.
+
+    ``obj`` is a :class:`~handgrad.Sequential`.  ``loss`` (the loss it was
+    trained with) is stored when given; ``classes`` name the output units
+    (default ``0 … C−1``).  Every layer's settings, parameters and buffers are
+    stored; :func:`load` rebuilds the same model from the layer registry.
+    See docs/model-format.md.
+    """
+    if not isinstance(obj, Sequential):
+        raise HandgradError(f"hg.save saves a handgrad Sequential, got {type(obj).__name__}")
+    classes = list(range(obj.n_outputs)) if classes is None else list(classes)
+    save_model(path, obj, loss=loss, classes=classes, history=history)
+
+
+def load(path):
+    """The object saved at ``path``: a :class:`~handgrad.Sequential` for a model or checkpoint file.
+
+    Never runs code from the file: a damaged or hostile file raises
+    :class:`~handgrad.ModelFileError`.  :func:`load_model` returns the
+    file's full contents (loss, classes, preprocessing, history).
+    """
+    return load_model(path).model
+
+
 # -- writing -------------------------------------------------------------------
 
 def save_model(path, model, *, loss, classes, preprocessing=None, settings=None, history=(), extra=None):
@@ -101,7 +128,7 @@ def save_model(path, model, *, loss, classes, preprocessing=None, settings=None,
     Parameters
     ----------
     model : Sequential
-    loss : the loss the model was trained with (its ``config()`` is stored).
+    loss : the loss the model was trained with (its ``config()`` is stored), or None.
     classes : original labels, one per output unit (ints or strings).
     preprocessing : a Preprocessor, its ``to_dict()``, or None.
     settings : JSON-ready dict of training settings.
@@ -210,7 +237,7 @@ def _metadata(kind, model, loss, classes, preprocessing, settings, history, extr
         preprocessing = preprocessing.to_dict()
     return {
         "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "kind": kind,
-        "architecture": model.config(), "dtype": np.dtype(model.dtype).name, "loss": loss.config(),
+        "architecture": model.config(), "dtype": np.dtype(model.dtype).name, "loss": None if loss is None else loss.config(),
         "classes": classes, "preprocessing": preprocessing, "settings": dict(settings or {}),
         "history": [{k: _json_number(v) for k, v in record.items()} for record in history],
         "extra": dict(extra or {}), "library_version": __version__,
@@ -231,19 +258,13 @@ def _json_number(value):
 
 
 def _parameter_arrays(model):
-    return {name: np.ascontiguousarray(p) for name, p in zip(parameter_names(model), model.parameters())}
+    return {name: np.ascontiguousarray(array) for name, array in model.state_arrays().items()}
 
 
 def parameter_names(model_or_config):
     """``W1, b1, W2, …``: each parameter's name, numbered by parameterised layer."""
     config = model_or_config if isinstance(model_or_config, list) else model_or_config.config()
-    names, index = [], 0
-    for layer in config:
-        params = LAYER_TYPES[layer["type"]].parameter_names
-        if params:
-            index += 1
-            names.extend(f"{p}{index}" for p in params)
-    return names
+    return [name for name, _, _, is_buffer in stored_arrays(config) if not is_buffer]
 
 
 # -- reading -------------------------------------------------------------------
@@ -401,11 +422,8 @@ class _Reader:
         if dtype is None:
             self.fail(f"its dtype {meta.get('dtype')!r} is not float32 or float64")
         architecture = self._architecture(meta.get("architecture"))
-        arrays = [self.finite(name, dtype, shape) for name, shape in _parameter_shapes(architecture)]
-        model = Sequential.from_config(architecture, dtype)
-        for param, value in zip(model.parameters(), arrays):
-            param[...] = value
-        loss = loss_from_config(meta.get("loss"))
+        model = self._model(architecture, dtype)
+        loss = self._loss(meta.get("loss"))
         classes = self._classes(meta.get("classes"), model.n_outputs)
         preprocessor = self._preprocessor(meta.get("preprocessing"))
         settings, history = self._dict(meta, "settings"), self._records(meta.get("history"))
@@ -424,14 +442,51 @@ class _Reader:
         if not isinstance(config, list) or not config or len(config) > _MAX_LAYERS:
             self.fail("its architecture is not a list of layers")
         for layer in config:
-            if not isinstance(layer, dict) or layer.get("type") not in LAYER_TYPES:
-                self.fail(f"its architecture holds an unknown layer {layer!r}")
-            if layer["type"] == "Dense":
-                for key in ("n_in", "n_out"):
-                    value = layer.get(key)
-                    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                        self.fail(f"a Dense layer's {key} is {value!r}, not a positive integer")
+            if not isinstance(layer, dict) or not isinstance(layer.get("type"), str):
+                self.fail(f"its architecture holds a layer that is not a typed dictionary: {layer!r}")
+            if layer["type"] not in LAYERS:
+                self.fail(f"its architecture holds a layer of type {layer['type']!r}, which is not registered",
+                          f"define or import the class {layer['type']} (a subclass of hg.Layer) before loading")
         return config
+
+    def _model(self, architecture, dtype):
+        """The model, with its arrays read before anything is built wherever their shapes are known.
+
+        Built-in layers state their shapes from their configuration, so a
+        file that claims a huge layer fails on its missing bytes, not by
+        allocating; only a user-defined layer that states none is built first.
+        """
+        shapes = {}
+        for position, layer in enumerate(architecture):
+            arguments = {k: v for k, v in layer.items() if k != "type"}
+            try:
+                known = LAYERS.get(layer["type"]).parameter_shapes(arguments)
+            except HandgradError as exc:
+                self.fail(f"its layer {position} is invalid ({_one_line(exc)})")
+            if known is None:
+                shapes = None
+                break
+            shapes.update({(position, name): shape for name, shape in known.items()})
+        arrays = {}
+        if shapes is not None:
+            for name, position, attribute, _ in stored_arrays(architecture):
+                arrays[name] = self.finite(name, dtype, shapes[(position, attribute)])
+        try:
+            model = Sequential.from_config(architecture, dtype)
+        except HandgradError as exc:
+            self.fail(f"its architecture cannot be built ({_one_line(exc)})")
+        for name, target in model.state_arrays().items():
+            value = arrays[name] if name in arrays else self.finite(name, dtype, target.shape)
+            target[...] = value
+        return model
+
+    def _loss(self, spec):
+        if spec is None:
+            return None
+        try:
+            return loss_from_config(spec)
+        except HandgradError as exc:
+            self.fail(f"its loss is invalid ({_one_line(exc)})")
 
     def _classes(self, classes, n_outputs):
         if not isinstance(classes, list) or len(classes) != n_outputs:
@@ -515,16 +570,6 @@ class _Reader:
         if spec.get("has_best_weights") is True:
             weights = self.finite(BEST_WEIGHTS, model.dtype, model.flat_parameters.shape)
         return {"best": best, "best_epoch": best_epoch, "wait": wait or 0, "best_weights": weights}
-
-
-def _parameter_shapes(architecture):
-    """``(name, shape)`` of every parameter the architecture implies."""
-    shapes = []
-    for layer in architecture:
-        if layer["type"] == Dense.__name__:
-            shapes.append((layer["n_in"], layer["n_out"]))
-            shapes.append((layer["n_out"],))
-    return list(zip(parameter_names(architecture), shapes))
 
 
 def _expected_state(optimizer, model):

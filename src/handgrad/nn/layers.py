@@ -16,19 +16,44 @@ modifies the arrays it receives as input.
 import numpy as np
 
 from handgrad.errors import HandgradError
+from handgrad.registry import LAYERS, constructor_arguments, snake_case
 from handgrad.validation import resolve_dtype
 
 
 class Layer:
     """Base class.  Subclasses define ``forward`` and ``backward``.
 
+    Defining a subclass registers it (see :mod:`handgrad.registry`) under its
+    class name, which model files store, and under its short ``name`` (the
+    class name in lower case with hyphens, unless the class sets one).
+
     ``parameter_names`` lists the attributes holding parameters, in the order
     ``parameters()`` returns them; ``decayed_names`` is the subset that L2
     weight decay applies to.  Gradients live in attributes named ``d`` + name.
+    ``buffer_names`` lists state that is saved with the model but not trained
+    by gradient (a batch norm's running statistics).
+
+    A layer keeps each constructor argument as an attribute of the same name:
+    ``config()`` is then ``{"type": class name, **arguments}``, and a model
+    file rebuilds the layer as ``cls(**arguments)``.
+
+    ``initializer`` is what a layer asks of the Dense layer before it: "he"
+    or "glorot", or None for a layer that leaves the choice to the next one
+    (see :meth:`Dense.initialize`).
     """
 
     parameter_names = ()
     decayed_names = ()
+    buffer_names = ()
+    name = None
+    initializer = None
+    in_place = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            cls.name = snake_case(cls.__name__).replace("_", "-")
+        LAYERS.add(cls)
 
     def parameters(self):
         return [getattr(self, name) for name in self.parameter_names]
@@ -36,23 +61,48 @@ class Layer:
     def gradients(self):
         return [getattr(self, "d" + name) for name in self.parameter_names]
 
+    @classmethod
+    def parameter_shapes(cls, config):
+        """``{name: shape}`` of the parameters and buffers a layer built from ``config`` holds, or None if unknown.
+
+        A model-file reader checks these against the file's size before it
+        builds anything, so a hostile file cannot make it allocate more than
+        the file holds.  A layer without parameters holds none.
+        """
+        return {} if not (cls.parameter_names or cls.buffer_names) else None
+
     def config(self):
-        """JSON-ready description from which ``layer_from_config`` rebuilds the layer."""
-        return {"type": type(self).__name__}
+        """``{"type": class name, **constructor arguments}``, from which ``layer_from_config`` rebuilds it."""
+        return {"type": type(self).__name__, **constructor_arguments(self)}
 
     def __call__(self, X):
         return self.forward(X)
 
     def __repr__(self):
-        return f"{type(self).__name__}()"
+        arguments = ", ".join(f"{k}={v!r}" for k, v in constructor_arguments(self).items())
+        return f"{type(self).__name__}({arguments})"
+
+
+class Activation(Layer):
+    """An elementwise function with no parameters: the choices of ``--activation``.
+
+    ``initializer`` (default "glorot") is the scheme suited to the Dense
+    layer feeding it.  ``in_place = True`` declares that ``backward`` reads
+    only the output ``A``, so ``forward`` may write ``A`` over its input.
+    """
+
+    name = None
+    initializer = "glorot"
 
 
 def _empty_like(X, out):
     return np.empty_like(X) if out is None else out
 
 
-class Identity(Layer):
+class Identity(Activation):
     """``A = Z``; backward passes ``G`` through unchanged (a copy)."""
+
+    in_place = True
 
     def forward(self, Z, out=None):
         out = _empty_like(Z, out)
@@ -65,22 +115,33 @@ class Identity(Layer):
         return out
 
 
-class Sigmoid(Layer):
+class Sigmoid(Activation):
     """Logistic activation, seed 000.
 
     Forward:  ``A = σ(Z) = 1 / (1 + e^{-Z})`` elementwise.
     Backward: ``σ'(z) = σ(z)(1 − σ(z))`` (seed 000 derives it by the quotient
     rule), so ``∂L/∂Z = G ⊙ A ⊙ (1 − A)``; only ``A`` is kept.
+
+    Computed as ``1/(1 + e^{−z})`` for ``z ≥ 0`` and ``e^{z}/(1 + e^{z})`` for
+    ``z < 0``: both read ``e = e^{−|z|} ∈ (0, 1]``, which never overflows, and
+    neither subtracts nearly equal numbers, so ``σ`` keeps full relative
+    precision down to the smallest normal number (z ≈ −87 in float32, −708
+    in float64).  ``½(1 + tanh(z/2))``, the same function on paper, cancels
+    in the negative tail (44% off at z = −17 in float32, 0 below −20).
     """
+
+    in_place = True
 
     def forward(self, Z, out=None):
         out = _empty_like(Z, out)
-        # σ(z) = (1 + tanh(z/2)) / 2 is exact and never overflows, unlike
-        # 1/(1 + exp(-z)), which warns for z < -709 (float64) or -88 (float32).
-        np.multiply(Z, 0.5, out=out)
-        np.tanh(out, out=out)
-        out += 1
-        out *= 0.5
+        negative = np.signbit(Z)            # read before out (maybe Z itself) is overwritten
+        np.abs(Z, out=out)
+        np.negative(out, out=out)
+        with np.errstate(under="ignore"):   # e^{−|z|} → 0 is σ's true limit, not an error
+            np.exp(out, out=out)            # e = e^{−|z|}
+        denominator = out + 1               # 1 + e
+        np.copyto(out, 1, where=~negative)  # numerator: 1 for z ≥ 0, e for z < 0
+        out /= denominator
         self._A = out
         return out
 
@@ -93,12 +154,14 @@ class Sigmoid(Layer):
         return out
 
 
-class Tanh(Layer):
+class Tanh(Activation):
     """Hyperbolic tangent, seed 004's hidden layer ``h``.
 
     Forward:  ``A = tanh(Z)``.
     Backward: ``tanh'(a) = 1 − tanh²(a)`` (seed 004), so ``∂L/∂Z = G ⊙ (1 − A²)``.
     """
+
+    in_place = True
 
     def forward(self, Z, out=None):
         out = _empty_like(Z, out)
@@ -115,7 +178,7 @@ class Tanh(Layer):
         return out
 
 
-class ReLU(Layer):
+class ReLU(Activation):
     """Rectified linear unit, seed 003: ``max(0, W₁X + b₁)``.
 
     Forward:  ``A = max(0, Z)``.
@@ -123,6 +186,10 @@ class ReLU(Layer):
     it as ``I(ω₁x + b₁)``), so ``∂L/∂Z = G ⊙ I(Z > 0)``.  At ``z = 0`` the
     derivative is undefined; handgrad uses 0 there, like PyTorch.
     """
+
+    name = "relu"
+    initializer = "he"
+    in_place = True
 
     def forward(self, Z, out=None):
         out = _empty_like(Z, out)
@@ -154,11 +221,13 @@ class Dense(Layer):
     Initialisation: ``"glorot"`` draws ``U(−a, a)`` with ``a = √(6/(n_in+n_out))``,
     suited to tanh and sigmoid; ``"he"`` draws ``N(0, 2/n_in)``, suited to
     ReLU; ``"auto"`` (default) lets :class:`~handgrad.Sequential` pick by the
-    activation that follows (Glorot until then).  Biases start at zero.
+    ``initializer`` the following activation declares (Glorot until then).
+    Biases start at zero.
     """
 
     parameter_names = ("W", "b")
     decayed_names = ("W",)
+    name = "dense"
 
     def __init__(self, n_in, n_out, *, init="auto", seed=None, dtype=np.float32):
         for name, value in (("n_in", n_in), ("n_out", n_out)):
@@ -238,24 +307,28 @@ class Dense(Layer):
         np.matmul(G, self._W.T, out=out)
         return out
 
-    def config(self):
-        return {"type": "Dense", "n_in": self.n_in, "n_out": self.n_out}
+    @classmethod
+    def parameter_shapes(cls, config):
+        n_in, n_out = config.get("n_in"), config.get("n_out")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (n_in, n_out)):
+            raise HandgradError(f"a Dense layer's n_in and n_out must be positive integers, got {n_in!r}, {n_out!r}")
+        return {"W": (n_in, n_out), "b": (n_out,)}
 
     def __repr__(self):
         return f"Dense({self.n_in}, {self.n_out})"
 
 
-# Names in model files map to classes through this table only.
-LAYER_TYPES = {cls.__name__: cls for cls in (Dense, Sigmoid, Tanh, ReLU, Identity)}
-ACTIVATIONS = {"relu": ReLU, "tanh": Tanh, "sigmoid": Sigmoid, "identity": Identity}
-
-
 def layer_from_config(config, dtype=np.float32):
     """Rebuild a layer from ``Layer.config()`` output (weights are set separately)."""
-    kind = config.get("type") if isinstance(config, dict) else None
-    cls = LAYER_TYPES.get(kind)
-    if cls is None:
-        raise HandgradError(f"unknown layer type {kind!r}; known: {', '.join(LAYER_TYPES)}")
-    if cls is Dense:
-        return Dense(config["n_in"], config["n_out"], dtype=dtype)
-    return cls()
+    return LAYERS.build(config, dtype=dtype)
+
+
+def activation(name):
+    """The activation class a user names (``"relu"``, ``"leaky-relu"`` or ``"leaky_relu"``)."""
+    return LAYERS.by_name(str(name).replace("_", "-"), where=lambda cls: issubclass(cls, Activation),
+                         what="activation")
+
+
+def activations():
+    """``{name: class}`` of every registered activation, built-in or user-defined."""
+    return LAYERS.choices(where=lambda cls: issubclass(cls, Activation))

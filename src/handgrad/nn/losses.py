@@ -8,6 +8,7 @@ target matrix ``Y`` of shape (n, C) (one-hot rows or class probabilities).
 import numpy as np
 
 from handgrad.errors import HandgradError
+from handgrad.registry import LOSSES, constructor_arguments, snake_case
 
 REDUCTIONS = ("mean", "sum")
 
@@ -32,6 +33,21 @@ def softmax(Z, out=None):
 
 
 class Loss:
+    """Base class of losses on logits.  Defining a subclass registers it (see :mod:`handgrad.registry`).
+
+    ``name`` is the spelling users type (``--loss``; the estimator's ``loss=``
+    with underscores).  ``config()`` is ``{"type": class name, **constructor
+    arguments}``, rebuilt as ``cls(**arguments)``.
+    """
+
+    name = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            cls.name = snake_case(cls.__name__).replace("_", "-")
+        LOSSES.add(cls)
+
     def __init__(self, reduction="mean"):
         if reduction not in REDUCTIONS:
             raise HandgradError(f"unknown reduction {reduction!r}; choose 'mean' or 'sum'")
@@ -44,10 +60,11 @@ class Loss:
         return self.forward(Z, y)
 
     def config(self):
-        return {"type": type(self).__name__, "reduction": self.reduction}
+        return {"type": type(self).__name__, **constructor_arguments(self)}
 
     def __repr__(self):
-        return f"{type(self).__name__}(reduction={self.reduction!r})"
+        arguments = ", ".join(f"{k}={v!r}" for k, v in constructor_arguments(self).items())
+        return f"{type(self).__name__}({arguments})"
 
 
 class SoftmaxCrossEntropy(Loss):
@@ -70,6 +87,8 @@ class SoftmaxCrossEntropy(Loss):
     applied.  The general ``rowsum(Y)`` factor costs one multiply and keeps
     the gradient exact for unnormalised targets too.
     """
+
+    name = "cross-entropy"
 
     def forward(self, Z, y):
         shifted = Z - Z.max(axis=1, keepdims=True)        # max shift: exponents ≤ 0
@@ -137,6 +156,8 @@ class SoftmaxBinaryCrossEntropy(Loss):
     ``"mean"`` divides by n (samples, not classes).
     """
 
+    name = "softmax-bce"
+
     def forward(self, Z, y):
         n, m = Z.shape
         if m < 2:
@@ -194,12 +215,16 @@ def _target_matrix(y, n_classes, dtype):
     return Y
 
 
-LOSS_TYPES = {cls.__name__: cls for cls in (SoftmaxCrossEntropy, SoftmaxBinaryCrossEntropy)}
-
-
 def loss_from_config(config):
-    kind = config.get("type") if isinstance(config, dict) else None
-    cls = LOSS_TYPES.get(kind)
-    if cls is None:
-        raise HandgradError(f"unknown loss {kind!r}; known: {', '.join(LOSS_TYPES)}")
-    return cls(reduction=config.get("reduction", "mean"))
+    """Rebuild a loss from ``Loss.config()`` output."""
+    return LOSSES.build(config)
+
+
+def loss_class(name):
+    """The loss a user names: ``"cross-entropy"`` (or ``"cross_entropy"``), ``"softmax-bce"``, …"""
+    return LOSSES.by_name(str(name).replace("_", "-"))
+
+
+def losses():
+    """``{name: class}`` of every registered loss, built-in or user-defined."""
+    return LOSSES.choices()

@@ -11,7 +11,8 @@ layer order (``W₁, b₁, W₂, b₂, …``), and writing into them changes the
 import numpy as np
 
 from handgrad.errors import HandgradError
-from handgrad.nn.layers import ACTIVATIONS, Dense, Layer, ReLU, Sigmoid, Tanh, layer_from_config
+from handgrad.registry import LAYERS
+from handgrad.nn.layers import Dense, Layer, activation as activation_class, layer_from_config
 from handgrad.nn.losses import softmax
 from handgrad.validation import check_features, resolve_dtype
 
@@ -20,8 +21,13 @@ class Sequential:
     """A feed-forward network: ``model(X)`` returns the logits.
 
     ``seed`` seeds the initialisation of every ``Dense`` built with
-    ``init="auto"`` and no seed of its own: He for a Dense followed by ReLU,
-    Glorot otherwise.
+    ``init="auto"`` and no seed of its own, by the scheme the next layer that
+    declares an ``initializer`` asks for (He for the ReLU family, Glorot
+    otherwise).
+
+    Each layer object may appear once: a layer keeps what its forward pass
+    saw for its backward pass, so one object in two places would hand the
+    first place's backward the second place's inputs.
     """
 
     def __init__(self, *layers, seed=None):
@@ -29,7 +35,8 @@ class Sequential:
             raise HandgradError("Sequential needs at least one layer")
         for layer in layers:
             if not isinstance(layer, Layer):
-                raise HandgradError(f"{layer!r} is not a handgrad layer; derive custom layers from hg.layers.Layer")
+                raise HandgradError(f"{layer!r} is not a handgrad layer; derive custom layers from hg.Layer")
+        _refuse_shared(layers)
         dense = [layer for layer in layers if isinstance(layer, Dense)]
         if not dense:
             raise HandgradError("Sequential needs at least one Dense layer")
@@ -51,8 +58,7 @@ class Sequential:
         seeds = np.random.SeedSequence(seed).spawn(len(self.layers))
         for i, layer in enumerate(self.layers):
             if isinstance(layer, Dense) and layer.init == "auto":
-                follower = self.layers[i + 1] if i + 1 < len(self.layers) else None
-                scheme = "he" if isinstance(follower, ReLU) else "glorot"
+                scheme = _initializer_after(self.layers[i + 1:])
                 seq = layer.seed if layer.seed is not None else seeds[i]
                 layer.initialize(scheme, np.random.default_rng(seq))
 
@@ -82,6 +88,19 @@ class Sequential:
     def gradients(self):
         """Gradient arrays matching ``parameters()``, filled by ``backward``."""
         return [g for layer in self.layers for g in layer.gradients()]
+
+    def parameter_names(self):
+        """``W1, b1, W2, …``: names matching ``parameters()`` (see :func:`stored_arrays`)."""
+        return [name for name, _, _, is_buffer in stored_arrays(self.config()) if not is_buffer]
+
+    def state_arrays(self):
+        """``{name: array}`` of everything a model file stores: parameters, then each layer's buffers.
+
+        Buffers (``Layer.buffer_names``) are state not trained by gradient,
+        such as a batch norm's running statistics.
+        """
+        return {name: getattr(self.layers[position], attribute)
+                for name, position, attribute, _ in stored_arrays(self.config())}
 
     def __call__(self, X):
         """Logits for ``X`` (a fresh array)."""
@@ -118,7 +137,7 @@ class Sequential:
         """
         A = X
         for i, layer in enumerate(self.layers):
-            if type(layer) in _IN_PLACE and i > 0 and isinstance(self.layers[i - 1], Dense):
+            if layer.in_place and i > 0 and isinstance(self.layers[i - 1], Dense):
                 A = layer.forward(A, out=A)
             else:
                 A = layer.forward(A, out=self._buffer(("forward", i), A.shape[0], layer, A))
@@ -184,10 +203,14 @@ class Sequential:
         return cls(*(layer_from_config(c, resolve_dtype(dtype)) for c in config))
 
     def astype(self, dtype):
-        """A copy of this model with parameters in ``dtype``."""
+        """A copy of this model with parameters (and buffers) in ``dtype``; every layer's settings kept."""
         clone = Sequential.from_config(self.config(), dtype)
-        for mine, theirs in zip(self.parameters(), clone.parameters()):
-            theirs[...] = mine
+        for name, position, attribute, is_buffer in stored_arrays(self.config()):
+            value = getattr(self.layers[position], attribute)
+            if is_buffer:
+                setattr(clone.layers[position], attribute, np.array(value, dtype=clone.dtype))
+            else:
+                getattr(clone.layers[position], attribute)[...] = value
         return clone
 
     def __repr__(self):
@@ -195,8 +218,41 @@ class Sequential:
         return f"Sequential({inner})"
 
 
-# Elementwise activations whose forward may write over their input.
-_IN_PLACE = (ReLU, Tanh, Sigmoid)
+def stored_arrays(config):
+    """``(name, layer position, attribute, is_buffer)`` of each array a model stores, in file order.
+
+    Parameters are numbered by parameterised layer, as the seeds number their
+    weights (``W1, b1, W2, b2, …``); buffers follow, numbered the same way
+    (``running_mean2``).
+    """
+    parameters, buffers, index = [], [], 0
+    for position, layer in enumerate(config):
+        cls = LAYERS.get(layer["type"])
+        if cls.parameter_names or cls.buffer_names:
+            index += 1
+        parameters.extend((f"{name}{index}", position, name, False) for name in cls.parameter_names)
+        buffers.extend((f"{name}{index}", position, name, True) for name in cls.buffer_names)
+    return parameters + buffers
+
+
+def _refuse_shared(layers):
+    seen = {}
+    for position, layer in enumerate(layers):
+        if id(layer) in seen:
+            raise HandgradError(f"the same {type(layer).__name__} object is at positions {seen[id(layer)]} and "
+                                f"{position}; a layer remembers its own forward pass, so build one per position "
+                                f"(e.g. hg.{type(layer).__name__}() each time)")
+        seen[id(layer)] = position
+
+
+def _initializer_after(followers):
+    """The scheme asked for by the first following layer that declares one; Glorot by default."""
+    for layer in followers:
+        if isinstance(layer, Dense):
+            break
+        if layer.initializer is not None:
+            return layer.initializer
+    return "glorot"
 
 
 def _rebind(layer, name, view, grad):
@@ -210,9 +266,7 @@ def _rebind(layer, name, view, grad):
 
 def mlp(n_features, hidden, n_classes, activation="relu", dtype=np.float32, seed=None):
     """``Sequential(Dense, act, …, Dense)`` with the given hidden widths."""
-    act = ACTIVATIONS.get(activation)
-    if act is None:
-        raise HandgradError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+    act = activation_class(activation)
     widths = [n_features, *hidden, n_classes]
     layers = []
     for i, (a, b) in enumerate(zip(widths, widths[1:])):

@@ -18,6 +18,7 @@ import numpy as np
 
 from handgrad.optim import _fused
 from handgrad.errors import HandgradError
+from handgrad.registry import OPTIMIZERS
 
 
 def _positive(name, value):
@@ -27,6 +28,17 @@ def _positive(name, value):
 
 
 class Optimizer:
+    """Base class.  Defining a subclass registers it (see :mod:`handgrad.registry`); ``name`` is
+    the spelling users type (``--optimizer``), the class name in lower case unless set."""
+
+    name = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            cls.name = cls.__name__.lower()
+        OPTIMIZERS.add(cls)
+
     def __init__(self, lr):
         self.lr = _positive("lr", lr)
         self.state = []
@@ -223,14 +235,6 @@ class Adam(Optimizer):
         return {"type": "Adam", "lr": self.lr, "betas": [self.beta1, self.beta2], "eps": self.eps}
 
 
-OPTIMIZER_TYPES = {"SGD": SGD, "Adam": Adam}
-
-
 def optimizer_from_config(config):
-    config = dict(config)
-    cls = OPTIMIZER_TYPES.get(config.pop("type", None))
-    if cls is None:
-        raise HandgradError(f"unknown optimizer; known: {', '.join(OPTIMIZER_TYPES)}")
-    if "betas" in config:
-        config["betas"] = tuple(config["betas"])
-    return cls(**config)
+    """Rebuild an optimizer (without its state) from ``Optimizer.config()`` output."""
+    return OPTIMIZERS.build(config)
