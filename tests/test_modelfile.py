@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 import handgrad as hg
+from handgrad.data.preprocessing import Preprocessor
 from handgrad.errors import ModelFileError
 from handgrad.io.modelfile import FORMAT_VERSION, load_checkpoint, load_model, save_checkpoint, save_model
-from handgrad.data.preprocessing import Preprocessor
 
 
 def _trained(digits, epochs=2, optimizer=None, early_stopping=False, dtype=np.float32):
