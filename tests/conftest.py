@@ -1,11 +1,26 @@
-"""Fixtures shared by the test modules."""
+"""Fixtures shared by the test modules, and the test profile (see ``tests/support.py``)."""
 
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import settings
+
+from support import PROFILE
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+# Hypothesis's own settings per profile.  Tests that fuzz set max_examples
+# themselves, through support.count; in CI a failing example is printed as a
+# blob that @reproduce_failure replays locally.
+settings.register_profile("dev")
+settings.register_profile("ci", print_blob=True)
+settings.load_profile(PROFILE)
+
+
+def pytest_report_header(config):
+    detail = "quick" if PROFILE == "dev" else "full fuzz and fault counts"
+    return f"handgrad test profile: {PROFILE} ({detail}; set HANDGRAD_TEST_PROFILE=dev or ci)"
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +38,13 @@ def digits():
 
     X, y = load_digits(return_X_y=True)
     return X / 16.0, y
+
+
+@pytest.fixture
+def small_digits(digits):
+    """The first 300 digits: enough to train on for a few epochs in milliseconds."""
+    X, y = digits
+    return X[:300], y[:300]
 
 
 @pytest.fixture

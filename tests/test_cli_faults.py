@@ -5,7 +5,8 @@ seeded random moment, either counted from the launch (which also hits start-up
 and data loading) or from the moment training starts.  Afterwards the model
 and the checkpoint are each absent or load cleanly, no temporary file is left,
 and resuming from the checkpoint ends with exactly the weights of the
-uninterrupted run (same seed, one BLAS thread).
+uninterrupted run (same seed, one BLAS thread).  CI runs 24 trials; the quick
+local profile the first four (see tests/support.py).
 """
 
 import signal
@@ -17,12 +18,14 @@ import numpy as np
 import pytest
 
 from handgrad.io.modelfile import load_checkpoint, load_model
+from support import count
 
 # A checkpoint after every epoch, so that signals also land in the middle of writing one.
 RUN = ["train", "--hidden", "16", "--epochs", "40", "--seed", "3", "--early-stopping", "5", "--checkpoint-every", "1",
        "--threads", "1", "--no-plots", "--no-progress"]
-TRIALS = 24
-RESUMES = 5          # resuming costs a full run: check it on the first few interrupted trials
+# The quick profile runs the first four trials: SIGINT and SIGTERM during training, SIGINT during start-up.
+TRIALS = count(ci=24, dev=4)
+RESUMES = count(ci=5, dev=2)        # resuming costs a full run: check it on the first few interrupted trials
 
 
 def _command(*args):
@@ -104,7 +107,7 @@ def test_signals_at_random_moments_never_leave_a_broken_file_and_resuming_is_exa
                 assert np.array_equal(final.model.get_weights(), reference["weights"]), context
                 assert len(final.history) == reference["epochs"], context
                 resumed += 1
-    assert resumed >= 3
+    assert resumed >= min(3, RESUMES)
 
 
 def test_two_concurrent_trainings_writing_the_same_files_leave_complete_ones(tmp_path):

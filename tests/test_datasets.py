@@ -3,12 +3,14 @@
 import gzip
 import socket
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from handgrad.data import datasets
-from handgrad.data.loaders import Dataset, load_dataset, load_features, stratified_split
+from handgrad.data.loaders import Dataset, digits_arrays, load_dataset, load_features, stratified_split
 from handgrad.errors import DataError
 
 FILE_NAMES = [name for name, _ in datasets.DATASETS["mnist"].files.values()]
@@ -85,6 +87,21 @@ def test_digits_default_is_a_seeded_stratified_split():
     other = load_dataset("digits", test_fraction=0.25, seed=4)
     np.testing.assert_array_equal(again.X_test, ds.X_test)
     assert not np.array_equal(other.X_test, ds.X_test)
+
+
+def test_digits_are_scikit_learns_digits_read_without_importing_scikit_learn():
+    from sklearn.datasets import load_digits
+
+    X, y = digits_arrays()
+    expected_X, expected_y = load_digits(return_X_y=True)
+    np.testing.assert_array_equal(X, expected_X)
+    np.testing.assert_array_equal(y, expected_y)
+    assert X.dtype == np.float64 and X.shape == (1797, 64)
+    # Importing sklearn.datasets costs seconds; `handgrad train` on digits must not pay it.
+    code = ("import sys; from handgrad.data.loaders import load_dataset; load_dataset('digits'); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'scipy')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_stratified_split_keeps_one_sample_of_each_class_for_training():

@@ -145,7 +145,7 @@ def test_corrupt_download_is_rejected_and_not_cached(tmp_path, serve, mirror_fol
     assert len(actual) == 64 and actual != expected
     cached = list(cache_folder(tmp_path).iterdir()) if cache_folder(tmp_path).exists() else []
     assert "train-labels-idx1-ubyte.gz" not in [p.name for p in cached]
-    assert not [p for p in cached if p.name.endswith(".part")]
+    assert not [p for p in cached if p.name.startswith(".")]          # no temporary file left behind
 
 
 def test_failed_download_leaves_an_existing_file_untouched(tmp_path, serve, mirror_folder):
@@ -158,6 +158,7 @@ def test_failed_download_leaves_an_existing_file_untouched(tmp_path, serve, mirr
     with pytest.raises(DataError, match="sha256"):
         datasets.download(url + "mnist/t10k-labels-idx1-ubyte.gz", destination, "0" * 64)
     assert destination.read_bytes() == b"previous content"
+    assert [p.name for p in destination.parent.iterdir()] == [destination.name]
     assert [p.name for p in destination.parent.iterdir()] == [destination.name]
 
 

@@ -18,6 +18,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 import handgrad as hg
 from handgrad.errors import DataError, HandgradError
 from handgrad.estimator import MLPClassifier
+from support import ci_only
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -325,6 +326,7 @@ def test_cross_val_score_matches_a_manual_loop(digits_split):
     assert scores.min() > 0.8
 
 
+@ci_only
 def test_grid_search_in_two_processes_picks_the_best_setting(digits_split):
     X, _, y, _ = digits_split
     X, y = X[:600], y[:600]

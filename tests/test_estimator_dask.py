@@ -2,7 +2,8 @@
 
 One ``LocalCluster`` of two single-threaded worker processes serves the whole
 module; the same code runs on a multi-machine cluster by giving ``Client``
-the scheduler's address instead (docs/estimator.md, "Scaling out").
+the scheduler's address instead (docs/estimator.md, "Scaling out").  It runs
+in the CI profile only (tests/support.py).
 """
 
 import numpy as np
@@ -12,6 +13,11 @@ from sklearn.model_selection import GridSearchCV, train_test_split
 from threadpoolctl import threadpool_limits
 
 from handgrad.estimator import MLPClassifier
+from support import PROFILE
+
+if PROFILE != "ci":     # before importing dask: the quick profile pays for none of it
+    pytest.skip("a real dask cluster takes 20 s to start and feed: run with HANDGRAD_TEST_PROFILE=ci",
+                allow_module_level=True)
 
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
@@ -26,7 +32,7 @@ CLASSES = np.arange(10)
 
 @pytest.fixture(scope="module")
 def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
     client = distributed.Client(cluster)
     yield client
     client.close()

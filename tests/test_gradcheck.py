@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 import handgrad as hg
 from handgrad.errors import HandgradError
-from handgrad.nn.gradcheck import numerical_gradient
+from handgrad.nn.gradcheck import compare, numerical_gradient
 
 
 class Cube(hg.Layer):
@@ -201,3 +201,36 @@ def test_gradcheck_of_a_loss_validates_its_targets_and_leaves_the_logits_alone(r
         hg.gradcheck(hg.SoftmaxBinaryCrossEntropy(), Z, [0, 1])
     with pytest.raises(hg.DataError, match="Z contains NaN"):
         hg.gradcheck(hg.SoftmaxBinaryCrossEntropy(), np.full((3, 4), np.nan), [0, 1, 2])
+
+
+def test_the_noise_floor_follows_the_tolerance():
+    # floor = 4 eps max(|f|, 1) / h / tolerance: 8.9e-4 at the default 1e-6, 8.9e-8 at 1e-2.
+    analytic, numeric = np.array([1.05e-5]), np.array([1e-5])            # a 5% error in a small entry
+    default = compare("w", analytic, numeric, f_value=1.0)
+    loose = compare("w", analytic, numeric, f_value=1.0, tolerance=1e-2)
+    assert default.max_error == pytest.approx(5e-7 / (4 * np.finfo(float).eps / 1e-6 / 1e-6))
+    assert loose.max_error == pytest.approx(5e-7 / 1.05e-5)                # above the floor: its own scale
+    # Below every floor, an error counts as the same fraction of the tolerance at any tolerance.
+    tiny = [compare("w", np.array([2e-12]), np.array([1e-12]), 1.0, tolerance=t).max_error / t
+            for t in (1e-2, 1e-6, 1e-9)]
+    assert tiny == pytest.approx([tiny[0]] * 3)
+
+
+def test_a_loose_tolerance_still_catches_a_wrong_gradient_of_small_entries():
+    # Before the floor followed the tolerance, this 5% error hid under the default 1e-6's floor of 8.9e-4.
+    def f(x):
+        return float(0.5e-5 * (x ** 2).sum())
+
+    def wrong(x):
+        return [1.05e-5 * x]
+
+    assert not hg.check_function(f, wrong, [np.ones(3)], tolerance=1e-2).passed
+    assert hg.check_function(f, lambda x: [1e-5 * x], [np.ones(3)], tolerance=1e-2).passed
+
+
+@pytest.mark.parametrize("tolerance", [0, -1e-6, float("nan"), "1e-6", True])
+def test_a_tolerance_that_is_not_positive_is_refused(tolerance, rng):
+    with pytest.raises(HandgradError, match="tolerance must be a positive number"):
+        hg.check_function(lambda v: (v ** 2).sum(), lambda v: [2 * v], [np.ones(2)], tolerance=tolerance)
+    with pytest.raises(HandgradError, match="tolerance must be a positive number"):
+        hg.gradcheck(hg.SoftmaxCrossEntropy(), rng.standard_normal((2, 3)), [0, 1], tolerance=tolerance)

@@ -22,9 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from handgrad.data.idx import read_idx
 from handgrad.data.loaders import Dataset, load_dataset, load_features
 from handgrad.errors import DataError
-from handgrad.data.idx import read_idx
+from support import count
 
 FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
@@ -140,7 +141,7 @@ def idx_file(base, fields, type_code, stage, edits):
     return apply_edits(gzip.compress(bytes(raw), mtime=0), edits), True
 
 
-@settings(FUZZ, max_examples=2500)
+@settings(FUZZ, max_examples=count(ci=2500, dev=100))
 @given(base=st.sampled_from([(IMAGES, IMAGE_FIELDS), (LABELS, LABEL_FIELDS)]), type_code=st.none() | FORGED_TYPES,
        stage=st.sampled_from(["raw", "before gzip", "after gzip"]), edits=EDITS)
 def test_damaged_idx_files_load_or_raise_data_error(workdir, base, type_code, stage, edits):
@@ -156,7 +157,7 @@ def test_damaged_idx_files_load_or_raise_data_error(workdir, base, type_code, st
         assert_valid_features(X)
 
 
-@settings(FUZZ, max_examples=300)
+@settings(FUZZ, max_examples=count(ci=300, dev=20))
 @given(role=st.sampled_from(["train-images", "train-labels", "t10k-images", "t10k-labels"]), edits=EDITS)
 def test_mnist_folder_with_one_damaged_file_loads_or_raises_data_error(workdir, role, edits):
     folder = workdir / "mnist-root" / "mnist"
@@ -235,7 +236,7 @@ def npz_file(draw):
     return buffer.getvalue()
 
 
-@settings(FUZZ, max_examples=2500)
+@settings(FUZZ, max_examples=count(ci=2500, dev=100))
 @given(data=npz_file())
 def test_hostile_npz_files_load_or_raise_data_error(workdir, data):
     path = workdir / "f.npz"
@@ -293,7 +294,7 @@ def csv_file(draw):
     return apply_edits(VALID_CSV.encode("utf-8"), draw(EDITS)), draw(st.sampled_from([None, "a", "label", "zz"]))
 
 
-@settings(FUZZ, max_examples=2500)
+@settings(FUZZ, max_examples=count(ci=2500, dev=100))
 @given(file=csv_file())
 def test_hostile_csv_files_load_or_raise_data_error(workdir, file):
     data, target = file

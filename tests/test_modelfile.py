@@ -1,4 +1,7 @@
-"""Model and checkpoint files: round trips, exact resumption, refusals, atomic writes."""
+"""Model and checkpoint files: round trips, exact resumption, refusals, atomic writes.
+
+atomic_write and the .npy member reader themselves are tested in test_files.py.
+"""
 
 import json
 import os
@@ -11,10 +14,9 @@ import numpy as np
 import pytest
 
 import handgrad as hg
-from handgrad.errors import ModelFileError
-from handgrad.io.modelfile import (FORMAT_VERSION, atomic_write, load_checkpoint, load_model, save_checkpoint,
-                                save_model)
 from handgrad.data.preprocessing import Preprocessor
+from handgrad.errors import ModelFileError
+from handgrad.io.modelfile import FORMAT_VERSION, load_checkpoint, load_model, save_checkpoint, save_model
 
 
 def _trained(digits, epochs=2, optimizer=None, early_stopping=False, dtype=np.float32):
@@ -134,6 +136,22 @@ def test_checkpoint_restores_optimizer_state_and_counters(tmp_path, digits):
     assert isinstance(load_model(tmp_path / "c.npz").model, hg.Sequential)
 
 
+@pytest.mark.parametrize("optimizer, names", [(hg.SGD(0.1), []), (hg.SGD(0.1, momentum=0.5), [["velocity"]]),
+                                               (hg.Adam(), [["m", "v"]])], ids=["sgd", "momentum", "adam"])
+def test_a_checkpoint_holds_the_state_arrays_its_optimizer_declares(tmp_path, digits, optimizer, names):
+    model, optimizer, history = _trained(digits, optimizer=optimizer)
+    save_checkpoint(tmp_path / "c.npz", model, loss=hg.SoftmaxCrossEntropy(), classes=list(range(10)),
+                    optimizer_state=optimizer.state_dict(), epoch=2, history=history.records)
+    meta = json.loads(np.load(tmp_path / "c.npz")["metadata"].tobytes())
+    assert meta["checkpoint"]["optimizer"]["state"] == names
+    ckpt = load_checkpoint(tmp_path / "c.npz")
+    assert [sorted(group) for group in ckpt.optimizer.state_dict()["state"]] == names
+    _rewrite(tmp_path / "c.npz",
+             change_metadata=lambda meta: meta["checkpoint"]["optimizer"].update(state=[["velocity", "x"]]))
+    with pytest.raises(ModelFileError, match="optimizer state arrays .* are not the"):
+        load_checkpoint(tmp_path / "c.npz")
+
+
 def test_a_model_file_is_not_accepted_as_a_checkpoint(model_file):
     with pytest.raises(ModelFileError, match="not a checkpoint"):
         load_checkpoint(model_file[0])
@@ -243,20 +261,6 @@ def test_missing_files_and_folders_are_model_file_errors(tmp_path):
 
 
 # -- atomic writes -------------------------------------------------------------
-
-def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
-    target = tmp_path / "model.npz"
-    target.write_bytes(b"old contents")
-
-    def broken(f):
-        f.write(b"half a file")
-        raise RuntimeError("disk full")
-
-    with pytest.raises(RuntimeError):
-        atomic_write(target, broken)
-    assert target.read_bytes() == b"old contents"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz"]
-
 
 def test_written_files_get_ordinary_permissions(model_file):
     path, _ = model_file

@@ -17,12 +17,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import handgrad as hg
+from handgrad.data.preprocessing import Preprocessor
 from handgrad.errors import ModelFileError
 from handgrad.io.modelfile import load_checkpoint, load_model, save_checkpoint, save_model
-from handgrad.data.preprocessing import Preprocessor
+from support import count
+
 
 def _fuzz(examples):
-    return settings(max_examples=examples, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    """Hypothesis settings for ``examples`` examples in CI, a twenty-fifth of them in a quick run."""
+    return settings(max_examples=count(ci=examples, dev=max(20, examples // 25)), deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.fixture(scope="module")

@@ -189,3 +189,25 @@ def test_an_optimizer_refuses_parameters_of_another_shape():
     adam.step([np.zeros(3)], [np.ones(3)])
     with pytest.raises(HandgradError, match="make a new one for each model"):
         adam.step([np.zeros(4)], [np.ones(4)])
+
+
+@pytest.mark.parametrize("name, names", [("sgd", ()), ("momentum", ("velocity",)), ("nesterov", ("velocity",)),
+                                         ("adam", ("m", "v"))])
+def test_each_optimizer_declares_the_state_it_keeps(name, names):
+    optimizer = OPTIMIZERS[name]()
+    assert optimizer.state_names == names
+    assert type(optimizer).state_names == (names or ("velocity",))       # SGD narrows them without momentum
+    params, grad_steps = random_problem(8)
+    optimizer.step(params, grad_steps[0])
+    assert [tuple(group) for group in optimizer.state_dict()["state"]] == ([names] * len(params) if names else [])
+
+
+def test_prepare_loads_what_step_flat_will_use_and_changes_nothing(monkeypatch):
+    from handgrad.optim import _fused
+
+    asked = []
+    monkeypatch.setattr(_fused, "kernels_for", lambda size: asked.append(size))
+    adam, param = hg.Adam(), np.ones(10, dtype=np.float32)
+    adam.prepare(param)
+    assert asked == [10] and adam.state == [] and adam.t == 0
+    np.testing.assert_array_equal(param, 1)

@@ -208,3 +208,9 @@ def test_encode_labels_round_trips_through_classes():
     y, classes = encode_labels(labels, "test")
     np.testing.assert_array_equal(classes[y], labels)
     assert y.dtype == np.intp and classes.tolist() == [-1, 3, 7]
+
+
+@pytest.mark.filterwarnings("error")
+def test_float16_labels_are_classes_without_an_overflow_warning(tmp_path):
+    np.savez(tmp_path / "half.npz", X=np.zeros((4, 2)), y=np.array([1, 2, 1, 2], dtype=np.float16))
+    assert load_dataset(tmp_path / "half.npz", test_fraction=0).classes.tolist() == [1, 2]

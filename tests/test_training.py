@@ -1,4 +1,8 @@
-"""fit: determinism, resumption, early stopping, schedules, callbacks, divergence, and real learning."""
+"""fit: determinism, resumption, validation, schedules as fit applies them, divergence, evaluate, real learning.
+
+Early stopping and the callback hooks are in test_callbacks.py; the schedule
+functions themselves in test_schedules.py.
+"""
 
 import copy
 
@@ -7,39 +11,14 @@ import pytest
 from sklearn.model_selection import train_test_split
 
 import handgrad as hg
-from handgrad.errors import HandgradError
+from handgrad.errors import DataError, HandgradError
 from handgrad.optim.optimizers import optimizer_from_config
-from handgrad.training.loop import evaluate
-
-
-@pytest.fixture
-def small_digits(digits):
-    X, y = digits
-    return X[:300], y[:300]
+from handgrad.training.loop import DIVERGENCE_FACTOR
+from support import Recorder
 
 
 def fresh_model(seed=0, dtype=np.float32, hidden=(16,)):
     return hg.mlp(64, list(hidden), 10, activation="relu", dtype=dtype, seed=seed)
-
-
-class Recorder(hg.Callback):
-    """Logs every hook it sees, and the weights at the end of each epoch."""
-
-    def __init__(self, name, log):
-        self.name, self.log, self.weights = name, log, []
-
-    def on_train_begin(self, ctx):
-        self.log.append((self.name, "begin"))
-
-    def on_batch_end(self, ctx, batch, n_batches, loss):
-        self.log.append((self.name, "batch", ctx.epoch, batch, n_batches))
-
-    def on_epoch_end(self, ctx, record):
-        self.log.append((self.name, "epoch", record["epoch"]))
-        self.weights.append(ctx.model.get_weights())
-
-    def on_train_end(self, ctx):
-        self.log.append((self.name, "end"))
 
 
 def test_same_seed_gives_bit_identical_weights(small_digits):
@@ -100,49 +79,6 @@ def test_resuming_after_three_epochs_reproduces_six_epochs_exactly(small_digits,
         assert history[key] == straight_history[key]
 
 
-def test_early_stopping_stops_and_restores_the_best_weights(small_digits):
-    X, y = small_digits
-    # Validation labels drawn at random: the better the model fits the training
-    # labels, the worse its validation loss, so the best epoch comes early.
-    y_noise = np.random.default_rng(0).integers(0, 10, size=len(y))
-    log = []
-    recorder = Recorder("r", log)
-    model = fresh_model(hidden=(32,))
-    stopper = hg.EarlyStopping(monitor="val_loss", patience=2)
-    history = hg.fit(model, hg.SoftmaxCrossEntropy(), X, y, optimizer=hg.Adam(1e-2), epochs=40, batch_size=32,
-                     validation_data=(X, y_noise), early_stopping=stopper, callbacks=[recorder], seed=0)
-    val_losses = history["val_loss"]
-    best = int(np.argmin(val_losses))
-    assert len(history) < 40
-    assert len(history) == best + 1 + 2                            # stopped after `patience` epochs without progress
-    assert stopper.best_epoch == best and stopper.best == val_losses[best]
-    np.testing.assert_array_equal(model.get_weights(), recorder.weights[best])
-    assert not np.array_equal(model.get_weights(), recorder.weights[-1])
-
-
-def test_early_stopping_true_monitors_validation_loss_and_train_loss_without_it(small_digits):
-    X, y = small_digits
-    model = fresh_model()
-    history = hg.fit(model, hg.SoftmaxCrossEntropy(), X, y, epochs=2, batch_size=64, early_stopping=True,
-                     validation_fraction=0.2, seed=0)
-    assert len(history) == 2 and "val_loss" in history.records[0]
-    stopper = hg.EarlyStopping(monitor="val_accuracy", mode="max")
-    with pytest.raises(HandgradError, match="early stopping monitors 'val_accuracy'"):
-        hg.fit(model, hg.SoftmaxCrossEntropy(), X, y, epochs=1, early_stopping=stopper, seed=0)
-
-
-def test_early_stopping_without_restore_keeps_the_last_weights(small_digits):
-    X, y = small_digits
-    log = []
-    recorder = Recorder("r", log)
-    model = fresh_model()
-    stopper = hg.EarlyStopping(monitor="epoch", mode="min", patience=2, restore_best=False)   # never improves
-    history = hg.fit(model, hg.SoftmaxCrossEntropy(), X, y, epochs=10, batch_size=64, early_stopping=stopper,
-                     callbacks=[recorder], seed=0)
-    assert len(history) == 3
-    np.testing.assert_array_equal(model.get_weights(), recorder.weights[-1])
-
-
 def test_validation_fraction_splits_off_the_rounded_share(small_digits):
     X, y = small_digits
     X, y = X[:100], y[:100]
@@ -186,32 +122,6 @@ def test_a_schedule_changes_the_updates_exactly_as_setting_lr_would(small_digits
     assert not np.array_equal(weights[0], weights[2])
 
 
-def test_callbacks_are_called_in_order_for_every_hook(small_digits):
-    X, y = small_digits
-    X, y = X[:60], y[:60]
-    log = []
-    hg.fit(fresh_model(), hg.SoftmaxCrossEntropy(), X, y, epochs=2, batch_size=30,
-           callbacks=[Recorder("a", log), Recorder("b", log)], seed=0)
-    expected = [("a", "begin"), ("b", "begin")]
-    for epoch in range(2):
-        for batch in range(2):
-            expected += [("a", "batch", epoch, batch, 2), ("b", "batch", epoch, batch, 2)]
-        expected += [("a", "epoch", epoch), ("b", "epoch", epoch)]
-    expected += [("a", "end"), ("b", "end")]
-    assert log == expected
-
-
-def test_a_callback_can_stop_training(small_digits):
-    X, y = small_digits
-
-    class StopAfterTwo(hg.Callback):
-        def on_epoch_end(self, ctx, record):
-            ctx.stop = record["epoch"] == 1
-
-    history = hg.fit(fresh_model(), hg.SoftmaxCrossEntropy(), X, y, epochs=10, callbacks=[StopAfterTwo()], seed=0)
-    assert history["epoch"] == [0, 1]
-
-
 def test_history_records_the_documented_keys(small_digits):
     X, y = small_digits
     plain = hg.fit(fresh_model(), hg.SoftmaxCrossEntropy(), X, y, epochs=2, seed=0)
@@ -233,7 +143,7 @@ def test_train_loss_of_an_epoch_without_updates_is_the_mean_sample_loss(small_di
     # so every minibatch sees the initial model and the epoch's mean must equal
     # the loss of that model on the whole training set.
     history = hg.fit(model, loss, X, y, optimizer=hg.SGD(1e-300), epochs=1, batch_size=64, seed=0)
-    expected = evaluate(model, loss, X, y)
+    expected = hg.evaluate(model, loss, X, y)
     assert history["train_loss"][0] == pytest.approx(expected["val_loss"], rel=1e-12)
     assert history["train_accuracy"][0] == expected["val_accuracy"]
 
@@ -243,7 +153,7 @@ def test_train_loss_is_on_the_per_sample_scale_of_val_loss_for_summed_losses(sma
     model = fresh_model(dtype=np.float64)
     loss = hg.SoftmaxCrossEntropy("sum")
     history = hg.fit(model, loss, X, y, optimizer=hg.SGD(1e-300), epochs=1, batch_size=64, seed=0)
-    assert history["train_loss"][0] == pytest.approx(evaluate(model, loss, X, y)["val_loss"], rel=1e-12)
+    assert history["train_loss"][0] == pytest.approx(hg.evaluate(model, loss, X, y)["val_loss"], rel=1e-12)
 
 
 def test_float32_training_keeps_every_array_float32(small_digits):
@@ -355,7 +265,7 @@ def test_a_trained_model_meeting_new_labels_is_judged_against_chance_not_its_own
     shuffled = np.random.default_rng(0).permutation(y)
     history = hg.fit(model, hg.SoftmaxCrossEntropy(), X, shuffled, optimizer=hg.Adam(1e-2), epochs=2,
                      batch_size=64, seed=0)
-    assert history["train_loss"][0] > hg.training.loop.DIVERGENCE_FACTOR * start_loss
+    assert history["train_loss"][0] > DIVERGENCE_FACTOR * start_loss
     assert len(history) == 2
 
 
@@ -376,3 +286,95 @@ def test_bad_training_settings_are_refused_before_any_change(small_digits, kwarg
     with pytest.raises(HandgradError, match=message):
         hg.fit(model, hg.SoftmaxCrossEntropy(), X, y, **kwargs)
     np.testing.assert_array_equal(model.get_weights(), before)
+
+
+# -- what fit needs of an optimizer --------------------------------------------
+
+class StepOnly:
+    """The least an optimizer can be: plain SGD with a ``step`` method and nothing else."""
+
+    def step(self, params, grads):
+        for p, g in zip(params, grads):
+            p -= 0.05 * g
+
+
+def test_an_object_with_only_step_trains_like_the_same_update_in_sgd(small_digits):
+    X, y = small_digits
+    ours, theirs = fresh_model(), fresh_model()
+    history = hg.fit(ours, hg.SoftmaxCrossEntropy(), X, y, optimizer=StepOnly(), epochs=2, batch_size=50, l2=1e-3,
+                     validation_fraction=0.2, seed=0)
+    hg.fit(theirs, hg.SoftmaxCrossEntropy(), X, y, optimizer=hg.SGD(0.05), epochs=2, batch_size=50, l2=1e-3,
+           validation_fraction=0.2, seed=0)
+    np.testing.assert_array_equal(ours.get_weights(), theirs.get_weights())
+    assert history["lr"] == [None, None] and len(history["val_loss"]) == 2
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning",
+                            "ignore:invalid value encountered:RuntimeWarning")
+def test_a_step_only_optimizer_that_diverges_gets_its_weights_restored(digits):
+    X, y = digits
+
+    class Huge(StepOnly):
+        def step(self, params, grads):
+            for p, g in zip(params, grads):
+                p -= 1e6 * g
+
+    model = hg.mlp(64, [32], 10, activation="identity", seed=0)
+    start = model.get_weights()
+    with pytest.raises(hg.TrainingDiverged, match="lower the learning rate$") as info:
+        hg.fit(model, hg.SoftmaxCrossEntropy(), X, y, optimizer=Huge(), epochs=3, batch_size=32, seed=0)
+    assert info.value.epoch == 0
+    np.testing.assert_array_equal(model.get_weights(), start)
+
+
+@pytest.mark.parametrize("optimizer, kwargs, message", [
+    (object(), {}, r"^the optimizer object has no step\(params, grads\) method; pass hg.Adam\(\)"),
+    (StepOnly(), {"lr_schedule": hg.schedules.constant(0.1)}, "^lr_schedule sets optimizer.lr, but StepOnly has no lr"),
+])
+def test_an_unusable_optimizer_is_refused_in_one_line_before_any_change(small_digits, optimizer, kwargs, message):
+    X, y = small_digits
+    model = fresh_model()
+    before = model.get_weights()
+    with pytest.raises(HandgradError, match=message) as info:
+        hg.fit(model, hg.SoftmaxCrossEntropy(), X, y, optimizer=optimizer, epochs=1, **kwargs)
+    assert "\n" not in str(info.value)
+    np.testing.assert_array_equal(model.get_weights(), before)
+
+
+# -- evaluate --------------------------------------------------------------------
+
+def test_evaluate_is_the_mean_loss_and_accuracy_in_any_batch_size(small_digits):
+    X, y = small_digits
+    model, loss = fresh_model(), hg.SoftmaxCrossEntropy()
+    logits = model(X)
+    expected_loss = loss.forward(logits, y)
+    expected_accuracy = np.mean(logits.argmax(axis=1) == y)
+    for batch_size in (1, 7, 300, 4096):
+        result = hg.evaluate(model, loss, X, y, batch_size=batch_size)
+        assert result["val_loss"] == pytest.approx(expected_loss, rel=1e-5)
+        assert result["val_accuracy"] == expected_accuracy
+    one_hot = np.eye(10)[y]
+    assert hg.evaluate(model, loss, X.tolist(), one_hot)["val_accuracy"] == expected_accuracy
+
+
+@pytest.mark.parametrize("X, y, error, message", [
+    (np.zeros(64), np.zeros(1, int), DataError, "must be 2-D"),
+    (np.zeros((0, 64)), np.zeros(0, int), DataError, "empty"),
+    (np.zeros((3, 63)), np.zeros(3, int), DataError, "has 63 features but the model expects 64"),
+    (np.full((3, 64), np.nan), np.zeros(3, int), DataError, "NaN or inf"),
+    (np.zeros((3, 64)), np.zeros(4, int), DataError, "X has 3 samples but y has 4"),
+    (np.zeros((3, 64)), np.array([0, 1, 10]), DataError, "labels must lie in 0..9"),
+    (np.zeros((3, 64)), np.full((3, 10), np.nan), DataError, "target matrix must be finite"),
+    (np.zeros((3, 64)), np.array(["a", "b", "c"]), DataError, "encode class labels as integers"),
+])
+def test_evaluate_refuses_bad_input_in_one_line(X, y, error, message):
+    with pytest.raises(error, match=message) as info:
+        hg.evaluate(fresh_model(), hg.SoftmaxCrossEntropy(), X, y)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5, True, "10"])
+def test_evaluate_refuses_a_bad_batch_size(small_digits, batch_size):
+    X, y = small_digits
+    with pytest.raises(HandgradError, match="batch_size must be a positive integer"):
+        hg.evaluate(fresh_model(), hg.SoftmaxCrossEntropy(), X, y, batch_size=batch_size)

@@ -8,8 +8,6 @@ import numpy as np
 
 from handgrad.errors import DataError
 
-FLOAT_DTYPES = {"float32": np.float32, "float64": np.float64}
-
 
 def resolve_dtype(dtype):
     """Return ``np.float32`` or ``np.float64`` for a dtype-like value."""

@@ -7,7 +7,7 @@ import numpy as np
 
 from handgrad.errors import DataError, HandgradError
 from handgrad.nn.layers import Activation
-from handgrad.io.modelfile import atomic_write
+from handgrad.files import atomic_write
 from handgrad.cli.interrupts import guard
 
 

@@ -9,9 +9,9 @@ Each dataset is its four original gzip'd IDX files in a folder named after it
 
 A file found in none of them is downloaded (when allowed) from the dataset's
 mirrors, checked against the SHA-256 in :data:`DATASETS`, and moved into the
-cache atomically: it is written to a temporary file beside its final name,
-flushed to disk, and renamed, so an interrupted download never leaves a file
-that looks complete.  ``$HANDGRAD_MIRROR`` (or ``mirror=``) replaces the
+cache atomically (:func:`handgrad.files.atomic_write`): it is written to a
+temporary file beside its final name, flushed to disk, and renamed, so an
+interrupted download never leaves a file that looks complete.  ``$HANDGRAD_MIRROR`` (or ``mirror=``) replaces the
 mirrors with one base URL laid out like the data folder
 (``<base>/mnist/train-images-idx3-ubyte.gz``).
 
@@ -24,18 +24,17 @@ import http.client
 import logging
 import os
 import socket
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from handgrad.errors import DataError
+from handgrad.files import CHUNK, UnwritableFolder, atomic_write
 
 logger = logging.getLogger(__name__)
 
 DOWNLOAD_TIMEOUT = 30.0  # seconds without data before a mirror counts as unreachable
-_CHUNK = 1 << 20
 # What a failing server or connection raises (HTTPError is a URLError).
 NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, socket.timeout, ConnectionError)
 
@@ -186,6 +185,7 @@ def download(url, destination, sha256, *, timeout=DOWNLOAD_TIMEOUT):
     The bytes go to a temporary file in the destination's folder, are flushed
     to disk, and only then renamed onto ``destination`` (an atomic step on
     POSIX and Windows), so readers see either no file or the whole verified one.
+    The file gets the permissions of any new file (``0o666 & ~umask``).
 
     Raises
     ------
@@ -196,32 +196,26 @@ def download(url, destination, sha256, *, timeout=DOWNLOAD_TIMEOUT):
         The server could not be reached or stopped answering.
     """
     destination = Path(destination)
-    try:
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".part")
-    except OSError as exc:
-        raise DataError(f"cannot write into {destination.parent} ({exc.strerror or exc}); "
-                        f"set XDG_CACHE_HOME to a writable folder or put the files in --data-dir yourself") from None
-    logger.info("downloading %s", url)
-    try:
-        with os.fdopen(fd, "wb") as tmp:
-            actual = _copy_hashing(url, tmp, timeout)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        if actual != sha256:
+
+    def write(tmp):
+        logger.info("downloading %s", url)
+        actual = _copy_hashing(url, tmp, timeout)
+        if actual != sha256:        # raised inside the write: the temporary file is removed, nothing is renamed
             raise DataError(f"{destination.name} from {url} has sha256 {actual} but {sha256} was expected; "
                             f"the download is corrupt or the mirror is wrong, try again or use another mirror")
-        os.replace(tmp_name, destination)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+
+    try:
+        atomic_write(destination, write, make_folder=True)
+    except UnwritableFolder as exc:
+        raise DataError(f"cannot write into {destination.parent} ({exc.strerror}); "
+                        f"set XDG_CACHE_HOME to a writable folder or put the files in --data-dir yourself") from None
     return destination
 
 
 def _copy_hashing(url, out, timeout):
     digest = hashlib.sha256()
     with urllib.request.urlopen(url, timeout=timeout) as response:
-        while chunk := response.read(_CHUNK):
+        while chunk := response.read(CHUNK):
             digest.update(chunk)
             out.write(chunk)
     return digest.hexdigest()

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from handgrad.errors import DataError
+from handgrad.files import CHUNK
 
 # IDX type byte -> big-endian dtype of the payload.
 IDX_DTYPES = {
@@ -35,7 +36,6 @@ IDX_DTYPES = {
 }
 
 GZIP_MAGIC = b"\x1f\x8b"
-_CHUNK = 1 << 20
 # gzip and zlib report a damaged stream through any of these.
 _STREAM_ERRORS = (OSError, EOFError, zlib.error)
 
@@ -113,7 +113,7 @@ def _read_at_most(stream, limit):
     """Read up to ``limit`` bytes in bounded chunks, so memory follows the real content."""
     buffer = bytearray()
     while len(buffer) < limit:
-        chunk = stream.read(min(_CHUNK, limit - len(buffer)))
+        chunk = stream.read(min(CHUNK, limit - len(buffer)))
         if not chunk:
             break
         buffer += chunk

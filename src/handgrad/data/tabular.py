@@ -7,26 +7,24 @@ CSV: comma-separated, UTF-8, first line a header naming every column.  Feature
 cells must be finite numbers; the label column may hold integers or any text.
 
 NPZ: arrays ``X`` (samples x features, numeric) and ``y`` (one label per
-sample, numbers or strings).  The archive is parsed here rather than by
-``np.load``: ``np.load`` allocates each array from the size its header claims,
-before reading a byte of data, whereas this reader reads each member in bounded
-chunks and checks the real length against the claim, so a forged header cannot
-make it reserve memory.  Pickled (object) arrays are refused, never loaded.
+sample, numbers or strings).  The archive is parsed by
+:class:`handgrad.files.NpyMember` rather than by ``np.load``: ``np.load``
+allocates each array from the size its header claims, before reading a byte
+of data, whereas ``NpyMember`` reads each member in bounded chunks and checks
+the real length against the claim, so a forged header cannot make it reserve
+memory.  Pickled (object) arrays are refused, never loaded.
 """
 
 import csv
 import zipfile
-import zlib
 from itertools import islice
-from math import prod
 from operator import itemgetter
-from pathlib import Path
 
 import numpy as np
 
 from handgrad.errors import DataError
+from handgrad.files import ARCHIVE_ERRORS, NpyError, NpyMember
 
-_CHUNK = 1 << 20
 _MAX_NAMES_SHOWN = 8
 
 
@@ -215,11 +213,6 @@ def _names(names):
 
 # -- NPZ ---------------------------------------------------------------------
 
-# zipfile and numpy's header parser signal damaged input through all of these.
-_ARCHIVE_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, zlib.error,
-                   NotImplementedError, RuntimeError, LookupError, ArithmeticError, SyntaxError, TypeError)
-
-
 def read_npz(path, keys=("X", "y")):
     """Read the named arrays of an ``.npz`` file without pickle and without trusting headers.
 
@@ -242,8 +235,8 @@ def read_npz(path, keys=("X", "y")):
                 if key + ".npy" not in members:
                     stored = sorted(name.removesuffix(".npy") for name in members)
                     raise DataError(f"{path} has no array {key!r} (it holds {_names(stored) or 'nothing'}); save it with np.savez(path, X=X, y=y)")
-                with archive.open(key + ".npy") as member:
-                    arrays[key] = _read_npy(member, path, key)
+                with NpyMember(archive, key + ".npy") as member:
+                    arrays[key] = member.read()
             return arrays
     except FileNotFoundError:
         raise DataError(f"{path} does not exist; check the path") from None
@@ -251,38 +244,9 @@ def read_npz(path, keys=("X", "y")):
         raise DataError(f"{path} is a folder; pass an .npz file") from None
     except DataError:
         raise
-    except _ARCHIVE_ERRORS as exc:
+    except NpyError as exc:
+        remedy = ("save numbers or fixed-width strings (e.g. y.astype(str))" if exc.pickled
+                  else "the file is damaged, save it again with np.savez")
+        raise DataError(f"{path}: array {key!r} {exc}; {remedy}") from None
+    except ARCHIVE_ERRORS as exc:
         raise DataError(f"{path} is not a readable .npz archive ({_short(str(exc), 80)}); save it with np.savez(path, X=X, y=y)") from None
-
-
-def _read_npy(member, path, key):
-    shape, fortran_order, dtype = _read_npy_header(member, path, key)
-    if dtype.hasobject:
-        raise DataError(f"{path}: array {key!r} holds Python objects, which are never unpickled; save numbers or fixed-width strings (e.g. y.astype(str))")
-    claimed = prod(shape) * dtype.itemsize
-    data = bytearray()
-    while len(data) <= claimed:
-        chunk = member.read(min(_CHUNK, claimed + 1 - len(data)))
-        if not chunk:
-            break
-        data += chunk
-    if len(data) != claimed:
-        raise DataError(f"{path}: array {key!r} has {len(data)}{'+' if len(data) > claimed else ''} bytes of data but its header {shape} {dtype} promises {claimed}; the file is damaged, save it again")
-    order = "F" if fortran_order else "C"
-    return np.frombuffer(data, dtype=dtype).reshape(shape, order=order)
-
-
-def _read_npy_header(member, path, key):
-    """Return (shape, fortran_order, dtype) from a member's header, or raise DataError.
-
-    numpy parses the header's text with ``tokenize`` and ``ast``, and damaged
-    text surfaces as whatever those raise (TokenError, SyntaxError,
-    RecursionError, ...), so every exception here means a damaged header.
-    """
-    try:
-        version = np.lib.format.read_magic(member)
-        if version == (1, 0):
-            return np.lib.format.read_array_header_1_0(member)
-        return np.lib.format.read_array_header_2_0(member)
-    except Exception as exc:
-        raise DataError(f"{path}: array {key!r} has a damaged .npy header ({type(exc).__name__}); save the file again with np.savez") from None

@@ -1,1 +1,1 @@
-"""Files: atomic writes, bounded safe reading, and the model-file format."""
+"""The model-file format (its atomic writing and safe reading build on :mod:`handgrad.files`)."""

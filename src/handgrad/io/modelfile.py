@@ -8,26 +8,23 @@ a ``uint8`` array.  A checkpoint adds the optimizer's state arrays
 (``early_stopping.best_weights``).  ``docs/model-format.md`` documents every
 field.
 
-Reading never calls ``np.load`` or pickle.  Each member is read by hand: the
-zip directory first (members must be stored uncompressed and fit inside the
-file, so no claim in a header can make the reader allocate more than the
-file's size), then each ``.npy`` header, whose dtype and shape must be the
-ones the metadata's architecture implies, then exactly that many bytes,
-which the zip's CRC-32 verifies.  Object arrays are refused at their header,
-before a byte of their data is read.  Every failure is a
-:class:`~handgrad.errors.ModelFileError` with a one-line message.
+Reading never calls ``np.load`` or pickle.  Each member is read by hand
+(:class:`handgrad.files.NpyMember`): the zip directory first (members must be
+stored uncompressed and fit inside the file, so no claim in a header can make
+the reader allocate more than the file's size), then each ``.npy`` header,
+whose dtype and shape must be the ones the metadata's architecture implies,
+then exactly that many bytes, which the zip's CRC-32 verifies.  Object arrays
+are refused at their header, before a byte of their data is read.  Every
+failure is a :class:`~handgrad.errors.ModelFileError` with a one-line message.
 
-Writing is atomic: a unique temporary file in the target's folder, flushed
-and fsynced, then ``os.replace``-d onto the target.  A crash leaves either
-the old file or the new one, never a mixture; concurrent writers to one path
-leave one complete file.
+Writing is atomic (:func:`handgrad.files.atomic_write`): a unique temporary
+file in the target's folder, flushed and fsynced, then ``os.replace``-d onto
+the target.  A crash leaves either the old file or the new one, never a
+mixture; concurrent writers to one path leave one complete file.
 """
 
 import json
-import math
 import os
-import re
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -35,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from handgrad.data.preprocessing import Preprocessor
+from handgrad.files import ARCHIVE_ERRORS, NpyError, NpyMember, atomic_write
 from handgrad.errors import HandgradError, ModelFileError
 from handgrad.nn.losses import loss_from_config
 from handgrad.nn.model import Sequential, stored_arrays
@@ -50,12 +49,6 @@ BEST_WEIGHTS = "early_stopping.best_weights"
 
 _MAX_MEMBERS = 10_000
 _MAX_LAYERS = 1_000
-_STATE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}")
-# Errors a damaged archive or malformed value can raise from the standard
-# library or NumPy while being parsed; each becomes a ModelFileError.
-_PARSE_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError, TypeError, KeyError,
-                 IndexError, AttributeError, OverflowError, RecursionError, NotImplementedError,
-                 UnicodeDecodeError, OSError)
 
 
 @dataclass
@@ -170,52 +163,6 @@ def save_checkpoint(path, model, *, loss, classes, optimizer_state, epoch, prepr
     _write(path, metadata, arrays)
 
 
-def atomic_write(path, write):
-    """Call ``write(file)`` on a temporary file beside ``path``, then move it onto ``path``.
-
-    The temporary file gets a unique name (so concurrent writers never share
-    one), is flushed and fsynced before the rename, and is removed if
-    anything fails or interrupts the write.  The result has the permissions
-    a newly created file would get.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
-    _fsync_folder(path.parent)
-
-
-def _remove_quietly(path):
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def _fsync_folder(folder):
-    """Make the rename itself durable (a no-op where folders cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _write(path, metadata, arrays):
     try:
         text = json.dumps(metadata, allow_nan=False)
@@ -301,7 +248,7 @@ def _load(path, want_checkpoint):
         raise ModelFileError(f"{path} cannot be read (permission denied); check its permissions") from None
     except HandgradError as exc:
         raise ModelFileError(f"{path} is not a valid handgrad model file ({exc}); re-create it with handgrad") from None
-    except _PARSE_ERRORS as exc:
+    except ARCHIVE_ERRORS as exc:
         raise ModelFileError(f"{path} is corrupted or truncated ({_one_line(exc)}); "
                              "re-create it or restore a good copy") from None
 
@@ -351,41 +298,30 @@ class _Reader:
     # -- arrays --
 
     def array(self, name, dtype, shape):
-        """The member ``name`` as a new array, which must have exactly ``dtype`` and ``shape``."""
+        """The member ``name`` as a new array, which must have exactly ``dtype`` and ``shape``.
+
+        Both are checked on the member's header, before its data is read.
+        """
         info = self.members.get(name)
         if info is None:
             self.fail(f"array {name!r} is missing")
         self.unread.discard(name)
-        with self.archive.open(info) as fp:
-            found_shape, fortran, found_dtype = self._header(fp, name)
-            if found_dtype != np.dtype(dtype):
-                self.fail(f"array {name!r} has dtype {found_dtype}, expected {np.dtype(dtype)}")
-            if shape is None:
-                if len(found_shape) != 1:
-                    self.fail(f"array {name!r} has shape {found_shape}, expected a vector")
-                shape = found_shape
-            if tuple(found_shape) != tuple(shape):
-                self.fail(f"array {name!r} has shape {tuple(found_shape)}, but the architecture needs {tuple(shape)}")
-            nbytes = math.prod(shape) * found_dtype.itemsize
-            if nbytes > info.file_size:
-                self.fail(f"array {name!r} is truncated")
-            data = fp.read(nbytes)
-            if len(data) != nbytes or fp.read(1):
-                self.fail(f"array {name!r} is truncated or has trailing bytes")
-        return np.frombuffer(data, dtype=found_dtype).reshape(shape, order="F" if fortran else "C").copy()
-
-    def _header(self, fp, name):
-        version = np.lib.format.read_magic(fp)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fp)
-        elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fp)
-        else:
-            self.fail(f"array {name!r} uses .npy format version {version}, which handgrad never writes")
-        if dtype.hasobject:
-            self.fail(f"array {name!r} holds pickled Python objects, which handgrad never loads",
-                      "refusing to load it: only use model files from sources you trust")
-        return shape, fortran, dtype
+        try:
+            with NpyMember(self.archive, info) as member:
+                if member.dtype != np.dtype(dtype):
+                    self.fail(f"array {name!r} has dtype {member.dtype}, expected {np.dtype(dtype)}")
+                if shape is None:
+                    if len(member.shape) != 1:
+                        self.fail(f"array {name!r} has shape {member.shape}, expected a vector")
+                    shape = member.shape
+                if tuple(member.shape) != tuple(shape):
+                    self.fail(f"array {name!r} has shape {tuple(member.shape)}, but the architecture needs "
+                              f"{tuple(shape)}")
+                return member.read()
+        except NpyError as exc:
+            if exc.pickled:
+                self.fail(f"array {name!r} {exc}", "refusing to load it: only use model files from sources you trust")
+            self.fail(f"array {name!r} {exc}")
 
     def finite(self, name, dtype, shape):
         arr = self.array(name, dtype, shape)
@@ -502,11 +438,9 @@ class _Reader:
             return None
         if not isinstance(spec, dict):
             self.fail("its preprocessing entry is not a dictionary")
-        from handgrad.data.preprocessing import Preprocessor
-
         try:
             return Preprocessor.from_dict(spec)
-        except (HandgradError, *_PARSE_ERRORS) as exc:
+        except (HandgradError, *ARCHIVE_ERRORS) as exc:
             self.fail(f"its preprocessing entry is invalid ({_one_line(exc)})")
 
     def _dict(self, meta, key):
@@ -535,10 +469,10 @@ class _Reader:
             self.fail("its optimizer entry is missing")
         try:
             optimizer = optimizer_from_config(spec["config"])
-        except (HandgradError, *_PARSE_ERRORS) as exc:
+        except (HandgradError, *ARCHIVE_ERRORS) as exc:
             self.fail(f"its optimizer configuration is invalid ({_one_line(exc)})")
         groups, counters = spec.get("state"), spec.get("counters")
-        expected = _expected_state(optimizer, model)
+        expected = _expected_state(optimizer)
         if groups != expected and groups != []:     # [] before the first step
             self.fail(f"its optimizer state arrays {groups!r} are not the {expected!r} that "
                       f"{spec['config'].get('type')} keeps")
@@ -572,13 +506,12 @@ class _Reader:
         return {"best": best, "best_epoch": best_epoch, "wait": wait or 0, "best_weights": weights}
 
 
-def _expected_state(optimizer, model):
-    """The state-array names per group that ``optimizer`` keeps for ``model``'s one flat vector.
+def _expected_state(optimizer):
+    """The state-array names per group that ``optimizer`` keeps for a model's one flat vector.
 
-    Learned from a fresh copy after one step on zeros, so the reader needs no
-    table of optimizer internals.
+    Read from the optimizer's declared ``state_names`` (see
+    :class:`handgrad.optim.optimizers.Optimizer`): one group holding them,
+    or no group for an optimizer that keeps no state.
     """
-    probe = optimizer_from_config(optimizer.config())
-    size = model.flat_parameters.size
-    probe.step([np.zeros(size, model.dtype)], [np.zeros(size, model.dtype)])
-    return [sorted(group) for group in probe.state_dict()["state"]]
+    names = sorted(optimizer.state_names)
+    return [names] if names else []

@@ -10,13 +10,18 @@ whose error is O(h²) from truncation plus about ``ε·|f|/h`` from rounding
 compared entry by entry with one relative-error formula:
 
     err_i = |a_i − n_i| / max(|a_i|, |n_i|, floor),
-    floor = 4 ε max(|f(θ)|, 1) / h / 1e-6.
+    floor = 4 ε max(|f(θ)|, 1) / h / tolerance.
 
-Entries smaller than ``floor`` are below what the difference quotient can
-resolve to one part in a million, so they are measured on the floor's scale
-instead of their own (otherwise rounding noise on a 1e-9 entry would read as
-a 100% error).  Every check reports, per parameter, the worst ``err_i``, where
-it is, and both values there.
+The numerator's rounding noise is about ``4 ε max(|f|, 1) / h``; an entry
+smaller than ``floor`` is one the difference quotient cannot resolve to the
+relative precision ``tolerance`` asks for (one part in a million by
+default), so it is measured on the floor's scale instead of its own
+(otherwise rounding noise on a 1e-9 entry would read as a 100% error).  The
+floor follows the ``tolerance`` argument: a looser tolerance lowers it, so
+smaller entries are judged on their own scale; a stricter one raises it,
+since rounding noise alone would otherwise fail the check.  Every check
+reports, per parameter, the worst ``err_i``, where it is, and both values
+there.
 
 Entry points:
 
@@ -25,6 +30,7 @@ Entry points:
 """
 
 from dataclasses import dataclass
+from numbers import Real
 
 import numpy as np
 
@@ -98,12 +104,13 @@ def numerical_gradient(f, theta, step=STEP):
     return grad
 
 
-def compare(name, analytic, numeric, f_value, step=STEP):
-    """The :class:`GradcheckRow` for one parameter."""
+def compare(name, analytic, numeric, f_value, step=STEP, tolerance=TOLERANCE):
+    """The :class:`GradcheckRow` for one parameter (``floor`` as in the module docstring)."""
     analytic = np.asarray(analytic, dtype=np.float64)
     if analytic.shape != numeric.shape:
         raise HandgradError(f"gradient of {name} has shape {analytic.shape}, parameter has {numeric.shape}")
-    floor = _NOISE * max(abs(f_value), 1.0) / step / TOLERANCE
+    _check_tolerance(tolerance)
+    floor = _NOISE * max(abs(f_value), 1.0) / step / tolerance
     scale = np.maximum(np.maximum(np.abs(analytic), np.abs(numeric)), floor)
     errors = np.abs(analytic - numeric) / scale
     if not np.isfinite(errors).all():
@@ -113,6 +120,11 @@ def compare(name, analytic, numeric, f_value, step=STEP):
         return GradcheckRow(name, analytic.shape, 0.0, (), 0.0, 0.0)
     return GradcheckRow(name, analytic.shape, float(errors[worst]), tuple(int(i) for i in worst),
                         float(analytic[worst]), float(numeric[worst]))
+
+
+def _check_tolerance(tolerance):
+    if isinstance(tolerance, bool) or not isinstance(tolerance, Real) or not tolerance > 0:
+        raise HandgradError(f"tolerance must be a positive number, got {tolerance!r}")
 
 
 def check_function(f, grad_f, arrays, names=None, step=STEP, tolerance=TOLERANCE):
@@ -126,13 +138,14 @@ def check_function(f, grad_f, arrays, names=None, step=STEP, tolerance=TOLERANCE
     >>> report.passed
     True
     """
+    _check_tolerance(tolerance)
     arrays = [np.array(a, dtype=np.float64) for a in arrays]
     names = names or [f"arg{i}" for i in range(len(arrays))]
     analytic = grad_f(*arrays)
     if len(analytic) != len(arrays):
         raise HandgradError(f"grad_f returned {len(analytic)} gradients for {len(arrays)} arrays")
     value = float(f(*arrays))
-    rows = [compare(name, a, numerical_gradient(lambda: float(f(*arrays)), arr, step), value, step)
+    rows = [compare(name, a, numerical_gradient(lambda: float(f(*arrays)), arr, step), value, step, tolerance)
             for name, a, arr in zip(names, analytic, arrays)]
     return GradcheckReport(rows, tolerance)
 
@@ -146,8 +159,13 @@ def gradcheck(target, *args, l2=0.0, seed=0, step=STEP, tolerance=TOLERANCE):
     * ``gradcheck(layer, X)``: input and parameter gradients of the scalar
       ``Σ forward(X) ⊙ R`` for a fixed random ``R`` (so ``G = R``).
 
+    ``tolerance`` is the largest relative error that passes; it also sets
+    the noise floor below which entries are judged on the floor's scale
+    (module docstring).
+
     Returns a :class:`GradcheckReport`; ``print`` it for the table.
     """
+    _check_tolerance(tolerance)
     if isinstance(target, Sequential):
         return _check_model(target, *args, l2=l2, step=step, tolerance=tolerance)
     if isinstance(target, Loss):
@@ -167,7 +185,7 @@ def _check_model(model, loss, X, y, l2, step, tolerance):
 
     rows = []
     for name, param, grad in zip(model.parameter_names(), model.parameters(), grads):
-        rows.append(compare(name, grad, numerical_gradient(objective, param, step), value, step))
+        rows.append(compare(name, grad, numerical_gradient(objective, param, step), value, step, tolerance))
     return GradcheckReport(rows, tolerance)
 
 
@@ -187,7 +205,7 @@ def _check_loss(loss, Z, y, step, tolerance):
     value = loss.forward(Z, y)
     analytic = loss.backward().copy()
     numeric = numerical_gradient(lambda: loss.forward(Z, y), Z, step)
-    return GradcheckReport([compare("logits", analytic, numeric, value, step)], tolerance)
+    return GradcheckReport([compare("logits", analytic, numeric, value, step, tolerance)], tolerance)
 
 
 def _check_layer(layer, X, seed, step, tolerance):
@@ -201,9 +219,9 @@ def _check_layer(layer, X, seed, step, tolerance):
     value = scalar()
     dX = np.array(layer.backward(R), dtype=np.float64)
     grads = [np.array(g, dtype=np.float64) for g in layer.gradients()]
-    rows = [compare("input", dX, numerical_gradient(scalar, X, step), value, step)]
+    rows = [compare("input", dX, numerical_gradient(scalar, X, step), value, step, tolerance)]
     for name, param, grad in zip(layer.parameter_names, layer.parameters(), grads):
-        rows.append(compare(name, grad, numerical_gradient(scalar, param, step), value, step))
+        rows.append(compare(name, grad, numerical_gradient(scalar, param, step), value, step, tolerance))
     return GradcheckReport(rows, tolerance)
 
 

@@ -16,6 +16,10 @@ from handgrad.nn.layers import Dense, Layer, activation as activation_class, lay
 from handgrad.nn.losses import softmax
 from handgrad.validation import check_features, resolve_dtype
 
+# Rows per forward pass when predicting or evaluating: bounds the activations'
+# memory (4096 rows x 512 units x 4 bytes = 8 MB per layer) on any data size.
+PREDICT_BATCH_SIZE = 4096
+
 
 class Sequential:
     """A feed-forward network: ``model(X)`` returns the logits.
@@ -107,7 +111,7 @@ class Sequential:
         X = check_features(X, self.dtype, self.n_features)
         return self.forward(X).copy()
 
-    def predict_proba(self, X, batch_size=4096):
+    def predict_proba(self, X, batch_size=PREDICT_BATCH_SIZE):
         """Class probabilities ``softmax(model(X))``, computed in chunks of rows."""
         X = check_features(X, self.dtype, self.n_features)
         out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
@@ -116,7 +120,7 @@ class Sequential:
             softmax(self.forward(X[start:stop]), out=out[start:stop])
         return out
 
-    def predict(self, X, batch_size=4096):
+    def predict(self, X, batch_size=PREDICT_BATCH_SIZE):
         """Index of the largest logit for each row."""
         X = check_features(X, self.dtype, self.n_features)
         labels = np.empty(X.shape[0], dtype=np.intp)

@@ -4,11 +4,46 @@
 
 (seed 000's ``L = −log S_y + ½λΣW²``; biases are not penalised).  Its
 gradient adds ``λ W`` to each weight gradient (seed 000's ``∂L_reg/∂W = λW``).
+
+The L2 term has one owner: :func:`l2_value` and :func:`add_l2_gradient`.
+They work on a model's flat vectors, whose first ``n_decayed`` entries are
+exactly the decayed weights (see :class:`~handgrad.nn.model.Sequential`).
+The optimizers call :func:`add_l2_gradient` inside their update; their
+optional compiled kernels (:mod:`handgrad.optim._fused`) perform the same
+float operations element by element, with bit-identical results.
 """
 
 import numpy as np
 
 from handgrad.validation import check_features, check_targets
+
+
+def l2_value(params, n_decayed, l2):
+    """The penalty ``(λ/2) ‖θ[:n_decayed]‖²`` as a Python float (0.0 without decay).
+
+    ``params`` is a model's ``flat_parameters``; the squared norm is one
+    ``np.dot`` in the parameters' dtype.
+    """
+    if not l2 or not n_decayed:
+        return 0.0
+    weights = params[:n_decayed]
+    return 0.5 * l2 * float(np.dot(weights, weights))
+
+
+def add_l2_gradient(params, grads, n_decayed, l2, scratch=None):
+    """``grads[:n_decayed] += λ params[:n_decayed]``: the gradient of :func:`l2_value`, added in place.
+
+    ``λ`` enters as a Python float, so the product is taken in the
+    parameters' dtype (float32 stays float32), rounded, then added: the
+    order the compiled kernels follow.  ``scratch`` (``n_decayed`` entries
+    of the parameters' dtype) holds the product; without it one is allocated.
+    """
+    if not l2 or not n_decayed:
+        return
+    if scratch is None:
+        scratch = np.empty(n_decayed, dtype=params.dtype)
+    np.multiply(params[:n_decayed], float(l2), out=scratch)
+    grads[:n_decayed] += scratch
 
 
 def loss_and_gradients(model, loss, X, y, l2=0.0):
@@ -30,8 +65,7 @@ def objective_step(model, loss, X, y, l2):
     reused forward buffer.
     """
     value, logits = data_gradient_step(model, loss, X, y, l2)
-    if l2:
-        model.flat_gradients[:model.n_decayed] += l2 * model.flat_parameters[:model.n_decayed]
+    add_l2_gradient(model.flat_parameters, model.flat_gradients, model.n_decayed, l2)
     return value, logits
 
 
@@ -45,6 +79,5 @@ def data_gradient_step(model, loss, X, y, l2):
     value = loss.forward(logits, y)
     model.backward(loss.backward())
     if l2:
-        weights = model.flat_parameters[:model.n_decayed]
-        value += 0.5 * l2 * float(np.dot(weights, weights))
+        value += l2_value(model.flat_parameters, model.n_decayed, l2)
     return value, logits

@@ -69,7 +69,7 @@ def _build(numba):
 
     @jit(_signatures(4, 7))
     def adam(p, g, m, v, n_decayed, l2, b1, b2, one_minus_b1, one_minus_b2, step_size, eps_hat):
-        """``g[:n_decayed] += l2 p``; then the Adam update of optimizers.Adam.step.
+        """``g[:n_decayed] += l2 p`` (nn.objective.add_l2_gradient); then the update of optimizers.Adam.step.
 
         All scalars arrive already cast to the dtype of ``p``.
         """
@@ -85,7 +85,7 @@ def _build(numba):
 
     @jit(_signatures(3, 3, ", boolean"))
     def sgd_momentum(p, g, velocity, n_decayed, l2, lr, mu, nesterov):
-        """``g[:n_decayed] += l2 p``; then the momentum update of optimizers.SGD.step."""
+        """``g[:n_decayed] += l2 p`` (nn.objective.add_l2_gradient); then the update of optimizers.SGD.step."""
         for i in range(n_decayed):
             g[i] += l2 * p[i]
         for i in range(p.size):

@@ -18,6 +18,7 @@ import numpy as np
 
 from handgrad.optim import _fused
 from handgrad.errors import HandgradError
+from handgrad.nn.objective import add_l2_gradient
 from handgrad.registry import OPTIMIZERS
 
 
@@ -28,10 +29,17 @@ def _positive(name, value):
 
 
 class Optimizer:
-    """Base class.  Defining a subclass registers it (see :mod:`handgrad.registry`); ``name`` is
-    the spelling users type (``--optimizer``), the class name in lower case unless set."""
+    """Base class: ``step``, ``step_flat``, state for checkpoints, and ``prepare``.
+
+    A subclass declares the names of the arrays it keeps per parameter group
+    in the class attribute ``state_names`` (an instance may narrow them, as
+    SGD without momentum keeps none).  They are what ``state_dict`` saves and
+    what a checkpoint must hold (:mod:`handgrad.io.modelfile` checks a file
+    against them).
+    """
 
     name = None
+    state_names = ()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -47,7 +55,18 @@ class Optimizer:
     # reuse them, but carry no information and are never saved.
     _WORK_BUFFERS = ("scratch",)
 
-    def _ensure_state(self, params, names):
+    def prepare(self, param):
+        """Get ready to update ``param`` (a model's flat parameter vector) with :meth:`step_flat`.
+
+        Loads the compiled updates now if ``step_flat`` will use them for a
+        vector of this size, so that loading (about a second, once per
+        process) is not charged to the first step.  Optional: ``step_flat``
+        loads them itself when needed.
+        """
+        _fused.kernels_for(param.size)
+
+    def _ensure_state(self, params):
+        names = (*self.state_names, *self._WORK_BUFFERS)
         if not self.state:
             self.state = [{n: np.zeros_like(p) for n in names} for p in params]
         elif [s[names[0]].shape for s in self.state] != [p.shape for p in params]:
@@ -84,7 +103,7 @@ class Optimizer:
         Subclasses fuse the two into one pass where they can.
         """
         if l2 and n_decayed:
-            add_decay_gradient(param, grad, l2, n_decayed, self._decay_scratch(param, n_decayed))
+            add_l2_gradient(param, grad, n_decayed, l2, self._decay_scratch(param, n_decayed))
         self.step([param], [grad])
 
     def _decay_scratch(self, param, n_decayed):
@@ -107,12 +126,6 @@ def _compiled_kernels(optimizer, cls, param, grad):
     return _fused.kernels_for(param.size)
 
 
-def add_decay_gradient(param, grad, l2, n_decayed, scratch):
-    """``grad[:n] += λ param[:n]`` (the gradient of ``(λ/2)‖W‖²``) without allocating."""
-    np.multiply(param[:n_decayed], l2, out=scratch)
-    grad[:n_decayed] += scratch
-
-
 class SGD(Optimizer):
     """Stochastic gradient descent with optional (Nesterov) momentum.
 
@@ -124,6 +137,8 @@ class SGD(Optimizer):
     schedule rescales every later step at once (PyTorch's convention).
     """
 
+    state_names = ("velocity",)
+
     def __init__(self, lr=0.01, momentum=0.0, nesterov=False):
         super().__init__(lr)
         if not 0 <= momentum < 1:
@@ -131,13 +146,15 @@ class SGD(Optimizer):
         if nesterov and momentum == 0:
             raise HandgradError("nesterov=True needs momentum > 0")
         self.momentum, self.nesterov = float(momentum), bool(nesterov)
+        if self.momentum == 0:
+            self.state_names = ()           # plain SGD keeps no state
 
     def step(self, params, grads):
         if self.momentum == 0:
             for p, g in zip(params, grads):
                 p -= self.lr * g
             return
-        self._ensure_state(params, ("velocity", "scratch"))
+        self._ensure_state(params)
         mu = self.momentum
         for p, g, s in zip(params, grads, self.state):
             v, tmp = s["velocity"], s["scratch"]
@@ -156,7 +173,7 @@ class SGD(Optimizer):
         if kernels is None or self.momentum == 0:
             super().step_flat(param, grad, l2, n_decayed)
             return
-        self._ensure_state([param], ("velocity", "scratch"))
+        self._ensure_state([param])
         cast = param.dtype.type
         kernels.sgd_momentum(param, grad, self.state[0]["velocity"], n_decayed if l2 else 0, cast(l2),
                              cast(self.lr), cast(self.momentum), self.nesterov)
@@ -181,6 +198,8 @@ class Adam(Optimizer):
     over ``m`` or ``v``.
     """
 
+    state_names = ("m", "v")
+
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
         super().__init__(lr)
         b1, b2 = betas
@@ -191,7 +210,7 @@ class Adam(Optimizer):
         self.t = 0
 
     def step(self, params, grads):
-        self._ensure_state(params, ("m", "v", "scratch"))
+        self._ensure_state(params)
         self.t += 1
         b1, b2 = self.beta1, self.beta2
         step_size, eps_hat = self._corrected()
@@ -220,7 +239,7 @@ class Adam(Optimizer):
         if kernels is None:
             super().step_flat(param, grad, l2, n_decayed)
             return
-        self._ensure_state([param], ("m", "v", "scratch"))
+        self._ensure_state([param])
         self.t += 1
         step_size, eps_hat = self._corrected()
         state, cast = self.state[0], param.dtype.type

@@ -3,21 +3,19 @@
 Figures are built on :class:`matplotlib.figure.Figure` directly, never through
 ``pyplot``, so drawing needs no display, no backend choice and no global
 figure registry: this works the same on a headless server and inside a
-notebook.  Each file is written atomically (a temporary file in the same
-folder, then :func:`os.replace`), so a crash never leaves a half-written PNG
-over a good one.
+notebook.  Each file is written atomically (:func:`handgrad.files.atomic_write`:
+a temporary file in the same folder, then :func:`os.replace`), so a crash
+never leaves a half-written PNG over a good one.
 """
 
 import math
-import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from handgrad.errors import DataError, HandgradError
+from handgrad.files import UnwritableFolder, atomic_write
 from handgrad.report.metrics import check_confusion_matrix
 
 _DPI = 100
@@ -180,20 +178,9 @@ def _diverging_cmap():
 
 def _save(fig, path):
     """Write ``fig`` as PNG to ``path`` atomically, creating the folder if needed."""
-    path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        fig.clear()
+        atomic_write(path, lambda handle: fig.savefig(handle, format="png"), make_folder=True)
+    except UnwritableFolder as exc:
         raise HandgradError(f"cannot write {path}: {exc.strerror}; choose a folder you can write to") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format="png")
-        os.chmod(tmp, 0o644)                 # mkstemp makes the file private; a plot is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
     finally:
         fig.clear()                          # drop the artists now rather than at garbage collection

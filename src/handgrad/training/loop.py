@@ -1,8 +1,10 @@
 """``fit``: minibatch training by the hand-derived gradients.
 
 The loop knows a model only through ``forward``, ``backward`` and its flat
-parameter and gradient vectors, and an optimizer only through ``step``.
-Everything optional (early stopping, progress, checkpoints) is a callback.
+parameter and gradient vectors, and an optimizer only through ``step`` (plus,
+where the optimizer has them, ``lr``, ``state_dict`` and ``load_state_dict``:
+see :func:`fit`).  Everything optional (early stopping, progress,
+checkpoints) is a callback.
 
 Determinism: the validation split and each epoch's shuffle come from
 generators seeded by ``(seed, purpose, epoch)``, so the same seed (and the
@@ -12,13 +14,14 @@ epoch k shuffles exactly as the uninterrupted run did.
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from numbers import Real
 
 import numpy as np
 
-from handgrad.optim import _fused
 from handgrad.training.callbacks import Callback, EarlyStopping, EpochLogger
 from handgrad.errors import HandgradError, TrainingDiverged
+from handgrad.nn.model import PREDICT_BATCH_SIZE
 from handgrad.nn.objective import data_gradient_step, objective_step
 from handgrad.optim.optimizers import Adam, Optimizer
 from handgrad.validation import check_features, check_targets
@@ -67,7 +70,6 @@ class TrainingContext:
     epoch: int = 0
     stop: bool = False
     loss_scale: float = None
-    extra: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -86,7 +88,17 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
 
     Parameters
     ----------
-    optimizer : an optimizer with ``step(params, grads)``; default ``Adam(1e-3)``.
+    optimizer : default ``Adam(1e-3)``.  Any object with a method
+        ``step(params, grads)`` will do: each minibatch calls it with two
+        one-element lists, the model's flat parameter vector and the
+        gradient of the whole objective (L2 included), and it updates the
+        parameters in place.  If the object also has ``state_dict()`` and
+        ``load_state_dict(state)``, its state is rolled back with the weights
+        when training diverges (otherwise only the weights are); if it has an
+        ``lr`` attribute, the history records it and ``lr_schedule`` sets it
+        (a schedule needs one).  handgrad's optimizers (subclasses of
+        :class:`~handgrad.optim.optimizers.Optimizer`) have all of these and
+        add the L2 gradient inside their own update pass.
     l2 : λ of the objective ``loss + (λ/2) Σ‖W‖²``.
     validation_fraction : share of ``(X, y)`` held out (seeded split);
         ``validation_data=(X_val, y_val)`` gives a set explicitly instead.
@@ -112,6 +124,7 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
     loss and ln C, the loss of a uniform guess over C classes.
     """
     optimizer = optimizer if optimizer is not None else Adam()
+    _check_optimizer(optimizer, lr_schedule)
     _check_settings(epochs, batch_size, l2, validation_fraction, initial_epoch)
     seed = int(np.random.SeedSequence().entropy % 2**32) if seed is None else _check_seed(seed)
     data = _prepare_data(model, X, y, validation_fraction, validation_data, seed)
@@ -121,7 +134,7 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
     batch_callbacks = [cb for cb in cbs
                        if getattr(type(cb), "on_batch_end", Callback.on_batch_end) is not Callback.on_batch_end]
     if isinstance(optimizer, Optimizer):
-        _fused.kernels_for(model.flat_parameters.size)   # load compiled updates now, not on the epoch clock
+        optimizer.prepare(model.flat_parameters)          # load compiled updates now, not on the epoch clock
     for cb in cbs:
         cb.on_train_begin(ctx)
     try:
@@ -129,7 +142,7 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
             ctx.epoch = epoch
             record = _run_epoch(ctx, data, batch_size, l2, lr_schedule, shuffle, batch_callbacks)
             if data.X_val is not None:
-                record.update(evaluate(model, loss, data.X_val, data.y_val))
+                record.update(_evaluate(model, loss, data.X_val, data.y_val))
             history.append(record)
             for cb in cbs:
                 cb.on_epoch_end(ctx, record)
@@ -144,6 +157,15 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
     for cb in cbs:
         cb.on_train_end(ctx)
     return history
+
+
+def _check_optimizer(optimizer, lr_schedule):
+    if not callable(getattr(optimizer, "step", None)):
+        raise HandgradError(f"the optimizer {type(optimizer).__name__} has no step(params, grads) method; "
+                            "pass hg.Adam(), hg.SGD() or an object with one")
+    if lr_schedule is not None and not hasattr(optimizer, "lr"):
+        raise HandgradError(f"lr_schedule sets optimizer.lr, but {type(optimizer).__name__} has no lr attribute; "
+                            "give it one (and read it in step), or drop the schedule")
 
 
 def _check_settings(epochs, batch_size, l2, validation_fraction, initial_epoch):
@@ -240,7 +262,7 @@ def _run_epoch(ctx, data, batch_size, l2, lr_schedule, shuffle, batch_callbacks)
         raise snapshot.diverged(ctx, f"training loss rose to {total_loss / n:.4g} in epoch {ctx.epoch + 1}, over "
                                      f"{DIVERGENCE_FACTOR:g} times its starting scale {ctx.loss_scale:.4g}")
     return {"epoch": ctx.epoch, "train_loss": total_loss / n, "train_accuracy": correct / n,
-            "lr": optimizer.lr, "seconds": seconds}
+            "lr": getattr(optimizer, "lr", None), "seconds": seconds}
 
 
 def _step_functions(optimizer):
@@ -265,27 +287,52 @@ def _count_correct(logits, y):
 
 
 class _Snapshot:
-    """Weights and optimizer state at the start of an epoch, to fall back on."""
+    """Weights and optimizer state at the start of an epoch, to fall back on.
+
+    An optimizer without ``state_dict`` and ``load_state_dict`` has its
+    weights restored only.
+    """
 
     def __init__(self, model, optimizer):
         self.model, self.optimizer = model, optimizer
         self.weights = model.get_weights()
-        self.optimizer_state = optimizer.state_dict()
+        self.stateful = callable(getattr(optimizer, "state_dict", None)) and \
+            callable(getattr(optimizer, "load_state_dict", None))
+        self.optimizer_state = optimizer.state_dict() if self.stateful else None
 
     def restore(self):
         self.model.set_weights(self.weights)
-        self.optimizer.load_state_dict(self.optimizer_state)
+        if self.stateful:
+            self.optimizer.load_state_dict(self.optimizer_state)
 
     def diverged(self, ctx, what):
         """Fall back, and return the error that reports ``what`` went wrong."""
         self.restore()
-        return TrainingDiverged(f"{what}; weights restored to the end of epoch {ctx.epoch}; "
-                                f"lower the learning rate (now {self.optimizer.lr:g})",
+        lr = getattr(self.optimizer, "lr", None)
+        remedy = f"lower the learning rate (now {lr:g})" if isinstance(lr, Real) else "lower the learning rate"
+        return TrainingDiverged(f"{what}; weights restored to the end of epoch {ctx.epoch}; {remedy}",
                                 history=ctx.history, epoch=ctx.epoch)
 
 
-def evaluate(model, loss, X, y, batch_size=4096):
-    """Mean loss (without L2) and accuracy of ``model`` on checked ``(X, y)``."""
+def evaluate(model, loss, X, y, batch_size=PREDICT_BATCH_SIZE):
+    """Mean loss (without L2) and accuracy of ``model`` on ``(X, y)``.
+
+    ``X`` and ``y`` are checked as ``fit`` checks them (a 2-D finite array
+    with the model's feature count; labels ``0..C-1`` or a target matrix);
+    bad input raises a one-line :class:`~handgrad.errors.DataError`.  Rows
+    go through the model ``batch_size`` at a time.
+
+    Returns ``{"val_loss": ..., "val_accuracy": ...}``.
+    """
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+        raise HandgradError(f"batch_size must be a positive integer, got {batch_size!r}")
+    X = check_features(X, model.dtype, model.n_features)
+    y = check_targets(y, X.shape[0], model.n_outputs, model.dtype)
+    return _evaluate(model, loss, X, y, int(batch_size))
+
+
+def _evaluate(model, loss, X, y, batch_size=PREDICT_BATCH_SIZE):
+    """:func:`evaluate` on already-checked ``(X, y)`` (the validation data of ``fit``)."""
     n = X.shape[0]
     total, correct = 0.0, 0
     for start in range(0, n, batch_size):
