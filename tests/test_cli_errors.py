@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 import handgrad as hg
-from handgrad.io.modelfile import load_checkpoint, save_model
 from handgrad.data.preprocessing import Preprocessor
+from handgrad.io.modelfile import load_checkpoint, save_model
 
 PRECIOUS = b"a model file that a failed command must not touch"
 FAST = ["--threads", "1", "--no-plots", "--no-progress"]

@@ -11,8 +11,8 @@ from functools import partial
 import pytest
 
 from handgrad.data import datasets
-from handgrad.errors import DataError
 from handgrad.data.idx import read_idx
+from handgrad.errors import DataError
 
 LABEL_FILES = ["train-labels-idx1-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
 IMAGE_FILES = ["train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz"]

@@ -5,7 +5,6 @@ import warnings
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer, load_digits, load_wine, make_blobs
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
@@ -14,6 +13,7 @@ from sklearn.neural_network import MLPClassifier as SklearnMLP
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError
+from threadpoolctl import threadpool_limits
 
 import handgrad as hg
 from handgrad.errors import DataError, HandgradError
@@ -220,7 +220,7 @@ def test_early_stopping_keeps_the_best_validation_epoch(digits_split):
 def test_partial_fit_learns_over_calls(digits_split):
     X, X_test, y, y_test = digits_split
     clf = small()
-    for epoch in range(8):
+    for _epoch in range(8):
         for start in range(0, len(X), 300):
             clf.partial_fit(X[start:start + 300], y[start:start + 300], classes=np.arange(10))
     assert clf.n_iter_ == 1 and clf.t_ == 8 * len(X)

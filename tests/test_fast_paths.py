@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import handgrad as hg
-from handgrad.optim import _fused
 from handgrad.nn.objective import data_gradient_step, objective_step
+from handgrad.optim import _fused
 
 OPTIMIZERS = {
     "adam": lambda: hg.Adam(3e-3),

@@ -7,8 +7,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from handgrad.errors import DataError
 from handgrad.data.idx import IDX_DTYPES, read_idx
+from handgrad.errors import DataError
 
 CODE_OF = {dtype.str[1:]: code for code, dtype in IDX_DTYPES.items()}
 

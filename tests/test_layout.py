@@ -1,6 +1,6 @@
 """The package's layers: every import of a handgrad module runs downward (or within a layer).
 
-From the base up: errors, validation, files and the version; nn; optim;
+From the base up: errors, validation, files, the registry and the version; nn; optim;
 training; data; io; report; the estimator; the command line.  The package's
 ``__init__`` (the public facade) and ``__main__`` may import anything.
 Imports inside functions count too: a lazy import still ties the layers.
@@ -15,7 +15,7 @@ import handgrad
 
 PACKAGE = Path(handgrad.__file__).parent
 LAYERS = [
-    {"errors", "validation", "files", "_version"},
+    {"errors", "validation", "files", "registry", "_version"},
     {"nn"},
     {"optim"},
     {"training"},

@@ -116,7 +116,7 @@ def test_batch_size_larger_than_the_dataset_is_one_full_batch():
         log = []
 
         class CountBatches(hg.Callback):
-            def on_batch_end(self, ctx, batch, n_batches, loss):
+            def on_batch_end(self, ctx, batch, n_batches, loss, log=log):
                 log.append(n_batches)
 
         hg.fit(model, hg.SoftmaxCrossEntropy(), X, y, epochs=2, batch_size=batch_size, callbacks=[CountBatches()],

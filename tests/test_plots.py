@@ -9,8 +9,7 @@ from matplotlib.image import imread
 
 from handgrad.errors import DataError, HandgradError
 from handgrad.report.metrics import confusion_matrix
-from handgrad.report.plots import (_weight_mosaic, plot_confusion_matrix, plot_first_layer_weights,
-                            plot_learning_curves)
+from handgrad.report.plots import _weight_mosaic, plot_confusion_matrix, plot_first_layer_weights, plot_learning_curves
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

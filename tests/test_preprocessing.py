@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from handgrad.errors import DataError, ModelFileError
 from handgrad.data.preprocessing import Preprocessor
+from handgrad.errors import DataError, ModelFileError
 
 
 def test_image_rule_divides_by_the_largest_training_pixel(rng):

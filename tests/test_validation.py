@@ -85,8 +85,8 @@ def test_bad_targets_are_refused_by_loss_and_gradients_and_fit(case):
     X, _ = good_data()
     model = fresh_model()
     for loss in (hg.SoftmaxCrossEntropy(), hg.SoftmaxBinaryCrossEntropy()):
-        assert_refused(lambda: hg.loss_and_gradients(model, loss, X, y), model, message)
-        assert_refused(lambda: hg.fit(model, loss, X, y, epochs=1, seed=0), model, message)
+        assert_refused(lambda loss=loss: hg.loss_and_gradients(model, loss, X, y), model, message)
+        assert_refused(lambda loss=loss: hg.fit(model, loss, X, y, epochs=1, seed=0), model, message)
 
 
 @pytest.mark.parametrize("case", ["nan", "wrong-width", "empty"])

@@ -5,20 +5,19 @@ derivation in its docstring, and checked against finite differences and an
 independent autodiff engine.  See ``docs/derivations.md``.
 """
 
-from handgrad.training.callbacks import Callback, EarlyStopping, EpochLogger
+from handgrad import registry
+from handgrad._version import __version__  # noqa: F401 - the package's version, re-exported
 from handgrad.errors import DataError, HandgradError, ModelFileError, TrainingDiverged
+from handgrad.io.modelfile import load, save
 from handgrad.nn.gradcheck import GradcheckReport, check_function, gradcheck
 from handgrad.nn.layers import Activation, Dense, Identity, Layer, ReLU, Sigmoid, Tanh, activations
 from handgrad.nn.losses import Loss, SoftmaxBinaryCrossEntropy, SoftmaxCrossEntropy, log_softmax, losses, softmax
 from handgrad.nn.model import Sequential, mlp
 from handgrad.nn.objective import loss_and_gradients
-from handgrad.optim.optimizers import SGD, Adam, Optimizer
-from handgrad.io.modelfile import load, save
-from handgrad import registry
-from handgrad.training.loop import History, TrainingContext, evaluate, fit
 from handgrad.optim import schedules
-
-from handgrad._version import __version__
+from handgrad.optim.optimizers import SGD, Adam, Optimizer
+from handgrad.training.callbacks import Callback, EarlyStopping, EpochLogger
+from handgrad.training.loop import History, TrainingContext, evaluate, fit
 
 
 def __getattr__(name):

@@ -390,7 +390,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 break
             if self.n_iter_ == self.max_iter:
                 warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
-                              "optimization hasn't converged yet.", ConvergenceWarning)
+                              "optimization hasn't converged yet.", ConvergenceWarning, stacklevel=3)
         if self.early_stopping:
             model.set_weights(self._best_weights)
 
@@ -398,7 +398,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if self.batch_size == "auto":
             return min(200, n)
         if self.batch_size > n:
-            warnings.warn(f"batch_size={self.batch_size} is larger than the {n} training samples; using {n}")
+            warnings.warn(f"batch_size={self.batch_size} is larger than the {n} training samples; using {n}", stacklevel=4)
         return min(self.batch_size, n)
 
     def _update_no_improvement_count(self, model, data):

@@ -12,9 +12,9 @@ import sys
 import traceback
 
 from handgrad._version import __version__
-from handgrad.errors import HandgradError
 from handgrad.cli import check, evaluate, predict, train
 from handgrad.cli.interrupts import Interrupted, guard
+from handgrad.errors import HandgradError
 
 EXAMPLES = """\
 examples:

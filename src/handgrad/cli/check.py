@@ -10,9 +10,9 @@ import argparse
 import numpy as np
 
 import handgrad as hg
-from handgrad.io.modelfile import load_model
 from handgrad.cli.common import describe
 from handgrad.cli.settings import argument_type, non_negative_int
+from handgrad.io.modelfile import load_model
 
 EXAMPLES = """\
 examples:

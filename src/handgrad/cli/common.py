@@ -5,10 +5,10 @@ from pathlib import Path
 
 import numpy as np
 
-from handgrad.errors import DataError, HandgradError
-from handgrad.nn.layers import Activation
-from handgrad.files import atomic_write
 from handgrad.cli.interrupts import guard
+from handgrad.errors import DataError, HandgradError
+from handgrad.files import atomic_write
+from handgrad.nn.layers import Activation
 
 
 def check_writable(path, what, folder=False):

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
+from handgrad.cli.common import check_writable, describe, labels_in_model_order, model_features
 from handgrad.errors import DataError
 from handgrad.io.modelfile import load_model
-from handgrad.cli.common import check_writable, describe, labels_in_model_order, model_features
 
 EXAMPLES = """\
 examples:

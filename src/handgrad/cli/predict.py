@@ -5,8 +5,8 @@ import csv
 import io
 import sys
 
-from handgrad.io.modelfile import load_model
 from handgrad.cli.common import check_writable, model_features, write_text
+from handgrad.io.modelfile import load_model
 
 EXAMPLES = """\
 examples:

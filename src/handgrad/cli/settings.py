@@ -11,8 +11,8 @@ import inspect
 from pathlib import Path
 
 import handgrad as hg
-from handgrad.errors import HandgradError
 from handgrad.cli.presets import preset_for
+from handgrad.errors import HandgradError
 
 BUILT_IN = ("digits", "mnist", "fashion-mnist")
 DTYPES = ("float32", "float64")

@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 
 import handgrad as hg
-from handgrad.errors import HandgradError, TrainingDiverged
-from handgrad.io.modelfile import load_checkpoint, save_checkpoint, save_model
 from handgrad.cli import settings as S
 from handgrad.cli.common import check_writable, describe, write_text
 from handgrad.cli.interrupts import Interrupted, guard
+from handgrad.errors import HandgradError, TrainingDiverged
+from handgrad.io.modelfile import load_checkpoint, save_checkpoint, save_model
 
 DEFAULT_OUT = Path("handgrad-out") / "model.npz"
 

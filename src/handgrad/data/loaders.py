@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from handgrad.data import datasets
-from handgrad.errors import DataError
 from handgrad.data.idx import read_idx
 from handgrad.data.tabular import read_csv, read_csv_features, read_npz
+from handgrad.errors import DataError
 
 MAX_LABEL_CHARS = 256
 

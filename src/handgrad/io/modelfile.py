@@ -33,12 +33,12 @@ from pathlib import Path
 import numpy as np
 
 from handgrad.data.preprocessing import Preprocessor
-from handgrad.files import ARCHIVE_ERRORS, NpyError, NpyMember, atomic_write
 from handgrad.errors import HandgradError, ModelFileError
+from handgrad.files import ARCHIVE_ERRORS, NpyError, NpyMember, atomic_write
 from handgrad.nn.losses import loss_from_config
 from handgrad.nn.model import Sequential, stored_arrays
-from handgrad.registry import LAYERS
 from handgrad.optim.optimizers import optimizer_from_config
+from handgrad.registry import LAYERS
 
 FORMAT_NAME = "handgrad-model"
 FORMAT_VERSION = 1

@@ -11,9 +11,10 @@ layer order (``W₁, b₁, W₂, b₂, …``), and writing into them changes the
 import numpy as np
 
 from handgrad.errors import HandgradError
-from handgrad.registry import LAYERS
-from handgrad.nn.layers import Dense, Layer, activation as activation_class, layer_from_config
+from handgrad.nn.layers import Dense, Layer, layer_from_config
+from handgrad.nn.layers import activation as activation_class
 from handgrad.nn.losses import softmax
+from handgrad.registry import LAYERS
 from handgrad.validation import check_features, resolve_dtype
 
 # Rows per forward pass when predicting or evaluating: bounds the activations'
@@ -209,7 +210,7 @@ class Sequential:
     def astype(self, dtype):
         """A copy of this model with parameters (and buffers) in ``dtype``; every layer's settings kept."""
         clone = Sequential.from_config(self.config(), dtype)
-        for name, position, attribute, is_buffer in stored_arrays(self.config()):
+        for _name, position, attribute, is_buffer in stored_arrays(self.config()):
             value = getattr(self.layers[position], attribute)
             if is_buffer:
                 setattr(clone.layers[position], attribute, np.array(value, dtype=clone.dtype))

@@ -16,9 +16,9 @@ import math
 
 import numpy as np
 
-from handgrad.optim import _fused
 from handgrad.errors import HandgradError
 from handgrad.nn.objective import add_l2_gradient
+from handgrad.optim import _fused
 from handgrad.registry import OPTIMIZERS
 
 

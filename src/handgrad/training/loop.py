@@ -19,11 +19,11 @@ from numbers import Real
 
 import numpy as np
 
-from handgrad.training.callbacks import Callback, EarlyStopping, EpochLogger
 from handgrad.errors import HandgradError, TrainingDiverged
 from handgrad.nn.model import PREDICT_BATCH_SIZE
 from handgrad.nn.objective import data_gradient_step, objective_step
 from handgrad.optim.optimizers import Adam, Optimizer
+from handgrad.training.callbacks import Callback, EarlyStopping, EpochLogger
 from handgrad.validation import check_features, check_targets
 
 _SPLIT, _SHUFFLE = 0, 1
