@@ -10,6 +10,8 @@ from handgrad._version import __version__  # noqa: F401 - the package's version,
 from handgrad.errors import DataError, HandgradError, ModelFileError, TrainingDiverged
 from handgrad.io.modelfile import load, save
 from handgrad.nn.gradcheck import GradcheckReport, check_function, gradcheck
+from handgrad.nn.derivation import Derivation
+from handgrad.nn.derive import derive
 from handgrad.nn.layers import Activation, Dense, Identity, Layer, ReLU, Sigmoid, Tanh, activations
 from handgrad.nn.losses import Loss, SoftmaxBinaryCrossEntropy, SoftmaxCrossEntropy, log_softmax, losses, softmax
 from handgrad.nn.model import Sequential, mlp
@@ -35,4 +37,5 @@ __all__ = [
     "ReLU", "SGD", "Sequential", "Sigmoid", "SoftmaxBinaryCrossEntropy", "SoftmaxCrossEntropy", "Tanh",
     "TrainingContext", "TrainingDiverged", "activations", "check_function", "evaluate", "fit", "gradcheck",
     "load", "log_softmax", "loss_and_gradients", "losses", "mlp", "registry", "save", "schedules", "softmax",
+    "Derivation", "derive",
 ]

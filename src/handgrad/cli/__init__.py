@@ -12,7 +12,7 @@ import sys
 import traceback
 
 from handgrad._version import __version__
-from handgrad.cli import check, evaluate, predict, train
+from handgrad.cli import check, derive, evaluate, predict, train
 from handgrad.cli.interrupts import Interrupted, guard
 from handgrad.errors import HandgradError
 
@@ -42,7 +42,7 @@ def build_parser():
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show the traceback of an error")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in (train, evaluate, predict, check):
+    for module in (train, evaluate, predict, check, derive):
         module.add_parser(commands, [common])
     return parser
 

@@ -16,6 +16,7 @@ modifies the arrays it receives as input.
 import numpy as np
 
 from handgrad.errors import HandgradError
+from handgrad.nn.derivation import Derivation
 from handgrad.registry import LAYERS, constructor_arguments, snake_case
 from handgrad.validation import resolve_dtype
 
@@ -40,6 +41,21 @@ class Layer:
     ``initializer`` is what a layer asks of the Dense layer before it: "he"
     or "glorot", or None for a layer that leaves the choice to the next one
     (see :meth:`Dense.initialize`).
+
+    ``derivation`` declares the layer's maths once, for ``hg.derive`` and
+    ``handgrad derive`` to print for a concrete network (see
+    :mod:`handgrad.nn.derivation` for the formula syntax)::
+
+        derivation = hg.Derivation(
+            forward="A = max(αZ, Z)",
+            backward={"input": "∂J/∂Z = G ⊙ (I(Z > 0) + α I(Z ≤ 0))"},
+            seeds=(), section="activations", note="α = $alpha")
+
+    ``backward`` holds ``"input"`` (``∂J/∂(input)`` from ``G = ∂J/∂(output)``)
+    and one equation per name in ``parameter_names``; ``shapes`` optionally
+    spells out the operands (``{"forward": "n×$in · $in×$out + $out"}``);
+    ``seeds`` names the seed documents it comes from.  A layer without a
+    declaration (None) is printed with a note instead.
     """
 
     parameter_names = ()
@@ -48,6 +64,7 @@ class Layer:
     name = None
     initializer = None
     in_place = False
+    derivation = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -102,6 +119,8 @@ def _empty_like(X, out):
 class Identity(Activation):
     """``A = Z``; backward passes ``G`` through unchanged (a copy)."""
 
+    derivation = Derivation(forward="A = Z", backward={"input": "∂J/∂Z = G"}, section="activations")
+
     in_place = True
 
     def forward(self, Z, out=None):
@@ -129,6 +148,10 @@ class Sigmoid(Activation):
     in float64).  ``½(1 + tanh(z/2))``, the same function on paper, cancels
     in the negative tail (44% off at z = −17 in float32, 0 below −20).
     """
+
+    derivation = Derivation(forward="A = σ(Z) = 1/(1 + exp(−Z))",
+                            backward={"input": "∂J/∂Z = G ⊙ A ⊙ (1 − A)"}, seeds="000", section="activations",
+                            note="σ′(z) = σ(z)(1 − σ(z)), by the quotient rule as in seed 000")
 
     in_place = True
 
@@ -161,6 +184,9 @@ class Tanh(Activation):
     Backward: ``tanh'(a) = 1 − tanh²(a)`` (seed 004), so ``∂L/∂Z = G ⊙ (1 − A²)``.
     """
 
+    derivation = Derivation(forward="A = tanh(Z)", backward={"input": "∂J/∂Z = G ⊙ (1 − A²)"},
+                            seeds="004", section="activations", note="seed 004's hidden unit h, with h′ = 1 − h²")
+
     in_place = True
 
     def forward(self, Z, out=None):
@@ -186,6 +212,10 @@ class ReLU(Activation):
     it as ``I(ω₁x + b₁)``), so ``∂L/∂Z = G ⊙ I(Z > 0)``.  At ``z = 0`` the
     derivative is undefined; handgrad uses 0 there, like PyTorch.
     """
+
+    derivation = Derivation(forward="A = max(0, Z)", backward={"input": "∂J/∂Z = G ⊙ I(Z > 0)"},
+                            seeds="003", section="activations",
+                            note="I(Z > 0) is 0 at Z = 0 (seed 003's case split takes 1 there)")
 
     name = "relu"
     initializer = "he"
@@ -224,6 +254,14 @@ class Dense(Layer):
     ``initializer`` the following activation declares (Glorot until then).
     Biases start at zero.
     """
+
+    derivation = Derivation(
+        forward="Z = X W + b",
+        backward={"W": "∂J/∂W = Xᵀ G", "b": "∂J/∂b = Σ_{rows} G", "input": "∂J/∂X = G Wᵀ"},
+        shapes={"forward": "n×$in · $in×$out + $out", "W": "$in×n · n×$out", "b": "Σ_{rows} n×$out",
+                "input": "n×$out · $out×$in"},
+        seeds=("000", "001", "002", "003", "004"), section="dense",
+        note="the seeds write z = W_s x + b for one sample x as a column, with W_s = Wᵀ")
 
     parameter_names = ("W", "b")
     decayed_names = ("W",)

@@ -14,6 +14,7 @@ for the batch), ``y_t`` the target of class ``t``, ``lse(z) = log Σ_k e^{z_k}``
 import numpy as np
 
 from handgrad.errors import HandgradError
+from handgrad.nn.derivation import Derivation
 from handgrad.registry import LOSSES, constructor_arguments, snake_case
 
 REDUCTIONS = ("mean", "sum")
@@ -45,9 +46,15 @@ class Loss:
     ``name`` is the spelling users type (``--loss``; the estimator's ``loss=``
     with underscores).  ``config()`` is ``{"type": class name, **constructor
     arguments}``, rebuilt as ``cls(**arguments)``.
+
+    ``derivation`` declares the loss's maths as a layer's does (see
+    :class:`handgrad.Layer`), with ``backward={"input": "∂L/∂Z = …"}``;
+    ``$K`` is the number of classes and ``κ`` the factor of the reduction
+    (``1/n`` for "mean", ``1`` for "sum").
     """
 
     name = None
+    derivation = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -97,6 +104,12 @@ class SoftmaxCrossEntropy(Loss):
     applied.  The general ``rowsum(Y)`` factor costs one multiply and keeps
     the gradient exact for unnormalised targets too.
     """
+
+    derivation = Derivation(
+        forward="L = −κ Σ_{r} Σ_{k} Y_{rk} log P_{rk},  P = softmax(Z)",
+        backward={"input": "∂L/∂Z = κ (P ⊙ rowsum(Y) − Y)"},
+        seeds=("000", "001", "003", "004"), section="softmax-cross-entropy-seeds-000-001-003-004",
+        note="= κ (P − Y) when each row of Y sums to 1 (labels, one-hot rows, probabilities)")
 
     name = "cross-entropy"
 
@@ -173,6 +186,13 @@ class SoftmaxBinaryCrossEntropy(Loss):
     In the code below ``m`` is ``K``, ``s`` holds ``P``, ``log_s`` and
     ``log_1ms`` hold ``ln p`` and ``ln(1 − p)``, and ``w`` holds ``ρ``.
     """
+
+    derivation = Derivation(
+        forward="L = −κ Σ_{r} Σ_{k} [Y_{rk} log P_{rk} + (1 − Y_{rk}) log(1 − P_{rk})],  P = softmax(Z)",
+        backward={
+            "input": "∂L/∂Z_{rj} = κ (K P_{rj} − Y_{rj} − Σ_{k≠j} (1 − Y_{rk}) P_{rj}/(1 − P_{rk}))"},
+        seeds="002", section="softmax-binary-cross-entropy-seed-002",
+        note="seed 002, section 2; computed in O(K) per row without cancellation")
 
     name = "softmax-bce"
 

@@ -1,0 +1,191 @@
+"""``handgrad derive``: print the derivation of one concrete network, optionally with a gradient check.
+
+The network is the one ``handgrad train`` would train with the same flags, or
+the one a model file holds.  It cannot drift from ``train``: the data and
+model flags (with ``--l2`` and ``--seed``) are ``train``'s own argument
+definitions, adopted from its parser, the settings come from the same preset
+merge (:func:`handgrad.cli.settings.from_flags`), and the model is built by
+``train``'s own code.  The text itself comes from the pieces' declarations
+(:func:`handgrad.derive`).
+"""
+
+import argparse
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+import handgrad as hg
+from handgrad.errors import HandgradError
+from handgrad.nn.derive import FORMATS, document, render
+from handgrad.cli import settings as S, train
+from handgrad.cli.common import check_writable, labels_in_model_order, model_features, write_text
+
+EXAMPLES = """\
+examples:
+  handgrad derive                                   the digits preset's network, 64-128-10 relu
+  handgrad derive --hidden 32 --activation tanh --loss softmax-bce
+  handgrad derive --dataset mnist --data-dir ../shared/data --check
+  handgrad derive --model handgrad-out/model.npz --format markdown --out notes.md
+
+For each layer in order: the forward equation with the shapes for a batch of n
+rows, the backward equations for each parameter and for its input, and the seed
+documents they come from; then the loss's gradient on the logits and the L2
+term.  --check measures each gradient against central differences in float64 on
+a few rows of the dataset (a sample of entries per array: two forward passes
+per entry) and exits with 1 if any error reaches the tolerance (1e-6).
+"""
+
+TRAIN_GROUPS = ("data", "model")       # train's argument groups adopted whole
+TRAIN_FLAGS = ("l2", "seed")           # and these flags of its other groups
+
+
+def add_parser(subparsers, parents):
+    p = subparsers.add_parser(
+        "derive", parents=parents, help="print the derivation of a network, with shapes and seeds",
+        description="Print the derivation of one network: every layer's forward and backward equations with "
+                    "their shapes, the loss's gradient and the L2 term; optionally check each gradient.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    network = _adopt_train_flags(p)
+    t = S.argument_type
+    source = p.add_argument_group("a saved network")
+    source.add_argument("--model", metavar="FILE", help="derive this model file's network instead "
+                                                        f"(not with {', '.join(_flag(d) for d in network)})")
+    check = p.add_argument_group("check")
+    check.add_argument("--check", action="store_true", help="measure each gradient against central differences")
+    check.add_argument("--check-rows", type=t(S.positive_int), default=4, metavar="N",
+                       help="rows of the training data to check on (default 4)")
+    check.add_argument("--check-entries", type=t(S.non_negative_int), default=20, metavar="N",
+                       help="entries sampled per array (default 20; 0: every entry)")
+    out = p.add_argument_group("output")
+    out.add_argument("--format", choices=FORMATS, default="text", help="plain text, or Markdown with LaTeX")
+    out.add_argument("--out", metavar="FILE", help="write to FILE (atomically) instead of standard output")
+    p.set_defaults(run=run_derive, network_flags=network)
+
+
+def _adopt_train_flags(parser):
+    """Add ``train``'s data and model flags, ``--l2`` and ``--seed`` to ``parser``; return the network's dests.
+
+    The arguments are taken from a scratch ``train`` parser, so each flag has
+    train's spelling, checker and help, and a flag train gains in those
+    groups is offered here too.  The network's dests (the model group and
+    ``--seed``) are the ones that cannot be combined with ``--model``.
+    """
+    commands = argparse.ArgumentParser(add_help=False).add_subparsers()
+    train.add_parser(commands, [])
+    groups = {group.title: group for group in commands.choices["train"]._action_groups}
+    network = []
+    for title in TRAIN_GROUPS:
+        target = parser.add_argument_group(title)
+        for action in groups[title]._group_actions:
+            target._add_action(action)
+            if title == "model":
+                network.append(action.dest)
+    target = parser.add_argument_group("objective and initialisation")
+    for group in groups.values():
+        for action in group._group_actions:
+            if action.dest in TRAIN_FLAGS:
+                target._add_action(action)
+    return network + ["seed"]
+
+
+def _flag(dest):
+    return "--" + dest.replace("_", "-")
+
+
+def run_derive(args):
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        check_writable(out, "--out")
+    if args.model:
+        given = [_flag(dest) for dest in args.network_flags if getattr(args, dest, None) is not None]
+        if given:
+            raise HandgradError(f"{', '.join(given)} describe{'s' if len(given) == 1 else ''} a network to build, "
+                                f"but --model names a built one; drop {'it' if len(given) == 1 else 'them'} "
+                                f"or --model")
+        model, loss, l2, rows = _from_file(args)
+    else:
+        model, loss, l2, rows = _from_flags(args)
+    doc = document(model, loss, l2=l2, check=rows and rows.data, entries=args.check_entries,
+                   rows=rows and rows.label)
+    text = render(doc, args.format)
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        write_text(out, text)
+        print(f"derivation written to {out}" + ("" if doc.passed is None else
+                                                f"; gradient check {'passed' if doc.passed else 'FAILED'}"))
+    return 1 if doc.passed is False else 0
+
+
+def _from_flags(args):
+    """The network ``handgrad train`` would start with these flags, its loss and L2, and rows to check on."""
+    from handgrad.data.loaders import load_dataset
+    from handgrad.data.preprocessing import Preprocessor
+
+    settings = S.from_flags(args)
+    dtype = np.dtype(settings["dtype"]).type
+    # As train's _prepare loads it, without preprocessing every row: only the checked rows are used.
+    dataset = load_dataset(settings["dataset"], data_dir=settings["data_dir"], target=settings["target"],
+                           test_fraction=settings["test_fraction"])
+    model = _train_model(args, settings, dataset, dtype)
+    rows = None
+    if args.check:
+        preprocessor = Preprocessor.fit(dataset.X_train, dataset.kind)
+        X = preprocessor.transform(dataset.X_train[:args.check_rows], dtype=dtype)   # what training feeds it
+        rows = SimpleNamespace(data=(X, dataset.y_train[:args.check_rows]),
+                               label=f"the first {len(X)} training rows of {dataset.name}, preprocessed as train does")
+    return model, S.build_loss(settings), settings["l2"], rows
+
+
+def _train_model(args, settings, dataset, dtype):
+    """The freshly initialised model of ``handgrad train``, built by train's own code (``Run._start``)."""
+    run = object.__new__(train.Run)
+    run.args, run.settings, run.checkpoint, run.dtype = args, settings, None, dtype
+    run.data = SimpleNamespace(dataset=dataset, X_train=dataset.X_train)     # _start reads the width and classes
+    return run._start()[0]
+
+
+def _from_file(args):
+    """A model file's network, loss and L2 (``--l2`` overrides the run's), and rows to check on."""
+    from handgrad.io.modelfile import load_model
+
+    loaded = load_model(args.model)
+    saved = loaded.settings if isinstance(loaded.settings, dict) else {}
+    if args.l2 is not None:
+        l2 = args.l2
+    else:
+        try:
+            l2 = S.non_negative_float(saved.get("l2", 0.0))
+        except HandgradError as exc:
+            raise HandgradError(f"the model file's l2 {exc}; pass --l2") from None
+    loss = loaded.loss or hg.SoftmaxCrossEntropy()
+    rows = _file_rows(args, loaded, saved) if args.check else None
+    return loaded.model, loss, l2, rows
+
+
+def _file_rows(args, loaded, saved):
+    """Rows of ``--dataset`` (else the run's own dataset) through the model's preprocessing; random rows without one."""
+    from handgrad.data.loaders import load_dataset
+
+    spec = args.dataset or (saved.get("dataset") if isinstance(saved.get("dataset"), str) else None)
+    k = args.check_rows
+    if spec is None:
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((k, loaded.model.n_features))
+        y = rng.integers(0, loaded.model.n_outputs, size=k)
+        return SimpleNamespace(data=(X, y), label=f"{k} random rows (the model file names no dataset)")
+    same = args.dataset is None
+    data_dir = args.data_dir or (saved.get("data_dir") if same and isinstance(saved.get("data_dir"), str) else None)
+    target = args.target or (saved.get("target") if same and isinstance(saved.get("target"), str) else None)
+    fraction = saved.get("test_fraction") if same else None
+    try:
+        fraction = 0.2 if fraction is None else S.fraction(fraction)
+    except HandgradError:
+        fraction = 0.2
+    dataset = load_dataset(spec, data_dir=data_dir, target=target, test_fraction=fraction)
+    source = f"{spec} (training split)"
+    X = model_features(loaded, dataset.X_train[:k], source).astype(np.float64)
+    y = labels_in_model_order(dataset.y_train[:k], dataset.classes.tolist(), loaded.classes, source)
+    return SimpleNamespace(data=(X, y), label=f"the first {len(X)} training rows of {dataset.name}")
