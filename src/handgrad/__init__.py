@@ -9,9 +9,9 @@ from handgrad import registry
 from handgrad._version import __version__  # noqa: F401 - the package's version, re-exported
 from handgrad.errors import DataError, HandgradError, ModelFileError, TrainingDiverged
 from handgrad.io.modelfile import load, save
-from handgrad.nn.gradcheck import GradcheckReport, check_function, gradcheck
 from handgrad.nn.derivation import Derivation
 from handgrad.nn.derive import derive
+from handgrad.nn.gradcheck import GradcheckReport, check_function, gradcheck
 from handgrad.nn.layers import Activation, Dense, Identity, Layer, ReLU, Sigmoid, Tanh, activations
 from handgrad.nn.losses import Loss, SoftmaxBinaryCrossEntropy, SoftmaxCrossEntropy, log_softmax, losses, softmax
 from handgrad.nn.model import Sequential, mlp

@@ -17,10 +17,11 @@ from types import SimpleNamespace
 import numpy as np
 
 import handgrad as hg
+from handgrad.cli import settings as S
+from handgrad.cli import train
+from handgrad.cli.common import check_writable, labels_in_model_order, model_features, write_text
 from handgrad.errors import HandgradError
 from handgrad.nn.derive import FORMATS, document, render
-from handgrad.cli import settings as S, train
-from handgrad.cli.common import check_writable, labels_in_model_order, model_features, write_text
 
 EXAMPLES = """\
 examples:
