@@ -22,8 +22,20 @@ def resolve_dtype(dtype):
     return dt.type
 
 
+def is_sparse(X):
+    """True for a SciPy sparse matrix or array (checked without importing SciPy)."""
+    return not isinstance(X, np.ndarray) and hasattr(X, "tocsr") and hasattr(X, "nnz")
+
+
 def check_features(X, dtype, n_features=None, name="X"):
-    """Return ``X`` as a finite, non-empty, C-contiguous 2-D array of ``dtype``."""
+    """Return ``X`` as a finite, non-empty, C-contiguous 2-D array of ``dtype``.
+
+    A SciPy sparse matrix or array stays sparse: it comes back in CSR form
+    (whose rows minibatches slice cheaply) with its stored values in
+    ``dtype``; only those values are checked, never a dense copy made.
+    """
+    if is_sparse(X):
+        return _check_sparse_features(X, dtype, n_features, name)
     try:
         arr = np.asarray(X)
     except Exception as exc:  # ragged lists and the like
@@ -47,6 +59,26 @@ def check_features(X, dtype, n_features=None, name="X"):
                             f"{np.dtype(dtype).name}; rescale the features or train in float64")
         raise DataError(f"{name} contains NaN or inf (first at row {row}, column {col}); remove or impute those values")
     return out
+
+
+def _check_sparse_features(X, dtype, n_features, name):
+    if X.ndim != 2:
+        raise DataError(f"{name} must be 2-D (samples x features), got shape {X.shape}")
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise DataError(f"{name} has shape {X.shape}; pass at least one sample and one feature")
+    if n_features is not None and X.shape[1] != n_features:
+        raise DataError(f"{name} has {X.shape[1]} features but the model expects {n_features}; pass data with the "
+                        "same columns as in training")
+    if X.dtype.kind not in "biuf":
+        raise DataError(f"{name} has dtype {X.dtype}; pass numbers (int or float)")
+    X = X.tocsr()
+    if X.dtype != dtype:
+        with np.errstate(over="ignore"):
+            X = X.astype(dtype)
+    if not np.isfinite(X.data).all():
+        raise DataError(f"{name} contains NaN or inf (or values too large for {np.dtype(dtype).name}) among its "
+                        "stored entries; remove, impute or rescale them")
+    return X
 
 
 def check_targets(y, n_samples, n_classes, dtype):

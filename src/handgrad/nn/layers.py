@@ -17,7 +17,7 @@ import numpy as np
 
 from handgrad.errors import HandgradError
 from handgrad.registry import LAYERS, constructor_arguments, snake_case
-from handgrad.validation import resolve_dtype
+from handgrad.validation import is_sparse, resolve_dtype
 
 
 class Layer:
@@ -285,9 +285,14 @@ class Dense(Layer):
         self._b[...] = 0
 
     def forward(self, X, out=None):
+        """``X W + b``.  ``X`` may be a SciPy sparse matrix or array (CSR rows of the data, in the
+        first layer): the product is then formed from its stored entries, never from a dense copy."""
         if out is None:
             out = np.empty((X.shape[0], self.n_out), dtype=self._W.dtype)
-        np.matmul(X, self._W, out=out)
+        if is_sparse(X):
+            out[...] = X @ self._W
+        else:
+            np.matmul(X, self._W, out=out)
         out += self._b
         self._X = X
         return out
@@ -296,9 +301,13 @@ class Dense(Layer):
         """Store ``dW = Xᵀ G`` and ``db = Σ_rows G``; return ``G Wᵀ``.
 
         ``input_grad=False`` skips ``G Wᵀ`` (and returns None): the first
-        layer's input is the data, whose gradient nobody needs.
+        layer's input is the data, whose gradient nobody needs.  For a
+        sparse ``X``, ``Xᵀ G`` is a sparse-times-dense product.
         """
-        np.matmul(self._X.T, G, out=self.dW)
+        if is_sparse(self._X):
+            self.dW[...] = self._X.T @ G
+        else:
+            np.matmul(self._X.T, G, out=self.dW)
         np.sum(G, axis=0, out=self.db)
         if not input_grad:
             return None

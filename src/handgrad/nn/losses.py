@@ -56,6 +56,33 @@ class Loss:
     def _scale(self, n):
         return 1.0 / n if self.reduction == "mean" else 1.0
 
+    # Sample weights.  ``forward(Z, y, sample_weight=w)`` weights sample i's
+    # term by ``w_i``: the value is ``Σ_i w_i L_i`` ("sum") or the weighted
+    # mean ``Σ_i w_i L_i / Σ_i w_i`` ("mean"), and since L_i depends on row i
+    # of Z alone, ``∂/∂z_i (w_i L_i) = w_i ∂L_i/∂z_i``: backward scales row i
+    # of the unweighted per-sample gradient by ``w_i`` (over ``Σ w`` for
+    # "mean").  A batch whose weights sum to 0 has value and gradient 0.
+
+    def _total(self, per_row, weights):
+        """``Σ_i w_i ℓ_i`` (or ``Σ_i ℓ_i``) in float64, reduced: the loss's value."""
+        if weights is None:
+            return float(per_row.sum(dtype=np.float64) * self._scale(len(per_row)))
+        total = float(np.dot(weights, per_row.astype(np.float64, copy=False)))
+        if self.reduction == "sum":
+            return total
+        weight = float(weights.sum())
+        return total / weight if weight > 0 else 0.0
+
+    def _gradient_scale(self, n, weights, dtype):
+        """What multiplies row i of the per-sample gradient: ``1/n`` or 1, or ``w_i/Σw`` or ``w_i`` as a column."""
+        if weights is None:
+            return self._scale(n)
+        factor = weights
+        if self.reduction == "mean":
+            weight = float(weights.sum())
+            factor = weights / weight if weight > 0 else np.zeros_like(weights)
+        return factor.astype(dtype)[:, None]
+
     def __call__(self, Z, y):
         return self.forward(Z, y)
 
@@ -90,14 +117,17 @@ class SoftmaxCrossEntropy(Loss):
 
     name = "cross-entropy"
 
-    def forward(self, Z, y):
+    def forward(self, Z, y, sample_weight=None):
         shifted = Z - Z.max(axis=1, keepdims=True)        # max shift: exponents ≤ 0
         exps = np.exp(shifted)
         sums = exps.sum(axis=1, keepdims=True)
         log_p = shifted
         log_p -= np.log(sums)                             # log p = z − logsumexp(z)
         exps /= sums
-        self._P, self._y = exps, y
+        self._P, self._y, self._w = exps, y, sample_weight
+        if sample_weight is not None:
+            per_row = log_p[np.arange(len(y)), y] if y.ndim == 1 else (y * log_p).sum(axis=1, dtype=np.float64)
+            return -self._total(per_row, sample_weight)   # −Σ_r w_r Σ_t y_t log p_t, reduced
         if y.ndim == 1:
             total = -log_p[np.arange(len(y)), y].sum(dtype=np.float64)
         else:
@@ -115,8 +145,8 @@ class SoftmaxCrossEntropy(Loss):
         else:
             np.multiply(P, y.sum(axis=1, keepdims=True), out=out)
             out -= y                                      # P ⊙ rowsum(Y) − Y
-        if self.reduction == "mean":
-            out *= 1.0 / n
+        if self.reduction == "mean" or self._w is not None:
+            out *= self._gradient_scale(n, self._w, out.dtype)
         return out
 
 
@@ -158,7 +188,7 @@ class SoftmaxBinaryCrossEntropy(Loss):
 
     name = "softmax-bce"
 
-    def forward(self, Z, y):
+    def forward(self, Z, y, sample_weight=None):
         n, m = Z.shape
         if m < 2:
             raise HandgradError("softmax binary cross-entropy needs at least 2 classes")
@@ -181,7 +211,10 @@ class SoftmaxBinaryCrossEntropy(Loss):
         Y = _target_matrix(y, m, Z.dtype)
         per_class = Y * log_s + (1 - Y) * log_1ms
         self._cache = (Y, s, log_s, log_1ms, top)
-        return float(-per_class.sum(dtype=np.float64) * self._scale(n))
+        self._w = sample_weight
+        if sample_weight is None:
+            return float(-per_class.sum(dtype=np.float64) * self._scale(n))
+        return -self._total(per_class.sum(axis=1, dtype=np.float64), sample_weight)
 
     def backward(self, out=None):
         Y, s, log_s, log_1ms, top = self._cache
@@ -199,8 +232,8 @@ class SoftmaxBinaryCrossEntropy(Loss):
         s_top = s[rows, top]
         grad[rows, top] = ((1 - y_top[:, 0]) - np.exp(log_1ms[rows, top])
                            + s_top * (Y.sum(axis=1) - y_top[:, 0]) - s_top * (w * s).sum(axis=1))
-        if self.reduction == "mean":
-            grad *= 1.0 / n
+        if self.reduction == "mean" or self._w is not None:
+            grad *= self._gradient_scale(n, self._w, grad.dtype)
         if out is None:
             return grad
         np.copyto(out, grad)

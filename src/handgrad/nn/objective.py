@@ -23,26 +23,30 @@ def loss_and_gradients(model, loss, X, y, l2=0.0):
     return value, [g.copy() for g in model.gradients()]
 
 
-def objective_step(model, loss, X, y, l2):
+def objective_step(model, loss, X, y, l2, sample_weight=None):
     """Forward, backward and L2 on checked inputs; return ``(J, logits)``.
 
     Gradients land in ``model.flat_gradients``; ``logits`` is the model's
-    reused forward buffer.
+    reused forward buffer.  ``sample_weight`` (n,), if given, weights each
+    sample's loss term (see :class:`handgrad.Loss`).
     """
-    value, logits = data_gradient_step(model, loss, X, y, l2)
+    value, logits = data_gradient_step(model, loss, X, y, l2, sample_weight)
     if l2:
         model.flat_gradients[:model.n_decayed] += l2 * model.flat_parameters[:model.n_decayed]
     return value, logits
 
 
-def data_gradient_step(model, loss, X, y, l2):
+def data_gradient_step(model, loss, X, y, l2, sample_weight=None):
     """Like :func:`objective_step`, but leaves out the decay term ``λ W`` of the gradient.
 
     The training loop lets the optimizer add ``λ W`` in the same pass as its
     update (``Optimizer.step_flat``) instead of sweeping the weights once more.
     """
     logits = model.forward(X)
-    value = loss.forward(logits, y)
+    if sample_weight is None:
+        value = loss.forward(logits, y)
+    else:
+        value = loss.forward(logits, y, sample_weight=sample_weight)
     model.backward(loss.backward())
     if l2:
         weights = model.flat_parameters[:model.n_decayed]
