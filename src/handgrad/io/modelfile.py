@@ -113,6 +113,8 @@ def save(obj, path, *, loss=None, classes=None, history=()):
 def load(path):
     """The object saved at ``path``: a :class:`~handgrad.Sequential` for a model or checkpoint file.
 
+    The model comes back in inference mode (``model.train()`` switches).
+
     Never runs code from the file: a damaged or hostile file raises
     :class:`~handgrad.ModelFileError`.  :func:`load_model` returns the
     file's full contents (loss, classes, preprocessing, history).
@@ -478,7 +480,7 @@ class _Reader:
         for name, target in model.state_arrays().items():
             value = arrays[name] if name in arrays else self.finite(name, dtype, target.shape)
             target[...] = value
-        return model
+        return model.eval()     # a stored model is a trained one: fit continues it in training mode
 
     def _loss(self, spec):
         if spec is None:

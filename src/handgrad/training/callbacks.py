@@ -40,7 +40,9 @@ class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
 
     ``mode="min"`` for losses, ``"max"`` for accuracies.  With
-    ``restore_best=True`` the model ends with the weights of its best epoch.
+    ``restore_best=True`` the model ends with the weights of its best epoch,
+    and with that epoch's buffers (a batch norm's running statistics, kept
+    in memory: a checkpoint stores the best weights only).
     """
 
     def __init__(self, monitor="val_loss", patience=10, min_delta=0.0, mode="min", restore_best=True):
@@ -51,6 +53,7 @@ class EarlyStopping(Callback):
         self.monitor, self.patience, self.min_delta = monitor, int(patience), float(min_delta)
         self.mode, self.restore_best = mode, restore_best
         self.best, self.best_epoch, self.best_weights, self.wait = None, None, None, 0
+        self.best_buffers = None
 
     def _improved(self, value):
         if self.best is None:
@@ -68,6 +71,7 @@ class EarlyStopping(Callback):
             self.best, self.best_epoch, self.wait = value, record["epoch"], 0
             if self.restore_best:
                 self.best_weights = ctx.model.get_weights()
+                self.best_buffers = ctx.model.get_buffers() if hasattr(ctx.model, "get_buffers") else None
         else:
             self.wait += 1
             if self.wait >= self.patience:
@@ -76,6 +80,8 @@ class EarlyStopping(Callback):
     def on_train_end(self, ctx):
         if self.restore_best and self.best_weights is not None:
             ctx.model.set_weights(self.best_weights)
+            if self.best_buffers is not None:
+                ctx.model.set_buffers(self.best_buffers)
 
     def state_dict(self):
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
@@ -85,6 +91,7 @@ class EarlyStopping(Callback):
         self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], int(state["wait"])
         weights = state.get("best_weights")
         self.best_weights = None if weights is None else np.array(weights)
+        self.best_buffers = None
 
 
 class EpochLogger(Callback):

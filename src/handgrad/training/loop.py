@@ -4,10 +4,11 @@ The loop knows a model only through ``forward``, ``backward`` and its flat
 parameter and gradient vectors, and an optimizer only through ``step``.
 Everything optional (early stopping, progress, checkpoints) is a callback.
 
-Determinism: the validation split and each epoch's shuffle come from
-generators seeded by ``(seed, purpose, epoch)``, so the same seed (and the
-same BLAS thread count) gives bit-identical weights, and a run resumed at
-epoch k shuffles exactly as the uninterrupted run did.
+Determinism: the validation split, each epoch's shuffle and each epoch's
+dropout masks come from generators seeded by ``(seed, purpose, epoch)``, so
+the same seed (and the same BLAS thread count) gives bit-identical weights,
+and a run resumed at epoch k shuffles and drops units exactly as the
+uninterrupted run did.
 """
 
 import sys
@@ -23,7 +24,7 @@ from handgrad.nn.objective import data_gradient_step, objective_step
 from handgrad.optim.optimizers import Adam, Optimizer
 from handgrad.validation import check_features, check_targets
 
-_SPLIT, _SHUFFLE = 0, 1
+_SPLIT, _SHUFFLE, _MASKS = 0, 1, 2
 
 # An epoch whose mean training loss exceeds this many times the run's loss
 # scale has diverged.  The scale is the larger of the first minibatch's loss
@@ -124,6 +125,7 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
         _fused.kernels_for(model.flat_parameters.size)   # load compiled updates now, not on the epoch clock
     for cb in cbs:
         cb.on_train_begin(ctx)
+    model.train()
     try:
         for epoch in range(initial_epoch, epochs):
             ctx.epoch = epoch
@@ -136,11 +138,13 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
             if ctx.stop:
                 break
     except BaseException as error:      # KeyboardInterrupt too: a progress bar must not outlive the run
+        model.eval()
         for cb in cbs:
             abort = getattr(cb, "on_train_abort", None)
             if abort is not None:
                 abort(ctx, error)
         raise
+    model.eval()
     for cb in cbs:
         cb.on_train_end(ctx)
     return history
@@ -203,6 +207,7 @@ def _run_epoch(ctx, data, batch_size, l2, lr_schedule, shuffle, batch_callbacks)
     n = data.X.shape[0]
     batch_size = min(batch_size, n)
     order = np.random.default_rng([ctx.seed, _SHUFFLE, ctx.epoch]).permutation(n) if shuffle else np.arange(n)
+    model.reseed(ctx.seed, _MASKS, ctx.epoch)      # this epoch's dropout masks, whatever epoch the run started at
     n_batches = -(-n // batch_size)
     snapshot = _Snapshot(model, optimizer)
     X_buf = np.empty((batch_size, data.X.shape[1]), dtype=data.X.dtype)
@@ -265,15 +270,17 @@ def _count_correct(logits, y):
 
 
 class _Snapshot:
-    """Weights and optimizer state at the start of an epoch, to fall back on."""
+    """Weights, buffers (running statistics) and optimizer state at the start of an epoch, to fall back on."""
 
     def __init__(self, model, optimizer):
         self.model, self.optimizer = model, optimizer
         self.weights = model.get_weights()
+        self.buffers = model.get_buffers()
         self.optimizer_state = optimizer.state_dict()
 
     def restore(self):
         self.model.set_weights(self.weights)
+        self.model.set_buffers(self.buffers)
         self.optimizer.load_state_dict(self.optimizer_state)
 
     def diverged(self, ctx, what):
