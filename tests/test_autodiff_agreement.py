@@ -17,7 +17,13 @@ torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
 # The torch function for each registered activation; the random networks cycle through all of them.
-TORCH_ACTIVATIONS = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu, "identity": lambda a: a}
+TORCH_ACTIVATIONS = {
+    "sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu, "identity": lambda a: a,
+    "leaky-relu": F.leaky_relu, "elu": F.elu, "gelu": F.gelu,     # torch's defaults: slope 0.01, alpha 1, exact GELU
+    # torch's softplus returns z itself above `threshold` (default 20), which is off by e^{−20} = 2e-9 relative;
+    # a threshold of 50 keeps its exact log1p(e^z) wherever float64 can tell the difference.
+    "softplus": lambda a: F.softplus(a, threshold=50.0),
+}
 HANDGRAD_ACTIVATIONS = hg.activations()
 ACTIVATION_CYCLE = sorted(HANDGRAD_ACTIVATIONS)
 

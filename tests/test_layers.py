@@ -1,5 +1,7 @@
 """Layers: backward passes against central differences, forward formulas, initialisation."""
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -75,6 +77,10 @@ FORMULAS = {
     "tanh": np.tanh,
     "relu": lambda z: np.maximum(z, 0),
     "identity": lambda z: z,
+    "leaky-relu": lambda z: np.where(z > 0, z, 0.01 * z),
+    "elu": lambda z: np.where(z > 0, z, np.exp(z) - 1),
+    "softplus": lambda z: np.log(1 + np.exp(z)),
+    "gelu": lambda z: z * 0.5 * (1 + np.vectorize(math.erf)(z / math.sqrt(2))),
 }
 
 

@@ -115,6 +115,8 @@ class Activation(Layer):
     ``initializer`` (default "glorot") is the scheme suited to the Dense
     layer feeding it.  ``in_place = True`` declares that ``backward`` reads
     only the output ``A``, so ``forward`` may write ``A`` over its input.
+    More activations (LeakyReLU, ELU, Softplus, GELU) live in
+    :mod:`handgrad.nn.activations`.
     """
 
     name = None
