@@ -10,6 +10,8 @@ from handgrad.errors import DataError, HandgradError, ModelFileError, TrainingDi
 from handgrad.nn.gradcheck import GradcheckReport, check_function, gradcheck
 from handgrad.nn.layers import Activation, Dense, Identity, Layer, ReLU, Sigmoid, Tanh, activations
 from handgrad.nn.activations import ELU, GELU, LeakyReLU, Softplus
+from handgrad.nn.dropout import Dropout
+from handgrad.nn.batchnorm import BatchNorm
 from handgrad.nn.losses import Loss, SoftmaxBinaryCrossEntropy, SoftmaxCrossEntropy, log_softmax, losses, softmax
 from handgrad.nn.model import Sequential, mlp
 from handgrad.nn.objective import loss_and_gradients
@@ -32,9 +34,9 @@ def __getattr__(name):
     raise AttributeError(f"module 'handgrad' has no attribute {name!r}")
 
 __all__ = [
-    "Activation", "Adam", "Callback", "DataError", "Dense", "ELU", "EarlyStopping", "EpochLogger", "GELU",
-    "GradcheckReport", "HandgradError", "History", "Identity", "Layer", "LeakyReLU", "Loss", "MLPClassifier",
-    "ModelFileError", "Optimizer", "ReLU", "SGD", "Sequential", "Sigmoid", "SoftmaxBinaryCrossEntropy",
-    "SoftmaxCrossEntropy", "Softplus", "Tanh", "TrainingContext", "TrainingDiverged", "activations", "check_function", "evaluate", "fit", "gradcheck",
+    "Activation", "Adam", "BatchNorm", "Callback", "DataError", "Dense", "Dropout", "ELU", "EarlyStopping",
+    "EpochLogger", "GELU", "GradcheckReport", "HandgradError", "History", "Identity", "Layer", "LeakyReLU", "Loss",
+    "MLPClassifier", "ModelFileError", "Optimizer", "ReLU", "SGD", "Sequential", "Sigmoid",
+    "SoftmaxBinaryCrossEntropy", "SoftmaxCrossEntropy", "Softplus", "Tanh", "TrainingContext", "TrainingDiverged", "activations", "check_function", "evaluate", "fit", "gradcheck",
     "load", "log_softmax", "loss_and_gradients", "losses", "mlp", "registry", "save", "schedules", "softmax",
 ]
