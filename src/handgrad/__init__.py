@@ -12,7 +12,8 @@ from handgrad.nn.layers import Activation, Dense, Identity, Layer, ReLU, Sigmoid
 from handgrad.nn.activations import ELU, GELU, LeakyReLU, Softplus
 from handgrad.nn.dropout import Dropout
 from handgrad.nn.batchnorm import BatchNorm
-from handgrad.nn.losses import Loss, SoftmaxBinaryCrossEntropy, SoftmaxCrossEntropy, log_softmax, losses, softmax
+from handgrad.nn.losses import (Loss, SigmoidBinaryCrossEntropy, SoftmaxBinaryCrossEntropy, SoftmaxCrossEntropy,
+                                SquaredError, log_softmax, losses, softmax)
 from handgrad.nn.model import Sequential, mlp
 from handgrad.nn.objective import loss_and_gradients
 from handgrad.optim.optimizers import SGD, Adam, Optimizer
@@ -37,6 +38,7 @@ __all__ = [
     "Activation", "Adam", "BatchNorm", "Callback", "DataError", "Dense", "Dropout", "ELU", "EarlyStopping",
     "EpochLogger", "GELU", "GradcheckReport", "HandgradError", "History", "Identity", "Layer", "LeakyReLU", "Loss",
     "MLPClassifier", "ModelFileError", "Optimizer", "ReLU", "SGD", "Sequential", "Sigmoid",
-    "SoftmaxBinaryCrossEntropy", "SoftmaxCrossEntropy", "Softplus", "Tanh", "TrainingContext", "TrainingDiverged", "activations", "check_function", "evaluate", "fit", "gradcheck",
+    "SigmoidBinaryCrossEntropy", "SoftmaxBinaryCrossEntropy", "SoftmaxCrossEntropy", "Softplus", "SquaredError",
+    "Tanh", "TrainingContext", "TrainingDiverged", "activations", "check_function", "evaluate", "fit", "gradcheck",
     "load", "log_softmax", "loss_and_gradients", "losses", "mlp", "registry", "save", "schedules", "softmax",
 ]

@@ -42,7 +42,7 @@ from handgrad.nn.layers import Dense, Layer
 from handgrad.nn.losses import Loss
 from handgrad.nn.model import Sequential
 from handgrad.nn.objective import loss_and_gradients
-from handgrad.validation import check_features, check_targets
+from handgrad.validation import check_features
 
 STEP = 1e-6
 TOLERANCE = 1e-6
@@ -197,7 +197,7 @@ def _float64_model(model):
 
 def _check_loss(loss, Z, y, step, tolerance):
     Z = check_features(Z, np.float64, name="Z").copy()      # a private copy: it is perturbed in place
-    y = check_targets(y, Z.shape[0], Z.shape[1], np.float64)
+    y = loss.check_targets(y, Z.shape[0], Z.shape[1], np.float64)
     value = loss.forward(Z, y)
     analytic = loss.backward().copy()
     numeric = numerical_gradient(lambda: loss.forward(Z, y), Z, step)

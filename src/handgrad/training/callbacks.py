@@ -103,6 +103,9 @@ class EpochLogger(Callback):
 
         epoch 3/10  loss 0.1234  acc 0.9650  val_loss 0.1500  val_acc 0.9500  0.41s
 
+    with the figures of the loss's task (``rmse``/``r2`` for regression,
+    ``label_acc``/``subset_acc`` for multilabel) where ``acc`` stands.
+
     Parameters
     ----------
     stream : a text stream; ``None`` means ``sys.stderr`` as it is when training starts.
@@ -135,10 +138,10 @@ class EpochLogger(Callback):
     def on_epoch_end(self, ctx, record):
         self._close_bar()
         parts = [f"epoch {record['epoch'] + 1}/{ctx.epochs}", f"loss {record['train_loss']:.4f}",
-                 f"acc {record['train_accuracy']:.4f}"]
-        if record.get("val_accuracy") is not None:
+                 *_figures(record, "train_", "")]
+        if record.get("val_loss") is not None:
             parts.append(f"val_loss {record['val_loss']:.4f}")
-            parts.append(f"val_acc {record['val_accuracy']:.4f}")
+            parts.extend(_figures(record, "val_", "val_"))
         parts.append(f"{record['seconds']:.2f}s")
         print("  ".join(parts), file=self._out, flush=True)
 
@@ -152,6 +155,16 @@ class EpochLogger(Callback):
         if self._progress is not None:
             self._progress.close()
             self._progress = None
+
+
+# Each task's figures (see handgrad.training.scores) as the summary line spells them.
+_SHORT = {"accuracy": "acc", "rmse": "rmse", "r2": "r2", "label_accuracy": "label_acc",
+          "subset_accuracy": "subset_acc"}
+
+
+def _figures(record, prefix, shown_prefix):
+    return [f"{shown_prefix}{short} {record[prefix + key]:.4f}" for key, short in _SHORT.items()
+            if record.get(prefix + key) is not None]
 
 
 class _EpochBar:

@@ -22,7 +22,8 @@ from handgrad.training.callbacks import Callback, EarlyStopping, EpochLogger
 from handgrad.errors import HandgradError, TrainingDiverged
 from handgrad.nn.objective import data_gradient_step, objective_step
 from handgrad.optim.optimizers import Adam, Optimizer
-from handgrad.validation import check_features, check_targets
+from handgrad.training.scores import tally
+from handgrad.validation import check_features
 
 _SPLIT, _SHUFFLE, _MASKS = 0, 1, 2
 
@@ -102,9 +103,18 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
     initial_epoch, history : continue a run from a checkpoint.
 
     Every record of the history holds ``epoch``, ``train_loss`` (mean of the
-    epoch's minibatch objectives), ``train_accuracy`` (on those minibatches,
-    as they were seen), ``lr``, ``seconds`` (training time, evaluation
-    excluded) and, with validation data, ``val_loss`` and ``val_accuracy``.
+    epoch's minibatch objectives), the figures of the loss's task (on those
+    minibatches, as they were seen), ``lr``, ``seconds`` (training time,
+    evaluation excluded) and, with validation data, ``val_loss`` and the
+    same figures on it (in inference mode).  The figures, by ``loss.task``
+    (see :mod:`handgrad.training.scores`): ``train_accuracy`` for
+    classification; ``train_rmse`` and ``train_r2`` for regression;
+    ``train_label_accuracy`` and ``train_subset_accuracy`` for multilabel
+    (``val_…`` likewise).
+
+    Modes: the epochs run in training mode (Dropout drops, BatchNorm uses
+    batch statistics); ``fit`` leaves the model in inference mode, also when
+    it ends by an exception.
 
     Raises :class:`~handgrad.errors.TrainingDiverged`, after restoring the
     weights of the last finished epoch, if a minibatch loss becomes NaN or
@@ -115,7 +125,7 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
     optimizer = optimizer if optimizer is not None else Adam()
     _check_settings(epochs, batch_size, l2, validation_fraction, initial_epoch)
     seed = int(np.random.SeedSequence().entropy % 2**32) if seed is None else _check_seed(seed)
-    data = _prepare_data(model, X, y, validation_fraction, validation_data, seed)
+    data = _prepare_data(model, loss, X, y, validation_fraction, validation_data, seed)
     history = history if history is not None else History()
     ctx = TrainingContext(model, loss, optimizer, history, epochs, seed)
     cbs = _assemble_callbacks(early_stopping, verbose, callbacks, has_validation=data.X_val is not None)
@@ -169,12 +179,12 @@ def _check_seed(seed):
     return int(seed)
 
 
-def _prepare_data(model, X, y, validation_fraction, validation_data, seed):
+def _prepare_data(model, loss, X, y, validation_fraction, validation_data, seed):
     X = check_features(X, model.dtype, model.n_features)
-    y = check_targets(y, X.shape[0], model.n_outputs, model.dtype)
+    y = loss.check_targets(y, X.shape[0], model.n_outputs, model.dtype)
     if validation_data is not None:
         X_val = check_features(validation_data[0], model.dtype, model.n_features, name="X_val")
-        y_val = check_targets(validation_data[1], X_val.shape[0], model.n_outputs, model.dtype)
+        y_val = loss.check_targets(validation_data[1], X_val.shape[0], model.n_outputs, model.dtype)
         return _Data(X, y, X_val, y_val)
     if not validation_fraction:
         return _Data(X, y)
@@ -212,7 +222,7 @@ def _run_epoch(ctx, data, batch_size, l2, lr_schedule, shuffle, batch_callbacks)
     snapshot = _Snapshot(model, optimizer)
     X_buf = np.empty((batch_size, data.X.shape[1]), dtype=data.X.dtype)
     y_buf = np.empty((batch_size,) + data.y.shape[1:], dtype=data.y.dtype)
-    total_loss, correct = 0.0, 0
+    total_loss, scores = 0.0, tally(loss)
     per_sample = getattr(loss, "reduction", "mean") == "mean"
     step_gradients, step_optimizer = _step_functions(optimizer)
     start = time.perf_counter()
@@ -229,7 +239,7 @@ def _run_epoch(ctx, data, batch_size, l2, lr_schedule, shuffle, batch_callbacks)
         value, logits = step_gradients(model, loss, Xb, yb, l2)
         if not np.isfinite(value):
             raise snapshot.diverged(ctx, f"training loss became {value} in epoch {ctx.epoch + 1}, batch {b + 1}")
-        correct += _count_correct(logits, yb)
+        scores.add(logits, yb)
         # a "mean" objective is per sample, a "sum" one already covers the batch
         batch_total = value * len(idx) if per_sample else value
         total_loss += batch_total
@@ -244,7 +254,7 @@ def _run_epoch(ctx, data, batch_size, l2, lr_schedule, shuffle, batch_callbacks)
     if total_loss / n > DIVERGENCE_FACTOR * ctx.loss_scale:
         raise snapshot.diverged(ctx, f"training loss rose to {total_loss / n:.4g} in epoch {ctx.epoch + 1}, over "
                                      f"{DIVERGENCE_FACTOR:g} times its starting scale {ctx.loss_scale:.4g}")
-    return {"epoch": ctx.epoch, "train_loss": total_loss / n, "train_accuracy": correct / n,
+    return {"epoch": ctx.epoch, "train_loss": total_loss / n, **scores.figures("train"),
             "lr": optimizer.lr, "seconds": seconds}
 
 
@@ -262,11 +272,6 @@ def _step_functions(optimizer):
         optimizer.step([param], [grad])
 
     return objective_step, update
-
-
-def _count_correct(logits, y):
-    truth = y if y.ndim == 1 else y.argmax(axis=1)
-    return int(np.count_nonzero(logits.argmax(axis=1) == truth))
 
 
 class _Snapshot:
@@ -292,12 +297,19 @@ class _Snapshot:
 
 
 def evaluate(model, loss, X, y, batch_size=4096):
-    """Mean loss (without L2) and accuracy of ``model`` on checked ``(X, y)``."""
+    """Mean loss (without L2) and the figures of the loss's task, of ``model`` on checked ``(X, y)``.
+
+    ``{"val_loss": …, "val_accuracy": …}`` for classification (``val_rmse``
+    and ``val_r2`` for regression, ``val_label_accuracy`` and
+    ``val_subset_accuracy`` for multilabel), in inference mode; the model's
+    mode is left as it was.
+    """
     n = X.shape[0]
-    total, correct = 0.0, 0
-    for start in range(0, n, batch_size):
-        Xb, yb = X[start:start + batch_size], y[start:start + batch_size]
-        logits = model.forward(Xb)
-        total += loss.forward(logits, yb) * (len(Xb) if loss.reduction == "mean" else 1)
-        correct += _count_correct(logits, yb)
-    return {"val_loss": total / n, "val_accuracy": correct / n}
+    total, scores = 0.0, tally(loss)
+    with model.inference():
+        for start in range(0, n, batch_size):
+            Xb, yb = X[start:start + batch_size], y[start:start + batch_size]
+            logits = model.forward(Xb)
+            total += loss.forward(logits, yb) * (len(Xb) if loss.reduction == "mean" else 1)
+            scores.add(logits, yb)
+    return {"val_loss": total / n, **scores.figures("val")}
