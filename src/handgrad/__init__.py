@@ -9,7 +9,11 @@ from handgrad.training.callbacks import Callback, EarlyStopping, EpochLogger
 from handgrad.errors import DataError, HandgradError, ModelFileError, TrainingDiverged
 from handgrad.nn.gradcheck import GradcheckReport, check_function, gradcheck
 from handgrad.nn.layers import Activation, Dense, Identity, Layer, ReLU, Sigmoid, Tanh, activations
-from handgrad.nn.losses import Loss, SoftmaxBinaryCrossEntropy, SoftmaxCrossEntropy, log_softmax, losses, softmax
+from handgrad.nn.activations import ELU, GELU, LeakyReLU, Softplus
+from handgrad.nn.dropout import Dropout
+from handgrad.nn.batchnorm import BatchNorm
+from handgrad.nn.losses import (Loss, SigmoidBinaryCrossEntropy, SoftmaxBinaryCrossEntropy, SoftmaxCrossEntropy,
+                                SquaredError, log_softmax, losses, softmax)
 from handgrad.nn.model import Sequential, mlp
 from handgrad.nn.objective import loss_and_gradients
 from handgrad.optim.optimizers import SGD, Adam, Optimizer
@@ -31,9 +35,10 @@ def __getattr__(name):
     raise AttributeError(f"module 'handgrad' has no attribute {name!r}")
 
 __all__ = [
-    "Activation", "Adam", "Callback", "DataError", "Dense", "EarlyStopping", "EpochLogger", "GradcheckReport",
-    "HandgradError", "History", "Identity", "Layer", "Loss", "MLPClassifier", "ModelFileError", "Optimizer",
-    "ReLU", "SGD", "Sequential", "Sigmoid", "SoftmaxBinaryCrossEntropy", "SoftmaxCrossEntropy", "Tanh",
-    "TrainingContext", "TrainingDiverged", "activations", "check_function", "evaluate", "fit", "gradcheck",
+    "Activation", "Adam", "BatchNorm", "Callback", "DataError", "Dense", "Dropout", "ELU", "EarlyStopping",
+    "EpochLogger", "GELU", "GradcheckReport", "HandgradError", "History", "Identity", "Layer", "LeakyReLU", "Loss",
+    "MLPClassifier", "ModelFileError", "Optimizer", "ReLU", "SGD", "Sequential", "Sigmoid",
+    "SigmoidBinaryCrossEntropy", "SoftmaxBinaryCrossEntropy", "SoftmaxCrossEntropy", "Softplus", "SquaredError",
+    "Tanh", "TrainingContext", "TrainingDiverged", "activations", "check_function", "evaluate", "fit", "gradcheck",
     "load", "log_softmax", "loss_and_gradients", "losses", "mlp", "registry", "save", "schedules", "softmax",
 ]

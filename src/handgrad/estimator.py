@@ -66,8 +66,8 @@ def estimator_activations():
 
 
 def estimator_losses():
-    """``{estimator name: loss class}`` for every registered loss."""
-    return {name.replace("-", "_"): cls for name, cls in losses().items()}
+    """``{estimator name: loss class}`` for every registered classification loss (the estimator is a classifier)."""
+    return {name.replace("-", "_"): cls for name, cls in losses(task="classification").items()}
 
 
 class _RegistryOptions(StrOptions):

@@ -124,3 +124,52 @@ def one_hot(labels, n_classes, dtype):
     Y = np.zeros((labels.shape[0], n_classes), dtype=dtype)
     Y[np.arange(labels.shape[0]), labels] = 1
     return Y
+
+
+def check_regression_targets(y, n_samples, n_outputs, dtype):
+    """Return real targets as a finite (n, K) array of ``dtype``; (n,) is read as one column when K is 1."""
+    arr = _numeric_targets(y, n_samples, "real targets of shape (n,) or (n, K)")
+    arr = _as_columns(arr, n_outputs, "regression targets")
+    with np.errstate(over="ignore"):        # values beyond float32's range are reported below
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(out).all():
+        raise DataError(f"regression targets must be finite numbers representable in {np.dtype(dtype).name}; "
+                        "remove or impute NaN/inf targets, or rescale them")
+    return out
+
+
+def check_multilabel_targets(y, n_samples, n_outputs, dtype):
+    """Return a (n, K) target matrix in [0, 1] (1: label present, 0: absent, or a probability)."""
+    arr = _numeric_targets(y, n_samples, "a 0/1 target matrix of shape (n, K)")
+    arr = _as_columns(arr, n_outputs, "multilabel targets")
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(out).all() or (out < 0).any() or (out > 1).any():
+        raise DataError("multilabel targets must lie in [0, 1], one column per label (1 present, 0 absent, "
+                        "or a probability); rescale or binarise them")
+    return out
+
+
+def _numeric_targets(y, n_samples, expected):
+    try:
+        arr = np.asarray(y)
+    except Exception as exc:
+        raise DataError(f"y cannot be read as an array ({exc}); pass {expected}") from None
+    if arr.ndim not in (1, 2):
+        raise DataError(f"y must be {expected}, got shape {arr.shape}")
+    if arr.shape[0] != n_samples:
+        raise DataError(f"X has {n_samples} samples but y has {arr.shape[0]}; pass one target per sample")
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise DataError(f"y has dtype {arr.dtype}; pass {expected} of numbers")
+    return arr
+
+
+def _as_columns(arr, n_outputs, what):
+    if arr.ndim == 1:
+        if n_outputs != 1:
+            raise DataError(f"{what} of shape (n,) need a model with one output, this one has {n_outputs}; "
+                            f"pass targets of shape (n, {n_outputs})")
+        return arr.reshape(-1, 1)
+    if arr.shape[1] != n_outputs:
+        raise DataError(f"{what} have {arr.shape[1]} columns but the model has {n_outputs} outputs; "
+                        "one column per output")
+    return arr

@@ -147,6 +147,8 @@ def load(path):
 
     A model comes back in inference mode (``model.train()`` switches).
 
+    The model comes back in inference mode (``model.train()`` switches).
+
     Never runs code from the file: a damaged or hostile file raises
     :class:`~handgrad.ModelFileError`.  :func:`load_model` returns a model
     file's full contents (loss, classes, preprocessing, history).
@@ -571,7 +573,7 @@ class _Reader:
         for name, target in model.state_arrays().items():
             value = arrays[name] if name in arrays else self.finite(name, dtype, target.shape)
             target[...] = value
-        return model
+        return model.eval()     # a stored model is a trained one: fit continues it in training mode
 
     def _loss(self, spec):
         if spec is None:

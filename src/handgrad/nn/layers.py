@@ -40,6 +40,14 @@ class Layer:
     ``initializer`` is what a layer asks of the Dense layer before it: "he"
     or "glorot", or None for a layer that leaves the choice to the next one
     (see :meth:`Dense.initialize`).
+
+    ``in_place = True`` declares that ``backward`` never reads the layer's
+    input (only its output, or state the forward pass kept), so
+    :class:`~handgrad.Sequential` may let ``forward`` write over its input.
+
+    Modes.  ``training`` is True in training mode (the default, as in
+    PyTorch) and False in inference mode; ``train()`` and ``eval()`` switch
+    it.  Only layers whose two modes differ read it (Dropout, BatchNorm).
     """
 
     parameter_names = ()
@@ -48,12 +56,30 @@ class Layer:
     name = None
     initializer = None
     in_place = False
+    training = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if "name" not in cls.__dict__:
             cls.name = snake_case(cls.__name__).replace("_", "-")
         LAYERS.add(cls)
+
+    def train(self, mode=True):
+        """Training mode (``mode=False``: inference mode); returns the layer."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Inference mode; returns the layer."""
+        return self.train(False)
+
+    def reseed(self, seed):
+        """Give a layer that draws random numbers a generator seeded by ``seed``; others ignore it.
+
+        ``seed`` is anything ``np.random.default_rng`` takes.  ``fit`` reseeds
+        every layer at the start of each epoch from ``(seed, epoch)``, so a run
+        resumed at an epoch draws exactly what the uninterrupted run drew.
+        """
 
     def parameters(self):
         return [getattr(self, name) for name in self.parameter_names]
@@ -89,6 +115,8 @@ class Activation(Layer):
     ``initializer`` (default "glorot") is the scheme suited to the Dense
     layer feeding it.  ``in_place = True`` declares that ``backward`` reads
     only the output ``A``, so ``forward`` may write ``A`` over its input.
+    More activations (LeakyReLU, ELU, Softplus, GELU) live in
+    :mod:`handgrad.nn.activations`.
     """
 
     name = None

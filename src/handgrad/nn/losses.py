@@ -1,14 +1,24 @@
-"""Losses on logits ``Z`` (n samples × C classes), with their gradients ``∂L/∂Z``.
+"""Losses on logits ``Z`` (n samples × K outputs), with their gradients ``∂L/∂Z``.
 
-Both losses read targets either as integer labels ``y`` of shape (n,) or as a
-target matrix ``Y`` of shape (n, C) (one-hot rows or class probabilities).
-``reduction="mean"`` divides the summed loss by n, ``"sum"`` does not.
+Each loss declares its ``task`` and checks its own targets:
+
+* ``"classification"`` (the two softmax losses): integer labels ``y`` of
+  shape (n,) or a target matrix ``Y`` of shape (n, K) (one-hot rows or class
+  probabilities); predictions are the largest logit's index.
+* ``"regression"`` (:class:`SquaredError`): real targets of shape (n,) or
+  (n, K); the predictions are the logits themselves.
+* ``"multilabel"`` (:class:`SigmoidBinaryCrossEntropy`): a target matrix
+  (n, K) in [0, 1]; label k is predicted present when ``σ(z_k) > ½``.
+
+``reduction="mean"`` divides the summed loss by n (samples, never outputs),
+``"sum"`` does not.
 """
 
 import numpy as np
 
 from handgrad.errors import HandgradError
 from handgrad.registry import LOSSES, constructor_arguments, snake_case
+from handgrad.validation import check_multilabel_targets, check_regression_targets, check_targets
 
 REDUCTIONS = ("mean", "sum")
 
@@ -38,9 +48,16 @@ class Loss:
     ``name`` is the spelling users type (``--loss``; the estimator's ``loss=``
     with underscores).  ``config()`` is ``{"type": class name, **constructor
     arguments}``, rebuilt as ``cls(**arguments)``.
+
+    ``task`` ("classification", "regression" or "multilabel") picks the
+    figures ``fit`` and ``evaluate`` report beside the loss.  A loss checks
+    its own targets (:meth:`check_targets`) and turns logits into
+    predictions (:meth:`predict`) and probabilities (:meth:`probabilities`);
+    the defaults are those of classification.
     """
 
     name = None
+    task = "classification"
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -82,6 +99,18 @@ class Loss:
             weight = float(weights.sum())
             factor = weights / weight if weight > 0 else np.zeros_like(weights)
         return factor.astype(dtype)[:, None]
+
+    def check_targets(self, y, n_samples, n_outputs, dtype):
+        """``y`` as this loss reads it, or a one-line :class:`~handgrad.DataError` with the remedy."""
+        return check_targets(y, n_samples, n_outputs, dtype)
+
+    def predict(self, Z):
+        """Predictions from logits: the index of the largest logit of each row."""
+        return Z.argmax(axis=1)
+
+    def probabilities(self, Z):
+        """Class probabilities from logits: ``softmax(Z)`` row by row."""
+        return softmax(Z)
 
     def __call__(self, Z, y):
         return self.forward(Z, y)
@@ -240,6 +269,100 @@ class SoftmaxBinaryCrossEntropy(Loss):
         return out
 
 
+class SquaredError(Loss):
+    """Half the squared error, for regression with an identity output.
+
+    Forward, per sample ``r``: ``L_r = ½ ‖z_r − y_r‖² = ½ Σ_k (z_rk − y_rk)²``,
+    summed over the batch, or averaged over its n samples for ``"mean"``
+    (not over the K outputs).  Targets are reals of shape (n,) for a model
+    with one output, or (n, K).
+
+    Backward: ``∂L_r/∂z_rk = z_rk − y_rk``, so ``∂L/∂Z = (Z − Y) κ`` with
+    ``κ = 1/n`` for ``"mean"`` and 1 for ``"sum"``.
+    """
+
+    name = "squared-error"
+    task = "regression"
+
+    def check_targets(self, y, n_samples, n_outputs, dtype):
+        return check_regression_targets(y, n_samples, n_outputs, dtype)
+
+    def forward(self, Z, y):
+        Y = np.asarray(y, dtype=Z.dtype).reshape(Z.shape[0], -1)
+        self._D = D = Z - Y                                   # Z − Y
+        return float(0.5 * np.square(D, dtype=np.float64).sum() * self._scale(len(Z)))
+
+    def backward(self, out=None):
+        return np.multiply(self._D, self._scale(self._D.shape[0]), out=out)     # (Z − Y) κ
+
+    def predict(self, Z):
+        """The logits are the predicted values."""
+        return Z
+
+    def probabilities(self, Z):
+        raise HandgradError("a regression loss predicts values, not probabilities; "
+                            "use model.predict(X, loss=hg.SquaredError())")
+
+
+class SigmoidBinaryCrossEntropy(Loss):
+    """Multilabel classification: a binary cross-entropy per output, on ``σ(z_k)``.
+
+    Forward, per sample ``r`` over its K labels, with targets ``y_k ∈ [0, 1]``:
+
+        ``L_r = −Σ_k [ y_k log σ(z_k) + (1 − y_k) log(1 − σ(z_k)) ]``.
+
+    With ``log σ(z) = −softplus(−z)`` and ``log(1 − σ(z)) = −softplus(z)``,
+    and ``softplus(z) − softplus(−z) = z``, each term is
+
+        ``ℓ = softplus(z) − y z``,  ``softplus(z) = max(z, 0) + log1p(e^{−|z|})``,
+
+    computed from the logits without ever forming ``σ`` or a logarithm of 0:
+    logits of ±1e4 give finite values (and exactly 0 for a right answer).
+
+    Backward: ``softplus'(z) = σ(z)``, so ``∂ℓ/∂z = σ(z) − y`` and
+    ``∂L/∂Z = (σ(Z) − Y) κ``, with ``κ = 1/n`` for ``"mean"`` (samples, not
+    labels) and 1 for ``"sum"``.  ``σ`` comes from the same ``e = e^{−|z|}``:
+    ``1/(1 + e)`` for ``z ≥ 0``, ``e/(1 + e)`` for ``z < 0``.
+
+    Predictions: label k is present when ``σ(z_k) > ½``, i.e. ``z_k > 0``.
+    """
+
+    name = "sigmoid-bce"
+    task = "multilabel"
+
+    def check_targets(self, y, n_samples, n_outputs, dtype):
+        return check_multilabel_targets(y, n_samples, n_outputs, dtype)
+
+    def forward(self, Z, y):
+        Y = np.asarray(y, dtype=Z.dtype).reshape(Z.shape)
+        e = np.abs(Z)
+        np.negative(e, out=e)
+        with np.errstate(under="ignore"):                  # e^{−|z|} → 0 is the true limit
+            np.exp(e, out=e)                               # e = e^{−|z|} ∈ (0, 1]
+        terms = np.log1p(e)
+        terms += np.maximum(Z, 0)
+        terms -= Y * Z                                     # ℓ = softplus(z) − y z
+        sigma = np.where(Z >= 0, 1, e)
+        sigma /= 1 + e                                     # σ(z), no overflow, full relative precision
+        self._sigma, self._Y = sigma, Y
+        return float(terms.sum(dtype=np.float64) * self._scale(len(Z)))
+
+    def backward(self, out=None):
+        out = np.subtract(self._sigma, self._Y, out=out)    # σ(Z) − Y
+        out *= self._scale(out.shape[0])
+        return out
+
+    def predict(self, Z):
+        """0/1 labels: 1 where ``σ(z) > ½``, i.e. ``z > 0``."""
+        return (Z > 0).astype(np.intp)
+
+    def probabilities(self, Z):
+        """``σ(Z)`` per label (the labels are not exclusive, so rows need not sum to 1)."""
+        with np.errstate(under="ignore"):
+            e = np.exp(-np.abs(Z))
+        return np.where(Z >= 0, 1, e) / (1 + e)
+
+
 def _target_matrix(y, n_classes, dtype):
     if y.ndim == 2:
         return y.astype(dtype, copy=False)     # integer or float64 targets must not promote float32 logits
@@ -258,6 +381,6 @@ def loss_class(name):
     return LOSSES.by_name(str(name).replace("_", "-"))
 
 
-def losses():
-    """``{name: class}`` of every registered loss, built-in or user-defined."""
-    return LOSSES.choices()
+def losses(task=None):
+    """``{name: class}`` of every registered loss, built-in or user-defined; ``task=`` keeps one task's."""
+    return LOSSES.choices(where=None if task is None else (lambda cls: cls.task == task))

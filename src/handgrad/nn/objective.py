@@ -8,17 +8,20 @@ gradient adds ``λ W`` to each weight gradient (seed 000's ``∂L_reg/∂W = λW
 
 import numpy as np
 
-from handgrad.validation import check_features, check_targets
+from handgrad.validation import check_features
 
 
 def loss_and_gradients(model, loss, X, y, l2=0.0):
     """Return ``(J, grads)``: the objective as a float and its gradients.
 
     ``grads`` matches ``model.parameters()`` in order, shape and dtype; the
-    arrays are fresh copies.  Input is checked before anything is computed.
+    arrays are fresh copies.  Input is checked before anything is computed
+    (the targets by the loss, which knows what its task needs).  The model
+    runs in its current mode: in training mode, Dropout draws a new mask and
+    BatchNorm uses batch statistics (and updates its running ones).
     """
     X = check_features(X, model.dtype, model.n_features)
-    y = check_targets(y, X.shape[0], model.n_outputs, model.dtype)
+    y = loss.check_targets(y, X.shape[0], model.n_outputs, model.dtype)
     value, _ = objective_step(model, loss, X, y, l2)
     return value, [g.copy() for g in model.gradients()]
 

@@ -4,10 +4,11 @@ The loop knows a model only through ``forward``, ``backward`` and its flat
 parameter and gradient vectors, and an optimizer only through ``step``.
 Everything optional (early stopping, progress, checkpoints) is a callback.
 
-Determinism: the validation split and each epoch's shuffle come from
-generators seeded by ``(seed, purpose, epoch)``, so the same seed (and the
-same BLAS thread count) gives bit-identical weights, and a run resumed at
-epoch k shuffles exactly as the uninterrupted run did.
+Determinism: the validation split, each epoch's shuffle and each epoch's
+dropout masks come from generators seeded by ``(seed, purpose, epoch)``, so
+the same seed (and the same BLAS thread count) gives bit-identical weights,
+and a run resumed at epoch k shuffles and drops units exactly as the
+uninterrupted run did.
 """
 
 import sys
@@ -21,9 +22,10 @@ from handgrad.training.callbacks import Callback, EarlyStopping, EpochLogger
 from handgrad.errors import HandgradError, TrainingDiverged
 from handgrad.nn.objective import data_gradient_step, objective_step
 from handgrad.optim.optimizers import Adam, Optimizer
-from handgrad.validation import check_features, check_targets, is_sparse
+from handgrad.training.scores import tally
+from handgrad.validation import check_features, is_sparse
 
-_SPLIT, _SHUFFLE = 0, 1
+_SPLIT, _SHUFFLE, _MASKS = 0, 1, 2
 
 # An epoch whose mean training loss exceeds this many times the run's loss
 # scale has diverged.  The scale is the larger of the first minibatch's loss
@@ -118,9 +120,18 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
     initial_epoch, history : continue a run from a checkpoint.
 
     Every record of the history holds ``epoch``, ``train_loss`` (mean of the
-    epoch's minibatch objectives), ``train_accuracy`` (on those minibatches,
-    as they were seen), ``lr``, ``seconds`` (training time, evaluation
-    excluded) and, with validation data, ``val_loss`` and ``val_accuracy``.
+    epoch's minibatch objectives), the figures of the loss's task (on those
+    minibatches, as they were seen), ``lr``, ``seconds`` (training time,
+    evaluation excluded) and, with validation data, ``val_loss`` and the
+    same figures on it (in inference mode).  The figures, by ``loss.task``
+    (see :mod:`handgrad.training.scores`): ``train_accuracy`` for
+    classification; ``train_rmse`` and ``train_r2`` for regression;
+    ``train_label_accuracy`` and ``train_subset_accuracy`` for multilabel
+    (``val_…`` likewise).
+
+    Modes: the epochs run in training mode (Dropout drops, BatchNorm uses
+    batch statistics); ``fit`` leaves the model in inference mode, also when
+    it ends by an exception.
 
     Raises :class:`~handgrad.errors.TrainingDiverged`, after restoring the
     weights of the last finished epoch, if a minibatch loss becomes NaN or
@@ -133,7 +144,7 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
     if not np.isfinite(alpha) or alpha < 0:
         raise HandgradError(f"alpha must be a non-negative number, got {alpha!r}")
     seed = int(np.random.SeedSequence().entropy % 2**32) if seed is None else _check_seed(seed)
-    data = _prepare_data(model, X, y, validation_fraction, validation_data, seed, sample_weight)
+    data = _prepare_data(model, loss, X, y, validation_fraction, validation_data, seed, sample_weight)
     history = history if history is not None else History()
     ctx = TrainingContext(model, loss, optimizer, history, epochs, seed)
     cbs = _assemble_callbacks(early_stopping, verbose, callbacks, has_validation=data.X_val is not None)
@@ -143,6 +154,7 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
         _fused.kernels_for(model.flat_parameters.size)   # load compiled updates now, not on the epoch clock
     for cb in cbs:
         cb.on_train_begin(ctx)
+    model.train()
     try:
         for epoch in range(initial_epoch, epochs):
             ctx.epoch = epoch
@@ -155,11 +167,13 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
             if ctx.stop:
                 break
     except BaseException as error:      # KeyboardInterrupt too: a progress bar must not outlive the run
+        model.eval()
         for cb in cbs:
             abort = getattr(cb, "on_train_abort", None)
             if abort is not None:
                 abort(ctx, error)
         raise
+    model.eval()
     for cb in cbs:
         cb.on_train_end(ctx)
     return history
@@ -184,13 +198,13 @@ def _check_seed(seed):
     return int(seed)
 
 
-def _prepare_data(model, X, y, validation_fraction, validation_data, seed, sample_weight=None):
+def _prepare_data(model, loss, X, y, validation_fraction, validation_data, seed, sample_weight=None):
     X = check_features(X, model.dtype, model.n_features)
-    y = check_targets(y, X.shape[0], model.n_outputs, model.dtype)
+    y = loss.check_targets(y, X.shape[0], model.n_outputs, model.dtype)
     w = _check_weights(sample_weight, X.shape[0])
     if validation_data is not None:
         X_val = check_features(validation_data[0], model.dtype, model.n_features, name="X_val")
-        y_val = check_targets(validation_data[1], X_val.shape[0], model.n_outputs, model.dtype)
+        y_val = loss.check_targets(validation_data[1], X_val.shape[0], model.n_outputs, model.dtype)
         w_val = _check_weights(validation_data[2], X_val.shape[0]) if len(validation_data) > 2 else None
         return _Data(X, y, X_val, y_val, w, w_val)
     if not validation_fraction:
@@ -251,12 +265,13 @@ def _run_epoch(ctx, data, batch_size, penalties, lr_schedule, shuffle, batch_cal
     n = data.X.shape[0]
     batch_size = min(batch_size, n)
     order = _epoch_order(ctx, shuffle, n)
+    model.reseed(ctx.seed, _MASKS, ctx.epoch)      # this epoch's dropout masks, whatever epoch the run started at
     n_batches = -(-n // batch_size)
     snapshot = _Snapshot(model, optimizer)
     sparse = is_sparse(data.X)
     X_buf = None if sparse else np.empty((batch_size, data.X.shape[1]), dtype=data.X.dtype)
     y_buf = np.empty((batch_size,) + data.y.shape[1:], dtype=data.y.dtype)
-    total_loss, correct = 0.0, 0
+    total_loss, scores = 0.0, tally(loss)
     per_sample = getattr(loss, "reduction", "mean") == "mean"
     step_gradients, step_optimizer = _step_functions(optimizer)
     start = time.perf_counter()
@@ -285,7 +300,7 @@ def _run_epoch(ctx, data, batch_size, penalties, lr_schedule, shuffle, batch_cal
         value, logits = step_gradients(model, loss, Xb, yb, lam, wb)
         if not np.isfinite(value):
             raise snapshot.diverged(ctx, f"training loss became {value} in epoch {ctx.epoch + 1}, batch {b + 1}")
-        correct += _count_correct(logits, yb)
+        scores.add(logits, yb)
         # a "mean" objective is per sample, a "sum" one already covers the batch
         batch_total = value * len(idx) if per_sample else value
         total_loss += batch_total
@@ -300,7 +315,7 @@ def _run_epoch(ctx, data, batch_size, penalties, lr_schedule, shuffle, batch_cal
     if total_loss / n > DIVERGENCE_FACTOR * ctx.loss_scale:
         raise snapshot.diverged(ctx, f"training loss rose to {total_loss / n:.4g} in epoch {ctx.epoch + 1}, over "
                                      f"{DIVERGENCE_FACTOR:g} times its starting scale {ctx.loss_scale:.4g}")
-    return {"epoch": ctx.epoch, "train_loss": total_loss / n, "train_accuracy": correct / n,
+    return {"epoch": ctx.epoch, "train_loss": total_loss / n, **scores.figures("train"),
             "lr": optimizer.lr, "seconds": seconds}
 
 
@@ -320,21 +335,18 @@ def _step_functions(optimizer):
     return objective_step, update
 
 
-def _count_correct(logits, y):
-    truth = y if y.ndim == 1 else y.argmax(axis=1)
-    return int(np.count_nonzero(logits.argmax(axis=1) == truth))
-
-
 class _Snapshot:
-    """Weights and optimizer state at the start of an epoch, to fall back on."""
+    """Weights, buffers (running statistics) and optimizer state at the start of an epoch, to fall back on."""
 
     def __init__(self, model, optimizer):
         self.model, self.optimizer = model, optimizer
         self.weights = model.get_weights()
+        self.buffers = model.get_buffers()
         self.optimizer_state = optimizer.state_dict()
 
     def restore(self):
         self.model.set_weights(self.weights)
+        self.model.set_buffers(self.buffers)
         self.optimizer.load_state_dict(self.optimizer_state)
 
     def diverged(self, ctx, what):
@@ -346,17 +358,24 @@ class _Snapshot:
 
 
 def evaluate(model, loss, X, y, batch_size=4096, sample_weight=None):
-    """Mean loss (without L2; weighted by ``sample_weight`` if given) and accuracy of ``model`` on checked ``(X, y)``."""
+    """Mean loss (without L2; weighted by ``sample_weight`` if given) and the figures of the loss's task.
+
+    ``{"val_loss": …, "val_accuracy": …}`` for classification (``val_rmse``
+    and ``val_r2`` for regression, ``val_label_accuracy`` and
+    ``val_subset_accuracy`` for multilabel), of ``model`` on checked
+    ``(X, y)`` in inference mode; the model's mode is left as it was.
+    """
     n = X.shape[0]
-    total, correct = 0.0, 0
-    for start in range(0, n, batch_size):
-        Xb, yb = X[start:start + batch_size], y[start:start + batch_size]
-        logits = model.forward(Xb)
-        if sample_weight is None:
-            total += loss.forward(logits, yb) * (len(Xb) if loss.reduction == "mean" else 1)
-        else:
-            wb = sample_weight[start:start + batch_size]
-            total += loss.forward(logits, yb, sample_weight=wb) * (wb.sum() if loss.reduction == "mean" else 1)
-        correct += _count_correct(logits, yb)
+    total, scores = 0.0, tally(loss)
+    with model.inference():
+        for start in range(0, n, batch_size):
+            Xb, yb = X[start:start + batch_size], y[start:start + batch_size]
+            logits = model.forward(Xb)
+            if sample_weight is None:
+                total += loss.forward(logits, yb) * (len(Xb) if loss.reduction == "mean" else 1)
+            else:
+                wb = sample_weight[start:start + batch_size]
+                total += loss.forward(logits, yb, sample_weight=wb) * (wb.sum() if loss.reduction == "mean" else 1)
+            scores.add(logits, yb)
     mean_over = n if sample_weight is None else max(float(sample_weight.sum()), np.finfo(float).tiny)
-    return {"val_loss": total / mean_over, "val_accuracy": correct / n}
+    return {"val_loss": total / mean_over, **scores.figures("val")}
