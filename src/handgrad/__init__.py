@@ -13,7 +13,7 @@ from handgrad.nn.activations import ELU, GELU, LeakyReLU, Softplus
 from handgrad.nn.dropout import Dropout
 from handgrad.nn.batchnorm import BatchNorm
 from handgrad.nn.losses import (Loss, SigmoidBinaryCrossEntropy, SoftmaxBinaryCrossEntropy, SoftmaxCrossEntropy,
-                                SquaredError, log_softmax, losses, softmax)
+                                PoissonDeviance, SquaredError, log_softmax, losses, softmax)
 from handgrad.nn.model import Sequential, mlp
 from handgrad.nn.objective import loss_and_gradients
 from handgrad.optim.optimizers import SGD, Adam, Optimizer
@@ -28,17 +28,18 @@ from handgrad._version import __version__
 def __getattr__(name):
     # The estimator imports scikit-learn (seconds); load it only when asked for,
     # so that ``import handgrad`` and the command line start fast.
-    if name == "MLPClassifier":
-        from handgrad.estimator import MLPClassifier
+    if name in ("MLPClassifier", "MLPRegressor"):
+        from handgrad import estimators
 
-        return MLPClassifier
+        return getattr(estimators, name)
     raise AttributeError(f"module 'handgrad' has no attribute {name!r}")
 
 __all__ = [
     "Activation", "Adam", "BatchNorm", "Callback", "DataError", "Dense", "Dropout", "ELU", "EarlyStopping",
     "EpochLogger", "GELU", "GradcheckReport", "HandgradError", "History", "Identity", "Layer", "LeakyReLU", "Loss",
-    "MLPClassifier", "ModelFileError", "Optimizer", "ReLU", "SGD", "Sequential", "Sigmoid",
-    "SigmoidBinaryCrossEntropy", "SoftmaxBinaryCrossEntropy", "SoftmaxCrossEntropy", "Softplus", "SquaredError",
-    "Tanh", "TrainingContext", "TrainingDiverged", "activations", "check_function", "evaluate", "fit", "gradcheck",
-    "load", "log_softmax", "loss_and_gradients", "losses", "mlp", "registry", "save", "schedules", "softmax",
+    "MLPClassifier", "MLPRegressor", "ModelFileError", "Optimizer", "PoissonDeviance", "ReLU", "SGD", "Sequential",
+    "Sigmoid", "SigmoidBinaryCrossEntropy", "SoftmaxBinaryCrossEntropy", "SoftmaxCrossEntropy", "Softplus",
+    "SquaredError", "Tanh", "TrainingContext", "TrainingDiverged", "activations", "check_function", "evaluate",
+    "fit", "gradcheck", "load", "log_softmax", "loss_and_gradients", "losses", "mlp", "registry", "save",
+    "schedules", "softmax",
 ]

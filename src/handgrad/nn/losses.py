@@ -5,8 +5,9 @@ Each loss declares its ``task`` and checks its own targets:
 * ``"classification"`` (the two softmax losses): integer labels ``y`` of
   shape (n,) or a target matrix ``Y`` of shape (n, K) (one-hot rows or class
   probabilities); predictions are the largest logit's index.
-* ``"regression"`` (:class:`SquaredError`): real targets of shape (n,) or
-  (n, K); the predictions are the logits themselves.
+* ``"regression"`` (:class:`SquaredError`, :class:`PoissonDeviance`): real
+  targets of shape (n,) or (n, K); the predictions are the logits themselves
+  (squared error) or their exponentials (Poisson).
 * ``"multilabel"`` (:class:`SigmoidBinaryCrossEntropy`): a target matrix
   (n, K) in [0, 1]; label k is predicted present when ``σ(z_k) > ½``.
 
@@ -16,7 +17,7 @@ Each loss declares its ``task`` and checks its own targets:
 
 import numpy as np
 
-from handgrad.errors import HandgradError
+from handgrad.errors import DataError, HandgradError
 from handgrad.registry import LOSSES, constructor_arguments, snake_case
 from handgrad.validation import check_multilabel_targets, check_regression_targets, check_targets
 
@@ -278,7 +279,8 @@ class SquaredError(Loss):
     with one output, or (n, K).
 
     Backward: ``∂L_r/∂z_rk = z_rk − y_rk``, so ``∂L/∂Z = (Z − Y) κ`` with
-    ``κ = 1/n`` for ``"mean"`` and 1 for ``"sum"``.
+    ``κ = 1/n`` for ``"mean"`` and 1 for ``"sum"`` (row r times ``w_r/Σw``
+    or ``w_r`` with sample weights, see :class:`Loss`).
     """
 
     name = "squared-error"
@@ -287,13 +289,17 @@ class SquaredError(Loss):
     def check_targets(self, y, n_samples, n_outputs, dtype):
         return check_regression_targets(y, n_samples, n_outputs, dtype)
 
-    def forward(self, Z, y):
+    def forward(self, Z, y, sample_weight=None):
         Y = np.asarray(y, dtype=Z.dtype).reshape(Z.shape[0], -1)
         self._D = D = Z - Y                                   # Z − Y
+        self._w = sample_weight
+        if sample_weight is not None:
+            return self._total(0.5 * np.square(D, dtype=np.float64).sum(axis=1), sample_weight)
         return float(0.5 * np.square(D, dtype=np.float64).sum() * self._scale(len(Z)))
 
     def backward(self, out=None):
-        return np.multiply(self._D, self._scale(self._D.shape[0]), out=out)     # (Z − Y) κ
+        return np.multiply(self._D, self._gradient_scale(self._D.shape[0], self._w, self._D.dtype),
+                           out=out)                           # (Z − Y) κ
 
     def predict(self, Z):
         """The logits are the predicted values."""
@@ -321,7 +327,8 @@ class SigmoidBinaryCrossEntropy(Loss):
 
     Backward: ``softplus'(z) = σ(z)``, so ``∂ℓ/∂z = σ(z) − y`` and
     ``∂L/∂Z = (σ(Z) − Y) κ``, with ``κ = 1/n`` for ``"mean"`` (samples, not
-    labels) and 1 for ``"sum"``.  ``σ`` comes from the same ``e = e^{−|z|}``:
+    labels) and 1 for ``"sum"`` (row r times ``w_r/Σw`` or ``w_r`` with
+    sample weights, see :class:`Loss`).  ``σ`` comes from the same ``e = e^{−|z|}``:
     ``1/(1 + e)`` for ``z ≥ 0``, ``e/(1 + e)`` for ``z < 0``.
 
     Predictions: label k is present when ``σ(z_k) > ½``, i.e. ``z_k > 0``.
@@ -333,7 +340,7 @@ class SigmoidBinaryCrossEntropy(Loss):
     def check_targets(self, y, n_samples, n_outputs, dtype):
         return check_multilabel_targets(y, n_samples, n_outputs, dtype)
 
-    def forward(self, Z, y):
+    def forward(self, Z, y, sample_weight=None):
         Y = np.asarray(y, dtype=Z.dtype).reshape(Z.shape)
         e = np.abs(Z)
         np.negative(e, out=e)
@@ -344,12 +351,14 @@ class SigmoidBinaryCrossEntropy(Loss):
         terms -= Y * Z                                     # ℓ = softplus(z) − y z
         sigma = np.where(Z >= 0, 1, e)
         sigma /= 1 + e                                     # σ(z), no overflow, full relative precision
-        self._sigma, self._Y = sigma, Y
+        self._sigma, self._Y, self._w = sigma, Y, sample_weight
+        if sample_weight is not None:
+            return self._total(terms.sum(axis=1, dtype=np.float64), sample_weight)
         return float(terms.sum(dtype=np.float64) * self._scale(len(Z)))
 
     def backward(self, out=None):
         out = np.subtract(self._sigma, self._Y, out=out)    # σ(Z) − Y
-        out *= self._scale(out.shape[0])
+        out *= self._gradient_scale(out.shape[0], self._w, out.dtype)
         return out
 
     def predict(self, Z):
@@ -361,6 +370,65 @@ class SigmoidBinaryCrossEntropy(Loss):
         with np.errstate(under="ignore"):
             e = np.exp(-np.abs(Z))
         return np.where(Z >= 0, 1, e) / (1 + e)
+
+
+class PoissonDeviance(Loss):
+    """Half the Poisson deviance with a log link, for counts: scikit-learn's ``loss="poisson"``.
+
+    The output is ``μ = e^z``, the predicted mean of a Poisson count.
+    Forward, per sample ``r`` over its K outputs, targets ``y ≥ 0``:
+
+        ``L_r = Σ_k [ y_k log(y_k / μ_k) − y_k + μ_k ] = Σ_k [ e^{z_k} − y_k z_k + (y_k log y_k − y_k) ]``,
+
+    half the deviance ``2 Σ [y log(y/μ) − (y − μ)]``.  The last term does not
+    depend on ``z`` (``y log y`` is 0 at ``y = 0``); it makes ``L_r ≥ 0``, with
+    0 exactly when ``μ = y``.  Summed over the batch, or averaged over its n
+    samples for ``"mean"``.
+
+    Backward: ``∂/∂z (e^z − y z) = e^z − y``, so ``∂L/∂Z = (e^Z − Y) κ = (μ − Y) κ``
+    with κ as in :class:`SquaredError` (sample weights likewise).
+
+    ``e^z`` overflows past ``z ≈ 709`` (float64) or 88 (float32): the loss
+    is then infinite, which ``fit`` reports as divergence.
+    """
+
+    name = "poisson"
+    task = "regression"
+    output_activation = "exp"
+
+    def check_targets(self, y, n_samples, n_outputs, dtype):
+        Y = check_regression_targets(y, n_samples, n_outputs, dtype)
+        if (Y < 0).any():
+            raise DataError("Poisson targets are counts and must be non-negative; found a negative target")
+        return Y
+
+    def forward(self, Z, y, sample_weight=None):
+        Y = np.asarray(y, dtype=Z.dtype).reshape(Z.shape[0], -1)
+        with np.errstate(over="ignore"):
+            mu = np.exp(Z)                                    # μ = e^z
+        positive = Y > 0
+        y_log_y = np.zeros_like(Y)
+        np.multiply(Y, np.log(Y, where=positive, out=np.ones_like(Y)), out=y_log_y, where=positive)
+        with np.errstate(invalid="ignore"):
+            terms = mu - Y * Z + (y_log_y - Y)                # e^z − y z + (y log y − y)
+        self._mu, self._Y, self._w = mu, Y, sample_weight
+        if sample_weight is not None:
+            return self._total(terms.sum(axis=1, dtype=np.float64), sample_weight)
+        return float(terms.sum(dtype=np.float64) * self._scale(len(Z)))
+
+    def backward(self, out=None):
+        out = np.subtract(self._mu, self._Y, out=out)         # μ − Y
+        out *= self._gradient_scale(out.shape[0], self._w, out.dtype)
+        return out
+
+    def predict(self, Z):
+        """The predicted means ``μ = e^z``."""
+        with np.errstate(over="ignore"):
+            return np.exp(Z)
+
+    def probabilities(self, Z):
+        raise HandgradError("a regression loss predicts values, not probabilities; "
+                            "use model.predict(X, loss=hg.PoissonDeviance())")
 
 
 def _target_matrix(y, n_classes, dtype):

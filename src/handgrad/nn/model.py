@@ -152,6 +152,19 @@ class Sequential:
         for layer, sequence in zip(self.layers, sequences):
             layer.reseed(sequence)
 
+    def release(self):
+        """Drop the reused work buffers and what each layer kept of its last forward pass.
+
+        After training on a large batch (L-BFGS sees the whole training set
+        at once) these hold arrays as large as the data; they are rebuilt,
+        at the size needed, by the next forward pass.
+        """
+        self._workspace = {}
+        probe = np.zeros((1, self.n_features), dtype=self.dtype)
+        with self.inference():
+            self.forward(probe)                # every layer now keeps a one-row input
+        self._workspace = {}
+
     def get_buffers(self):
         """Copies of every layer's buffers (a batch norm's running statistics), by stored name."""
         return {name: getattr(self.layers[position], attribute).copy()
