@@ -45,7 +45,6 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
-from sklearn.utils import shuffle as sklearn_shuffle
 from sklearn.utils._param_validation import Interval, InvalidParameterError, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -274,8 +273,10 @@ class BaseMLP(BaseEstimator):
         self.n_iter_ = 0
         try:
             for _ in range(self.max_iter):
-                if self.shuffle:
-                    order = sklearn_shuffle(order, random_state=rng)
+                if self.shuffle:                    # sklearn.utils.shuffle(order, random_state=rng), without
+                    permutation = np.arange(n)      # its per-call parameter validation
+                    rng.shuffle(permutation)
+                    order = order[permutation]
                 history = fit_network(
                     self._net, self._loss, data.X, data.targets, optimizer=self._optimizer,
                     epochs=self._epochs_trained + 1, initial_epoch=self._epochs_trained, batch_size=batch_size,

@@ -104,7 +104,12 @@ class Sequential:
 
     def parameter_names(self):
         """``W1, b1, W2, …``: names matching ``parameters()`` (see :func:`stored_arrays`)."""
-        return [name for name, _, _, is_buffer in stored_arrays(self.config()) if not is_buffer]
+        return [name for name, _, _, is_buffer in self._stored_arrays() if not is_buffer]
+
+    def _stored_arrays(self):
+        """:func:`stored_arrays` of this model: it reads only each layer's type, so no configuration is built
+        (building one inspects every constructor, which a training loop should not pay for each epoch)."""
+        return stored_arrays([{"type": type(layer).__name__} for layer in self.layers])
 
     def state_arrays(self):
         """``{name: array}`` of everything a model file stores: parameters, then each layer's buffers.
@@ -113,7 +118,7 @@ class Sequential:
         such as a batch norm's running statistics.
         """
         return {name: getattr(self.layers[position], attribute)
-                for name, position, attribute, _ in stored_arrays(self.config())}
+                for name, position, attribute, _ in self._stored_arrays()}
 
     # -- modes and randomness ---------------------------------------------------
 
@@ -148,6 +153,8 @@ class Sequential:
 
         ``reseed()`` with no arguments draws fresh entropy from the system.
         """
+        if all(type(layer).reseed is Layer.reseed for layer in self.layers):
+            return                              # nothing draws random numbers: spare the spawning
         sequences = np.random.SeedSequence(list(entropy) if entropy else None).spawn(len(self.layers))
         for layer, sequence in zip(self.layers, sequences):
             layer.reseed(sequence)
@@ -168,11 +175,11 @@ class Sequential:
     def get_buffers(self):
         """Copies of every layer's buffers (a batch norm's running statistics), by stored name."""
         return {name: getattr(self.layers[position], attribute).copy()
-                for name, position, attribute, is_buffer in stored_arrays(self.config()) if is_buffer}
+                for name, position, attribute, is_buffer in self._stored_arrays() if is_buffer}
 
     def set_buffers(self, buffers):
         """Write buffers saved by :meth:`get_buffers` back into the layers (in place)."""
-        for name, position, attribute, is_buffer in stored_arrays(self.config()):
+        for name, position, attribute, is_buffer in self._stored_arrays():
             if is_buffer:
                 getattr(self.layers[position], attribute)[...] = buffers[name]
 
