@@ -6,7 +6,8 @@ import warnings
 import numpy as np
 import pytest
 from sklearn.base import clone
-from sklearn.datasets import load_breast_cancer, load_digits, load_iris, make_blobs, make_multilabel_classification
+from sklearn.datasets import (load_breast_cancer, load_digits, load_iris, load_wine, make_blobs,
+                              make_multilabel_classification)
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score, train_test_split
 from sklearn.neural_network import MLPClassifier as SklearnMLP
@@ -487,3 +488,27 @@ def test_cross_val_score_and_a_two_process_grid_search(digits_split):
 def test_the_handgrad_package_offers_both_estimators_lazily():
     assert hg.MLPClassifier is MLPClassifier
     assert hg.MLPRegressor.__name__ == "MLPRegressor"
+
+
+# -- accuracy against scikit-learn's MLPClassifier, 5 seeds -------------------------------------
+
+ACCURACY_CASES = {"iris": (load_iris, 100), "wine": (load_wine, 100), "breast_cancer": (load_breast_cancer, 60),
+                  "digits": (load_digits, 20)}
+
+
+@pytest.mark.parametrize("name", sorted(ACCURACY_CASES))
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_accuracy_equals_scikit_learns_over_five_seeds(name, solver):
+    """Default parameters, same split and scaling, seeds 0–4: the same test accuracy, seed by seed.
+
+    (Fewer epochs than the defaults keep the test quick; benchmarks/sklearn_compare.py runs the defaults.)
+    """
+    load, max_iter = ACCURACY_CASES[name]
+    X, y = load(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, random_state=0, stratify=y)
+    ours, theirs = [], []
+    for seed in range(5):
+        for cls, scores in ((MLPClassifier, ours), (SklearnMLP, theirs)):
+            pipe = make_pipeline(StandardScaler(), cls(solver=solver, max_iter=max_iter, random_state=seed))
+            scores.append(pipe.fit(X_train, y_train).score(X_test, y_test))
+    assert ours == pytest.approx(theirs, abs=1.5 / len(y_test)), (ours, theirs)    # at most one sample apart

@@ -114,7 +114,8 @@ def test_incremental_trains_the_regressor_over_the_chunks(client, digits):
         for _ in range(3):
             for start in range(0, N_TRAIN, CHUNK):
                 local.partial_fit(X[start:start + CHUNK], y[start:start + CHUNK])
-    for ours, theirs in zip(local.coefs_ + local.intercepts_, wrapper.estimator_.coefs_ + wrapper.estimator_.intercepts_):
+    fitted = wrapper.estimator_
+    for ours, theirs in zip(local.coefs_ + local.intercepts_, fitted.coefs_ + fitted.intercepts_):
         np.testing.assert_allclose(theirs, ours, rtol=1e-5, atol=1e-6)
 
 
