@@ -512,3 +512,25 @@ def test_accuracy_equals_scikit_learns_over_five_seeds(name, solver):
             pipe = make_pipeline(StandardScaler(), cls(solver=solver, max_iter=max_iter, random_state=seed))
             scores.append(pipe.fit(X_train, y_train).score(X_test, y_test))
     assert ours == pytest.approx(theirs, abs=1.5 / len(y_test)), (ours, theirs)    # at most one sample apart
+
+
+def test_a_user_defined_loss_is_an_estimator_option(blobs):
+    """A Loss subclass registers itself; the classifier offers it, and refuses weights it cannot take."""
+    class HalfCrossEntropy(hg.Loss):
+        """Half the cross-entropy: value and gradient of hg.SoftmaxCrossEntropy, halved."""
+
+        def __init__(self, reduction="mean"):
+            super().__init__(reduction)
+            self._inner = hg.SoftmaxCrossEntropy(reduction)
+
+        def forward(self, Z, y):
+            return 0.5 * self._inner.forward(Z, y)
+
+        def backward(self, out=None):
+            return 0.5 * self._inner.backward()
+
+    X, y = blobs
+    clf = small(loss="half_cross_entropy", max_iter=20).fit(X, y)
+    assert clf.score(X, y) > 0.9 and clf.out_activation_ == "softmax"
+    with pytest.raises(HandgradError, match="takes no sample_weight"):
+        small(loss="half_cross_entropy").fit(X, y, sample_weight=np.ones(len(y)))

@@ -35,6 +35,7 @@ changes them in place, and an array a user writes or assigns is read back
 into the network before the next prediction or fit.
 """
 
+import inspect
 import math
 import warnings
 from itertools import pairwise
@@ -165,6 +166,9 @@ class BaseMLP(BaseEstimator):
         weights = check_sample_weight(sample_weight, X.shape[0])
         if class_weights is not None:
             weights = class_weights if weights is None else weights * class_weights
+        if weights is not None and "sample_weight" not in inspect.signature(type(self._loss).forward).parameters:
+            raise HandgradError(f"{type(self._loss).__name__}.forward takes no sample_weight, so this loss cannot "
+                                "weight samples (or classes); give its forward a sample_weight=None argument")
         rng = check_random_state(self.random_state)
         if first_pass:
             self._initialize(X.shape[1], rng, self._training_dtype(X))
@@ -333,8 +337,8 @@ class BaseMLP(BaseEstimator):
             logits = self._forward(data.X_val)
             score = self._score_outputs(logits, data.targets_val, data.weights_val)
             self.validation_scores_.append(score)
-            self.validation_loss_curve_.append(self._loss.forward(logits, data.targets_val,
-                                                                  sample_weight=data.weights_val))
+            weights = {} if data.weights_val is None else {"sample_weight": data.weights_val}
+            self.validation_loss_curve_.append(self._loss.forward(logits, data.targets_val, **weights))
             if self.verbose:
                 print(f"Validation score: {score:f}")
             if score < self.best_validation_score_ + self.tol:
