@@ -57,5 +57,5 @@ def minimize(model, loss, X, y, *, sample_weight, alpha, max_iter, max_fun, tol,
         advice = (f" Increase max_iter (now {max_iter}) or max_fun (now {max_fun}), or scale the data "
                   "(e.g. sklearn.preprocessing.StandardScaler).")
         warnings.warn(f"lbfgs failed to converge after {n_iter} iteration(s) (status={result.status}): "
-                      f"{message}.{advice}", ConvergenceWarning, stacklevel=4)
+                      f"{message}.{advice}", ConvergenceWarning, stacklevel=5)   # the caller of fit
     return n_iter, float(result.fun), curve
