@@ -122,7 +122,13 @@ def test_check_passes_for_every_built_in_piece_and_for_a_saved_model(tmp_path):
     result = handgrad("check")
     assert result.returncode == 0, result.stdout + result.stderr
     rows = [line for line in result.stdout.splitlines() if line.endswith(" yes")]
-    assert len(rows) == 21 and any("softmax-bce" in row and "sigmoid" in row for row in rows)
+    # one row per layer (Dense, each activation, Dropout, BatchNorm), per loss x reduction x target form,
+    # and per activation x loss model
+    forms = {"classification": 2, "regression": 1, "multilabel": 2}
+    n_losses = len(hg.losses())
+    expected = (3 + len(hg.activations()) + 2 * sum(forms[cls.task] for cls in hg.losses().values())
+                + len(hg.activations()) * n_losses)
+    assert len(rows) == expected and any("softmax-bce" in row and "sigmoid" in row for row in rows)
     model = hg.mlp(7, [6, 5], 4, activation="tanh", seed=0)
     save_model(tmp_path / "m.npz", model, loss=hg.SoftmaxBinaryCrossEntropy(), classes=list("wxyz"),
                settings={"l2": 1e-3})

@@ -1,5 +1,7 @@
 """Layers: backward passes against central differences, forward formulas, initialisation."""
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -14,7 +16,9 @@ SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
 # Every test below that covers activations loops over the registry: a new
 # activation is tested the moment it is defined in handgrad.
 ACTIVATIONS = list(hg.activations().values())
-EVERY_LAYER = [lambda: hg.Dense(3, 2, dtype=np.float64, seed=1), *ACTIVATIONS]
+EVERY_LAYER = [lambda: hg.Dense(3, 2, dtype=np.float64, seed=1), *ACTIVATIONS,
+               lambda: hg.Dropout(0.4).train(), lambda: hg.BatchNorm(3, dtype=np.float64).train(),
+               lambda: hg.BatchNorm(3, dtype=np.float64).eval()]
 
 
 def random_array(seed, shape, scale=1.0):
@@ -75,6 +79,10 @@ FORMULAS = {
     "tanh": np.tanh,
     "relu": lambda z: np.maximum(z, 0),
     "identity": lambda z: z,
+    "leaky-relu": lambda z: np.where(z > 0, z, 0.01 * z),
+    "elu": lambda z: np.where(z > 0, z, np.exp(z) - 1),
+    "softplus": lambda z: np.log(1 + np.exp(z)),
+    "gelu": lambda z: z * 0.5 * (1 + np.vectorize(math.erf)(z / math.sqrt(2))),
 }
 
 
@@ -113,7 +121,8 @@ def test_layers_write_into_out_and_leave_their_inputs_untouched(make, rng):
     np.testing.assert_array_equal(G, G_before)
 
 
-@pytest.mark.parametrize("make", [lambda: hg.Dense(3, 2, seed=1), *ACTIVATIONS])
+@pytest.mark.parametrize("make", [lambda: hg.Dense(3, 2, seed=1), *ACTIVATIONS, lambda: hg.Dropout(0.4).train(),
+                                  lambda: hg.BatchNorm(3).train(), lambda: hg.BatchNorm(3).eval()])
 def test_float32_layers_keep_float32_through_forward_and_backward(make, rng):
     layer = make()
     X = rng.standard_normal((4, 3)).astype(np.float32)
@@ -198,8 +207,10 @@ def test_sequential_picks_he_before_relu_and_glorot_before_tanh_and_sigmoid():
 def test_every_builtin_layer_is_registered_and_rebuilds_from_its_configuration():
     from handgrad.nn.layers import layer_from_config
 
-    assert {"Dense", "Sigmoid", "Tanh", "ReLU", "Identity"} <= {cls.__name__ for cls in hg.registry.LAYERS}
-    assert {"relu": hg.ReLU, "tanh": hg.Tanh, "sigmoid": hg.Sigmoid, "identity": hg.Identity}.items() \
+    assert {"Dense", "Sigmoid", "Tanh", "ReLU", "Identity", "LeakyReLU", "ELU", "Softplus", "GELU", "Dropout",
+            "BatchNorm"} <= {cls.__name__ for cls in hg.registry.LAYERS}
+    assert {"relu": hg.ReLU, "tanh": hg.Tanh, "sigmoid": hg.Sigmoid, "identity": hg.Identity,
+            "leaky-relu": hg.LeakyReLU, "elu": hg.ELU, "softplus": hg.Softplus, "gelu": hg.GELU}.items() \
         <= hg.activations().items()
     rebuilt = layer_from_config(hg.Dense(3, 2).config(), np.float64)
     assert (rebuilt.n_in, rebuilt.n_out, rebuilt.dtype) == (3, 2, np.float64)

@@ -22,7 +22,7 @@ LAYERS = [
     {"data"},
     {"io"},
     {"report"},
-    {"estimator"},
+    {"estimator", "estimators"},
     {"cli"},
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}

@@ -243,3 +243,145 @@ def test_float32_logits_keep_float32_gradients_whatever_the_target_dtype(loss_cl
     loss = loss_cls()
     loss.forward(Z, Y)
     assert loss.backward().dtype == np.float32
+
+
+# --- SquaredError (regression) and SigmoidBinaryCrossEntropy (multilabel) ----------------
+
+NEW_LOSSES = [hg.SquaredError, hg.SigmoidBinaryCrossEntropy]
+
+
+def new_targets(loss_cls, shape, n, k, rng):
+    """Targets of shape (n,) (one output) or (n, k): reals for regression, 0/1 or probabilities for multilabel."""
+    size = (n,) if shape == "vector" else (n, k)
+    if loss_cls is hg.SquaredError:
+        return 2 * rng.standard_normal(size)
+    return rng.integers(0, 2, size).astype(float) if rng.random() < 0.5 else rng.random(size)
+
+
+def reference_new_loss(loss_cls, Z, Y, reduction):
+    """``½‖z − y‖²`` and ``−Σ_k [y_k log σ(z_k) + (1 − y_k) log σ(−z_k)]`` per row, through SciPy's log_expit."""
+    if loss_cls is hg.SquaredError:
+        total = 0.5 * ((Z - Y) ** 2).sum()
+    else:
+        total = -(Y * log_expit(Z) + (1 - Y) * log_expit(-Z)).sum()
+    return total / len(Z) if reduction == "mean" else total
+
+
+@pytest.mark.parametrize("loss_cls", NEW_LOSSES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("shape", ["vector", "matrix"])
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(1, 6), k=st.integers(1, 5), seed=st.integers(0, 2**32 - 1),
+       scale=st.sampled_from([0.1, 1.0, 5.0]))
+def test_new_loss_backward_matches_central_differences(loss_cls, reduction, shape, n, k, seed, scale):
+    rng = np.random.default_rng(seed)
+    k = 1 if shape == "vector" else k
+    Z = scale * rng.standard_normal((n, k))
+    y = new_targets(loss_cls, shape, n, k, rng)
+    report = hg.gradcheck(loss_cls(reduction), Z, y)
+    assert report.max_error < 1e-6, str(report)
+
+
+@pytest.mark.parametrize("loss_cls", NEW_LOSSES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_new_loss_values_and_gradients_match_their_formulas(loss_cls, reduction, rng):
+    Z = 3 * rng.standard_normal((7, 4))
+    Y = new_targets(loss_cls, "matrix", 7, 4, rng)
+    loss = loss_cls(reduction)
+    assert loss.forward(Z, Y) == pytest.approx(reference_new_loss(loss_cls, Z, Y, reduction), rel=1e-13)
+    kappa = 1 / 7 if reduction == "mean" else 1.0
+    residual = Z - Y if loss_cls is hg.SquaredError else expit(Z) - Y
+    np.testing.assert_allclose(loss.backward(), residual * kappa, rtol=1e-13, atol=1e-17)
+
+
+def test_squared_error_reads_a_target_vector_as_the_one_output_column(rng):
+    Z, y = rng.standard_normal((5, 1)), rng.standard_normal(5)
+    loss = hg.SquaredError("sum")
+    assert loss.forward(Z, y) == pytest.approx(0.5 * ((Z[:, 0] - y) ** 2).sum(), rel=1e-14)
+    np.testing.assert_allclose(loss.backward()[:, 0], Z[:, 0] - y, rtol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_bce_is_finite_and_exact_for_logits_of_ten_thousand(dtype):
+    Z = np.array([[1e4, -1e4, 1e4, -1e4, 0.0]], dtype=dtype)
+    Y = np.array([[1.0, 0.0, 0.0, 1.0, 1.0]])
+    loss = hg.SigmoidBinaryCrossEntropy("sum")
+    with warnings.catch_warnings(), np.errstate(all="raise"):
+        warnings.simplefilter("error")
+        value = loss.forward(Z, Y.astype(dtype))
+        grad = loss.backward()
+    assert value == pytest.approx(2e4 + np.log(2), rel=1e-6 if dtype == np.float32 else 1e-14)
+    np.testing.assert_array_equal(grad, np.array([[0.0, 0.0, 1.0, -1.0, -0.5]], dtype=dtype))
+    assert grad.dtype == dtype
+    half = hg.SigmoidBinaryCrossEntropy("sum").forward(np.array([[1e4]], dtype=dtype), np.array([[0.5]], dtype=dtype))
+    assert half == pytest.approx(5e3, rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_squared_error_is_finite_for_outputs_of_ten_thousand(dtype):
+    loss = hg.SquaredError()
+    with warnings.catch_warnings(), np.errstate(all="raise"):
+        warnings.simplefilter("error")
+        value = loss.forward(np.array([[1e4, -1e4]], dtype=dtype), np.array([[-1e4, 1e4]], dtype=dtype))
+        grad = loss.backward()
+    assert value == pytest.approx(4e8) and grad.dtype == dtype
+    np.testing.assert_array_equal(grad, [[2e4, -2e4]])
+
+
+@pytest.mark.parametrize("loss_cls, task", [(hg.SoftmaxCrossEntropy, "classification"),
+                                             (hg.SoftmaxBinaryCrossEntropy, "classification"),
+                                             (hg.SquaredError, "regression"),
+                                             (hg.SigmoidBinaryCrossEntropy, "multilabel")])
+def test_each_loss_declares_its_task_and_round_trips(loss_cls, task):
+    assert loss_cls.task == task
+    assert hg.losses(task=task)[loss_cls.name] is loss_cls
+    rebuilt = loss_from_config(loss_cls("sum").config())
+    assert type(rebuilt) is loss_cls and rebuilt.reduction == "sum"
+
+
+def test_short_names_of_the_new_losses():
+    assert hg.losses()["squared-error"] is hg.SquaredError
+    assert hg.losses()["sigmoid-bce"] is hg.SigmoidBinaryCrossEntropy
+
+
+def test_predictions_and_probabilities_follow_the_task(rng):
+    Z = np.array([[2.0, -1.0, 0.0], [-3.0, 0.5, 4.0]])
+    np.testing.assert_array_equal(hg.SigmoidBinaryCrossEntropy().predict(Z), [[1, 0, 0], [0, 1, 1]])
+    np.testing.assert_allclose(hg.SigmoidBinaryCrossEntropy().probabilities(Z), expit(Z), rtol=1e-15)
+    np.testing.assert_array_equal(hg.SquaredError().predict(Z), Z)
+    np.testing.assert_array_equal(hg.SoftmaxCrossEntropy().predict(Z), [0, 2])
+    with pytest.raises(HandgradError, match="regression loss predicts values, not probabilities"):
+        hg.SquaredError().probabilities(Z)
+    model = hg.Sequential(hg.Dense(4, 3, dtype=np.float64), seed=0)
+    X = rng.standard_normal((5, 4))
+    np.testing.assert_array_equal(model.predict(X, loss=hg.SquaredError()), model(X))
+    np.testing.assert_array_equal(model.predict(X, loss=hg.SigmoidBinaryCrossEntropy()), (model(X) > 0).astype(int))
+    np.testing.assert_allclose(model.predict_proba(X, loss=hg.SigmoidBinaryCrossEntropy()), expit(model(X)),
+                               rtol=1e-14)
+
+
+BAD_TARGETS = [
+    (hg.SquaredError, 3, np.array(["a", "b", "c", "d"]), "y has dtype <U1; pass real targets"),
+    (hg.SquaredError, 3, np.full((4, 3), np.nan), "regression targets must be finite numbers"),
+    (hg.SquaredError, 3, np.zeros((4, 2)), "regression targets have 2 columns but the model has 3 outputs"),
+    (hg.SquaredError, 3, np.zeros(4), r"regression targets of shape \(n,\) need a model with one output, this "
+                                      r"one has 3; pass targets of shape \(n, 3\)"),
+    (hg.SquaredError, 3, np.zeros((4, 3, 1)), r"y must be real targets of shape \(n,\) or \(n, K\)"),
+    (hg.SquaredError, 3, np.zeros((5, 3)), "X has 4 samples but y has 5"),
+    (hg.SigmoidBinaryCrossEntropy, 3, np.full((4, 3), 2.0), r"multilabel targets must lie in \[0, 1\]"),
+    (hg.SigmoidBinaryCrossEntropy, 3, np.full((4, 3), -0.5), r"multilabel targets must lie in \[0, 1\]"),
+    (hg.SigmoidBinaryCrossEntropy, 3, np.full((4, 3), np.nan), r"multilabel targets must lie in \[0, 1\]"),
+    (hg.SigmoidBinaryCrossEntropy, 3, np.array([0, 1, 2, 0]), r"multilabel targets of shape \(n,\) need a model "
+                                                               r"with one output"),
+]
+
+
+@pytest.mark.parametrize("loss_cls, k, y, message", BAD_TARGETS)
+def test_each_loss_checks_its_own_targets_in_one_line(loss_cls, k, y, message, rng):
+    model = hg.Sequential(hg.Dense(2, k, dtype=np.float64), seed=0)
+    X = rng.standard_normal((4, 2))
+    for call in (lambda: hg.loss_and_gradients(model, loss_cls(), X, y),
+                 lambda: hg.fit(model, loss_cls(), X, y, epochs=1, seed=0)):
+        with pytest.raises(hg.DataError, match=message) as info:
+            call()
+        assert "\n" not in str(info.value)

@@ -65,7 +65,7 @@ def test_a_training_step_from_logits_of_ten_thousand_stays_finite(dtype, loss_cl
     assert_all_finite(model.get_weights(), history["train_loss"])
 
 
-@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "identity"])
+@pytest.mark.parametrize("activation", sorted(hg.activations()))
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_all_zero_inputs_train_and_predict_without_nan(activation, dtype):
     X, y = np.zeros((12, 6)), np.arange(12) % 3
@@ -169,3 +169,67 @@ def test_all_equal_logits_give_the_uniform_answer(loss_cls):
     grad = loss.backward()
     assert_all_finite(value, grad)
     np.testing.assert_allclose(grad.sum(axis=1), 0, atol=1e-12)      # softmax is shift-invariant
+
+
+# -- the regression and multilabel losses, dropout and batch norm ----------------------------
+
+NEW_LOSSES = {hg.SquaredError: lambda labels: np.eye(N_CLASSES)[labels] * 3.0 - 1.0,
+              hg.SigmoidBinaryCrossEntropy: lambda labels: np.eye(N_CLASSES)[labels]}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("loss_cls", list(NEW_LOSSES))
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_new_losses_at_logits_of_ten_thousand_give_finite_values_and_gradients(dtype, loss_cls, reduction):
+    model = model_with_logits(1e4, dtype)
+    X, y = np.eye(N_CLASSES), NEW_LOSSES[loss_cls](np.array([0, 0, 3, 2]))
+    value, grads = hg.loss_and_gradients(model, loss_cls(reduction), X, y, l2=1e-4)
+    assert np.isfinite(value) and value > 1e3
+    assert_all_finite(*grads)
+    assert_all_finite(model.predict(X, loss=loss_cls()))
+    history = hg.fit(model, loss_cls(reduction), X, y, optimizer=hg.SGD(1e-6), epochs=2, batch_size=2, seed=0)
+    assert_all_finite(model.get_weights(), history["train_loss"])
+
+
+def network_of_new_pieces(dtype, n_in=3, n_out=2):
+    return hg.Sequential(hg.Dense(n_in, 4, dtype=dtype), hg.BatchNorm(4, dtype=dtype), hg.GELU(), hg.Dropout(0.3),
+                         hg.Dense(4, 4, dtype=dtype), hg.Softplus(), hg.Dense(4, 4, dtype=dtype), hg.ELU(),
+                         hg.Dense(4, 4, dtype=dtype), hg.LeakyReLU(), hg.Dense(4, n_out, dtype=dtype), seed=0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("training", [True, False])
+def test_saturated_new_layers_backpropagate_finite_gradients(dtype, training):
+    X = np.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 1e-30], [3e4, 3e4, -3e4]])
+    model = network_of_new_pieces(dtype).train(training)
+    for loss, y in ((hg.SoftmaxCrossEntropy(), np.array([0, 1, 1])), (hg.SquaredError(), np.full((3, 2), 1e3)),
+                    (hg.SigmoidBinaryCrossEntropy(), np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]))):
+        value, grads = hg.loss_and_gradients(model, loss, X, y, l2=0.1)
+        assert np.isfinite(value)
+        assert_all_finite(*grads)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("loss_cls, y", [(hg.SoftmaxCrossEntropy, np.array([1])),
+                                         (hg.SquaredError, np.array([[0.5, -2.0]])),
+                                         (hg.SigmoidBinaryCrossEntropy, np.array([[1.0, 0.0]]))])
+def test_a_single_sample_through_dropout_and_batch_norm_trains_and_predicts(dtype, loss_cls, y):
+    X = np.array([[0.5, -1.0, 2.0]])
+    model = network_of_new_pieces(dtype)
+    value, grads = hg.loss_and_gradients(model, loss_cls(), X, y)
+    assert np.isfinite(value)
+    assert_all_finite(*grads)
+    history = hg.fit(model, loss_cls(), X, y, optimizer=hg.Adam(1e-2), epochs=5, seed=0)
+    assert_all_finite(model.get_weights(), history["train_loss"], model.predict(X, loss=loss_cls()))
+    assert_all_finite(*model.get_buffers().values())
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_constant_columns_through_batch_norm_stay_finite(dtype):
+    X = np.zeros((12, 6))
+    X[:, 0] = 1e4                                       # a large constant column: zero variance in every batch
+    model = hg.Sequential(hg.Dense(6, 5, dtype=dtype), hg.BatchNorm(5, dtype=dtype), hg.ReLU(),
+                          hg.Dense(5, 3, dtype=dtype), seed=0)
+    history = hg.fit(model, hg.SoftmaxCrossEntropy(), X, np.arange(12) % 3, optimizer=hg.Adam(1e-2), epochs=3,
+                     batch_size=5, validation_fraction=0.25, seed=0)
+    assert_all_finite(model.get_weights(), history["train_loss"], history["val_loss"], model.predict_proba(X))

@@ -211,3 +211,34 @@ def test_prepare_loads_what_step_flat_will_use_and_changes_nothing(monkeypatch):
     adam.prepare(param)
     assert asked == [10] and adam.state == [] and adam.t == 0
     np.testing.assert_array_equal(param, 1)
+
+
+@pytest.mark.parametrize("size", [37, 1 << 16], ids=["numpy", "compiled-if-numba"])
+def test_adam_eps_on_v_matches_scikit_learns_update(size):
+    """``eps_on="v"`` is scikit-learn's Adam: ``lr_t = η √(1−β₂ᵗ)/(1−β₁ᵗ)``, ``θ −= lr_t m/(√v + ε)``.
+
+    ``1 << 16`` parameters reach the compiled kernel when Numba is installed; a
+    large ε makes the placement visible (with the default placement the
+    parameters differ by far more than rounding).
+    """
+    from sklearn.neural_network._stochastic_optimizers import AdamOptimizer
+
+    rng = np.random.default_rng(0)
+    start = rng.standard_normal(size)
+    grads = [1e-3 * rng.standard_normal(size) for _ in range(5)]
+    theirs_params = [start.copy()]
+    theirs = AdamOptimizer(theirs_params, learning_rate_init=0.01, epsilon=1e-3)
+    ours_param, scratch = start.copy(), np.empty(size)
+    ours = hg.Adam(0.01, eps=1e-3, eps_on="v")
+    textbook = start.copy()
+    default = hg.Adam(0.01, eps=1e-3)
+    for g in grads:
+        theirs.update_params(theirs_params, [g.copy()])
+        np.copyto(scratch, g)
+        ours.step_flat(ours_param, scratch)
+        default.step_flat(textbook, g.copy())
+    np.testing.assert_allclose(ours_param, theirs_params[0], rtol=1e-13, atol=1e-15)
+    assert np.abs(textbook - theirs_params[0]).max() > 1e-6
+    assert optimizer_from_config(ours.config()).eps_on == "v"
+    with pytest.raises(HandgradError, match="eps_on"):
+        hg.Adam(eps_on="after")

@@ -97,7 +97,9 @@ def test_every_name_users_see_comes_from_the_registries():
     assert set(settings.loss_names()) == set(hg.losses())
     assert set(settings.optimizer_names()) == set(OPTIMIZERS.choices())
     assert set(estimator_activations()) == {n.replace("-", "_") for n in hg.activations()} | {"logistic"}
-    assert set(estimator_losses()) == {n.replace("-", "_") for n in hg.losses()}
+    # the estimator is a classifier: it offers the classification losses only
+    assert set(estimator_losses()) == {n.replace("-", "_") for n in hg.losses(task="classification")}
+    assert {"squared-error", "sigmoid-bce"} <= set(hg.losses()) - set(hg.losses(task="classification"))
     for loss in LOSSES:
         assert LOSSES.build(loss().config()).config() == loss().config()
 
@@ -128,6 +130,26 @@ def test_settings_of_every_builtin_piece_survive_save_and_load(tmp_path):
     assert loaded.loss.config() == {"type": "SoftmaxBinaryCrossEntropy", "reduction": "sum"}
     for optimizer in (hg.SGD(0.1, momentum=0.5, nesterov=True), hg.Adam(1e-3, betas=(0.8, 0.9), eps=1e-6)):
         assert OPTIMIZERS.build(optimizer.config()).config() == optimizer.config()
+
+
+def test_settings_of_the_new_pieces_survive_save_and_load(tmp_path):
+    model = hg.Sequential(hg.Dense(5, 6), hg.BatchNorm(6, momentum=0.3, eps=1e-3), hg.LeakyReLU(0.2),
+                          hg.Dropout(0.25), hg.Dense(6, 6), hg.ELU(0.5), hg.Dense(6, 6), hg.Softplus(),
+                          hg.Dense(6, 6), hg.GELU(), hg.Dense(6, 3), seed=1)
+    model.layers[1].running_mean[...] = np.arange(6)
+    model.layers[1].running_var[...] = np.arange(1, 7)
+    for loss in (hg.SquaredError("sum"), hg.SigmoidBinaryCrossEntropy("mean")):
+        hg.save(model, tmp_path / "m.npz", loss=loss)
+        loaded = load_model(tmp_path / "m.npz")
+        assert loaded.loss.config() == loss.config()
+    assert loaded.model.config() == model.config()
+    assert loaded.model.config()[1] == {"type": "BatchNorm", "n_features": 6, "momentum": 0.3, "eps": 1e-3}
+    assert [loaded.model.layers[i].config() for i in (2, 3, 5)] == [
+        {"type": "LeakyReLU", "negative_slope": 0.2}, {"type": "Dropout", "p": 0.25}, {"type": "ELU", "alpha": 0.5}]
+    np.testing.assert_array_equal(loaded.model.layers[1].running_mean, np.arange(6))
+    np.testing.assert_array_equal(loaded.model.layers[1].running_var, np.arange(1, 7))
+    X = np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.model.predict_proba(X), model.predict_proba(X))
 
 
 def test_initialisation_follows_what_the_next_activation_declares():

@@ -9,11 +9,24 @@ from handgrad import registry
 from handgrad._version import __version__  # noqa: F401 - the package's version, re-exported
 from handgrad.errors import DataError, HandgradError, ModelFileError, TrainingDiverged
 from handgrad.io.modelfile import load, save
+from handgrad.nn.activations import ELU, GELU, LeakyReLU, Softplus
+from handgrad.nn.batchnorm import BatchNorm
 from handgrad.nn.derivation import Derivation
 from handgrad.nn.derive import derive
+from handgrad.nn.dropout import Dropout
 from handgrad.nn.gradcheck import GradcheckReport, check_function, gradcheck
 from handgrad.nn.layers import Activation, Dense, Identity, Layer, ReLU, Sigmoid, Tanh, activations
-from handgrad.nn.losses import Loss, SoftmaxBinaryCrossEntropy, SoftmaxCrossEntropy, log_softmax, losses, softmax
+from handgrad.nn.losses import (
+    Loss,
+    PoissonDeviance,
+    SigmoidBinaryCrossEntropy,
+    SoftmaxBinaryCrossEntropy,
+    SoftmaxCrossEntropy,
+    SquaredError,
+    log_softmax,
+    losses,
+    softmax,
+)
 from handgrad.nn.model import Sequential, mlp
 from handgrad.nn.objective import loss_and_gradients
 from handgrad.optim import schedules
@@ -25,17 +38,19 @@ from handgrad.training.loop import History, TrainingContext, evaluate, fit
 def __getattr__(name):
     # The estimator imports scikit-learn (seconds); load it only when asked for,
     # so that ``import handgrad`` and the command line start fast.
-    if name == "MLPClassifier":
-        from handgrad.estimator import MLPClassifier
+    if name in ("MLPClassifier", "MLPRegressor"):
+        from handgrad import estimators
 
-        return MLPClassifier
+        return getattr(estimators, name)
     raise AttributeError(f"module 'handgrad' has no attribute {name!r}")
 
 __all__ = [
-    "Activation", "Adam", "Callback", "DataError", "Dense", "EarlyStopping", "EpochLogger", "GradcheckReport",
-    "HandgradError", "History", "Identity", "Layer", "Loss", "MLPClassifier", "ModelFileError", "Optimizer",
-    "ReLU", "SGD", "Sequential", "Sigmoid", "SoftmaxBinaryCrossEntropy", "SoftmaxCrossEntropy", "Tanh",
-    "TrainingContext", "TrainingDiverged", "activations", "check_function", "evaluate", "fit", "gradcheck",
-    "load", "log_softmax", "loss_and_gradients", "losses", "mlp", "registry", "save", "schedules", "softmax",
+    "Activation", "Adam", "BatchNorm", "Callback", "DataError", "Dense", "Dropout", "ELU", "EarlyStopping",
+    "EpochLogger", "GELU", "GradcheckReport", "HandgradError", "History", "Identity", "Layer", "LeakyReLU", "Loss",
+    "MLPClassifier", "MLPRegressor", "ModelFileError", "Optimizer", "PoissonDeviance", "ReLU", "SGD", "Sequential",
+    "Sigmoid", "SigmoidBinaryCrossEntropy", "SoftmaxBinaryCrossEntropy", "SoftmaxCrossEntropy", "Softplus",
+    "SquaredError", "Tanh", "TrainingContext", "TrainingDiverged", "activations", "check_function", "evaluate",
+    "fit", "gradcheck", "load", "log_softmax", "loss_and_gradients", "losses", "mlp", "registry", "save",
+    "schedules", "softmax",
     "Derivation", "derive",
 ]

@@ -42,7 +42,7 @@ from handgrad.registry import LAYERS
 
 FORMAT_NAME = "handgrad-model"
 FORMAT_VERSION = 1
-KINDS = ("model", "checkpoint")
+KINDS = ("model", "checkpoint", "estimator")
 DTYPES = {"float32": np.float32, "float64": np.float64}
 METADATA = "metadata"
 BEST_WEIGHTS = "early_stopping.best_weights"
@@ -86,31 +86,67 @@ class Checkpoint(LoadedModel):
     stopped: bool = False
 
 
+# -- estimators: classes that can be stored, by name ------------------------------
+
+# ``{class name: class}`` of the estimators an "estimator" file may hold.
+# handgrad.estimators registers its classes when it is imported; the reader
+# imports that one module and looks the stored name up here, so a file can
+# only ever name a class on this list, never a module or function of its own.
+ESTIMATOR_TYPES = {}
+_ESTIMATOR_MODULE = "handgrad.estimators"
+
+
+def register_estimator(cls):
+    """Let :func:`save` and :func:`load` store and rebuild instances of ``cls``.
+
+    ``cls`` provides ``_to_state()`` (returning ``{"type", "network",
+    "loss", "optimizer", "metadata", "history"}``: a Sequential, a loss, an
+    optimizer or None, a JSON-ready dictionary and per-epoch records) and
+    ``cls._from_state(network, loss, optimizer, metadata)``, which must
+    check every field it reads and raise :class:`~handgrad.HandgradError`
+    on anything unexpected.
+    """
+    ESTIMATOR_TYPES[cls.__name__] = cls
+    return cls
+
+
 # -- the public pair ------------------------------------------------------------
 
 def save(obj, path, *, loss=None, classes=None, history=()):
     """Save ``obj`` to ``path`` in handgrad's model-file format, atomically; no pickle.
 
-    ``obj`` is a :class:`~handgrad.Sequential`.  ``loss`` (the loss it was
-    trained with) is stored when given; ``classes`` name the output units
-    (default ``0 … C−1``).  Every layer's settings, parameters and buffers are
-    stored; :func:`load` rebuilds the same model from the layer registry.
+    ``obj`` is a :class:`~handgrad.Sequential` or a fitted handgrad
+    estimator (``hg.MLPClassifier``, ``hg.MLPRegressor``).  For a model,
+    ``loss`` (the loss it was trained with) is stored when given and
+    ``classes`` name the output units (default ``0 … C−1``).  Every layer's
+    settings, parameters and buffers are stored; :func:`load` rebuilds the
+    same object from the registries.  An estimator brings its own loss,
+    classes, parameters, fitted attributes, optimizer state and history.
     See docs/model-format.md.
     """
+    if type(obj) is ESTIMATOR_TYPES.get(type(obj).__name__):
+        save_estimator(path, obj)
+        return
     if not isinstance(obj, Sequential):
-        raise HandgradError(f"hg.save saves a handgrad Sequential, got {type(obj).__name__}")
+        raise HandgradError(f"hg.save saves a handgrad Sequential or a fitted handgrad estimator "
+                            f"(hg.MLPClassifier, hg.MLPRegressor), got {type(obj).__name__}")
     classes = list(range(obj.n_outputs)) if classes is None else list(classes)
     save_model(path, obj, loss=loss, classes=classes, history=history)
 
 
 def load(path):
-    """The object saved at ``path``: a :class:`~handgrad.Sequential` for a model or checkpoint file.
+    """The object saved at ``path``: a :class:`~handgrad.Sequential` for a model or checkpoint file,
+    the fitted estimator for an estimator file.
+
+    A model comes back in inference mode (``model.train()`` switches).
+
+    The model comes back in inference mode (``model.train()`` switches).
 
     Never runs code from the file: a damaged or hostile file raises
-    :class:`~handgrad.ModelFileError`.  :func:`load_model` returns the
+    :class:`~handgrad.ModelFileError`.  :func:`load_model` returns a model
     file's full contents (loss, classes, preprocessing, history).
     """
-    return load_model(path).model
+    return _load(path, want="any")
 
 
 # -- writing -------------------------------------------------------------------
@@ -142,12 +178,7 @@ def save_checkpoint(path, model, *, loss, classes, optimizer_state, epoch, prepr
     """
     metadata = _metadata("checkpoint", model, loss, classes, preprocessing, settings, history, extra)
     arrays = _parameter_arrays(model)
-    groups = []
-    for i, group in enumerate(optimizer_state["state"]):
-        groups.append(sorted(group))
-        for name, value in group.items():
-            arrays[f"optimizer.{i}.{name}"] = np.asarray(value)
-    counters = {k: v for k, v in optimizer_state.items() if k not in ("config", "state")}
+    optimizer = _optimizer_entry(optimizer_state, arrays)
     stopping = None
     if early_stopping is not None:
         stopping = {k: _json_number(early_stopping[k]) for k in ("best", "best_epoch", "wait")}
@@ -156,11 +187,42 @@ def save_checkpoint(path, model, *, loss, classes, optimizer_state, epoch, prepr
             arrays[BEST_WEIGHTS] = np.asarray(early_stopping["best_weights"])
     metadata["checkpoint"] = {
         "epoch": int(epoch), "stopped": bool(stopped),
-        "optimizer": {"config": optimizer_state["config"], "state": groups,
-                      "counters": {k: _json_number(v) for k, v in counters.items()}},
+        "optimizer": optimizer,
         "early_stopping": stopping,
     }
     _write(path, metadata, arrays)
+
+
+def save_estimator(path, estimator):
+    """Write a fitted estimator: its network as a model file's arrays, the rest as metadata.
+
+    Beside the model file's fields the metadata holds ``estimator``:
+    ``{"type": class name, "optimizer": ..., **the estimator's own metadata}``,
+    and the arrays include the optimizer's state (``optimizer.<g>.<name>``,
+    as in a checkpoint) when it has one.
+    """
+    state = estimator._to_state()
+    model = state["network"]
+    metadata = _metadata("estimator", model, state["loss"], None, None, None, state.get("history", ()), None)
+    arrays = _parameter_arrays(model)
+    optimizer = None
+    if state.get("optimizer") is not None:
+        optimizer_state = state["optimizer"].state_dict()
+        optimizer = _optimizer_entry(optimizer_state, arrays)
+    metadata["estimator"] = {"type": state["type"], "optimizer": optimizer, **state["metadata"]}
+    _write(path, metadata, arrays)
+
+
+def _optimizer_entry(optimizer_state, arrays):
+    """The metadata entry for an optimizer's ``state_dict()``; its arrays go into ``arrays``."""
+    groups = []
+    for i, group in enumerate(optimizer_state["state"]):
+        groups.append(sorted(group))
+        for name, value in group.items():
+            arrays[f"optimizer.{i}.{name}"] = np.asarray(value)
+    counters = {k: v for k, v in optimizer_state.items() if k not in ("config", "state")}
+    return {"config": optimizer_state["config"], "state": groups,
+            "counters": {k: _json_number(v) for k, v in counters.items()}}
 
 
 def _write(path, metadata, arrays):
@@ -176,10 +238,11 @@ def _write(path, metadata, arrays):
 def _metadata(kind, model, loss, classes, preprocessing, settings, history, extra):
     from handgrad._version import __version__
 
-    classes = [_json_class(c) for c in classes]
-    if len(classes) != model.n_outputs:
-        raise HandgradError(f"{len(classes)} class labels for a model with {model.n_outputs} outputs; "
-                            "pass one label per output")
+    if classes is not None:         # an estimator keeps its classes in its own entry
+        classes = [_json_class(c) for c in classes]
+        if len(classes) != model.n_outputs:
+            raise HandgradError(f"{len(classes)} class labels for a model with {model.n_outputs} outputs; "
+                                "pass one label per output")
     if preprocessing is not None and not isinstance(preprocessing, dict):
         preprocessing = preprocessing.to_dict()
     return {
@@ -223,21 +286,21 @@ def load_model(path):
     unreadable, truncated, corrupted, foreign or newer-format file; never
     runs code from the file.
     """
-    return _load(path, want_checkpoint=False)
+    return _load(path, want="model")
 
 
 def load_checkpoint(path):
     """Read a checkpoint written by :func:`save_checkpoint`; return a :class:`Checkpoint`."""
-    return _load(path, want_checkpoint=True)
+    return _load(path, want="checkpoint")
 
 
-def _load(path, want_checkpoint):
+def _load(path, want):
     path = Path(path)
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             with _open_archive(path, f) as archive:
-                return _Reader(path, archive, size).read(want_checkpoint)
+                return _Reader(path, archive, size).read(want)
     except ModelFileError:
         raise
     except FileNotFoundError:
@@ -347,13 +410,18 @@ class _Reader:
             self.fail(f"made by a newer handgrad (format version {version}; this handgrad reads up to "
                       f"{FORMAT_VERSION})", "upgrade handgrad to load it")
         if meta.get("kind") not in KINDS:
-            self.fail(f"its kind {meta.get('kind')!r} is neither 'model' nor 'checkpoint'")
+            self.fail(f"its kind {meta.get('kind')!r} is not one of {', '.join(KINDS)}")
         return meta
 
-    def read(self, want_checkpoint):
+    def read(self, want):
+        """``want``: "model" (a LoadedModel or Checkpoint), "checkpoint", or "any" (what ``hg.load`` returns)."""
         meta = self.metadata()
-        if want_checkpoint and meta["kind"] != "checkpoint":
+        if want == "checkpoint" and meta["kind"] != "checkpoint":
             self.fail("a finished model, not a checkpoint", "resume from the checkpoint file that training wrote")
+        if meta["kind"] == "estimator":
+            if want != "any":
+                self.fail("a saved scikit-learn estimator, not a model file", "load it with hg.load(path)")
+            return self._estimator(meta)
         dtype = DTYPES.get(meta.get("dtype"))
         if dtype is None:
             self.fail(f"its dtype {meta.get('dtype')!r} is not float32 or float64")
@@ -372,7 +440,34 @@ class _Reader:
             result = LoadedModel(**parts)
         if self.unread:
             self.fail(f"holds unexpected arrays: {', '.join(sorted(self.unread))}")
-        return result
+        return result.model if want == "any" else result
+
+    def _estimator(self, meta):
+        """The estimator an "estimator" file holds, rebuilt by its class from checked parts."""
+        entry = meta.get("estimator")
+        if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
+            self.fail("marked as an estimator but has no estimator entry")
+        import importlib
+
+        importlib.import_module(_ESTIMATOR_MODULE)      # a fixed module: it registers the estimator classes
+        cls = ESTIMATOR_TYPES.get(entry["type"])
+        if cls is None:
+            self.fail(f"its estimator type {entry['type']!r} is not one handgrad stores "
+                      f"({', '.join(sorted(ESTIMATOR_TYPES))})")
+        dtype = DTYPES.get(meta.get("dtype"))
+        if dtype is None:
+            self.fail(f"its dtype {meta.get('dtype')!r} is not float32 or float64")
+        model = self._model(self._architecture(meta.get("architecture")), dtype)
+        loss = self._loss(meta.get("loss"))
+        self._records(meta.get("history"))
+        optimizer = None if entry.get("optimizer") is None else self._optimizer(entry["optimizer"], model)
+        if self.unread:
+            self.fail(f"holds unexpected arrays: {', '.join(sorted(self.unread))}")
+        fields = {k: v for k, v in entry.items() if k not in ("type", "optimizer")}
+        try:
+            return cls._from_state(model, loss, optimizer, fields)
+        except (HandgradError, *ARCHIVE_ERRORS) as exc:
+            self.fail(f"its {entry['type']} entry is invalid ({_one_line(exc)})")
 
     def _architecture(self, config):
         if not isinstance(config, list) or not config or len(config) > _MAX_LAYERS:
@@ -414,7 +509,7 @@ class _Reader:
         for name, target in model.state_arrays().items():
             value = arrays[name] if name in arrays else self.finite(name, dtype, target.shape)
             target[...] = value
-        return model
+        return model.eval()     # a stored model is a trained one: fit continues it in training mode
 
     def _loss(self, spec):
         if spec is None:

@@ -31,7 +31,7 @@ from handgrad.nn.losses import Loss
 from handgrad.nn.model import Sequential, stored_arrays
 from handgrad.nn.objective import loss_and_gradients
 from handgrad.registry import constructor_arguments
-from handgrad.validation import check_features, check_targets
+from handgrad.validation import check_features
 
 FORMATS = ("text", "markdown")
 WRAP = 100
@@ -285,12 +285,14 @@ def _measure(model, loss, X, y, l2, entries, seed):
 def _measure_on_one_thread(model, loss, X, y, l2, entries, seed):
     model = model.astype(np.float64)
     X = check_features(X, np.float64, model.n_features, name="the check's X")
-    y = check_targets(y, X.shape[0], model.n_outputs, np.float64)
+    y = loss.check_targets(y, X.shape[0], model.n_outputs, np.float64)
     rng = np.random.default_rng(seed)
+    model.reseed(seed)              # dropout: every evaluation below drops the same units
     value, grads = loss_and_gradients(model, loss, X, y, l2=l2)
     weights = model.flat_parameters[:model.n_decayed]
 
     def objective():
+        model.reseed(seed)
         penalty = 0.5 * l2 * float(np.dot(weights, weights)) if l2 else 0.0
         return loss.forward(model.forward(X), y) + penalty
 
@@ -298,24 +300,28 @@ def _measure_on_one_thread(model, loss, X, y, l2, entries, seed):
     for name, param, grad in zip(model.parameter_names(), model.parameters(), grads):
         measured[name] = _sampled(name, param, grad, objective, value, entries, rng)
     inputs, A = [], X
+    model.reseed(seed)
     for layer in model.layers:
         inputs.append(A)
         A = np.array(layer.forward(A), dtype=np.float64)
     for position, layer in enumerate(model.layers):
         if position == 0 and isinstance(layer, Dense):
             continue                    # never computed: the data's gradient
-        measured[position] = _layer_input(layer, inputs[position].copy(), entries, rng)
+        measured[position] = _layer_input(layer, inputs[position].copy(), entries, rng, seed)
+    model.reseed(seed)
     logits = np.array(model.forward(X), dtype=np.float64)
     row = gradcheck(loss, logits, y).rows[0]
     measured["logits"] = Measured(row.max_error, logits.size, logits.size)
     return measured
 
 
-def _layer_input(layer, X, entries, rng):
+def _layer_input(layer, X, entries, rng, seed):
     """``∂(Σ forward(X) ⊙ R)/∂X = backward(R)`` for a fixed random ``R``, on sampled entries of ``X``."""
+    layer.reseed(seed)
     R = rng.standard_normal(np.shape(layer.forward(X)))
 
     def scalar():
+        layer.reseed(seed)          # the same dropout mask at every evaluation
         return float(np.sum(layer.forward(X) * R))
 
     value = scalar()

@@ -27,6 +27,15 @@ Entry points:
 
 * :func:`gradcheck` on a model (with a loss and data), a loss, or a layer;
 * :func:`check_function` on any ``f`` and a hand-written ``grad_f``.
+
+Modes and randomness.  A model or layer is checked in its current mode.  In
+training mode a Dropout layer would draw a new mask at every evaluation,
+making the objective a different function each time; so before every
+evaluation the check reseeds every layer with its ``seed``, and every
+evaluation drops the same units: the check differentiates the objective
+for one fixed mask, which is what backward claims to differentiate.
+Running statistics that training-mode evaluations update (BatchNorm) are
+put back afterwards, so a check leaves a model's buffers as it found them.
 """
 
 from dataclasses import dataclass
@@ -39,7 +48,7 @@ from handgrad.nn.layers import Dense, Layer
 from handgrad.nn.losses import Loss
 from handgrad.nn.model import Sequential
 from handgrad.nn.objective import loss_and_gradients
-from handgrad.validation import check_features, check_targets
+from handgrad.validation import check_features
 
 STEP = 1e-6
 TOLERANCE = 1e-6
@@ -167,7 +176,7 @@ def gradcheck(target, *args, l2=0.0, seed=0, step=STEP, tolerance=TOLERANCE):
     """
     _check_tolerance(tolerance)
     if isinstance(target, Sequential):
-        return _check_model(target, *args, l2=l2, step=step, tolerance=tolerance)
+        return _check_model(target, *args, l2=l2, seed=seed, step=step, tolerance=tolerance)
     if isinstance(target, Loss):
         return _check_loss(target, *args, step=step, tolerance=tolerance)
     if isinstance(target, Layer):
@@ -176,16 +185,21 @@ def gradcheck(target, *args, l2=0.0, seed=0, step=STEP, tolerance=TOLERANCE):
                         "for a plain function use hg.check_function(f, grad_f, arrays)")
 
 
-def _check_model(model, loss, X, y, l2, step, tolerance):
+def _check_model(model, loss, X, y, l2, seed, step, tolerance):
     model = _float64_model(model)
-    value, grads = loss_and_gradients(model, loss, X, y, l2=l2)
+    buffers = model.get_buffers()
 
-    def objective():
-        return loss_and_gradients(model, loss, X, y, l2=l2)[0]
+    def evaluate():
+        model.reseed(seed)          # the same dropout masks at every evaluation
+        return loss_and_gradients(model, loss, X, y, l2=l2)
 
-    rows = []
-    for name, param, grad in zip(model.parameter_names(), model.parameters(), grads):
-        rows.append(compare(name, grad, numerical_gradient(objective, param, step), value, step, tolerance))
+    try:
+        value, grads = evaluate()
+        rows = []
+        for name, param, grad in zip(model.parameter_names(), model.parameters(), grads):
+            rows.append(compare(name, grad, numerical_gradient(lambda: evaluate()[0], param, step), value, step, tolerance))
+    finally:
+        model.set_buffers(buffers)
     return GradcheckReport(rows, tolerance)
 
 
@@ -201,7 +215,7 @@ def _float64_model(model):
 
 def _check_loss(loss, Z, y, step, tolerance):
     Z = check_features(Z, np.float64, name="Z").copy()      # a private copy: it is perturbed in place
-    y = check_targets(y, Z.shape[0], Z.shape[1], np.float64)
+    y = loss.check_targets(y, Z.shape[0], Z.shape[1], np.float64)
     value = loss.forward(Z, y)
     analytic = loss.backward().copy()
     numeric = numerical_gradient(lambda: loss.forward(Z, y), Z, step)
@@ -211,17 +225,27 @@ def _check_loss(loss, Z, y, step, tolerance):
 def _check_layer(layer, X, seed, step, tolerance):
     layer = _float64_layer(layer)
     X = np.array(X, dtype=np.float64)
-    R = np.random.default_rng(seed).standard_normal(np.shape(layer.forward(X)))
+    buffers = {name: np.array(getattr(layer, name)) for name in layer.buffer_names}
 
-    def scalar():
-        return float(np.sum(layer.forward(X) * R))
+    def forward():
+        layer.reseed(seed)          # the same dropout mask at every evaluation
+        return layer.forward(X)
 
-    value = scalar()
-    dX = np.array(layer.backward(R), dtype=np.float64)
-    grads = [np.array(g, dtype=np.float64) for g in layer.gradients()]
-    rows = [compare("input", dX, numerical_gradient(scalar, X, step), value, step, tolerance)]
-    for name, param, grad in zip(layer.parameter_names, layer.parameters(), grads):
-        rows.append(compare(name, grad, numerical_gradient(scalar, param, step), value, step, tolerance))
+    try:
+        R = np.random.default_rng(seed).standard_normal(np.shape(forward()))
+
+        def scalar():
+            return float(np.sum(forward() * R))
+
+        value = scalar()
+        dX = np.array(layer.backward(R), dtype=np.float64)
+        grads = [np.array(g, dtype=np.float64) for g in layer.gradients()]
+        rows = [compare("input", dX, numerical_gradient(scalar, X, step), value, step)]
+        for name, param, grad in zip(layer.parameter_names, layer.parameters(), grads):
+            rows.append(compare(name, grad, numerical_gradient(scalar, param, step), value, step, tolerance))
+    finally:
+        for name, saved in buffers.items():
+            getattr(layer, name)[...] = saved
     return GradcheckReport(rows, tolerance)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from handgrad.errors import HandgradError
 from handgrad.nn.derivation import Derivation
 from handgrad.registry import LAYERS, constructor_arguments, snake_case
-from handgrad.validation import resolve_dtype
+from handgrad.validation import is_sparse, resolve_dtype
 
 
 class Layer:
@@ -41,6 +41,14 @@ class Layer:
     ``initializer`` is what a layer asks of the Dense layer before it: "he"
     or "glorot", or None for a layer that leaves the choice to the next one
     (see :meth:`Dense.initialize`).
+
+    ``in_place = True`` declares that ``backward`` never reads the layer's
+    input (only its output, or state the forward pass kept), so
+    :class:`~handgrad.Sequential` may let ``forward`` write over its input.
+
+    Modes.  ``training`` is True in training mode (the default, as in
+    PyTorch) and False in inference mode; ``train()`` and ``eval()`` switch
+    it.  Only layers whose two modes differ read it (Dropout, BatchNorm).
 
     ``derivation`` declares the layer's maths once, for ``hg.derive`` and
     ``handgrad derive`` to print for a concrete network (see
@@ -65,12 +73,30 @@ class Layer:
     initializer = None
     in_place = False
     derivation = None
+    training = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if "name" not in cls.__dict__:
             cls.name = snake_case(cls.__name__).replace("_", "-")
         LAYERS.add(cls)
+
+    def train(self, mode=True):
+        """Training mode (``mode=False``: inference mode); returns the layer."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        """Inference mode; returns the layer."""
+        return self.train(False)
+
+    def reseed(self, seed):
+        """Give a layer that draws random numbers a generator seeded by ``seed``; others ignore it.
+
+        ``seed`` is anything ``np.random.default_rng`` takes.  ``fit`` reseeds
+        every layer at the start of each epoch from ``(seed, epoch)``, so a run
+        resumed at an epoch draws exactly what the uninterrupted run drew.
+        """
 
     def parameters(self):
         return [getattr(self, name) for name in self.parameter_names]
@@ -106,6 +132,8 @@ class Activation(Layer):
     ``initializer`` (default "glorot") is the scheme suited to the Dense
     layer feeding it.  ``in_place = True`` declares that ``backward`` reads
     only the output ``A``, so ``forward`` may write ``A`` over its input.
+    More activations (LeakyReLU, ELU, Softplus, GELU) live in
+    :mod:`handgrad.nn.activations`.
     """
 
     name = None
@@ -323,9 +351,14 @@ class Dense(Layer):
         self._b[...] = 0
 
     def forward(self, X, out=None):
+        """``X W + b``.  ``X`` may be a SciPy sparse matrix or array (CSR rows of the data, in the
+        first layer): the product is then formed from its stored entries, never from a dense copy."""
         if out is None:
             out = np.empty((X.shape[0], self.n_out), dtype=self._W.dtype)
-        np.matmul(X, self._W, out=out)
+        if is_sparse(X):
+            out[...] = X @ self._W
+        else:
+            np.matmul(X, self._W, out=out)
         out += self._b
         self._X = X
         return out
@@ -334,9 +367,13 @@ class Dense(Layer):
         """Store ``dW = Xᵀ G`` and ``db = Σ_rows G``; return ``G Wᵀ``.
 
         ``input_grad=False`` skips ``G Wᵀ`` (and returns None): the first
-        layer's input is the data, whose gradient nobody needs.
+        layer's input is the data, whose gradient nobody needs.  For a
+        sparse ``X``, ``Xᵀ G`` is a sparse-times-dense product.
         """
-        np.matmul(self._X.T, G, out=self.dW)
+        if is_sparse(self._X):
+            self.dW[...] = self._X.T @ G
+        else:
+            np.matmul(self._X.T, G, out=self.dW)
         np.sum(G, axis=0, out=self.db)
         if not input_grad:
             return None

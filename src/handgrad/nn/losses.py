@@ -1,10 +1,20 @@
-"""Losses on logits ``Z`` (n samples × K classes), with their gradients ``G = ∂J/∂Z``.
+"""Losses on logits ``Z`` (n samples × K outputs), with their gradients ``G = ∂J/∂Z``.
 
-Both losses read targets either as integer labels ``y`` of shape (n,) or as a
-target matrix ``Y`` of shape (n, K) (one-hot rows or class probabilities).
+Each loss declares its ``task`` and checks its own targets:
+
+* ``"classification"`` (the two softmax losses): integer labels ``y`` of
+  shape (n,) or a target matrix ``Y`` of shape (n, K) (one-hot rows or class
+  probabilities); predictions are the largest logit's index.
+* ``"regression"`` (:class:`SquaredError`, :class:`PoissonDeviance`): real
+  targets of shape (n,) or (n, K); the predictions are the logits themselves
+  (squared error) or their exponentials (Poisson).
+* ``"multilabel"`` (:class:`SigmoidBinaryCrossEntropy`): a target matrix
+  (n, K) in [0, 1]; label k is predicted present when ``σ(z_k) > ½``.
+
 A loss returns ``J_data = κ Σ_r ℓ_r``, where ``ℓ_r`` is the loss of sample
-(row) ``r`` and the reduction factor is ``κ = 1/n`` for ``"mean"`` and
-``κ = 1`` for ``"sum"``; its backward returns ``κ ∂ℓ_r/∂z_r`` in row ``r``.
+(row) ``r`` and the reduction factor is ``κ = 1/n`` for ``"mean"`` (n
+samples, never outputs) and ``κ = 1`` for ``"sum"``; its backward returns
+``κ ∂ℓ_r/∂z_r`` in row ``r``.
 
 Notation, as in docs/derivations.md: ``p = softmax(z)`` for one row (``P``
 for the batch), ``y_t`` the target of class ``t``, ``lse(z) = log Σ_k e^{z_k}``,
@@ -13,9 +23,10 @@ for the batch), ``y_t`` the target of class ``t``, ``lse(z) = log Σ_k e^{z_k}``
 
 import numpy as np
 
-from handgrad.errors import HandgradError
+from handgrad.errors import DataError, HandgradError
 from handgrad.nn.derivation import Derivation
 from handgrad.registry import LOSSES, constructor_arguments, snake_case
+from handgrad.validation import check_multilabel_targets, check_regression_targets, check_targets
 
 REDUCTIONS = ("mean", "sum")
 
@@ -47,6 +58,12 @@ class Loss:
     with underscores).  ``config()`` is ``{"type": class name, **constructor
     arguments}``, rebuilt as ``cls(**arguments)``.
 
+    ``task`` ("classification", "regression" or "multilabel") picks the
+    figures ``fit`` and ``evaluate`` report beside the loss.  A loss checks
+    its own targets (:meth:`check_targets`) and turns logits into
+    predictions (:meth:`predict`) and probabilities (:meth:`probabilities`);
+    the defaults are those of classification.
+
     ``derivation`` declares the loss's maths as a layer's does (see
     :class:`handgrad.Layer`), with ``backward={"input": "∂L/∂Z = …"}``;
     ``$K`` is the number of classes and ``κ`` the factor of the reduction
@@ -54,6 +71,7 @@ class Loss:
     """
 
     name = None
+    task = "classification"
     derivation = None
 
     def __init_subclass__(cls, **kwargs):
@@ -70,6 +88,45 @@ class Loss:
     def _scale(self, n):
         """The reduction factor ``κ``: ``1/n`` for ``"mean"``, ``1`` for ``"sum"``."""
         return 1.0 / n if self.reduction == "mean" else 1.0
+
+    # Sample weights.  ``forward(Z, y, sample_weight=w)`` weights sample i's
+    # term by ``w_i``: the value is ``Σ_i w_i L_i`` ("sum") or the weighted
+    # mean ``Σ_i w_i L_i / Σ_i w_i`` ("mean"), and since L_i depends on row i
+    # of Z alone, ``∂/∂z_i (w_i L_i) = w_i ∂L_i/∂z_i``: backward scales row i
+    # of the unweighted per-sample gradient by ``w_i`` (over ``Σ w`` for
+    # "mean").  A batch whose weights sum to 0 has value and gradient 0.
+
+    def _total(self, per_row, weights):
+        """``Σ_i w_i ℓ_i`` (or ``Σ_i ℓ_i``) in float64, reduced: the loss's value."""
+        if weights is None:
+            return float(per_row.sum(dtype=np.float64) * self._scale(len(per_row)))
+        total = float(np.dot(weights, per_row.astype(np.float64, copy=False)))
+        if self.reduction == "sum":
+            return total
+        weight = float(weights.sum())
+        return total / weight if weight > 0 else 0.0
+
+    def _gradient_scale(self, n, weights, dtype):
+        """What multiplies row i of the per-sample gradient: ``1/n`` or 1, or ``w_i/Σw`` or ``w_i`` as a column."""
+        if weights is None:
+            return self._scale(n)
+        factor = weights
+        if self.reduction == "mean":
+            weight = float(weights.sum())
+            factor = weights / weight if weight > 0 else np.zeros_like(weights)
+        return factor.astype(dtype)[:, None]
+
+    def check_targets(self, y, n_samples, n_outputs, dtype):
+        """``y`` as this loss reads it, or a one-line :class:`~handgrad.DataError` with the remedy."""
+        return check_targets(y, n_samples, n_outputs, dtype)
+
+    def predict(self, Z):
+        """Predictions from logits: the index of the largest logit of each row."""
+        return Z.argmax(axis=1)
+
+    def probabilities(self, Z):
+        """Class probabilities from logits: ``softmax(Z)`` row by row."""
+        return softmax(Z)
 
     def __call__(self, Z, y):
         return self.forward(Z, y)
@@ -113,14 +170,17 @@ class SoftmaxCrossEntropy(Loss):
 
     name = "cross-entropy"
 
-    def forward(self, Z, y):
+    def forward(self, Z, y, sample_weight=None):
         shifted = Z - Z.max(axis=1, keepdims=True)        # max shift: exponents ≤ 0
         exps = np.exp(shifted)
         sums = exps.sum(axis=1, keepdims=True)
         log_p = shifted
         log_p -= np.log(sums)                             # log p = z − lse(z)
         exps /= sums
-        self._P, self._y = exps, y
+        self._P, self._y, self._w = exps, y, sample_weight
+        if sample_weight is not None:
+            per_row = log_p[np.arange(len(y)), y] if y.ndim == 1 else (y * log_p).sum(axis=1, dtype=np.float64)
+            return -self._total(per_row, sample_weight)   # −Σ_r w_r Σ_t y_t log p_t, reduced
         if y.ndim == 1:
             total = -log_p[np.arange(len(y)), y].sum(dtype=np.float64)
         else:
@@ -138,8 +198,8 @@ class SoftmaxCrossEntropy(Loss):
         else:
             np.multiply(P, y.sum(axis=1, keepdims=True), out=out)
             out -= y                                      # P ⊙ rowsum(Y) − Y
-        if self.reduction == "mean":
-            out *= 1.0 / n                                # κ = 1/n
+        if self.reduction == "mean" or self._w is not None:
+            out *= self._gradient_scale(n, self._w, out.dtype)
         return out
 
 
@@ -196,7 +256,7 @@ class SoftmaxBinaryCrossEntropy(Loss):
 
     name = "softmax-bce"
 
-    def forward(self, Z, y):
+    def forward(self, Z, y, sample_weight=None):
         n, m = Z.shape                                      # m = K classes
         if m < 2:
             raise HandgradError("softmax binary cross-entropy needs at least 2 classes")
@@ -219,7 +279,10 @@ class SoftmaxBinaryCrossEntropy(Loss):
         Y = _target_matrix(y, m, Z.dtype)
         per_class = Y * log_s + (1 - Y) * log_1ms
         self._cache = (Y, s, log_s, log_1ms, top)
-        return float(-per_class.sum(dtype=np.float64) * self._scale(n))
+        self._w = sample_weight
+        if sample_weight is None:
+            return float(-per_class.sum(dtype=np.float64) * self._scale(n))
+        return -self._total(per_class.sum(axis=1, dtype=np.float64), sample_weight)
 
     def backward(self, out=None):
         Y, s, log_s, log_1ms, top = self._cache
@@ -237,12 +300,186 @@ class SoftmaxBinaryCrossEntropy(Loss):
         s_top = s[rows, top]
         grad[rows, top] = ((1 - y_top[:, 0]) - np.exp(log_1ms[rows, top])
                            + s_top * (Y.sum(axis=1) - y_top[:, 0]) - s_top * (w * s).sum(axis=1))
-        if self.reduction == "mean":
-            grad *= 1.0 / n                                 # κ = 1/n
+        if self.reduction == "mean" or self._w is not None:
+            grad *= self._gradient_scale(n, self._w, grad.dtype)
         if out is None:
             return grad
         np.copyto(out, grad)
         return out
+
+
+class SquaredError(Loss):
+    """Half the squared error, for regression with an identity output.
+
+    Forward, per sample ``r``: ``L_r = ½ ‖z_r − y_r‖² = ½ Σ_k (z_rk − y_rk)²``,
+    summed over the batch, or averaged over its n samples for ``"mean"``
+    (not over the K outputs).  Targets are reals of shape (n,) for a model
+    with one output, or (n, K).
+
+    Backward: ``∂L_r/∂z_rk = z_rk − y_rk``, so ``∂L/∂Z = (Z − Y) κ`` with
+    ``κ = 1/n`` for ``"mean"`` and 1 for ``"sum"`` (row r times ``w_r/Σw``
+    or ``w_r`` with sample weights, see :class:`Loss`).
+    """
+
+    derivation = Derivation(forward="L = κ Σ_{r} ½ ‖z_r − y_r‖²", backward={"input": "∂L/∂Z = κ (Z − Y)"},
+                            section="squared-error-regression")
+
+    name = "squared-error"
+    task = "regression"
+
+    def check_targets(self, y, n_samples, n_outputs, dtype):
+        return check_regression_targets(y, n_samples, n_outputs, dtype)
+
+    def forward(self, Z, y, sample_weight=None):
+        Y = np.asarray(y, dtype=Z.dtype).reshape(Z.shape[0], -1)
+        self._D = D = Z - Y                                   # Z − Y
+        self._w = sample_weight
+        if sample_weight is not None:
+            return self._total(0.5 * np.square(D, dtype=np.float64).sum(axis=1), sample_weight)
+        return float(0.5 * np.square(D, dtype=np.float64).sum() * self._scale(len(Z)))
+
+    def backward(self, out=None):
+        return np.multiply(self._D, self._gradient_scale(self._D.shape[0], self._w, self._D.dtype),
+                           out=out)                           # (Z − Y) κ
+
+    def predict(self, Z):
+        """The logits are the predicted values."""
+        return Z
+
+    def probabilities(self, Z):
+        raise HandgradError("a regression loss predicts values, not probabilities; "
+                            "use model.predict(X, loss=hg.SquaredError())")
+
+
+class SigmoidBinaryCrossEntropy(Loss):
+    """Multilabel classification: a binary cross-entropy per output, on ``σ(z_k)``.
+
+    Forward, per sample ``r`` over its K labels, with targets ``y_k ∈ [0, 1]``:
+
+        ``L_r = −Σ_k [ y_k log σ(z_k) + (1 − y_k) log(1 − σ(z_k)) ]``.
+
+    With ``log σ(z) = −softplus(−z)`` and ``log(1 − σ(z)) = −softplus(z)``,
+    and ``softplus(z) − softplus(−z) = z``, each term is
+
+        ``ℓ = softplus(z) − y z``,  ``softplus(z) = max(z, 0) + log1p(e^{−|z|})``,
+
+    computed from the logits without ever forming ``σ`` or a logarithm of 0:
+    logits of ±1e4 give finite values (and exactly 0 for a right answer).
+
+    Backward: ``softplus'(z) = σ(z)``, so ``∂ℓ/∂z = σ(z) − y`` and
+    ``∂L/∂Z = (σ(Z) − Y) κ``, with ``κ = 1/n`` for ``"mean"`` (samples, not
+    labels) and 1 for ``"sum"`` (row r times ``w_r/Σw`` or ``w_r`` with
+    sample weights, see :class:`Loss`).  ``σ`` comes from the same ``e = e^{−|z|}``:
+    ``1/(1 + e)`` for ``z ≥ 0``, ``e/(1 + e)`` for ``z < 0``.
+
+    Predictions: label k is present when ``σ(z_k) > ½``, i.e. ``z_k > 0``.
+    """
+
+    derivation = Derivation(
+        forward="L = κ Σ_{r} Σ_{k} [softplus(Z_{rk}) − Y_{rk} Z_{rk}]",
+        backward={"input": "∂L/∂Z = κ (σ(Z) − Y)"}, section="sigmoid-binary-cross-entropy-multilabel",
+        note="softplus(z) − yz = −[y log σ(z) + (1 − y) log(1 − σ(z))]")
+
+    name = "sigmoid-bce"
+    task = "multilabel"
+
+    def check_targets(self, y, n_samples, n_outputs, dtype):
+        return check_multilabel_targets(y, n_samples, n_outputs, dtype)
+
+    def forward(self, Z, y, sample_weight=None):
+        Y = np.asarray(y, dtype=Z.dtype).reshape(Z.shape)
+        e = np.abs(Z)
+        np.negative(e, out=e)
+        with np.errstate(under="ignore"):                  # e^{−|z|} → 0 is the true limit
+            np.exp(e, out=e)                               # e = e^{−|z|} ∈ (0, 1]
+        terms = np.log1p(e)
+        terms += np.maximum(Z, 0)
+        terms -= Y * Z                                     # ℓ = softplus(z) − y z
+        sigma = np.where(Z >= 0, 1, e)
+        sigma /= 1 + e                                     # σ(z), no overflow, full relative precision
+        self._sigma, self._Y, self._w = sigma, Y, sample_weight
+        if sample_weight is not None:
+            return self._total(terms.sum(axis=1, dtype=np.float64), sample_weight)
+        return float(terms.sum(dtype=np.float64) * self._scale(len(Z)))
+
+    def backward(self, out=None):
+        out = np.subtract(self._sigma, self._Y, out=out)    # σ(Z) − Y
+        out *= self._gradient_scale(out.shape[0], self._w, out.dtype)
+        return out
+
+    def predict(self, Z):
+        """0/1 labels: 1 where ``σ(z) > ½``, i.e. ``z > 0``."""
+        return (Z > 0).astype(np.intp)
+
+    def probabilities(self, Z):
+        """``σ(Z)`` per label (the labels are not exclusive, so rows need not sum to 1)."""
+        with np.errstate(under="ignore"):
+            e = np.exp(-np.abs(Z))
+        return np.where(Z >= 0, 1, e) / (1 + e)
+
+
+class PoissonDeviance(Loss):
+    """Half the Poisson deviance with a log link, for counts: scikit-learn's ``loss="poisson"``.
+
+    The output is ``μ = e^z``, the predicted mean of a Poisson count.
+    Forward, per sample ``r`` over its K outputs, targets ``y ≥ 0``:
+
+        ``L_r = Σ_k [ y_k log(y_k / μ_k) − y_k + μ_k ] = Σ_k [ e^{z_k} − y_k z_k + (y_k log y_k − y_k) ]``,
+
+    half the deviance ``2 Σ [y log(y/μ) − (y − μ)]``.  The last term does not
+    depend on ``z`` (``y log y`` is 0 at ``y = 0``); it makes ``L_r ≥ 0``, with
+    0 exactly when ``μ = y``.  Summed over the batch, or averaged over its n
+    samples for ``"mean"``.
+
+    Backward: ``∂/∂z (e^z − y z) = e^z − y``, so ``∂L/∂Z = (e^Z − Y) κ = (μ − Y) κ``
+    with κ as in :class:`SquaredError` (sample weights likewise).
+
+    ``e^z`` overflows past ``z ≈ 709`` (float64) or 88 (float32): the loss
+    is then infinite, which ``fit`` reports as divergence.
+    """
+
+    derivation = Derivation(
+        forward="L = κ Σ_{r} Σ_{k} [exp(Z_{rk}) − Y_{rk} Z_{rk} + Y_{rk} log Y_{rk} − Y_{rk}]",
+        backward={"input": "∂L/∂Z = κ (exp(Z) − Y)"}, section="poisson-deviance-counts",
+        note="half the Poisson deviance with the log link μ = exp(z)")
+
+    name = "poisson"
+    task = "regression"
+    output_activation = "exp"
+
+    def check_targets(self, y, n_samples, n_outputs, dtype):
+        Y = check_regression_targets(y, n_samples, n_outputs, dtype)
+        if (Y < 0).any():
+            raise DataError("Poisson targets are counts and must be non-negative; found a negative target")
+        return Y
+
+    def forward(self, Z, y, sample_weight=None):
+        Y = np.asarray(y, dtype=Z.dtype).reshape(Z.shape[0], -1)
+        with np.errstate(over="ignore"):
+            mu = np.exp(Z)                                    # μ = e^z
+        positive = Y > 0
+        y_log_y = np.zeros_like(Y)
+        np.multiply(Y, np.log(Y, where=positive, out=np.ones_like(Y)), out=y_log_y, where=positive)
+        with np.errstate(invalid="ignore"):
+            terms = mu - Y * Z + (y_log_y - Y)                # e^z − y z + (y log y − y)
+        self._mu, self._Y, self._w = mu, Y, sample_weight
+        if sample_weight is not None:
+            return self._total(terms.sum(axis=1, dtype=np.float64), sample_weight)
+        return float(terms.sum(dtype=np.float64) * self._scale(len(Z)))
+
+    def backward(self, out=None):
+        out = np.subtract(self._mu, self._Y, out=out)         # μ − Y
+        out *= self._gradient_scale(out.shape[0], self._w, out.dtype)
+        return out
+
+    def predict(self, Z):
+        """The predicted means ``μ = e^z``."""
+        with np.errstate(over="ignore"):
+            return np.exp(Z)
+
+    def probabilities(self, Z):
+        raise HandgradError("a regression loss predicts values, not probabilities; "
+                            "use model.predict(X, loss=hg.PoissonDeviance())")
 
 
 def _target_matrix(y, n_classes, dtype):
@@ -263,6 +500,6 @@ def loss_class(name):
     return LOSSES.by_name(str(name).replace("_", "-"))
 
 
-def losses():
-    """``{name: class}`` of every registered loss, built-in or user-defined."""
-    return LOSSES.choices()
+def losses(task=None):
+    """``{name: class}`` of every registered loss, built-in or user-defined; ``task=`` keeps one task's."""
+    return LOSSES.choices(where=None if task is None else (lambda cls: cls.task == task))

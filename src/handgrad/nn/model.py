@@ -8,6 +8,8 @@ biases after them.  ``parameters()`` still returns one array per parameter, in
 layer order (``W₁, b₁, W₂, b₂, …``), and writing into them changes the model.
 """
 
+from contextlib import contextmanager
+
 import numpy as np
 
 from handgrad.errors import HandgradError
@@ -21,6 +23,9 @@ from handgrad.validation import check_features, resolve_dtype
 # memory (4096 rows x 512 units x 4 bytes = 8 MB per layer) on any data size.
 PREDICT_BATCH_SIZE = 4096
 
+# Purpose tag of the mask generators a model seeds at construction (fit reseeds per epoch).
+_MASKS = 2
+
 
 class Sequential:
     """A feed-forward network: ``model(X)`` returns the logits.
@@ -33,6 +38,14 @@ class Sequential:
     Each layer object may appear once: a layer keeps what its forward pass
     saw for its backward pass, so one object in two places would hand the
     first place's backward the second place's inputs.
+
+    Modes.  A model starts in training mode, as in PyTorch; ``train()`` and
+    ``eval()`` set every layer's mode.  ``model(X)``, ``forward`` and
+    ``hg.loss_and_gradients`` use the current mode; ``predict``,
+    ``predict_proba`` and ``hg.evaluate`` always use inference behaviour and
+    leave the mode as they found it; ``hg.fit`` trains in training mode and
+    leaves the model in inference mode.  Only Dropout and BatchNorm behave
+    differently in the two modes.
     """
 
     def __init__(self, *layers, seed=None):
@@ -45,12 +58,11 @@ class Sequential:
         dense = [layer for layer in layers if isinstance(layer, Dense)]
         if not dense:
             raise HandgradError("Sequential needs at least one Dense layer")
-        dtypes = {layer.dtype for layer in dense}
+        dtypes = {layer.dtype for layer in layers if hasattr(layer, "dtype")}
         if len(dtypes) > 1:
-            raise HandgradError("all Dense layers must share one dtype; build them with the same dtype=")
-        for prev, nxt in zip(dense, dense[1:]):
-            if prev.n_out != nxt.n_in:
-                raise HandgradError(f"{prev!r} outputs {prev.n_out} features but the next {nxt!r} takes {nxt.n_in}")
+            raise HandgradError("all layers with parameters (Dense, BatchNorm) must share one dtype; "
+                                "build them with the same dtype=")
+        _check_widths(layers)
         self.layers = list(layers)
         self.dtype = dense[0].dtype
         self.n_features = dense[0].n_in
@@ -58,6 +70,7 @@ class Sequential:
         self._initialize(seed)
         self._pack()
         self._workspace = {}
+        self.reseed(*(() if seed is None else (seed, _MASKS)))
 
     def _initialize(self, seed):
         seeds = np.random.SeedSequence(seed).spawn(len(self.layers))
@@ -96,7 +109,12 @@ class Sequential:
 
     def parameter_names(self):
         """``W1, b1, W2, …``: names matching ``parameters()`` (see :func:`stored_arrays`)."""
-        return [name for name, _, _, is_buffer in stored_arrays(self.config()) if not is_buffer]
+        return [name for name, _, _, is_buffer in self._stored_arrays() if not is_buffer]
+
+    def _stored_arrays(self):
+        """:func:`stored_arrays` of this model: it reads only each layer's type, so no configuration is built
+        (building one inspects every constructor, which a training loop should not pay for each epoch)."""
+        return stored_arrays([{"type": type(layer).__name__} for layer in self.layers])
 
     def state_arrays(self):
         """``{name: array}`` of everything a model file stores: parameters, then each layer's buffers.
@@ -105,28 +123,112 @@ class Sequential:
         such as a batch norm's running statistics.
         """
         return {name: getattr(self.layers[position], attribute)
-                for name, position, attribute, _ in stored_arrays(self.config())}
+                for name, position, attribute, _ in self._stored_arrays()}
+
+    # -- modes and randomness ---------------------------------------------------
+
+    def train(self, mode=True):
+        """Put every layer in training mode (``mode=False``: inference mode); returns the model."""
+        for layer in self.layers:
+            layer.train(mode)
+        return self
+
+    def eval(self):
+        """Put every layer in inference mode; returns the model."""
+        return self.train(False)
+
+    @property
+    def training(self):
+        """True when any layer is in training mode."""
+        return any(layer.training for layer in self.layers)
+
+    @contextmanager
+    def inference(self):
+        """``with model.inference():`` runs in inference mode, then restores each layer's mode."""
+        modes = [layer.training for layer in self.layers]
+        self.eval()
+        try:
+            yield self
+        finally:
+            for layer, mode in zip(self.layers, modes):
+                layer.train(mode)
+
+    def reseed(self, *entropy):
+        """Reseed every layer that draws random numbers (Dropout) from ``entropy`` (ints) and its position.
+
+        ``reseed()`` with no arguments draws fresh entropy from the system.
+        """
+        if all(type(layer).reseed is Layer.reseed for layer in self.layers):
+            return                              # nothing draws random numbers: spare the spawning
+        sequences = np.random.SeedSequence(list(entropy) if entropy else None).spawn(len(self.layers))
+        for layer, sequence in zip(self.layers, sequences):
+            layer.reseed(sequence)
+
+    def release(self):
+        """Drop the reused work buffers and what each layer kept of its last forward pass.
+
+        After training on a large batch (L-BFGS sees the whole training set
+        at once) these hold arrays as large as the data; they are rebuilt,
+        at the size needed, by the next forward pass.
+        """
+        self._workspace = {}
+        probe = np.zeros((1, self.n_features), dtype=self.dtype)
+        with self.inference():
+            self.forward(probe)                # every layer now keeps a one-row input
+        self._workspace = {}
+
+    def get_buffers(self):
+        """Copies of every layer's buffers (a batch norm's running statistics), by stored name."""
+        return {name: getattr(self.layers[position], attribute).copy()
+                for name, position, attribute, is_buffer in self._stored_arrays() if is_buffer}
+
+    def set_buffers(self, buffers):
+        """Write buffers saved by :meth:`get_buffers` back into the layers (in place)."""
+        for name, position, attribute, is_buffer in self._stored_arrays():
+            if is_buffer:
+                getattr(self.layers[position], attribute)[...] = buffers[name]
+
+    # -- prediction ------------------------------------------------------------
 
     def __call__(self, X):
-        """Logits for ``X`` (a fresh array)."""
+        """Logits for ``X`` (a fresh array), in the current mode."""
         X = check_features(X, self.dtype, self.n_features)
         return self.forward(X).copy()
 
-    def predict_proba(self, X, batch_size=PREDICT_BATCH_SIZE):
-        """Class probabilities ``softmax(model(X))``, computed in chunks of rows."""
+    def predict_proba(self, X, batch_size=PREDICT_BATCH_SIZE, loss=None):
+        """Probabilities, in inference mode, computed in chunks of rows.
+
+        ``softmax(logits)`` for classification; with ``loss=`` whatever that
+        loss reads its logits as (``σ(logits)`` per label for
+        :class:`~handgrad.SigmoidBinaryCrossEntropy`).
+        """
         X = check_features(X, self.dtype, self.n_features)
         out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
-        for start in range(0, X.shape[0], batch_size):
-            stop = start + batch_size
-            softmax(self.forward(X[start:stop]), out=out[start:stop])
+        with self.inference():
+            for start in range(0, X.shape[0], batch_size):
+                stop = start + batch_size
+                logits = self.forward(X[start:stop])
+                if loss is None:
+                    softmax(logits, out=out[start:stop])
+                else:
+                    out[start:stop] = loss.probabilities(logits)
         return out
 
-    def predict(self, X, batch_size=PREDICT_BATCH_SIZE):
-        """Index of the largest logit for each row."""
+    def predict(self, X, batch_size=PREDICT_BATCH_SIZE, loss=None):
+        """Predictions in inference mode: the index of the largest logit for each row.
+
+        With ``loss=``, that loss's predictions (``loss.predict(logits)``):
+        the logits themselves for :class:`~handgrad.SquaredError`, 0/1 labels
+        (``σ(z) > ½``) for :class:`~handgrad.SigmoidBinaryCrossEntropy`.
+        """
         X = check_features(X, self.dtype, self.n_features)
-        labels = np.empty(X.shape[0], dtype=np.intp)
-        for start in range(0, X.shape[0], batch_size):
-            labels[start:start + batch_size] = self.forward(X[start:start + batch_size]).argmax(axis=1)
+        chunks = range(0, X.shape[0], batch_size)
+        with self.inference():
+            if loss is not None:       # copies: forward's buffer is reused by the next chunk
+                return np.concatenate([loss.predict(self.forward(X[i:i + batch_size])).copy() for i in chunks])
+            labels = np.empty(X.shape[0], dtype=np.intp)
+            for start in chunks:
+                labels[start:start + batch_size] = self.forward(X[start:start + batch_size]).argmax(axis=1)
         return labels
 
     # -- forward and backward through the layers -----------------------------
@@ -210,6 +312,8 @@ class Sequential:
     def astype(self, dtype):
         """A copy of this model with parameters (and buffers) in ``dtype``; every layer's settings kept."""
         clone = Sequential.from_config(self.config(), dtype)
+        for original, copy in zip(self.layers, clone.layers):
+            copy.train(original.training)
         for _name, position, attribute, is_buffer in stored_arrays(self.config()):
             value = getattr(self.layers[position], attribute)
             if is_buffer:
@@ -238,6 +342,22 @@ def stored_arrays(config):
         parameters.extend((f"{name}{index}", position, name, False) for name in cls.parameter_names)
         buffers.extend((f"{name}{index}", position, name, True) for name in cls.buffer_names)
     return parameters + buffers
+
+
+def _check_widths(layers):
+    """Each Dense takes the width the Dense before it outputs; a layer with ``n_features`` (BatchNorm) must match it."""
+    previous = None
+    for layer in layers:
+        if isinstance(layer, Dense):
+            if previous is not None and layer.n_in != previous.n_out:
+                raise HandgradError(f"{previous!r} outputs {previous.n_out} features but the next {layer!r} "
+                                    f"takes {layer.n_in}")
+            previous = layer
+        elif getattr(layer, "n_features", None) is not None and previous is not None \
+                and layer.n_features != previous.n_out:
+            raise HandgradError(f"{previous!r} outputs {previous.n_out} features but the next {layer!r} "
+                                f"normalises {layer.n_features}; build it as "
+                                f"{type(layer).__name__}({previous.n_out})")
 
 
 def _refuse_shared(layers):

@@ -191,22 +191,37 @@ class Adam(Optimizer):
         v ← β₂ v + (1 − β₂) g²
         θ ← θ − η · m̂ / (√v̂ + ε),   m̂ = m / (1 − β₁ᵗ),  v̂ = v / (1 − β₂ᵗ).
 
-    ``ε`` is added to ``√v̂`` (after bias correction), as in PyTorch.  The
-    code folds both corrections into one scalar: with ``c₁ = 1 − β₁ᵗ`` and
-    ``c₂ = 1 − β₂ᵗ`` the update equals
-    ``θ ← θ − (η √c₂ / c₁) · m / (√v + ε √c₂)``, which needs no extra pass
-    over ``m`` or ``v``.
+    Where ``ε`` goes, ``eps_on``:
+
+    * ``"v_hat"`` (default, as PyTorch): ``ε`` is added to ``√v̂``, after the
+      bias correction.  The code folds both corrections into one scalar:
+      with ``c₁ = 1 − β₁ᵗ`` and ``c₂ = 1 − β₂ᵗ`` the update equals
+      ``θ ← θ − (η √c₂ / c₁) · m / (√v + ε √c₂)``, which needs no extra pass
+      over ``m`` or ``v``.
+    * ``"v"`` (as scikit-learn, and the "efficient version" at the end of
+      section 2 of Kingma & Ba): ``ε`` is added to ``√v``, before the
+      correction, ``θ ← θ − (η √c₂ / c₁) · m / (√v + ε)``.
+
+    The two differ only while ``√v`` is not large against ``ε``: early
+    steps, and parameters whose gradients are tiny.  Both forms run through
+    the same update with ``ε̂ = ε √c₂`` or ``ε̂ = ε``, in NumPy and in the
+    compiled kernel alike.
     """
 
     state_names = ("m", "v")
+    EPS_PLACEMENTS = ("v_hat", "v")
 
-    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, eps_on="v_hat"):
         super().__init__(lr)
         b1, b2 = betas
         if not (0 <= b1 < 1 and 0 <= b2 < 1):
             raise HandgradError(f"betas must lie in [0, 1), got {betas!r}")
+        if eps_on not in self.EPS_PLACEMENTS:
+            raise HandgradError(f"eps_on must be 'v_hat' (ε added to the corrected √v̂, as PyTorch) or 'v' "
+                                f"(ε added to √v, as scikit-learn), got {eps_on!r}")
         self.beta1, self.beta2 = float(b1), float(b2)
         self.eps = _positive("eps", eps)
+        self.eps_on = eps_on
         self.t = 0
 
     def step(self, params, grads):
@@ -224,15 +239,16 @@ class Adam(Optimizer):
             tmp *= 1 - b2
             v += tmp                        # v ← β₂v + (1−β₂)g²
             np.sqrt(v, out=tmp)
-            tmp += eps_hat                  # √v + ε√c₂
+            tmp += eps_hat                  # √v + ε̂
             np.divide(m, tmp, out=tmp)
             tmp *= step_size
             p -= tmp
 
     def _corrected(self):
-        """``(η √c₂ / c₁, ε √c₂)`` for the current ``t``, as Python floats."""
+        """``(η √c₂ / c₁, ε̂)`` for the current ``t``, as Python floats: ``ε̂ = ε √c₂`` or ``ε`` (``eps_on``)."""
         c1, c2 = 1 - self.beta1 ** self.t, 1 - self.beta2 ** self.t
-        return self.lr * math.sqrt(c2) / c1, self.eps * math.sqrt(c2)
+        eps_hat = self.eps * math.sqrt(c2) if self.eps_on == "v_hat" else self.eps
+        return self.lr * math.sqrt(c2) / c1, eps_hat
 
     def step_flat(self, param, grad, l2=0.0, n_decayed=0):
         kernels = _compiled_kernels(self, Adam, param, grad)
@@ -251,7 +267,10 @@ class Adam(Optimizer):
         return {"t": self.t}
 
     def config(self):
-        return {"type": "Adam", "lr": self.lr, "betas": [self.beta1, self.beta2], "eps": self.eps}
+        config = {"type": "Adam", "lr": self.lr, "betas": [self.beta1, self.beta2], "eps": self.eps}
+        if self.eps_on != "v_hat":      # files from before the option stay byte-identical
+            config["eps_on"] = self.eps_on
+        return config
 
 
 def optimizer_from_config(config):

@@ -40,7 +40,9 @@ class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
 
     ``mode="min"`` for losses, ``"max"`` for accuracies.  With
-    ``restore_best=True`` the model ends with the weights of its best epoch.
+    ``restore_best=True`` the model ends with the weights of its best epoch,
+    and with that epoch's buffers (a batch norm's running statistics, kept
+    in memory: a checkpoint stores the best weights only).
     """
 
     def __init__(self, monitor="val_loss", patience=10, min_delta=0.0, mode="min", restore_best=True):
@@ -51,6 +53,7 @@ class EarlyStopping(Callback):
         self.monitor, self.patience, self.min_delta = monitor, int(patience), float(min_delta)
         self.mode, self.restore_best = mode, restore_best
         self.best, self.best_epoch, self.best_weights, self.wait = None, None, None, 0
+        self.best_buffers = None
 
     def _improved(self, value):
         if self.best is None:
@@ -68,6 +71,7 @@ class EarlyStopping(Callback):
             self.best, self.best_epoch, self.wait = value, record["epoch"], 0
             if self.restore_best:
                 self.best_weights = ctx.model.get_weights()
+                self.best_buffers = ctx.model.get_buffers() if hasattr(ctx.model, "get_buffers") else None
         else:
             self.wait += 1
             if self.wait >= self.patience:
@@ -76,6 +80,8 @@ class EarlyStopping(Callback):
     def on_train_end(self, ctx):
         if self.restore_best and self.best_weights is not None:
             ctx.model.set_weights(self.best_weights)
+            if self.best_buffers is not None:
+                ctx.model.set_buffers(self.best_buffers)
 
     def state_dict(self):
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
@@ -85,6 +91,7 @@ class EarlyStopping(Callback):
         self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], int(state["wait"])
         weights = state.get("best_weights")
         self.best_weights = None if weights is None else np.array(weights)
+        self.best_buffers = None
 
 
 class EpochLogger(Callback):
@@ -95,6 +102,9 @@ class EpochLogger(Callback):
     When the epoch ends the bar gives way to one line::
 
         epoch 3/10  loss 0.1234  acc 0.9650  val_loss 0.1500  val_acc 0.9500  0.41s
+
+    with the figures of the loss's task (``rmse``/``r2`` for regression,
+    ``label_acc``/``subset_acc`` for multilabel) where ``acc`` stands.
 
     Parameters
     ----------
@@ -128,10 +138,10 @@ class EpochLogger(Callback):
     def on_epoch_end(self, ctx, record):
         self._close_bar()
         parts = [f"epoch {record['epoch'] + 1}/{ctx.epochs}", f"loss {record['train_loss']:.4f}",
-                 f"acc {record['train_accuracy']:.4f}"]
-        if record.get("val_accuracy") is not None:
+                 *_figures(record, "train_", "")]
+        if record.get("val_loss") is not None:
             parts.append(f"val_loss {record['val_loss']:.4f}")
-            parts.append(f"val_acc {record['val_accuracy']:.4f}")
+            parts.extend(_figures(record, "val_", "val_"))
         parts.append(f"{record['seconds']:.2f}s")
         print("  ".join(parts), file=self._out, flush=True)
 
@@ -145,6 +155,16 @@ class EpochLogger(Callback):
         if self._progress is not None:
             self._progress.close()
             self._progress = None
+
+
+# Each task's figures (see handgrad.training.scores) as the summary line spells them.
+_SHORT = {"accuracy": "acc", "rmse": "rmse", "r2": "r2", "label_accuracy": "label_acc",
+          "subset_accuracy": "subset_acc"}
+
+
+def _figures(record, prefix, shown_prefix):
+    return [f"{shown_prefix}{short} {record[prefix + key]:.4f}" for key, short in _SHORT.items()
+            if record.get(prefix + key) is not None]
 
 
 class _EpochBar:

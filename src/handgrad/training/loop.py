@@ -6,10 +6,11 @@ where the optimizer has them, ``lr``, ``state_dict`` and ``load_state_dict``:
 see :func:`fit`).  Everything optional (early stopping, progress,
 checkpoints) is a callback.
 
-Determinism: the validation split and each epoch's shuffle come from
-generators seeded by ``(seed, purpose, epoch)``, so the same seed (and the
-same BLAS thread count) gives bit-identical weights, and a run resumed at
-epoch k shuffles exactly as the uninterrupted run did.
+Determinism: the validation split, each epoch's shuffle and each epoch's
+dropout masks come from generators seeded by ``(seed, purpose, epoch)``, so
+the same seed (and the same BLAS thread count) gives bit-identical weights,
+and a run resumed at epoch k shuffles and drops units exactly as the
+uninterrupted run did.
 """
 
 import sys
@@ -24,9 +25,10 @@ from handgrad.nn.model import PREDICT_BATCH_SIZE
 from handgrad.nn.objective import data_gradient_step, objective_step
 from handgrad.optim.optimizers import Adam, Optimizer
 from handgrad.training.callbacks import Callback, EarlyStopping, EpochLogger
-from handgrad.validation import check_features, check_targets
+from handgrad.training.scores import tally
+from handgrad.validation import check_features, is_sparse
 
-_SPLIT, _SHUFFLE = 0, 1
+_SPLIT, _SHUFFLE, _MASKS = 0, 1, 2
 
 # An epoch whose mean training loss exceeds this many times the run's loss
 # scale has diverged.  The scale is the larger of the first minibatch's loss
@@ -78,16 +80,21 @@ class _Data:
     y: np.ndarray
     X_val: np.ndarray = None
     y_val: np.ndarray = None
+    w: np.ndarray = None
+    w_val: np.ndarray = None
 
 
-def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
-        validation_fraction=0.0, validation_data=None, early_stopping=False,
+def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0, alpha=0.0,
+        sample_weight=None, validation_fraction=0.0, validation_data=None, early_stopping=False,
         lr_schedule=None, callbacks=(), shuffle=True, seed=None, verbose=False,
         initial_epoch=0, history=None):
     """Train ``model`` on ``(X, y)`` and return its :class:`History`.
 
     Parameters
     ----------
+    X : (n, d) array, or a SciPy sparse matrix or array: minibatches are
+        then rows sliced from its CSR form and the first Dense layer
+        multiplies them sparsely, so the data is never densified.
     optimizer : default ``Adam(1e-3)``.  Any object with a method
         ``step(params, grads)`` will do: each minibatch calls it with two
         one-element lists, the model's flat parameter vector and the
@@ -100,11 +107,23 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
         :class:`~handgrad.optim.optimizers.Optimizer`) have all of these and
         add the L2 gradient inside their own update pass.
     l2 : λ of the objective ``loss + (λ/2) Σ‖W‖²``.
+    alpha : scikit-learn's L2 penalty, per minibatch: on a batch ``B`` the
+        decay is ``λ_B = l2 + alpha / W_B`` with ``W_B`` the batch's weight
+        total (its size without weights), i.e. the batch minimises
+        ``(Σ_B w_i L_i + (alpha/2) Σ‖W‖²) / W_B``.
+    sample_weight : (n,) non-negative weights: each minibatch's loss is the
+        weighted mean ``Σ_B w_i L_i / Σ_B w_i`` (for a "mean" loss; the
+        loss's ``forward`` must take ``sample_weight=``).  A minibatch whose
+        weights sum to 0 is skipped.
     validation_fraction : share of ``(X, y)`` held out (seeded split);
-        ``validation_data=(X_val, y_val)`` gives a set explicitly instead.
+        ``validation_data=(X_val, y_val)`` (or ``(X_val, y_val, w_val)``)
+        gives a set explicitly instead.
     early_stopping : ``True`` for :class:`EarlyStopping` on ``val_loss`` (or
         ``train_loss`` without validation data), or an ``EarlyStopping``.
     lr_schedule : callable ``t -> lr``, ``t`` in (fractional) epochs.
+    shuffle : True (a permutation per epoch, from ``seed``), False (the
+        data's order), or a callable ``epoch -> order``, a permutation of
+        the training rows' indices.
     callbacks : objects with ``on_train_begin/on_epoch_end/on_train_end`` (and
         optionally ``on_batch_end``, ``on_train_abort``): see :class:`Callback`.
     seed : seeds the split and the shuffles.
@@ -113,9 +132,18 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
     initial_epoch, history : continue a run from a checkpoint.
 
     Every record of the history holds ``epoch``, ``train_loss`` (mean of the
-    epoch's minibatch objectives), ``train_accuracy`` (on those minibatches,
-    as they were seen), ``lr``, ``seconds`` (training time, evaluation
-    excluded) and, with validation data, ``val_loss`` and ``val_accuracy``.
+    epoch's minibatch objectives), the figures of the loss's task (on those
+    minibatches, as they were seen), ``lr``, ``seconds`` (training time,
+    evaluation excluded) and, with validation data, ``val_loss`` and the
+    same figures on it (in inference mode).  The figures, by ``loss.task``
+    (see :mod:`handgrad.training.scores`): ``train_accuracy`` for
+    classification; ``train_rmse`` and ``train_r2`` for regression;
+    ``train_label_accuracy`` and ``train_subset_accuracy`` for multilabel
+    (``val_…`` likewise).
+
+    Modes: the epochs run in training mode (Dropout drops, BatchNorm uses
+    batch statistics); ``fit`` leaves the model in inference mode, also when
+    it ends by an exception.
 
     Raises :class:`~handgrad.errors.TrainingDiverged`, after restoring the
     weights of the last finished epoch, if a minibatch loss becomes NaN or
@@ -126,8 +154,10 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
     optimizer = optimizer if optimizer is not None else Adam()
     _check_optimizer(optimizer, lr_schedule)
     _check_settings(epochs, batch_size, l2, validation_fraction, initial_epoch)
+    if not np.isfinite(alpha) or alpha < 0:
+        raise HandgradError(f"alpha must be a non-negative number, got {alpha!r}")
     seed = int(np.random.SeedSequence().entropy % 2**32) if seed is None else _check_seed(seed)
-    data = _prepare_data(model, X, y, validation_fraction, validation_data, seed)
+    data = _prepare_data(model, loss, X, y, validation_fraction, validation_data, seed, sample_weight)
     history = history if history is not None else History()
     ctx = TrainingContext(model, loss, optimizer, history, epochs, seed)
     cbs = _assemble_callbacks(early_stopping, verbose, callbacks, has_validation=data.X_val is not None)
@@ -137,23 +167,26 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
         optimizer.prepare(model.flat_parameters)          # load compiled updates now, not on the epoch clock
     for cb in cbs:
         cb.on_train_begin(ctx)
+    model.train()
     try:
         for epoch in range(initial_epoch, epochs):
             ctx.epoch = epoch
-            record = _run_epoch(ctx, data, batch_size, l2, lr_schedule, shuffle, batch_callbacks)
+            record = _run_epoch(ctx, data, batch_size, (l2, alpha), lr_schedule, shuffle, batch_callbacks)
             if data.X_val is not None:
-                record.update(_evaluate(model, loss, data.X_val, data.y_val))
+                record.update(_evaluate(model, loss, data.X_val, data.y_val, sample_weight=data.w_val))
             history.append(record)
             for cb in cbs:
                 cb.on_epoch_end(ctx, record)
             if ctx.stop:
                 break
     except BaseException as error:      # KeyboardInterrupt too: a progress bar must not outlive the run
+        model.eval()
         for cb in cbs:
             abort = getattr(cb, "on_train_abort", None)
             if abort is not None:
                 abort(ctx, error)
         raise
+    model.eval()
     for cb in cbs:
         cb.on_train_end(ctx)
     return history
@@ -187,22 +220,40 @@ def _check_seed(seed):
     return int(seed)
 
 
-def _prepare_data(model, X, y, validation_fraction, validation_data, seed):
+def _prepare_data(model, loss, X, y, validation_fraction, validation_data, seed, sample_weight=None):
     X = check_features(X, model.dtype, model.n_features)
-    y = check_targets(y, X.shape[0], model.n_outputs, model.dtype)
+    y = loss.check_targets(y, X.shape[0], model.n_outputs, model.dtype)
+    w = _check_weights(sample_weight, X.shape[0])
     if validation_data is not None:
         X_val = check_features(validation_data[0], model.dtype, model.n_features, name="X_val")
-        y_val = check_targets(validation_data[1], X_val.shape[0], model.n_outputs, model.dtype)
-        return _Data(X, y, X_val, y_val)
+        y_val = loss.check_targets(validation_data[1], X_val.shape[0], model.n_outputs, model.dtype)
+        w_val = _check_weights(validation_data[2], X_val.shape[0]) if len(validation_data) > 2 else None
+        return _Data(X, y, X_val, y_val, w, w_val)
     if not validation_fraction:
-        return _Data(X, y)
+        return _Data(X, y, w=w)
     n_val = int(round(validation_fraction * X.shape[0]))
     if n_val < 1 or n_val >= X.shape[0]:
         raise HandgradError(f"validation_fraction={validation_fraction} leaves {n_val} of {X.shape[0]} samples "
                             "for validation; use more data or another fraction")
     order = np.random.default_rng([seed, _SPLIT]).permutation(X.shape[0])
     val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
-    return _Data(X[train], y[train], X[val], y[val])
+    if w is None:
+        return _Data(X[train], y[train], X[val], y[val])
+    return _Data(X[train], y[train], X[val], y[val], w[train], w[val])
+
+
+def _check_weights(sample_weight, n):
+    """Finite non-negative float64 weights of shape (n,), or None."""
+    if sample_weight is None:
+        return None
+    try:
+        w = np.asarray(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise HandgradError(f"sample_weight cannot be read as numbers ({exc}); pass one weight per sample") from None
+    if w.shape != (n,) or not np.isfinite(w).all() or (w < 0).any():
+        raise HandgradError(f"sample_weight must hold {n} finite non-negative numbers, one per sample; "
+                            f"got shape {w.shape}")
+    return w
 
 
 def _assemble_callbacks(early_stopping, verbose, callbacks, has_validation):
@@ -219,40 +270,65 @@ def _assemble_callbacks(early_stopping, verbose, callbacks, has_validation):
     return cbs
 
 
-def _run_epoch(ctx, data, batch_size, l2, lr_schedule, shuffle, batch_callbacks):
+def _epoch_order(ctx, shuffle, n):
+    if callable(shuffle):
+        order = np.asarray(shuffle(ctx.epoch))
+        if order.shape != (n,) or order.dtype.kind not in "iu":
+            raise HandgradError(f"shuffle(epoch) must return a permutation of range({n}), got an array of "
+                                f"shape {order.shape} and dtype {order.dtype}")
+        return order
+    return np.random.default_rng([ctx.seed, _SHUFFLE, ctx.epoch]).permutation(n) if shuffle else np.arange(n)
+
+
+def _run_epoch(ctx, data, batch_size, penalties, lr_schedule, shuffle, batch_callbacks):
     """One pass over the training data in shuffled minibatches."""
     model, loss, optimizer = ctx.model, ctx.loss, ctx.optimizer
+    l2, alpha = penalties
     n = data.X.shape[0]
     batch_size = min(batch_size, n)
-    order = np.random.default_rng([ctx.seed, _SHUFFLE, ctx.epoch]).permutation(n) if shuffle else np.arange(n)
+    order = _epoch_order(ctx, shuffle, n)
+    model.reseed(ctx.seed, _MASKS, ctx.epoch)      # this epoch's dropout masks, whatever epoch the run started at
     n_batches = -(-n // batch_size)
     snapshot = _Snapshot(model, optimizer)
-    X_buf = np.empty((batch_size, data.X.shape[1]), dtype=data.X.dtype)
+    sparse = is_sparse(data.X)
+    X_buf = None if sparse else np.empty((batch_size, data.X.shape[1]), dtype=data.X.dtype)
     y_buf = np.empty((batch_size,) + data.y.shape[1:], dtype=data.y.dtype)
-    total_loss, correct = 0.0, 0
+    total_loss, scores = 0.0, tally(loss)
     per_sample = getattr(loss, "reduction", "mean") == "mean"
     step_gradients, step_optimizer = _step_functions(optimizer)
     start = time.perf_counter()
     for b in range(n_batches):
         idx = order[b * batch_size:(b + 1) * batch_size]
-        Xb, yb = X_buf[:len(idx)], y_buf[:len(idx)]
+        yb = y_buf[:len(idx)]
         # Contiguous gathers into reused buffers.  mode="clip" because NumPy
         # buffers `out` under the default mode="raise" (a 10x slower gather);
         # the indices come from a permutation of range(n), so none is clipped.
-        np.take(data.X, idx, axis=0, out=Xb, mode="clip")
+        # Sparse rows are sliced from the CSR matrix: a small CSR batch.
+        if sparse:
+            Xb = data.X[idx]
+        else:
+            Xb = X_buf[:len(idx)]
+            np.take(data.X, idx, axis=0, out=Xb, mode="clip")
         np.take(data.y, idx, axis=0, out=yb, mode="clip")
+        wb = None if data.w is None else data.w[idx]
+        lam = l2
+        if alpha or wb is not None:
+            batch_weight = len(idx) if wb is None else float(wb.sum())
+            if batch_weight == 0:
+                continue                       # nothing to learn from: no loss, no step
+            lam = l2 + alpha / batch_weight
         if lr_schedule is not None:
             optimizer.lr = float(lr_schedule(ctx.epoch + b / n_batches))
-        value, logits = step_gradients(model, loss, Xb, yb, l2)
+        value, logits = step_gradients(model, loss, Xb, yb, lam, wb)
         if not np.isfinite(value):
             raise snapshot.diverged(ctx, f"training loss became {value} in epoch {ctx.epoch + 1}, batch {b + 1}")
-        correct += _count_correct(logits, yb)
+        scores.add(logits, yb)
         # a "mean" objective is per sample, a "sum" one already covers the batch
         batch_total = value * len(idx) if per_sample else value
         total_loss += batch_total
         if ctx.loss_scale is None:
             ctx.loss_scale = max(batch_total / len(idx), np.log(max(model.n_outputs, 2)))
-        step_optimizer(model.flat_parameters, model.flat_gradients, l2, model.n_decayed)
+        step_optimizer(model.flat_parameters, model.flat_gradients, lam, model.n_decayed)
         for cb in batch_callbacks:
             cb.on_batch_end(ctx, b, n_batches, value)
     seconds = time.perf_counter() - start
@@ -261,7 +337,7 @@ def _run_epoch(ctx, data, batch_size, l2, lr_schedule, shuffle, batch_callbacks)
     if total_loss / n > DIVERGENCE_FACTOR * ctx.loss_scale:
         raise snapshot.diverged(ctx, f"training loss rose to {total_loss / n:.4g} in epoch {ctx.epoch + 1}, over "
                                      f"{DIVERGENCE_FACTOR:g} times its starting scale {ctx.loss_scale:.4g}")
-    return {"epoch": ctx.epoch, "train_loss": total_loss / n, "train_accuracy": correct / n,
+    return {"epoch": ctx.epoch, "train_loss": total_loss / n, **scores.figures("train"),
             "lr": getattr(optimizer, "lr", None), "seconds": seconds}
 
 
@@ -281,27 +357,24 @@ def _step_functions(optimizer):
     return objective_step, update
 
 
-def _count_correct(logits, y):
-    truth = y if y.ndim == 1 else y.argmax(axis=1)
-    return int(np.count_nonzero(logits.argmax(axis=1) == truth))
-
-
 class _Snapshot:
-    """Weights and optimizer state at the start of an epoch, to fall back on.
+    """Weights, buffers (running statistics) and optimizer state at the start of an epoch, to fall back on.
 
     An optimizer without ``state_dict`` and ``load_state_dict`` has its
-    weights restored only.
+    weights and the model's buffers restored only.
     """
 
     def __init__(self, model, optimizer):
         self.model, self.optimizer = model, optimizer
         self.weights = model.get_weights()
+        self.buffers = model.get_buffers()
         self.stateful = callable(getattr(optimizer, "state_dict", None)) and \
             callable(getattr(optimizer, "load_state_dict", None))
         self.optimizer_state = optimizer.state_dict() if self.stateful else None
 
     def restore(self):
         self.model.set_weights(self.weights)
+        self.model.set_buffers(self.buffers)
         if self.stateful:
             self.optimizer.load_state_dict(self.optimizer_state)
 
@@ -314,30 +387,40 @@ class _Snapshot:
                                 history=ctx.history, epoch=ctx.epoch)
 
 
-def evaluate(model, loss, X, y, batch_size=PREDICT_BATCH_SIZE):
-    """Mean loss (without L2) and accuracy of ``model`` on ``(X, y)``.
+def evaluate(model, loss, X, y, batch_size=PREDICT_BATCH_SIZE, sample_weight=None):
+    """Mean loss (without L2; weighted by ``sample_weight`` if given) and the figures of the loss's task.
 
     ``X`` and ``y`` are checked as ``fit`` checks them (a 2-D finite array
-    with the model's feature count; labels ``0..C-1`` or a target matrix);
-    bad input raises a one-line :class:`~handgrad.errors.DataError`.  Rows
-    go through the model ``batch_size`` at a time.
+    with the model's feature count; targets as ``loss.check_targets`` reads
+    them); bad input raises a one-line :class:`~handgrad.errors.DataError`.
+    Rows go through the model ``batch_size`` at a time, in inference mode;
+    the model's mode is left as it was.
 
-    Returns ``{"val_loss": ..., "val_accuracy": ...}``.
+    Returns ``{"val_loss": …, "val_accuracy": …}`` for classification
+    (``val_rmse`` and ``val_r2`` for regression, ``val_label_accuracy`` and
+    ``val_subset_accuracy`` for multilabel).
     """
     if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
         raise HandgradError(f"batch_size must be a positive integer, got {batch_size!r}")
     X = check_features(X, model.dtype, model.n_features)
-    y = check_targets(y, X.shape[0], model.n_outputs, model.dtype)
-    return _evaluate(model, loss, X, y, int(batch_size))
+    y = loss.check_targets(y, X.shape[0], model.n_outputs, model.dtype)
+    w = _check_weights(sample_weight, X.shape[0])
+    return _evaluate(model, loss, X, y, int(batch_size), sample_weight=w)
 
 
-def _evaluate(model, loss, X, y, batch_size=PREDICT_BATCH_SIZE):
+def _evaluate(model, loss, X, y, batch_size=PREDICT_BATCH_SIZE, sample_weight=None):
     """:func:`evaluate` on already-checked ``(X, y)`` (the validation data of ``fit``)."""
     n = X.shape[0]
-    total, correct = 0.0, 0
-    for start in range(0, n, batch_size):
-        Xb, yb = X[start:start + batch_size], y[start:start + batch_size]
-        logits = model.forward(Xb)
-        total += loss.forward(logits, yb) * (len(Xb) if loss.reduction == "mean" else 1)
-        correct += _count_correct(logits, yb)
-    return {"val_loss": total / n, "val_accuracy": correct / n}
+    total, scores = 0.0, tally(loss)
+    with model.inference():
+        for start in range(0, n, batch_size):
+            Xb, yb = X[start:start + batch_size], y[start:start + batch_size]
+            logits = model.forward(Xb)
+            if sample_weight is None:
+                total += loss.forward(logits, yb) * (len(Xb) if loss.reduction == "mean" else 1)
+            else:
+                wb = sample_weight[start:start + batch_size]
+                total += loss.forward(logits, yb, sample_weight=wb) * (wb.sum() if loss.reduction == "mean" else 1)
+            scores.add(logits, yb)
+    mean_over = n if sample_weight is None else max(float(sample_weight.sum()), np.finfo(float).tiny)
+    return {"val_loss": total / mean_over, **scores.figures("val")}

@@ -1,0 +1,165 @@
+"""Batch normalisation over the rows of a minibatch, one statistic per feature (column).
+
+Training mode, for ``X`` of shape (n, k) (all products and divisions are
+per column, broadcast over the rows):
+
+    ``μ = (1/n) Σ_rows X``,  ``v = (1/n) Σ_rows (X − μ)²`` (biased),
+    ``σ = √(v + ε)``,  ``X̂ = (X − μ)/σ``,  ``Y = γ ⊙ X̂ + β``.
+
+Backward (derived in ``docs/derivations.md``, §3 "Batch normalisation"),
+for ``G = ∂L/∂Y``:
+
+    ``∂L/∂β = Σ_rows G``,  ``∂L/∂γ = Σ_rows G ⊙ X̂``,
+    ``∂L/∂X = (γ/(nσ)) ⊙ (n G − Σ_rows G − X̂ ⊙ Σ_rows(G ⊙ X̂))``,
+
+which the code evaluates as ``(γ/σ) ⊙ (G − ∂L/∂β / n − X̂ ⊙ ∂L/∂γ / n)``:
+the two parameter gradients are the two sums the input gradient needs.
+
+Running statistics (PyTorch's rule), updated by every training-mode forward:
+``r_μ ← (1 − m) r_μ + m μ`` and ``r_v ← (1 − m) r_v + m v n/(n − 1)`` with
+the *unbiased* batch variance (left unchanged for a batch of one row,
+whose unbiased variance is undefined).  Inference mode normalises with
+them instead: ``Y = γ ⊙ (X − r_μ)/√(r_v + ε) + β``, an affine map per
+column, whose backward is ``∂L/∂X = G ⊙ γ/√(r_v + ε)`` with the same
+``∂L/∂γ`` and ``∂L/∂β`` (``X̂`` now normalised by the running statistics).
+"""
+
+import math
+
+import numpy as np
+
+from handgrad.errors import HandgradError
+from handgrad.nn.derivation import Derivation
+from handgrad.nn.layers import Layer
+from handgrad.validation import resolve_dtype
+
+
+class BatchNorm(Layer):
+    """``hg.BatchNorm(n_features, momentum=0.1, eps=1e-5)``: normalise each feature, then scale and shift.
+
+    Parameters ``gamma`` (starts at 1) and ``beta`` (starts at 0), in that
+    order; L2 decays neither (``decayed_names = ()``).  Buffers
+    ``running_mean`` (starts at 0) and ``running_var`` (starts at 1) are
+    saved with the model and used in inference mode.
+
+    ``initializer`` is None, so the Dense layer before a BatchNorm is
+    initialised for the activation after it.  ``in_place``: backward reads
+    ``X̂`` and ``1/σ``, which forward keeps, never the input.
+    """
+
+    derivation = Derivation(
+        forward="A = γ ⊙ X̂ + β,  X̂ = (X − μ)/√(v + ε)",
+        backward={"gamma": "∂J/∂γ = Σ_{rows} G ⊙ X̂", "beta": "∂J/∂β = Σ_{rows} G",
+                  "input": "∂J/∂X = γ/√(v + ε) ⊙ (G − (∂J/∂β)/n − X̂ ⊙ (∂J/∂γ)/n)"},
+        shapes={"forward": "$out ⊙ n×$in + $out", "gamma": "Σ_{rows} n×$out", "beta": "Σ_{rows} n×$out"},
+        section="batch-normalisation",
+        note="training mode: μ, v the batch mean and biased variance per column; ε = $eps")
+
+    parameter_names = ("gamma", "beta")
+    decayed_names = ()
+    buffer_names = ("running_mean", "running_var")
+    in_place = True
+
+    def __init__(self, n_features, momentum=0.1, eps=1e-5, dtype=np.float32):
+        _check_arguments(n_features, momentum, eps)
+        self.n_features, self.momentum, self.eps = int(n_features), float(momentum), float(eps)
+        dtype = resolve_dtype(dtype)
+        self.gamma = np.ones(self.n_features, dtype=dtype)
+        self.beta = np.zeros(self.n_features, dtype=dtype)
+        self.dgamma = np.zeros_like(self.gamma)
+        self.dbeta = np.zeros_like(self.beta)
+        self.running_mean = np.zeros(self.n_features, dtype=dtype)
+        self.running_var = np.ones(self.n_features, dtype=dtype)
+        self._buffer = None
+
+    @property
+    def dtype(self):
+        return self.gamma.dtype.type
+
+    @classmethod
+    def parameter_shapes(cls, config):
+        n = config.get("n_features")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise HandgradError(f"a BatchNorm layer's n_features must be a positive integer, got {n!r}")
+        return {name: (n,) for name in cls.parameter_names + cls.buffer_names}
+
+    # -- forward ----------------------------------------------------------------
+
+    def forward(self, X, out=None):
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise HandgradError(f"BatchNorm({self.n_features}) got input of shape {X.shape}; "
+                                f"it normalises {self.n_features} columns")
+        out = np.empty_like(X) if out is None else out
+        Xhat = self._scratch(X.shape, X.dtype)
+        if self.training:
+            mean, var = self._batch_statistics(X, Xhat)
+            self._update_running(mean, var, X.shape[0])
+        else:
+            mean, var = self.running_mean, self.running_var
+            np.subtract(X, mean, out=Xhat)
+        inv_std = 1.0 / np.sqrt(var + self.eps)               # 1/σ, per column
+        Xhat *= inv_std                                       # X̂ = (X − μ)/σ
+        np.multiply(Xhat, self.gamma, out=out)
+        out += self.beta                                      # Y = γ ⊙ X̂ + β
+        self._Xhat, self._inv_std, self._trained = Xhat, inv_std.astype(X.dtype, copy=False), self.training
+        return out
+
+    def _batch_statistics(self, X, centered):
+        """``μ`` and the biased ``v`` of the columns of ``X``; leaves ``X − μ`` in ``centered``."""
+        mean = X.mean(axis=0)
+        np.subtract(X, mean, out=centered)
+        var = np.einsum("ij,ij->j", centered, centered) / X.shape[0]
+        return mean, var
+
+    def _update_running(self, mean, var, n):
+        """PyTorch's rule, with the unbiased variance ``v n/(n − 1)``; in place, so saved views stay valid."""
+        m = self.momentum
+        self.running_mean *= 1 - m
+        self.running_mean += m * mean
+        if n > 1:
+            self.running_var *= 1 - m
+            self.running_var += (m * n / (n - 1)) * var
+
+    def _scratch(self, shape, dtype):
+        """A buffer for ``X̂``, reused across batches (its first rows)."""
+        buf = self._buffer
+        if buf is None or buf.dtype != dtype or buf.shape[1] != shape[1] or buf.shape[0] < shape[0]:
+            buf = self._buffer = np.empty(shape, dtype=dtype)
+        return buf[:shape[0]]
+
+    # -- backward ---------------------------------------------------------------
+
+    def backward(self, G, out=None):
+        """Store ``dgamma = Σ G ⊙ X̂`` and ``dbeta = Σ G``; return ``∂L/∂X``."""
+        out = np.empty_like(G) if out is None else out
+        Xhat = self._Xhat
+        np.sum(G, axis=0, out=self.dbeta)
+        np.multiply(G, Xhat, out=out)                     # out as scratch for G ⊙ X̂
+        np.sum(out, axis=0, out=self.dgamma)
+        scale = self.gamma * self._inv_std                # γ/σ
+        if not self._trained:
+            np.multiply(G, scale, out=out)                # running statistics are constants
+            return out
+        n = G.shape[0]
+        np.multiply(Xhat, self.dgamma / n, out=out)       # X̂ ⊙ Σ(G ⊙ X̂)/n
+        np.subtract(G, out, out=out)
+        out -= self.dbeta / n                             # G − ΣG/n − X̂ ⊙ Σ(G ⊙ X̂)/n
+        out *= scale
+        return out
+
+
+def _check_arguments(n_features, momentum, eps):
+    if isinstance(n_features, bool) or not isinstance(n_features, (int, np.integer)) or n_features < 1:
+        raise HandgradError(f"BatchNorm n_features must be a positive integer (the width of the layer before), "
+                            f"got {n_features!r}")
+    if not _is_real(momentum) or not 0 <= momentum <= 1:
+        raise HandgradError(f"BatchNorm momentum must lie in [0, 1] (the weight of each batch in the running "
+                            f"statistics), got {momentum!r}; 0.1 is usual")
+    if not _is_real(eps) or not eps > 0:
+        raise HandgradError(f"BatchNorm eps must be a positive number (it keeps 1/√(v + eps) finite), "
+                            f"got {eps!r}; 1e-5 is usual")
+
+
+def _is_real(value):
+    return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating)) \
+        and math.isfinite(value)

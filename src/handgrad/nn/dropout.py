@@ -1,0 +1,97 @@
+"""Inverted dropout: drop each unit with probability ``p`` in training, nothing at inference.
+
+Forward, training mode: draw ``U`` uniform on [0, 1) of the input's shape
+and keep ``K = [U ≥ p]`` (so a unit is kept with probability ``1 − p``);
+with ``M = K / (1 − p)``,
+
+    ``A = X ⊙ M``.
+
+Scaling the kept units by ``1/(1 − p)`` makes ``E[A] = X``, so inference
+mode is the identity ``A = X`` with nothing to rescale.
+
+Backward: ``A`` is linear in ``X`` with the mask fixed, ``∂A_ij/∂X_ij = M_ij``,
+so ``∂L/∂X = G ⊙ M`` with the mask of the forward pass (the identity after
+an inference-mode forward).  Backward reads only ``M``, never ``X``, so the
+layer is ``in_place``.
+
+Randomness.  The mask comes from the layer's own generator, which
+:meth:`Dropout.reseed` replaces.  ``hg.fit`` reseeds it at the start of
+every epoch from ``(seed, epoch, position in the model)``: the same seed
+gives the same masks, and a run resumed at epoch k draws what the
+uninterrupted run drew from epoch k on.  ``hg.gradcheck`` reseeds it with
+one fixed seed before every evaluation of the objective, so every
+evaluation drops the same units and the objective it differentiates is a
+fixed, smooth function of the parameters.
+
+Derivation: ``docs/derivations.md``, §3 "Dropout".
+"""
+
+import math
+
+import numpy as np
+
+from handgrad.errors import HandgradError
+from handgrad.nn.derivation import Derivation
+from handgrad.nn.layers import Layer
+
+
+class Dropout(Layer):
+    """``hg.Dropout(p)``: zero each unit with probability ``p`` (as PyTorch's ``p``) while training.
+
+    ``initializer`` is None: the Dense layer before a Dropout is initialised
+    for the activation after it.  ``mask`` is the boolean keep-mask of the
+    last training-mode forward pass (None after an inference-mode one).
+    """
+
+    derivation = Derivation(forward="A = X ⊙ M,  M = I(U ≥ p)/(1 − p)", backward={"input": "∂J/∂X = G ⊙ M"},
+                            section="dropout",
+                            note="p = $p; training mode, U uniform on [0, 1); inference mode is A = X, ∂J/∂X = G")
+
+    in_place = True
+
+    def __init__(self, p=0.5):
+        if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(p) or not 0 <= p < 1:
+            raise HandgradError(f"Dropout p is the probability of dropping a unit and must lie in [0, 1), "
+                                f"got {p!r}; use e.g. hg.Dropout(0.2)")
+        self.p = float(p)
+        self._rng = np.random.default_rng()
+        self._buffer = None
+        self._M = None
+
+    def reseed(self, seed):
+        self._rng = np.random.default_rng(seed)
+
+    @property
+    def mask(self):
+        return None if self._M is None else self._M != 0
+
+    def forward(self, X, out=None):
+        out = np.empty_like(X) if out is None else out
+        if not self.training or self.p == 0:
+            self._M = None
+            np.copyto(out, X)                    # inference: the identity
+            return out
+        M = self._draw_mask(X.shape, X.dtype)
+        np.multiply(X, M, out=out)               # A = X ⊙ M
+        return out
+
+    def _draw_mask(self, shape, dtype):
+        """``M = [U ≥ p] / (1 − p)`` in a buffer reused across batches (its first rows)."""
+        buf = self._buffer
+        if buf is None or buf.dtype != dtype or buf.shape[1:] != shape[1:] or buf.shape[0] < shape[0]:
+            buf = self._buffer = np.empty(shape, dtype=dtype)
+        M = buf[:shape[0]]
+        self._rng.random(out=M, dtype=M.dtype)   # U on [0, 1)
+        np.greater_equal(M, self.p, out=M)       # K = [U ≥ p] as 0/1: kept with probability 1 − p
+        M *= 1.0 / (1.0 - self.p)
+        self._M = M
+        return M
+
+    def backward(self, G, out=None):
+        out = np.empty_like(G) if out is None else out
+        if self._M is None:
+            np.copyto(out, G)
+        else:
+            np.multiply(G, self._M, out=out)     # ∂L/∂X = G ⊙ M
+        return out
