@@ -95,7 +95,7 @@ def test_resuming_after_three_epochs_reproduces_six_epochs_exactly(small_digits,
     history = hg.fit(resumed, loss, X, y, optimizer=optimizer, epochs=6, initial_epoch=3, history=history, **settings)
 
     np.testing.assert_array_equal(resumed.get_weights(), straight.get_weights())
-    assert history["epoch"] == list(range(6))
+    assert history["epoch"] == list(range(1, 7))
     for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"):
         assert history[key] == straight_history[key]
 
@@ -115,7 +115,7 @@ def test_early_stopping_stops_and_restores_the_best_weights(small_digits):
     best = int(np.argmin(val_losses))
     assert len(history) < 40
     assert len(history) == best + 1 + 2                            # stopped after `patience` epochs without progress
-    assert stopper.best_epoch == best and stopper.best == val_losses[best]
+    assert stopper.best_epoch == best + 1 and stopper.best == val_losses[best]
     np.testing.assert_array_equal(model.get_weights(), recorder.weights[best])
     assert not np.array_equal(model.get_weights(), recorder.weights[-1])
 
@@ -196,7 +196,7 @@ def test_callbacks_are_called_in_order_for_every_hook(small_digits):
     for epoch in range(2):
         for batch in range(2):
             expected += [("a", "batch", epoch, batch, 2), ("b", "batch", epoch, batch, 2)]
-        expected += [("a", "epoch", epoch), ("b", "epoch", epoch)]
+        expected += [("a", "epoch", epoch + 1), ("b", "epoch", epoch + 1)]       # records count epochs from 1
     expected += [("a", "end"), ("b", "end")]
     assert log == expected
 
@@ -206,10 +206,10 @@ def test_a_callback_can_stop_training(small_digits):
 
     class StopAfterTwo(hg.Callback):
         def on_epoch_end(self, ctx, record):
-            ctx.stop = record["epoch"] == 1
+            ctx.stop = record["epoch"] == 2
 
     history = hg.fit(fresh_model(), hg.SoftmaxCrossEntropy(), X, y, epochs=10, callbacks=[StopAfterTwo()], seed=0)
-    assert history["epoch"] == [0, 1]
+    assert history["epoch"] == [1, 2]
 
 
 def test_history_records_the_documented_keys(small_digits):
@@ -219,7 +219,7 @@ def test_history_records_the_documented_keys(small_digits):
     validated = hg.fit(fresh_model(), hg.SoftmaxCrossEntropy(), X, y, epochs=2, validation_fraction=0.2, seed=0)
     assert set(validated.records[0]) == {"epoch", "train_loss", "train_accuracy", "lr", "seconds",
                                          "val_loss", "val_accuracy"}
-    assert len(validated) == 2 and validated["epoch"] == [0, 1]
+    assert len(validated) == 2 and validated["epoch"] == [1, 2]
     record = validated.records[1]
     assert 0 <= record["train_accuracy"] <= 1 and 0 <= record["val_accuracy"] <= 1
     assert record["seconds"] >= 0 and np.isfinite(record["train_loss"]) and record["val_loss"] > 0
@@ -355,7 +355,7 @@ def test_a_trained_model_meeting_new_labels_is_judged_against_chance_not_its_own
     shuffled = np.random.default_rng(0).permutation(y)
     history = hg.fit(model, hg.SoftmaxCrossEntropy(), X, shuffled, optimizer=hg.Adam(1e-2), epochs=2,
                      batch_size=64, seed=0)
-    assert history["train_loss"][0] > hg.training.DIVERGENCE_FACTOR * start_loss
+    assert history["train_loss"][0] > hg.training.loop.DIVERGENCE_FACTOR * start_loss
     assert len(history) == 2
 
 
