@@ -1,14 +1,18 @@
 """handgrad against scikit-learn, PyTorch CPU and the matmul floor.
 
-    python benchmarks/bench.py [--jobs 1,2,3,4] [--quick] [--rounds N] [--threads N]
+    pip install -e ".[bench]"          # PyTorch and psutil, besides handgrad's own dependencies
+    python benchmarks/bench.py [--jobs 1,2,3,4] [--quick] [--rounds N] [--threads N] [--record NAME]
 
 Job 2b (not run by default) repeats job 2's race with an Adam recipe.
 
 Each (job, contender) pair runs in a fresh worker process, so that peak
 memory is measured per pair and one library's imports and thread pools do
 not disturb another's.  The table is printed and written as JSON and
-Markdown to ``benchmarks/results/``.  Ratios compare times measured in the
-same run; on a shared machine only those ratios are meaningful.
+Markdown to ``benchmarks/results/run-<UTC time>.{json,md}`` (git ignores
+those), so a run never overwrites the results the repository tracks;
+``--record latest`` writes ``results/latest.{json,md}`` on purpose.  Ratios
+compare times measured in the same run; on a shared machine only those
+ratios are meaningful.
 """
 
 import argparse
@@ -40,8 +44,9 @@ def main(argv=None):
                         help="run every contender this many times, alternating, and keep the medians (default 1)")
     parser.add_argument("--threads", type=int, default=None,
                         help="BLAS and PyTorch threads for every contender (default: NumPy's BLAS default)")
-    parser.add_argument("--name", default=None,
-                        help="file name under results/ (default: latest, or quick with --quick)")
+    parser.add_argument("--record", metavar="NAME", default=None,
+                        help="write results/NAME.{json,md}, replacing a tracked result such as 'latest' on purpose "
+                             "(default: a new results/run-<UTC time>.{json,md}, ignored by git)")
     parser.add_argument("--worker", nargs=2, metavar=("JOB", "CONTENDER"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -51,8 +56,11 @@ def main(argv=None):
     unknown = [j for j in jobs if j not in CONTENDERS]
     if unknown:
         parser.error(f"unknown job(s) {', '.join(unknown)}; choose from {', '.join(CONTENDERS)}")
+    if args.record is not None and (not args.record or args.record != Path(args.record).name
+                                    or args.record.startswith(".")):
+        parser.error(f"--record takes a plain file name such as latest, got {args.record!r}")
     only = set(args.only.split(",")) if args.only else None
-    name = args.name or ("quick" if args.quick else "latest")
+    name = args.record or run_name(args.quick)
     report = {"machine": machine(), "quick": args.quick, "name": name, "threads": args.threads or blas_threads(),
               "rounds": args.rounds, "jobs": {}}
     print(describe_machine(report) + "\n", flush=True)
@@ -60,6 +68,12 @@ def main(argv=None):
         report["jobs"][job] = run_job(job, args.quick, only, args.threads, args.rounds)
         print(format_job(job, report["jobs"][job]), flush=True)
     write_report(report)
+
+
+def run_name(quick, now=None):
+    """``run-20261202T115835Z`` (``-quick`` for a smoke run): a new file per run, never a tracked one."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    return f"run-{now:%Y%m%dT%H%M%SZ}" + ("-quick" if quick else "")
 
 
 def run_job(job, quick, only, threads, rounds=1):

@@ -29,7 +29,7 @@ def test_early_stopping_stops_and_restores_the_best_weights(small_digits):
     best = int(np.argmin(val_losses))
     assert len(history) < 40
     assert len(history) == best + 1 + 2                            # stopped after `patience` epochs without progress
-    assert stopper.best_epoch == best and stopper.best == val_losses[best]
+    assert stopper.best_epoch == best + 1 and stopper.best == val_losses[best]
     np.testing.assert_array_equal(model.get_weights(), recorder.weights[best])
     assert not np.array_equal(model.get_weights(), recorder.weights[-1])
 
@@ -67,7 +67,7 @@ def test_callbacks_are_called_in_order_for_every_hook(small_digits):
     for epoch in range(2):
         for batch in range(2):
             expected += [("a", "batch", epoch, batch, 2), ("b", "batch", epoch, batch, 2)]
-        expected += [("a", "epoch", epoch), ("b", "epoch", epoch)]
+        expected += [("a", "epoch", epoch + 1), ("b", "epoch", epoch + 1)]       # records count epochs from 1
     expected += [("a", "end"), ("b", "end")]
     assert log == expected
 
@@ -77,10 +77,10 @@ def test_a_callback_can_stop_training(small_digits):
 
     class StopAfterTwo(hg.Callback):
         def on_epoch_end(self, ctx, record):
-            ctx.stop = record["epoch"] == 1
+            ctx.stop = record["epoch"] == 2
 
     history = hg.fit(fresh_model(), hg.SoftmaxCrossEntropy(), X, y, epochs=10, callbacks=[StopAfterTwo()], seed=0)
-    assert history["epoch"] == [0, 1]
+    assert history["epoch"] == [1, 2]
 
 def test_a_failing_run_calls_on_train_abort_instead_of_on_train_end(small_digits):
     X, y = small_digits
@@ -92,15 +92,15 @@ def test_a_failing_run_calls_on_train_abort_instead_of_on_train_end(small_digits
 
     class Fails(hg.Callback):
         def on_epoch_end(self, ctx, record):
-            if record["epoch"] == 1:
+            if record["epoch"] == 2:
                 raise RuntimeError("a failing callback")
 
     with pytest.raises(RuntimeError, match="a failing callback"):
         hg.fit(fresh_model(), hg.SoftmaxCrossEntropy(), X, y, epochs=5, batch_size=150,
                callbacks=[Aborts("a", log), Fails(), Recorder("plain", [])], seed=0)
     assert log[-1] == ("a", "abort", "RuntimeError", 1)
-    assert ("a", "end") not in log and [entry for entry in log if entry[1] == "epoch"] == [("a", "epoch", 0),
-                                                                                        ("a", "epoch", 1)]
+    assert ("a", "end") not in log and [entry for entry in log if entry[1] == "epoch"] == [("a", "epoch", 1),
+                                                                                        ("a", "epoch", 2)]
 
 
 # -- EarlyStopping on its own ------------------------------------------------------

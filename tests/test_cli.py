@@ -36,7 +36,9 @@ def test_train_without_arguments_learns_digits_and_writes_the_model_and_plots(tm
     assert loaded.classes == list(range(10)) and loaded.model.n_features == 64
     assert loaded.settings["dataset"] == "digits" and len(loaded.history) == loaded.settings["epochs"]
     plots = sorted(p.name for p in (tmp_path / "handgrad-out" / "plots").iterdir())
-    assert plots == ["confusion_matrix.png", "first_layer_weights.png", "learning_curves.png"]
+    # 8x8 first-layer weights show no strokes, so digits get no weight figure.
+    assert plots == ["confusion_matrix.png", "learning_curves.png"]
+    assert loaded.settings["validation_fraction"] > 0 and loaded.history[-1]["val_accuracy"] is not None
 
     labels = _digits_as_idx(tmp_path / "digits-idx3-ubyte", count=50)
     result = handgrad("predict", tmp_path / "handgrad-out" / "model.npz", tmp_path / "digits-idx3-ubyte", cwd=tmp_path)
@@ -98,7 +100,7 @@ def test_csv_with_string_labels_trains_evaluates_and_predicts(tmp_path, flowers)
     assert result.returncode == 0, result.stderr
     assert _value(result.stdout, "test accuracy") >= 0.9
     records = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [r["epoch"] for r in records] == list(range(25)) and "val_loss" in records[0]
+    assert [r["epoch"] for r in records] == list(range(1, 26)) and "val_loss" in records[0]
 
     result = handgrad("evaluate", model, "--plots", tmp_path / "report")
     assert result.returncode == 0, result.stderr
@@ -135,3 +137,155 @@ def test_check_passes_for_every_built_in_piece_and_for_a_saved_model(tmp_path):
     result = handgrad("check", "--model", tmp_path / "m.npz")
     assert result.returncode == 0, result.stdout + result.stderr
     assert all(name in result.stdout for name in ("W1", "b1", "W2", "b2", "W3", "b3", "passed"))
+
+
+def test_train_help_shows_every_preset_as_presets_py_defines_it(capsys):
+    from handgrad.cli.presets import PRESETS, text_table
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert text_table() in out
+    mnist = next(line for line in out.splitlines() if line.split()[:1] == ["mnist"])
+    assert mnist.split()[1:7] == ["512,256", "sgd,", "momentum", "0.9", f"{PRESETS['mnist']['lr']:g}",
+                                  str(PRESETS["mnist"]["epochs"])]
+
+
+def _big_model(path):
+    """An untrained model of the MNIST preset's shape, 784-512-256-10: 535,818 parameters."""
+    model = hg.mlp(784, [512, 256], 10, seed=0)
+    save_model(path, model, loss=hg.SoftmaxCrossEntropy(), classes=list(range(10)), settings={"l2": 5e-5})
+
+
+def test_check_of_a_preset_sized_model_samples_entries_and_answers_in_seconds(tmp_path, capsys):
+    import time
+
+    _big_model(tmp_path / "big.npz")
+    start = time.perf_counter()
+    code = main(["check", "--model", str(tmp_path / "big.npz")])
+    seconds = time.perf_counter() - start
+    captured = capsys.readouterr()
+    assert code == 0, captured.out
+    assert "checking 1,010 of 535,818 parameters" in captured.out and "--all" in captured.out
+    # Progress: one line on stderr per parameter array as it finishes.
+    assert [line.split(":")[0].strip() for line in captured.err.splitlines()] == ["W1", "b1", "W2", "b2", "W3", "b3"]
+    assert seconds < 60
+
+
+def test_check_all_differences_every_entry_and_entries_sets_the_sample(tmp_path, capsys):
+    model = hg.mlp(7, [6], 4, activation="tanh", seed=0)
+    save_model(tmp_path / "m.npz", model, loss=hg.SoftmaxCrossEntropy(), classes=list("wxyz"))
+    assert main(["check", "--model", str(tmp_path / "m.npz"), "--all"]) == 0
+    out = capsys.readouterr().out
+    assert "checking 76 of 76 parameters (every entry)" in out
+    assert main(["check", "--model", str(tmp_path / "m.npz"), "--entries", "5"]) == 0
+    assert "checking 19 of 76 parameters" in capsys.readouterr().out      # 5 + 5 + 5 + 4
+
+
+@pytest.mark.slow
+def test_resuming_a_finished_run_says_there_is_nothing_left_to_train(tmp_path):
+    common = ["--hidden", "8", "--epochs", "2", "--checkpoint-every", "1", "--out", tmp_path / "m.npz", *FAST]
+    assert handgrad("train", *common).returncode == 0
+    result = handgrad("train", "--resume", tmp_path / "m.ckpt.npz", "--no-plots", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "nothing left to train" in result.stderr and "all 2 epochs" in result.stderr
+    assert "3..2" not in result.stderr
+    assert len(load_model(tmp_path / "m.npz").history) == 2
+
+
+def test_a_run_replaces_the_plots_of_an_earlier_one_and_keeps_other_files(tmp_path, flowers):
+    folder, _ = flowers
+    plots = tmp_path / "out" / "plots"
+    plots.mkdir(parents=True)
+    for stale in ("first_layer_weights.png", "misclassified.png", "learning_curves.png"):
+        (plots / stale).write_bytes(b"from an earlier run")
+    (plots / "notes.txt").write_text("mine")
+    result = handgrad("train", "--dataset", folder / "flowers.csv", "--target", "species", "--epochs", "3",
+                      "--out", tmp_path / "out" / "model.npz", "--threads", "1", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in plots.iterdir()) == ["confusion_matrix.png", "learning_curves.png", "notes.txt"]
+    assert (plots / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _idx_gz(array):
+    """A gzip'd IDX file of unsigned bytes (magic 0x08, then the rank and each dimension)."""
+    import gzip
+    import struct
+
+    array = np.asarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 8, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    return gzip.compress(header + array.tobytes(), mtime=0)
+
+
+def _fake_fashion(root, n_train=200, n_test=40):
+    """A tiny dataset in Fashion-MNIST's layout (28x28 images, labels 0..9) under root/fashion-mnist."""
+    folder = root / "fashion-mnist"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = np.arange(n) % 10
+        images = rng.integers(0, 40, (n, 28, 28)) + (labels * 20)[:, None, None]   # brightness tells the class
+        (folder / f"{prefix}-images-idx3-ubyte.gz").write_bytes(_idx_gz(images))
+        (folder / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(_idx_gz(labels))
+    return folder
+
+
+@pytest.fixture
+def offline(tmp_path):
+    """Environment with a private cache, no $HANDGRAD_DATA and a mirror that refuses connections."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "HANDGRAD_DATA"}
+    env.update(XDG_CACHE_HOME=str(tmp_path / "cache"), HANDGRAD_MIRROR=f"http://127.0.0.1:{port}/",
+               OPENBLAS_NUM_THREADS="1")
+    return env
+
+
+def test_relative_data_dir_is_stored_absolute_and_evaluate_reads_only_the_test_files(tmp_path, offline):
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    folder = _fake_fashion(work / "data")
+    elsewhere.mkdir()
+    result = handgrad("train", "--dataset", "fashion-mnist", "--data-dir", "data", "--hidden", "16", "--epochs", "2",
+                      "--out", "model.npz", *FAST, cwd=work, env=offline)
+    assert result.returncode == 0, result.stderr
+    assert load_model(work / "model.npz").settings["data_dir"] == str(work / "data")
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
+        (folder / name).unlink()
+
+    result = handgrad("evaluate", work / "model.npz", cwd=elsewhere, env=offline)
+    assert result.returncode == 0, result.stderr
+    assert "data fashion-mnist (test split): 40 samples" in result.stdout
+
+    result = handgrad("evaluate", work / "model.npz", "--split", "train", cwd=elsewhere, env=offline)
+    assert result.returncode == 2
+    assert "train-images-idx3-ubyte.gz" in result.stderr and "t10k" not in result.stderr
+
+
+@pytest.mark.slow
+def test_fashion_mnist_classes_are_shown_by_name(tmp_path, offline):
+    _fake_fashion(tmp_path / "data")
+    model = tmp_path / "model.npz"
+    result = handgrad("train", "--dataset", "fashion-mnist", "--data-dir", tmp_path / "data", "--hidden", "16",
+                      "--epochs", "3", "--out", model, "--threads", "1", "--no-progress", env=offline)
+    assert result.returncode == 0, result.stderr
+    assert {p.name for p in (tmp_path / "plots").iterdir()} == {
+        "learning_curves.png", "confusion_matrix.png", "first_layer_weights.png"}
+
+    result = handgrad("evaluate", model, "--plots", tmp_path / "report", env=offline)
+    assert result.returncode == 0, result.stderr
+    table = result.stdout.split("confusion matrix")[0]
+    assert all(name in table for name in ("T-shirt/top", "Trouser", "Sneaker", "Ankle boot"))
+    assert {p.name for p in (tmp_path / "report").iterdir()} == {"confusion_matrix.png", "misclassified.png"}
+
+    images = tmp_path / "data" / "fashion-mnist" / "t10k-images-idx3-ubyte.gz"
+    result = handgrad("predict", model, images, env=offline)
+    assert result.returncode == 0, result.stderr
+    header, first = result.stdout.splitlines()[:2]
+    assert header.split(",")[:3] == ["label", "name", "prob_0"]
+    label, name = first.split(",")[:2]
+    from handgrad.data.datasets import DATASETS
+
+    assert name == DATASETS["fashion-mnist"].class_names[int(label)]

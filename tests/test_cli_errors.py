@@ -58,6 +58,7 @@ def _inputs(folder):
     np.savez(folder / "nan.npz", X=X_nan, y=labels)
     np.savez(folder / "narrow.npz", X=X[:, :3])
     (folder / "folder.csv").mkdir()
+    (folder / "picture.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
 
     model = hg.mlp(4, [5], 3, seed=0)
     save_model(folder / "model.npz", model, loss=hg.SoftmaxCrossEntropy(), classes=[0, 1, 2],
@@ -107,6 +108,14 @@ CASES = {
     "feature count differs (evaluate)": (["evaluate", "{in}/model.npz", "--dataset", "{in}/wide.csv"],
                                          r"5 features but the model expects 4"),
     "output folder is a file": (["train", "--out", "{in}/good.csv/model.npz"], r"good\.csv is a file"),
+    "no hidden layer": (["train", "--hidden", ""], r"--hidden.*at least one hidden layer"),
+    "dataset name with a typo": (["train", "--dataset", "mnst"], r"unknown dataset 'mnst' \(did you mean mnist\?\)"),
+    "unwritable --out": (["train", "--out", "/proc/forbidden/model.npz"], r"--out /proc/forbidden/model\.npz cannot be written"),
+    "unwritable --plots": (["train", "--plots", "/proc/forbidden"], r"--plots /proc/forbidden cannot be written"),
+    "unwritable --log": (["train", "--log", "/proc/forbidden.jsonl"], r"--log /proc/forbidden\.jsonl cannot be written"),
+    "unwritable --checkpoint": (["train", "--checkpoint", "/proc/forbidden.ckpt.npz"], r"--checkpoint /proc/forbidden"),
+    "wrong kind of file (predict)": (["predict", "{in}/model.npz", "{in}/picture.png"],
+                                     r"picture\.png is not a file this model reads; it reads \.csv with the columns a, b, c, d"),
     "loss becomes nan": (["train", "--lr", "1e30", "--hidden", "8", "--epochs", "2"], r"nan.*lower the learning rate"),
 }
 
@@ -127,7 +136,8 @@ def results(tmp_path_factory):
         if args[0] == "train":
             if "--out" not in args:
                 args += ["--out", str(out / "precious.npz")]
-            args += ["--log", str(out / "log.jsonl"), *FAST]
+            args += [] if "--log" in args else ["--log", str(out / "log.jsonl")]
+            args += [flag for flag in FAST if not (flag == "--no-plots" and "--plots" in args)]
         commands[name] = (args, out)
     with ThreadPoolExecutor(max_workers=4) as pool:
         done = {name: pool.submit(_run, args) for name, (args, _) in commands.items()}
@@ -136,6 +146,8 @@ def results(tmp_path_factory):
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_gets_one_line_exit_2_and_nothing_written(results, case):
+    if "/proc" in " ".join(CASES[case][0]) and not Path("/proc/self").exists():
+        pytest.skip("needs Linux's /proc, where nothing can be created")
     result, out = results[case]
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr

@@ -124,7 +124,7 @@ def test_test_fraction_outside_unit_interval_is_refused(fraction):
 
 
 def test_unknown_spec_and_misplaced_target_are_refused():
-    with pytest.raises(DataError, match="unknown dataset 'cifar10'"):
+    with pytest.raises(DataError, match="unknown dataset 'cifar10'; use digits"):
         load_dataset("cifar10")
     with pytest.raises(DataError, match="not a .csv file"):
         load_dataset("digits", target="label")
@@ -203,3 +203,30 @@ def test_load_features_reads_idx_images_flattened(shared_data):
 def test_load_features_refuses_an_idx_label_file(shared_data):
     with pytest.raises(DataError, match="not images"):
         load_features(shared_data / "mnist" / "t10k-labels-idx1-ubyte.gz")
+
+
+@pytest.mark.parametrize("typo, nearest", [("mnst", "mnist"), ("fashion_mnist", "fashion-mnist"),
+                                           ("Digts", "digits"), ("fashion", "fashion-mnist")])
+def test_a_mistyped_name_is_quoted_as_given_with_the_nearest_name(typo, nearest):
+    with pytest.raises(DataError) as info:
+        load_dataset(typo)
+    assert str(info.value).startswith(f"unknown dataset {typo!r} (did you mean {nearest}?);")
+
+
+def test_the_test_split_alone_needs_only_the_test_files(tmp_path):
+    root = fake_mnist(tmp_path, n_train=6, n_test=4)
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
+        (root / "mnist" / name).unlink()
+    ds = load_dataset("mnist", data_dir=root, download=False, parts=("test",))
+    assert ds.X_test.shape == (4, 784) and ds.X_train.shape == (0, 784) and len(ds.y_train) == 0
+    with pytest.raises(DataError) as info:
+        load_dataset("mnist", data_dir=root, download=False, parts=("train",))
+    assert "train-images-idx3-ubyte.gz" in str(info.value) and "t10k" not in str(info.value)
+
+
+def test_fashion_mnist_carries_its_class_names(tmp_path):
+    fake_mnist(tmp_path)
+    (tmp_path / "mnist").rename(tmp_path / "fashion-mnist")
+    ds = load_dataset("fashion-mnist", data_dir=tmp_path, download=False)
+    assert ds.class_names == datasets.DATASETS["fashion-mnist"].class_names and ds.class_names[9] == "Ankle boot"
+    assert load_dataset("digits").class_names is None

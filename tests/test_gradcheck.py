@@ -234,3 +234,53 @@ def test_a_tolerance_that_is_not_positive_is_refused(tolerance, rng):
         hg.check_function(lambda v: (v ** 2).sum(), lambda v: [2 * v], [np.ones(2)], tolerance=tolerance)
     with pytest.raises(HandgradError, match="tolerance must be a positive number"):
         hg.gradcheck(hg.SoftmaxCrossEntropy(), rng.standard_normal((2, 3)), [0, 1], tolerance=tolerance)
+
+
+def _small_problem(rng):
+    model = hg.mlp(6, [5, 4], 3, activation="tanh", dtype=np.float64, seed=1)
+    return model, hg.SoftmaxCrossEntropy(), rng.standard_normal((7, 6)), rng.integers(0, 3, 7)
+
+
+def test_sampling_every_entry_gives_the_full_check_exactly(rng):
+    model, loss, X, y = _small_problem(rng)
+    full = hg.gradcheck(model, loss, X, y, l2=1e-2)
+    sampled = hg.gradcheck(model, loss, X, y, l2=1e-2, entries=10**6)
+    assert [(r.name, r.shape, r.where, r.max_error, r.analytic, r.numeric) for r in sampled.rows] == \
+           [(r.name, r.shape, r.where, r.max_error, r.analytic, r.numeric) for r in full.rows]
+
+
+def test_a_sample_is_seeded_checks_entries_per_parameter_and_reports_progress(rng):
+    model, loss, X, y = _small_problem(rng)
+    calls = []
+    report = hg.gradcheck(model, loss, X, y, entries=4, seed=3, progress=lambda *args: calls.append(args))
+    sizes = {"W1": 30, "b1": 5, "W2": 20, "b2": 4, "W3": 12, "b3": 3}
+    assert [(name, done) for name, done, _ in calls] == [(name, k) for name in sizes
+                                                         for k in range(1, min(sizes[name], 4) + 1)]
+    assert report.passed and [r.shape for r in report.rows] == [p.shape for p in model.parameters()]
+    assert all(0 <= i < s for r in report.rows for i, s in zip(r.where, r.shape))
+    again = hg.gradcheck(model, loss, X, y, entries=4, seed=3)
+    other = hg.gradcheck(model, loss, X, y, entries=4, seed=4)
+    assert [r.where for r in again.rows] == [r.where for r in report.rows] != [r.where for r in other.rows]
+
+
+def test_a_sample_finds_a_gradient_that_is_wrong_everywhere(rng):
+    class Doubled(Cube):
+        """Reports twice the true parameter gradient, in every column."""
+
+        def backward(self, G, out=None):
+            dX = super().backward(G, out)
+            self.dc *= 2
+            return dX
+
+    model = hg.Sequential(hg.Dense(4, 40, dtype=np.float64), Doubled(40), hg.Dense(40, 3, dtype=np.float64), seed=0)
+    report = hg.gradcheck(model, hg.SoftmaxCrossEntropy(), rng.standard_normal((5, 4)), rng.integers(0, 3, 5),
+                          entries=3)
+    failing = [row.name for row in report.rows if row.max_error >= report.tolerance]
+    assert failing == ["c2"] and report.rows[2].max_error > 0.3
+
+
+@pytest.mark.parametrize("entries", [0, -1, 2.5, True])
+def test_a_bad_sample_size_is_refused(rng, entries):
+    model, loss, X, y = _small_problem(rng)
+    with pytest.raises(HandgradError, match="entries must be a positive integer"):
+        hg.gradcheck(model, loss, X, y, entries=entries)

@@ -288,3 +288,15 @@ def test_concurrent_writers_leave_one_complete_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz"]
     with zipfile.ZipFile(target) as archive:
         assert archive.testzip() is None
+
+
+def test_a_history_counted_from_zero_is_read_back_counted_from_one(model_file):
+    path, _ = model_file
+    assert [r["epoch"] for r in load_model(path).history] == [1, 2]
+
+    def from_zero(meta):
+        for i, record in enumerate(meta["history"]):
+            record["epoch"] = i
+
+    _rewrite(path, change_metadata=from_zero)
+    assert [r["epoch"] for r in load_model(path).history] == [1, 2]

@@ -9,7 +9,15 @@ from matplotlib.image import imread
 
 from handgrad.errors import DataError, HandgradError
 from handgrad.report.metrics import confusion_matrix
-from handgrad.report.plots import _weight_mosaic, plot_confusion_matrix, plot_first_layer_weights, plot_learning_curves
+from handgrad.report.plots import (
+    _weight_mosaic,
+    cell_colours,
+    plot_confusion_matrix,
+    plot_first_layer_weights,
+    plot_learning_curves,
+    plot_misclassified,
+    strongest_units,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -17,7 +25,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def _records(n_epochs, validation=True):
     records = []
     for epoch in range(n_epochs):
-        record = {"epoch": epoch, "train_loss": 1.0 / (epoch + 1), "train_accuracy": 1 - 0.5 / (epoch + 1),
+        record = {"epoch": epoch + 1, "train_loss": 1.0 / (epoch + 1), "train_accuracy": 1 - 0.5 / (epoch + 1),
                   "lr": 1e-3, "seconds": 0.1}
         if validation:
             record.update(val_loss=1.2 / (epoch + 1), val_accuracy=1 - 0.6 / (epoch + 1))
@@ -164,3 +172,59 @@ def test_plotting_never_loads_pyplot():
             "print('matplotlib.pyplot' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _white(rgba):
+    return np.allclose(rgba[:3], 1.0)
+
+
+def test_errors_stay_visible_at_98_percent_accuracy(tmp_path):
+    cm = np.diag([490, 495, 485]).astype(np.int64)
+    cm[0, 1], cm[2, 0], cm[2, 1] = 10, 1, 14                      # 98.3% accuracy
+    colours, scale = cell_colours(cm)
+    assert scale == pytest.approx(14 / 500)
+    # The worst confusion is a saturated red, the rarest one still tinted, an empty cell white.
+    red = colours[2, 1]
+    assert red[0] > 0.5 and red[1] < 0.2 and red[2] < 0.2
+    assert not _white(colours[2, 0]) and _white(colours[1, 0]) and _white(colours[0, 2])
+    # On one linear count scale (the old figure) the 10-sample cell would be 2% of the way to full colour.
+    assert colours[0, 1][1] < 0.5
+    path = tmp_path / "cm.png"
+    plot_confusion_matrix(cm, ["a", "b", "c"], path, title="toy data, 4-8-3 relu")
+    image = _read_png(path)
+    reds = (image[..., 0] > 0.5) & (image[..., 1] < 0.25) & (image[..., 2] < 0.25)
+    assert reds.mean() > 0.01
+
+
+def test_learning_curves_name_what_each_curve_is(tmp_path):
+    from handgrad.report.plots import TRAINING_LABEL, VALIDATION_LABEL
+
+    assert "held out" in VALIDATION_LABEL and "minibatches" in TRAINING_LABEL
+    with_title, without = tmp_path / "a.png", tmp_path / "b.png"
+    plot_learning_curves(_records(4), with_title, title="digits, 64-128-10 relu")
+    plot_learning_curves(_records(4), without)
+    # The title is drawn: the two figures differ only there, in the top rows.
+    a, b = _read_png(with_title), _read_png(without)
+    differs = np.abs(a - b).sum(axis=(1, 2)) > 0
+    assert differs.any() and np.flatnonzero(differs).min() < 40
+
+
+def test_strongest_units_are_the_ones_with_the_largest_norm():
+    W = np.zeros((4, 5))
+    W[:, 1], W[:, 3], W[:, 4] = 3.0, 0.5, -2.0
+    assert strongest_units(W, 3).tolist() == [1, 4, 3]
+    assert strongest_units(W, 10).tolist() == [1, 4, 3, 0, 2]
+
+
+def test_misclassified_grid_draws_each_image_with_its_labels(tmp_path, rng):
+    few, many = tmp_path / "few.png", tmp_path / "many.png"
+    images = rng.integers(0, 256, (20, 64))
+    names = [str(i % 10) for i in range(20)]
+    plot_misclassified(images[:3], names[:3], names[1:4], (8, 8), few)
+    plot_misclassified(images, names, names[::-1], (8, 8), many, max_images=12)
+    assert _read_png(few).shape[0] < _read_png(many).shape[0]
+    assert _ink(_read_png(many)) > 0.1
+    with pytest.raises(DataError, match="one of each per image"):
+        plot_misclassified(images, names[:3], names, (8, 8), tmp_path / "bad.png")
+    with pytest.raises(DataError, match=r"shape \(n, 49\)"):
+        plot_misclassified(images, names, names, (7, 7), tmp_path / "bad.png")

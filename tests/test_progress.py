@@ -40,7 +40,7 @@ def test_verbose_fit_writes_one_summary_per_epoch_to_stderr(small, monkeypatch):
     matches = [SUMMARY.match(line) for line in lines]
     for record, match in zip(history.records, matches):
         epoch, total, loss, acc, val_loss, val_acc, seconds = match.groups()
-        assert (int(epoch), int(total)) == (record["epoch"] + 1, 4)
+        assert (int(epoch), int(total)) == (record["epoch"], 4)
         assert float(loss) == pytest.approx(record["train_loss"], abs=5e-5)
         assert float(acc) == pytest.approx(record["train_accuracy"], abs=5e-5)
         assert float(val_loss) == pytest.approx(record["val_loss"], abs=5e-5)

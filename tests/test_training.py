@@ -74,7 +74,7 @@ def test_resuming_after_three_epochs_reproduces_six_epochs_exactly(small_digits,
     history = hg.fit(resumed, loss, X, y, optimizer=optimizer, epochs=6, initial_epoch=3, history=history, **settings)
 
     np.testing.assert_array_equal(resumed.get_weights(), straight.get_weights())
-    assert history["epoch"] == list(range(6))
+    assert history["epoch"] == list(range(1, 7))
     for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr"):
         assert history[key] == straight_history[key]
 
@@ -129,7 +129,7 @@ def test_history_records_the_documented_keys(small_digits):
     validated = hg.fit(fresh_model(), hg.SoftmaxCrossEntropy(), X, y, epochs=2, validation_fraction=0.2, seed=0)
     assert set(validated.records[0]) == {"epoch", "train_loss", "train_accuracy", "lr", "seconds",
                                          "val_loss", "val_accuracy"}
-    assert len(validated) == 2 and validated["epoch"] == [0, 1]
+    assert len(validated) == 2 and validated["epoch"] == [1, 2]
     record = validated.records[1]
     assert 0 <= record["train_accuracy"] <= 1 and 0 <= record["val_accuracy"] <= 1
     assert record["seconds"] >= 0 and np.isfinite(record["train_loss"]) and record["val_loss"] > 0

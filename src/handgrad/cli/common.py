@@ -1,6 +1,7 @@
 """Helpers the commands share: output paths, atomic text files, applying a saved model."""
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,19 +15,68 @@ from handgrad.nn.layers import Activation
 def check_writable(path, what, folder=False):
     """Fail now, before any work, if ``path`` could not be written later.
 
-    Nothing is created: the check walks up to the nearest existing folder.
+    The check walks up to the nearest existing folder and creates, then
+    removes, a hidden probe there: a file where the folder already exists, a
+    folder where folders will have to be made.  Permission bits alone would
+    not do: root passes ``os.access`` everywhere, yet cannot create anything
+    in ``/proc`` or on a read-only mount.
     """
     path = Path(path)
     if path.exists() and path.is_dir() != folder:
         kind = "a file" if folder else "a folder"
         raise HandgradError(f"{what} {path} is {kind}; choose another path")
     parent = path if folder else path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise HandgradError(f"{what} {path} cannot be created because {parent} is a file; choose another path")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise HandgradError(f"{what} {path} cannot be written (no permission in {parent}); choose another path")
+    existing = parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise HandgradError(f"{what} {path} cannot be created because {existing} is a file; choose another path")
+    try:
+        _probe(existing, make_folder=existing != parent)
+    except OSError as exc:
+        raise HandgradError(f"{what} {path} cannot be written ({exc.strerror or exc} in {existing}); "
+                            "choose another path") from None
+
+
+def _probe(folder, make_folder):
+    """Create and remove a hidden file (or folder) in ``folder``; raise OSError if that is impossible."""
+    if make_folder:
+        os.rmdir(tempfile.mkdtemp(prefix=".handgrad-probe-", dir=folder))
+        return
+    fd, name = tempfile.mkstemp(prefix=".handgrad-probe-", dir=folder)
+    os.close(fd)
+    os.unlink(name)
+
+
+def remove_stale_plots(folder, written, owned):
+    """Delete the plot files in ``folder`` that this command may write (``owned``) but did not (``written``).
+
+    Only handgrad's own plot names are candidates, so a run's folder shows
+    that run's plots and never loses a file the user put there.
+    """
+    for name in sorted(set(owned) - set(written)):
+        path = Path(folder) / name
+        if path.is_file():
+            path.unlink()
+
+
+def class_names(loaded):
+    """What to call each of a saved model's classes: the names stored with it, else its labels as text.
+
+    Models trained before names were stored, on a dataset whose labels are
+    codes (Fashion-MNIST's 0..9), get the dataset's names.
+    """
+    labels = [str(c) for c in loaded.classes]
+    stored = loaded.metadata.get("extra", {}).get("class_names")
+    if isinstance(stored, list) and len(stored) == len(labels) and all(isinstance(n, str) for n in stored):
+        return stored
+    from handgrad.data.datasets import DATASETS
+
+    dataset = loaded.settings.get("dataset")
+    known = DATASETS[dataset].class_names if isinstance(dataset, str) and dataset in DATASETS else None
+    if known is not None and labels == [str(i) for i in range(len(known))]:
+        return list(known)
+    return labels
 
 
 def write_text(path, text):

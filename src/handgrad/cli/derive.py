@@ -127,9 +127,10 @@ def _from_flags(args):
 
     settings = S.from_flags(args)
     dtype = np.dtype(settings["dtype"]).type
-    # As train's _prepare loads it, without preprocessing every row: only the checked rows are used.
+    # As train's _prepare loads it, without preprocessing every row: only the checked rows are used,
+    # and only the training split is read (and fetched) for MNIST-style data.
     dataset = load_dataset(settings["dataset"], data_dir=settings["data_dir"], target=settings["target"],
-                           test_fraction=settings["test_fraction"])
+                           test_fraction=settings["test_fraction"], parts=("train",))
     model = _train_model(args, settings, dataset, dtype)
     rows = None
     if args.check:
@@ -185,7 +186,7 @@ def _file_rows(args, loaded, saved):
         fraction = 0.2 if fraction is None else S.fraction(fraction)
     except HandgradError:
         fraction = 0.2
-    dataset = load_dataset(spec, data_dir=data_dir, target=target, test_fraction=fraction)
+    dataset = load_dataset(spec, data_dir=data_dir, target=target, test_fraction=fraction, parts=("train",))
     source = f"{spec} (training split)"
     X = model_features(loaded, dataset.X_train[:k], source).astype(np.float64)
     y = labels_in_model_order(dataset.y_train[:k], dataset.classes.tolist(), loaded.classes, source)

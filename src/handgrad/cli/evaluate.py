@@ -5,7 +5,14 @@ from pathlib import Path
 
 import numpy as np
 
-from handgrad.cli.common import check_writable, describe, labels_in_model_order, model_features
+from handgrad.cli.common import (
+    check_writable,
+    class_names,
+    describe,
+    labels_in_model_order,
+    model_features,
+    remove_stale_plots,
+)
 from handgrad.errors import DataError
 from handgrad.io.modelfile import load_model
 
@@ -17,7 +24,8 @@ examples:
 
 Without --dataset, the model is evaluated on the test split of the data it was
 trained on (the same split that train reported).  Labels of another file must be
-among the model's classes.
+among the model's classes.  With --plots, image data also get misclassified.png,
+a grid of misclassified images with their true and predicted classes.
 """
 
 
@@ -33,7 +41,8 @@ def add_parser(subparsers, parents):
     p.add_argument("--target", metavar="COLUMN", help="CSV label column (default: the training run's, else the last column)")
     p.add_argument("--split", choices=("test", "train", "all"), default="test",
                    help="which part of the dataset to evaluate on (default: test)")
-    p.add_argument("--plots", metavar="DIR", help="also write confusion_matrix.png into DIR")
+    p.add_argument("--plots", metavar="DIR",
+                   help="also write confusion_matrix.png (and for images misclassified.png) into DIR")
     p.set_defaults(run=run_evaluate)
 
 
@@ -49,24 +58,45 @@ def run_evaluate(args):
     same = _same_dataset(spec, trained.get("dataset"))
     target = args.target if args.target is not None else (trained.get("target") if same else None)
     dataset = load_dataset(spec, data_dir=args.data_dir or trained.get("data_dir"), target=target,
-                           test_fraction=trained.get("test_fraction", 0.2) if same else 0.2)
-    X, y = _split(dataset, args.split)
+                           test_fraction=trained.get("test_fraction", 0.2) if same else 0.2,
+                           parts=SPLIT_PARTS[args.split])
+    raw, y = _split(dataset, args.split)
     source = f"{spec} ({args.split} split)"
-    X = model_features(loaded, X, source)
+    X = model_features(loaded, raw, source)
     y = labels_in_model_order(y, dataset.classes.tolist(), loaded.classes, source)
     n_classes = loaded.model.n_outputs
-    cm = confusion_matrix(y, loaded.model.predict(X), n_classes)
-    names = [str(c) for c in loaded.classes]
+    predicted = loaded.model.predict(X)
+    cm = confusion_matrix(y, predicted, n_classes)
+    names = class_names(loaded)
     print(f"model {args.model}: {describe(loaded.model)}, loss {loaded.loss.config()['type']}")
     print(f"data {source}: {len(y)} samples")
     print(format_report(cm, names))
     if args.plots:
-        from handgrad.report.plots import plot_confusion_matrix
-
-        path = Path(args.plots) / "confusion_matrix.png"
-        plot_confusion_matrix(cm, names, path)
-        print(f"confusion matrix plot written to {path}")
+        _plots(Path(args.plots), cm, names, f"{dataset.name} {args.split} split, {describe(loaded.model)}",
+               raw, y, predicted, dataset.image_shape)
     return 0
+
+
+MAX_MISCLASSIFIED = 36          # images drawn in misclassified.png: six rows of six stay legible
+# The IDX files each split needs: evaluating on the test split reads (and fetches) only the test files.
+SPLIT_PARTS = {"test": ("test",), "train": ("train",), "all": ("train", "test")}
+
+
+def _plots(folder, cm, names, title, raw, y, predicted, image_shape):
+    """confusion_matrix.png, and for images misclassified.png; stale ones of this command removed."""
+    from handgrad.report.plots import PLOT_FILES, plot_confusion_matrix, plot_misclassified
+
+    written = [PLOT_FILES["confusion_matrix"]]
+    plot_confusion_matrix(cm, names, folder / written[-1], title=title)
+    print(f"confusion matrix plot written to {folder / written[-1]}")
+    if image_shape is not None:
+        wrong = np.flatnonzero(predicted != y)
+        written.append(PLOT_FILES["misclassified"])
+        plot_misclassified(raw[wrong], [names[i] for i in y[wrong]], [names[i] for i in predicted[wrong]],
+                           image_shape, folder / written[-1], max_images=MAX_MISCLASSIFIED, title=title)
+        print(f"{len(wrong)} misclassified images, {min(len(wrong), MAX_MISCLASSIFIED)} of them drawn in "
+              f"{folder / written[-1]}")
+    remove_stale_plots(folder, written, owned=[PLOT_FILES["confusion_matrix"], PLOT_FILES["misclassified"]])
 
 
 def _trained_data(settings):

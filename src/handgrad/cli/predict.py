@@ -4,8 +4,10 @@ import argparse
 import csv
 import io
 import sys
+from pathlib import Path
 
-from handgrad.cli.common import check_writable, model_features, write_text
+from handgrad.cli.common import check_writable, class_names, model_features, write_text
+from handgrad.errors import DataError
 from handgrad.io.modelfile import load_model
 
 EXAMPLES = """\
@@ -14,7 +16,8 @@ examples:
   handgrad predict model.npz t10k-images-idx3-ubyte.gz --out mnist-test.csv
   handgrad predict model.npz rows.npz                 CSV on standard output
 
-The output has a header and one row per sample: the predicted label, then the
+The output has a header and one row per sample: the predicted label (and its
+name, for datasets whose labels are codes such as Fashion-MNIST's), then the
 probability of each class (columns prob_<class>).  A CSV input is matched to
 the training columns by name (extra columns such as the label are ignored).
 --out is written atomically: an existing file is replaced only by a complete
@@ -42,10 +45,11 @@ def run_predict(args):
     names = loaded.metadata.get("extra", {}).get("feature_names")
     if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
         names = None                     # no names (or unusable ones): take a CSV's columns in order
+    _check_format(args.input, loaded, names)
     raw = load_features(args.input, feature_names=names if args.input.lower().endswith(".csv") else None)
     X = model_features(loaded, raw, args.input)
     proba = loaded.model.predict_proba(X)
-    text = _csv(loaded.classes, proba)
+    text = _csv(loaded.classes, class_names(loaded), proba)
     if args.out:
         write_text(args.out, text)
         print(f"{len(proba)} predictions written to {args.out}", file=sys.stderr)
@@ -54,11 +58,50 @@ def run_predict(args):
     return 0
 
 
-def _csv(classes, proba):
+def _check_format(path, loaded, feature_names):
+    """Refuse, naming what this model reads, an input that is neither .csv, .npz nor IDX (or IDX for a table)."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".csv", ".npz"):
+        return
+    extra = loaded.metadata.get("extra", {})
+    kind = extra.get("kind") or ("tabular" if feature_names else None)
+    if kind != "tabular" and _looks_like_idx(path):
+        return
+    raise DataError(f"{path} is not a file this model reads; it reads {_formats(loaded, feature_names, kind, extra)}")
+
+
+def _looks_like_idx(path):
+    """True for a gzip or raw IDX file by its first bytes (or an unreadable path, which the reader reports)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+    except OSError:
+        return True
+    return head in (b"\x1f\x8b", b"\x00\x00")
+
+
+def _formats(loaded, feature_names, kind, extra):
+    """The inputs a model accepts, in words, for an error message."""
+    width = loaded.model.n_features
+    if kind == "tabular":
+        if feature_names:
+            shown = ", ".join(feature_names[:6]) + (", ..." if len(feature_names) > 6 else "")
+            return f".csv with the columns {shown} (others are ignored), or .npz with an array X of {width} columns"
+        return f".csv or .npz (array X) with {width} columns"
+    shape = extra.get("image_shape")
+    images = (f"{shape[0]}x{shape[1]} images" if isinstance(shape, list) and len(shape) == 2
+              and all(isinstance(s, int) for s in shape) else f"images of {width} pixels")
+    return (f"an IDX file of {images} (such as t10k-images-idx3-ubyte.gz), .npz with an array X of "
+            f"{width} columns, or .csv with {width} columns")
+
+
+def _csv(classes, names, proba):
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["label"] + [f"prob_{c}" for c in classes])
+    # A name column only where names say more than the labels (Fashion-MNIST's 0..9).
+    named = names != [str(c) for c in classes]
+    writer.writerow(["label"] + (["name"] if named else []) + [f"prob_{c}" for c in classes])
     best = proba.argmax(axis=1)
     for label, row in zip(best, proba):
-        writer.writerow([classes[label]] + [f"{p:.6g}" for p in row])
+        writer.writerow([classes[label]] + ([names[label]] if named else []) + [f"{p:.6g}" for p in row])
     return buffer.getvalue()

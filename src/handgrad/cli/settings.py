@@ -55,14 +55,25 @@ def fraction(text):
 
 
 def hidden_sizes(text):
-    """``"256,128"`` -> ``[256, 128]``; ``""`` -> ``[]`` (softmax regression)."""
+    """``"256,128"`` -> ``[256, 128]``; at least one hidden layer.
+
+    An empty list would silently train softmax regression, which is never
+    what a mistyped or empty ``--hidden`` meant, so it is refused.
+    """
     if isinstance(text, list):
-        return [positive_int(size) for size in text]
-    parts = [p.strip() for p in str(text).split(",") if p.strip()]
-    try:
-        return [positive_int(p) for p in parts]
-    except HandgradError:
-        raise HandgradError(f"must be comma-separated positive layer widths such as 256,128, got {text!r}") from None
+        sizes = [positive_int(size) for size in text]
+    elif not str(text).strip():
+        sizes = []
+    else:
+        parts = [p.strip() for p in str(text).split(",")]
+        try:
+            sizes = [positive_int(p) for p in parts]
+        except HandgradError:
+            raise HandgradError(f"must be comma-separated positive layer widths such as 256,128, "
+                                f"got {text!r}") from None
+    if not sizes:
+        raise HandgradError(f"must name at least one hidden layer width such as 128, got {text!r}")
+    return sizes
 
 
 def _number(text, kind):
@@ -141,7 +152,8 @@ def from_flags(args):
     settings = preset_for(dataset)
     settings.update({"data_dir": None, "target": None, "threads": None})
     settings.update({key: getattr(args, key) for key in CHECKS if getattr(args, key, None) is not None})
-    settings["dataset"] = _dataset_spec(dataset)
+    settings["dataset"] = dataset_spec(dataset)
+    settings["data_dir"] = absolute_folder(settings["data_dir"])
     return check(settings)
 
 
@@ -154,6 +166,8 @@ def for_resume(saved, args):
                             f"drop {'them' if len(given) > 1 else 'it'}, or start a new run without --resume")
     settings = dict(saved)
     settings.update({key: getattr(args, key) for key in RESUMABLE if getattr(args, key, None) is not None})
+    if args.data_dir is not None:
+        settings["data_dir"] = absolute_folder(args.data_dir)
     return check(settings, source="the checkpoint's ")
 
 
@@ -175,11 +189,23 @@ def check(settings, source=""):
     return checked
 
 
-def _dataset_spec(dataset):
-    """Built-in names as they are; paths made absolute, so ``--resume`` works from any folder."""
+def dataset_spec(dataset):
+    """Built-in names as they are; paths made absolute, so ``--resume`` works from any folder.
+
+    A name that is neither built in nor a ``.csv``/``.npz`` path is refused
+    here, as the user typed it, with the nearest built-in name suggested.
+    """
+    from handgrad.data.loaders import check_dataset_name
+
+    check_dataset_name(dataset)
     if dataset.lower() in BUILT_IN:
         return dataset.lower()
     return str(Path(dataset).expanduser().absolute())
+
+
+def absolute_folder(folder):
+    """``folder`` as an absolute path (or None), so a stored ``--data-dir`` means the same from any folder."""
+    return None if folder is None else str(Path(folder).expanduser().absolute())
 
 
 def build_loss(settings):

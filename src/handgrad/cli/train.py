@@ -26,12 +26,17 @@ import numpy as np
 
 import handgrad as hg
 from handgrad.cli import settings as S
-from handgrad.cli.common import check_writable, describe, write_text
+from handgrad.cli.common import check_writable, describe, remove_stale_plots, write_text
 from handgrad.cli.interrupts import Interrupted, guard
+from handgrad.cli.presets import PRESETS, text_table
 from handgrad.errors import HandgradError, TrainingDiverged
 from handgrad.io.modelfile import load_checkpoint, save_checkpoint, save_model
 
 DEFAULT_OUT = Path("handgrad-out") / "model.npz"
+# First-layer weights are drawn only for images at least this many pixels on each
+# side: a tile of 8x8 (scikit-learn's digits) is too coarse to show a stroke, so the
+# figure read as noise there.
+MIN_WEIGHT_IMAGE_SIDE = 16
 
 EXAMPLES = """\
 examples:
@@ -42,11 +47,15 @@ examples:
   handgrad train --epochs 40 --checkpoint-every 5 --out runs/a.npz --log runs/a.jsonl
   handgrad train --resume runs/a.ckpt.npz          continue an interrupted run exactly
 
-Unset flags take the dataset's preset (see handgrad/presets.py).  Ctrl-C or
-SIGTERM saves a checkpoint of the last finished epoch (OUT with .ckpt.npz) and
-exits with 130 or 143; --resume continues it to the same final weights as an
-uninterrupted run.  A diverging loss stops the run, saves the last good weights
-in the checkpoint, writes no model and exits with 2.
+Ctrl-C or SIGTERM saves a checkpoint of the last finished epoch (OUT with
+.ckpt.npz) and exits with 130 or 143; --resume continues it to the same final
+weights as an uninterrupted run.  A diverging loss stops the run, saves the last
+good weights in the checkpoint, writes no model and exits with 2.
+
+Every setting left unset comes from the dataset's preset ("file" for a CSV or NPZ
+path); a flag given always wins:
+
+{presets}
 """
 
 
@@ -54,7 +63,7 @@ def add_parser(subparsers, parents):
     p = subparsers.add_parser(
         "train", parents=parents, help="train a classifier and write the model file and plots",
         description="Train a classifier on a dataset; print the held-out accuracy; write the model and plots.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EXAMPLES.format(presets=text_table()), formatter_class=argparse.RawDescriptionHelpFormatter)
     t = S.argument_type
     data = p.add_argument_group("data")
     data.add_argument("--dataset", metavar="NAME|PATH",
@@ -63,13 +72,13 @@ def add_parser(subparsers, parents):
                       help="folder holding mnist/ and fashion-mnist/ (else $HANDGRAD_DATA, the cache)")
     data.add_argument("--target", metavar="COLUMN", help="CSV label column (default: the last column)")
     data.add_argument("--test-fraction", type=t(S.fraction), metavar="F",
-                      help="share held out for testing (digits, CSV, NPZ)")
-    model = p.add_argument_group("model")
+                      help=f"share held out for testing (digits, CSV, NPZ; default {PRESETS['file']['test_fraction']:g})")
+    model = p.add_argument_group("model", PRESET_NOTE)
     model.add_argument("--hidden", type=t(S.hidden_sizes), metavar="N,N,...", help="hidden layer widths, e.g. 256,128")
     _choice(model, "--activation", S.activation_names(), "hidden activation")
-    _choice(model, "--loss", S.loss_names(), "softmax cross-entropy, or seed 002's softmax binary cross-entropy")
+    _choice(model, "--loss", S.loss_names(), "softmax + cross-entropy, or softmax + per-class binary cross-entropy")
     _choice(model, "--dtype", S.DTYPES, "floating-point type of weights and data")
-    opt = p.add_argument_group("optimization")
+    opt = p.add_argument_group("optimization", PRESET_NOTE)
     _choice(opt, "--optimizer", S.optimizer_names(), "Adam, or SGD with --momentum")
     opt.add_argument("--lr", type=t(S.positive_float), help="learning rate")
     opt.add_argument("--momentum", type=t(S.fraction), help="SGD momentum, in [0, 1)")
@@ -78,7 +87,8 @@ def add_parser(subparsers, parents):
     opt.add_argument("--epochs", type=t(S.positive_int), help="number of epochs (with --resume: the new total)")
     opt.add_argument("--batch-size", type=t(S.positive_int), metavar="N", help="minibatch size")
     opt.add_argument("--l2", type=t(S.non_negative_float), help="L2 penalty λ of (λ/2)·Σ‖W‖²")
-    opt.add_argument("--seed", type=t(S.non_negative_int), help="seeds the initialisation, split and shuffles")
+    opt.add_argument("--seed", type=t(S.non_negative_int),
+                     help="seeds the initialisation, the validation split and the shuffles (not the test split)")
     opt.add_argument("--validation-fraction", type=t(S.fraction), metavar="F",
                      help="share of training data held out per epoch")
     opt.add_argument("--early-stopping", type=t(S.non_negative_int), nargs="?", const=10, metavar="PATIENCE",
@@ -101,6 +111,9 @@ def add_parser(subparsers, parents):
     progress.add_argument("--no-progress", dest="progress", action="store_false",
                           help="never show it (default: only on a terminal)")
     p.set_defaults(run=run_train)
+
+
+PRESET_NOTE = "unset flags take the dataset's preset (table below)"
 
 
 def _choice(group, flag, options, help):
@@ -251,8 +264,7 @@ class Run:
         self.loss = S.build_loss(self.settings)
         self.model, self.optimizer, self.early_stopping, history, initial = self._start()
         self.recorder = Recorder(self.early_stopping, self._write_checkpoint, self.outputs.checkpoint_every)
-        status(f"training {describe(self.model)} on {self.data.dataset.name}: {len(self.data.X_train)} samples, "
-               f"{self.model.n_outputs} classes, epochs {initial + 1}..{self.settings['epochs']}")
+        status(self._plan(initial))
         saved = False
         try:
             history = self._fit(history, initial)
@@ -272,6 +284,23 @@ class Run:
                 self._save_interrupted(stop)
             raise
         return 0
+
+    def _plan(self, initial):
+        """The line announcing what the run will train, or that it has nothing left to train."""
+        n, fraction = len(self.data.X_train), self.settings["validation_fraction"]
+        held_out = f" ({int(round(fraction * n))} held out for validation)" if fraction else ""
+        what = (f"{describe(self.model)} on {self.data.dataset.name}: {n} training samples{held_out}, "
+                f"{self.model.n_outputs} classes")
+        total = self.settings["epochs"]
+        if self.checkpoint is not None and self.checkpoint.stopped:
+            return (f"nothing left to train: early stopping ended this run after epoch {self.checkpoint.epoch} "
+                    f"({what}); writing its model")
+        if initial >= total:
+            return (f"nothing left to train: the checkpoint has finished all {total} epochs ({what}); "
+                    f"writing its model (pass a larger --epochs to train on)")
+        if initial:
+            return f"training {what}, epochs {initial + 1}..{total} (resumed after epoch {initial})"
+        return f"training {what}, epochs 1..{total}"
 
     def _data(self):
         if self.checkpoint is None:
@@ -354,9 +383,14 @@ class Run:
     def _classes(self):
         return self.data.dataset.classes.tolist()
 
+    def _class_names(self):
+        d = self.data.dataset
+        return d.class_names if d.class_names is not None else [str(c) for c in self._classes()]
+
     def _extra(self, **more):
         d = self.data.dataset
         return {"dataset": d.name, "kind": d.kind, "feature_names": d.feature_names,
+                "class_names": list(self._class_names()),
                 "image_shape": None if d.image_shape is None else list(d.image_shape),
                 "fingerprint": self.data.fingerprint, "outputs": self.outputs.to_dict(), **more}
 
@@ -380,16 +414,25 @@ class Run:
 
     def _plots(self, history):
         from handgrad.report.metrics import confusion_matrix
-        from handgrad.report.plots import plot_confusion_matrix, plot_first_layer_weights, plot_learning_curves
+        from handgrad.report.plots import (
+            PLOT_FILES,
+            plot_confusion_matrix,
+            plot_first_layer_weights,
+            plot_learning_curves,
+        )
 
-        folder = self.outputs.plots
-        plot_learning_curves(history.records, folder / "learning_curves.png")
-        d = self.data.dataset
+        folder, d = self.outputs.plots, self.data.dataset
+        title = f"{d.name}, {describe(self.model)}"
+        written = [PLOT_FILES["learning_curves"]]
+        plot_learning_curves(history.records, folder / written[-1], title=title)
         if len(self.data.X_test):
             cm = confusion_matrix(d.y_test, self.model.predict(self.data.X_test), d.n_classes)
-            plot_confusion_matrix(cm, [str(c) for c in self._classes()], folder / "confusion_matrix.png")
-        if d.image_shape is not None and len(self.model.layers) > 1:
-            plot_first_layer_weights(self.model.layers[0].W, d.image_shape, folder / "first_layer_weights.png")
+            written.append(PLOT_FILES["confusion_matrix"])
+            plot_confusion_matrix(cm, self._class_names(), folder / written[-1], title=f"{title}, test split")
+        if d.image_shape is not None and min(d.image_shape) >= MIN_WEIGHT_IMAGE_SIDE:
+            written.append(PLOT_FILES["first_layer_weights"])
+            plot_first_layer_weights(self.model.layers[0].W, d.image_shape, folder / written[-1], title=title)
+        remove_stale_plots(folder, written, owned=PLOT_FILES.values())
 
 
 def _threads(n):

@@ -97,8 +97,8 @@ def search_dirs(data_dir=None):
     return dirs
 
 
-def locate(name, *, data_dir=None, download=True, mirror=None, timeout=DOWNLOAD_TIMEOUT):
-    """Find (or fetch) the four files of dataset ``name``.
+def locate(name, *, data_dir=None, download=True, mirror=None, timeout=DOWNLOAD_TIMEOUT, roles=None):
+    """Find (or fetch) the files of dataset ``name``: all four, or those of ``roles``.
 
     Parameters
     ----------
@@ -111,17 +111,26 @@ def locate(name, *, data_dir=None, download=True, mirror=None, timeout=DOWNLOAD_
         Base URL replacing the dataset's mirrors; defaults to ``$HANDGRAD_MIRROR``.
     timeout : float
         Seconds a mirror may stay silent before it counts as unreachable.
+    roles : iterable of str, optional
+        Only these files (e.g. ``("test_images", "test_labels")`` for a
+        command that needs the test split), so nothing else is fetched or
+        reported missing.
 
     Returns
     -------
     dict
-        ``{"train_images": Path, "train_labels": ..., "test_images": ..., "test_labels": ...}``
+        ``{"train_images": Path, "train_labels": ..., "test_images": ..., "test_labels": ...}``,
+        restricted to ``roles``.
     """
     if name not in DATASETS:
         raise DataError(f"no IDX dataset named {name!r}; choose from {', '.join(DATASETS)}")
     spec = DATASETS[name]
+    roles = list(spec.files) if roles is None else list(roles)
+    unknown = [role for role in roles if role not in spec.files]
+    if unknown:
+        raise DataError(f"unknown file role {unknown[0]!r}; choose from {', '.join(spec.files)}")
     dirs = search_dirs(data_dir)
-    found = {role: _find(dirs, spec.folder, file_name) for role, (file_name, _) in spec.files.items()}
+    found = {role: _find(dirs, spec.folder, spec.files[role][0]) for role in roles}
     missing = [role for role, path in found.items() if path is None]
     if missing and download:
         failures = _download_missing(spec, missing, found, _mirror_urls(spec, mirror), timeout)

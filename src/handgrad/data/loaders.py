@@ -17,6 +17,7 @@ Features come back unscaled (pixels 0..255, digits 0..16); scaling is the job
 of :class:`handgrad.data.preprocessing.Preprocessor`, fitted on the training part.
 """
 
+import difflib
 import gzip
 import importlib.util
 import os
@@ -31,6 +32,8 @@ from handgrad.data.tabular import read_csv, read_csv_features, read_npz
 from handgrad.errors import DataError
 
 MAX_LABEL_CHARS = 256
+BUILT_IN = ("digits", *datasets.DATASETS)
+FILE_SUFFIXES = (".csv", ".npz")
 
 
 @dataclass
@@ -52,6 +55,9 @@ class Dataset:
     feature_names : list of str or None
         Column names of a CSV file.
     kind : {"image", "tabular"}
+    class_names : tuple of str or None
+        What each class is called where its label is only a code (Fashion-MNIST's
+        0..9 are "T-shirt/top" .. "Ankle boot"); None where the labels are the names.
     """
 
     name: str
@@ -63,6 +69,7 @@ class Dataset:
     image_shape: tuple | None
     feature_names: list | None
     kind: str
+    class_names: tuple | None = None
 
     @property
     def n_features(self):
@@ -73,7 +80,8 @@ class Dataset:
         return len(self.classes)
 
 
-def load_dataset(spec, *, data_dir=None, target=None, download=True, test_fraction=0.2, seed=0):
+def load_dataset(spec, *, data_dir=None, target=None, download=True, test_fraction=0.2, seed=0,
+                 parts=("train", "test")):
     """Load a built-in dataset or a ``.csv``/``.npz`` file.
 
     Parameters
@@ -91,6 +99,10 @@ def load_dataset(spec, *, data_dir=None, target=None, download=True, test_fracti
         Share of each class held out as the test set (digits, CSV, NPZ).
     seed : int
         Seed of that split.
+    parts : subset of ``("train", "test")``
+        MNIST-style data only: the splits to read (and fetch if missing); an
+        unread split comes back empty.  Other sources hold both splits in one
+        file, so they are always read whole.
 
     Returns
     -------
@@ -105,7 +117,7 @@ def load_dataset(spec, *, data_dir=None, target=None, download=True, test_fracti
     if spec.lower() == "digits":
         return _load_digits(test_fraction, seed)
     if spec.lower() in datasets.DATASETS:
-        return _load_idx_dataset(spec.lower(), data_dir, download)
+        return _load_idx_dataset(spec.lower(), data_dir, download, parts)
     if suffix == ".csv":
         X, labels, feature_names = read_csv(spec, target=target)
         return _split_table(Path(spec).stem, X, labels, feature_names, test_fraction, seed, spec)
@@ -113,7 +125,22 @@ def load_dataset(spec, *, data_dir=None, target=None, download=True, test_fracti
         arrays = read_npz(spec)
         X = _check_table_features(arrays["X"], spec)
         return _split_table(Path(spec).stem, X, arrays["y"], None, test_fraction, seed, spec)
-    raise DataError(f"unknown dataset {spec!r}; use digits, mnist, fashion-mnist, or a path ending in .csv or .npz")
+    check_dataset_name(spec)
+
+
+def check_dataset_name(spec):
+    """Refuse a ``spec`` that is neither a built-in name nor a ``.csv``/``.npz`` path.
+
+    The message quotes ``spec`` as given and suggests the nearest built-in
+    name, since a typo such as ``mnst`` is far more likely than a file
+    without a suffix.
+    """
+    spec = os.fspath(spec)
+    if spec.lower() in BUILT_IN or Path(spec).suffix.lower() in FILE_SUFFIXES:
+        return
+    nearest = difflib.get_close_matches(spec.lower(), BUILT_IN, n=1, cutoff=0.6)
+    hint = f" (did you mean {nearest[0]}?)" if nearest else ""
+    raise DataError(f"unknown dataset {spec!r}{hint}; use {', '.join(BUILT_IN)}, or a path ending in .csv or .npz")
 
 
 def load_features(path, *, feature_names=None):
@@ -177,16 +204,32 @@ def digits_arrays():
     return X.astype(np.float64), y
 
 
-def _load_idx_dataset(name, data_dir, download):
-    paths = datasets.locate(name, data_dir=data_dir, download=download)
-    X_train, shape = _idx_images(paths["train_images"])
-    X_test, test_shape = _idx_images(paths["test_images"])
-    if test_shape != shape:
-        raise DataError(f"{paths['test_images']} holds {test_shape} images but the training images are {shape}; use the files of one dataset")
-    y_train = _idx_labels(paths["train_labels"], len(X_train), paths["train_images"])
-    y_test = _idx_labels(paths["test_labels"], len(X_test), paths["test_images"])
-    return Dataset(name, X_train, y_train, X_test, y_test, np.arange(10),
-                   image_shape=shape, feature_names=None, kind="image")
+def _load_idx_dataset(name, data_dir, download, parts):
+    parts = [part for part in ("train", "test") if part in parts]
+    if not parts:
+        raise DataError("parts names no split; pass ('train',), ('test',) or both")
+    roles = [f"{part}_{what}" for part in parts for what in ("images", "labels")]
+    paths = datasets.locate(name, data_dir=data_dir, download=download, roles=roles)
+    splits = {part: _idx_split(paths, part) for part in parts}
+    shapes = {shape for _, _, shape in splits.values()}
+    if len(shapes) > 1:
+        raise DataError(f"{paths['test_images']} holds {splits['test'][2]} images but the training images are "
+                        f"{splits['train'][2]}; use the files of one dataset")
+    shape = shapes.pop()
+    empty = (np.empty((0, shape[0] * shape[1])), np.empty(0, dtype=np.intp), shape)
+    X_train, y_train, _ = splits.get("train", empty)
+    X_test, y_test, _ = splits.get("test", empty)
+    names = datasets.DATASETS[name].class_names
+    return Dataset(name, X_train, y_train, X_test, y_test, np.arange(10), image_shape=shape,
+                   feature_names=None, kind="image",
+                   class_names=None if list(names) == [str(c) for c in range(10)] else tuple(names))
+
+
+def _idx_split(paths, part):
+    """``(X, y, image_shape)`` of one split from its images and labels files."""
+    X, shape = _idx_images(paths[f"{part}_images"])
+    y = _idx_labels(paths[f"{part}_labels"], len(X), paths[f"{part}_images"])
+    return X, y, shape
 
 
 def _idx_images(path):

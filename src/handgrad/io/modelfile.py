@@ -547,7 +547,7 @@ class _Reader:
     def _records(self, history):
         if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
             self.fail("its history is not a list of per-epoch records")
-        return history
+        return _epochs_from_one(history)
 
     def _checkpoint(self, info, model, n_records):
         if not isinstance(info, dict):
@@ -610,3 +610,15 @@ def _expected_state(optimizer):
     """
     names = sorted(optimizer.state_names)
     return [names] if names else []
+
+
+def _epochs_from_one(history):
+    """Records numbered 0, 1, ... (as files written before handgrad counted epochs from 1) renumbered 1, 2, ...
+
+    A resumed run appends records counted from 1, so an old history is
+    brought to the same numbering as it is read.
+    """
+    if history and all(record.get("epoch") == i and not isinstance(record.get("epoch"), bool)
+                       for i, record in enumerate(history)):
+        return [{**record, "epoch": i + 1} for i, record in enumerate(history)]
+    return history

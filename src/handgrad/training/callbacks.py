@@ -137,7 +137,7 @@ class EpochLogger(Callback):
 
     def on_epoch_end(self, ctx, record):
         self._close_bar()
-        parts = [f"epoch {record['epoch'] + 1}/{ctx.epochs}", f"loss {record['train_loss']:.4f}",
+        parts = [f"epoch {record['epoch']}/{ctx.epochs}", f"loss {record['train_loss']:.4f}",
                  *_figures(record, "train_", "")]
         if record.get("val_loss") is not None:
             parts.append(f"val_loss {record['val_loss']:.4f}")

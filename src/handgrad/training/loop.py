@@ -131,7 +131,8 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
         when stderr is a terminal; ``False`` is silent.
     initial_epoch, history : continue a run from a checkpoint.
 
-    Every record of the history holds ``epoch``, ``train_loss`` (mean of the
+    Every record of the history holds ``epoch`` (counted from 1, as the
+    progress display counts), ``train_loss`` (mean of the
     epoch's minibatch objectives), the figures of the loss's task (on those
     minibatches, as they were seen), ``lr``, ``seconds`` (training time,
     evaluation excluded) and, with validation data, ``val_loss`` and the
@@ -337,7 +338,7 @@ def _run_epoch(ctx, data, batch_size, penalties, lr_schedule, shuffle, batch_cal
     if total_loss / n > DIVERGENCE_FACTOR * ctx.loss_scale:
         raise snapshot.diverged(ctx, f"training loss rose to {total_loss / n:.4g} in epoch {ctx.epoch + 1}, over "
                                      f"{DIVERGENCE_FACTOR:g} times its starting scale {ctx.loss_scale:.4g}")
-    return {"epoch": ctx.epoch, "train_loss": total_loss / n, **scores.figures("train"),
+    return {"epoch": ctx.epoch + 1, "train_loss": total_loss / n, **scores.figures("train"),
             "lr": getattr(optimizer, "lr", None), "seconds": seconds}
 
 

@@ -1,0 +1,55 @@
+"""The benchmark scripts' own logic: where results go, and the tables the docs train on."""
+
+import datetime
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _script(name):
+    """Import benchmarks/NAME.py as a module (the folder is not a package)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def test_a_benchmark_run_writes_a_new_untracked_file_unless_told_to_record():
+    bench = _script("bench")
+    when = datetime.datetime(2026, 12, 2, 11, 58, 35, tzinfo=datetime.timezone.utc)
+    assert bench.run_name(False, when) == "run-20261202T115835Z"
+    assert bench.run_name(True, when) == "run-20261202T115835Z-quick"
+    ignored = (BENCHMARKS.parent / ".gitignore").read_text().splitlines()
+    assert "benchmarks/results/run-*" in ignored
+    tracked = {p.stem for p in (BENCHMARKS / "results").glob("*.json")}
+    assert "latest" in tracked and not any(name.startswith("run-") for name in tracked)
+
+
+@pytest.mark.parametrize("name", ["../latest", ".hidden", ""])
+def test_record_takes_a_plain_file_name(name, capsys):
+    bench = _script("bench")
+    with pytest.raises(SystemExit) as stop:
+        bench.main(["--record", name, "--jobs", "4"])
+    assert stop.value.code == 2 and "plain file name" in capsys.readouterr().err
+
+
+def test_small_tables_are_exported_with_named_labels_that_handgrad_reads(tmp_path):
+    from handgrad.data.loaders import load_dataset
+
+    tables = _script("small_tables").export(tmp_path)
+    assert sorted(tables) == ["breast-cancer", "iris", "wine"]
+    path, target = tables["iris"]
+    data = load_dataset(path, target=target)
+    assert target == "species" and data.classes.tolist() == ["setosa", "versicolor", "virginica"]
+    assert len(data.X_train) + len(data.X_test) == 150 and data.n_features == 4
+    assert data.feature_names[0] == "sepal_length_cm"
+    assert np.isclose(data.X_train[0, 0], 5.1)
