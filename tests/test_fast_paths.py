@@ -139,6 +139,29 @@ def test_small_models_never_load_numba(monkeypatch):
     assert _fused._kernels is _fused._UNLOADED
 
 
+def test_a_run_too_short_to_pay_for_loading_keeps_numpy_unless_the_kernels_are_loaded(monkeypatch):
+    size = _fused.MIN_SIZE
+    short, long = _fused.WORTH_LOADING // size - 1, _fused.WORTH_LOADING // size + 1
+    monkeypatch.setattr(_fused, "_kernels", _fused._UNLOADED)
+    assert _fused.kernels_for(size, short) is None
+    assert _fused._kernels is _fused._UNLOADED                  # nothing was loaded
+    loaded = object()
+    monkeypatch.setattr(_fused, "kernels", lambda: loaded)
+    assert _fused.kernels_for(size, long) is loaded
+    assert _fused.kernels_for(size) is loaded                   # steps unknown: load as before
+    monkeypatch.setattr(_fused, "_kernels", loaded)
+    assert _fused.kernels_for(size, short) is loaded            # already loaded: a short run uses them too
+
+
+def test_fit_announces_its_steps_so_a_short_run_never_loads_numba(monkeypatch, rng):
+    monkeypatch.setattr(_fused, "_kernels", _fused._UNLOADED)
+    X, y = _problem(np.float32, rng)
+    model = hg.mlp(X.shape[1], [300, 300], 3, seed=0)              # above MIN_SIZE parameters
+    assert model.flat_parameters.size >= _fused.MIN_SIZE
+    hg.fit(model, hg.SoftmaxCrossEntropy(), X, y, optimizer=hg.Adam(), epochs=1, batch_size=32, seed=0)
+    assert _fused._kernels is _fused._UNLOADED
+
+
 def test_a_subclass_with_its_own_step_is_not_bypassed(kernel_path, rng):
     class CountingAdam(hg.Adam):
         calls = 0

@@ -206,10 +206,12 @@ def test_prepare_loads_what_step_flat_will_use_and_changes_nothing(monkeypatch):
     from handgrad.optim import _fused
 
     asked = []
-    monkeypatch.setattr(_fused, "kernels_for", lambda size: asked.append(size))
+    monkeypatch.setattr(_fused, "kernels_for", lambda size, steps: asked.append((size, steps)))
     adam, param = hg.Adam(), np.ones(10, dtype=np.float32)
     adam.prepare(param)
-    assert asked == [10] and adam.state == [] and adam.t == 0
+    adam.prepare(param, 500)
+    adam.prepare(param, 20)             # the plan only grows: fit one epoch at a time keeps the whole run's
+    assert asked == [(10, None), (10, 500), (10, 500)] and adam.state == [] and adam.t == 0
     np.testing.assert_array_equal(param, 1)
 
 

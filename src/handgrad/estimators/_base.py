@@ -283,6 +283,9 @@ class BaseMLP(BaseEstimator):
         batch_size = self._resolved_batch_size(n)
         order = np.arange(n)
         self.n_iter_ = 0
+        # fit_network runs one epoch per call: announce the whole run, so a long one loads the compiled updates
+        epochs = 1 if incremental else self.max_iter
+        self._optimizer.prepare(self._net.flat_parameters, epochs * -(-n // batch_size))
         try:
             for _ in range(self.max_iter):
                 if self.shuffle:                    # sklearn.utils.shuffle(order, random_state=rng), without

@@ -55,15 +55,23 @@ class Optimizer:
     # reuse them, but carry no information and are never saved.
     _WORK_BUFFERS = ("scratch",)
 
-    def prepare(self, param):
-        """Get ready to update ``param`` (a model's flat parameter vector) with :meth:`step_flat`.
+    # Updates planned by the run (see prepare); None: unknown.
+    _planned_steps = None
 
-        Loads the compiled updates now if ``step_flat`` will use them for a
-        vector of this size, so that loading (about a second, once per
-        process) is not charged to the first step.  Optional: ``step_flat``
-        loads them itself when needed.
+    def prepare(self, param, steps=None):
+        """Get ready for ``steps`` updates of ``param`` (a model's flat parameter vector) by :meth:`step_flat`.
+
+        Loads the compiled updates now if ``step_flat`` will use them, so that
+        loading (about a second, once per process) is not charged to the first
+        step.  A run too short for the load to pay for itself
+        (:data:`handgrad.optim._fused.WORTH_LOADING`) keeps the NumPy updates,
+        which give bit-identical results.  The plan only grows: a caller that
+        runs ``fit`` one epoch at a time may announce the whole run first.
+        Optional: without it ``step_flat`` loads the kernels when it first needs them.
         """
-        _fused.kernels_for(param.size)
+        if steps is not None:
+            self._planned_steps = max(int(steps), self._planned_steps or 0)
+        _fused.kernels_for(param.size, self._planned_steps)
 
     def _ensure_state(self, params):
         names = (*self.state_names, *self._WORK_BUFFERS)
@@ -123,7 +131,7 @@ def _compiled_kernels(optimizer, cls, param, grad):
         return None
     if param.dtype not in (np.float32, np.float64) or grad.dtype != param.dtype:
         return None
-    return _fused.kernels_for(param.size)
+    return _fused.kernels_for(param.size, optimizer._planned_steps)
 
 
 class SGD(Optimizer):

@@ -165,7 +165,8 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
     batch_callbacks = [cb for cb in cbs
                        if getattr(type(cb), "on_batch_end", Callback.on_batch_end) is not Callback.on_batch_end]
     if isinstance(optimizer, Optimizer):
-        optimizer.prepare(model.flat_parameters)          # load compiled updates now, not on the epoch clock
+        steps = (epochs - initial_epoch) * -(-data.X.shape[0] // min(batch_size, data.X.shape[0]))
+        optimizer.prepare(model.flat_parameters, steps)   # load compiled updates now, not on the epoch clock
     for cb in cbs:
         cb.on_train_begin(ctx)
     model.train()
