@@ -23,15 +23,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import handgrad as hg  # noqa: E402
 from bench import machine  # noqa: E402
 from idx import load_mnist  # noqa: E402
-
-import handgrad as hg  # noqa: E402
 
 HIDDEN = (512, 256)
 RECIPE = dict(batch_size=128, l2=5e-5)

@@ -97,8 +97,8 @@ def run(datasets, solvers, seeds, float32):
 
 
 def table(rows, seeds):
-    lines = [f"| data set | solver | metric | handgrad | scikit-learn | handgrad fit (s) | scikit-learn fit (s) | "
-             f"speed-up |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| data set | solver | metric | handgrad | scikit-learn | handgrad fit (s) | scikit-learn fit (s) | "
+             "speed-up |", "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         ours, theirs = row["results"]["handgrad"], row["results"]["scikit-learn"]
         speedup = np.mean(np.array(theirs["seconds"]) / np.array(ours["seconds"]))

@@ -62,13 +62,20 @@ class Preprocessor:
         return cls(kind, X.shape[1], X.mean(axis=0), std)
 
     def transform(self, X, dtype=np.float64):
-        """Scale features ``X`` of shape (n, d) with the fitted numbers; a new array of ``dtype``."""
-        X = check_features(X, np.float64, n_features=self.n_features)
+        """Scale features ``X`` of shape (n, d) with the fitted numbers; a new array of ``dtype``.
+
+        Images are converted to ``dtype`` once and divided in place, so
+        60,000 MNIST images (47 MB of bytes) take one float32 array of 188 MB
+        and no float64 temporary.
+        """
         if self.kind == "image":
-            out = X * (1.0 / self.scale)  # the offset is 0: one pass, no temporary
-        else:
-            out = (X - self.offset) / self.scale
-        return out.astype(dtype, copy=False)
+            out = check_features(X, dtype, n_features=self.n_features)
+            if isinstance(X, np.ndarray) and np.shares_memory(out, X):
+                out = out.copy()            # never scale the caller's array
+            out /= out.dtype.type(self.scale)     # X' = X / s, the offset being 0
+            return out
+        X = check_features(X, np.float64, n_features=self.n_features)
+        return ((X - self.offset) / self.scale).astype(dtype, copy=False)
 
     def to_dict(self):
         """JSON-safe description: the kind and the fitted numbers (floats and lists of floats)."""

@@ -27,7 +27,7 @@ _kernels = _UNLOADED
 MIN_SIZE = 1 << 16
 
 # A run short enough is faster without them, loading included: the compiled
-# Adam update saves about 2 ns per parameter per step (on a 2-core Xeon, 775 µs
+# Adam update saves about 2 ns per parameter per step (on this 2-core machine, 775 µs
 # against 257 µs per step for 235k float32 parameters), so the second of
 # loading pays for itself after about 5e8 parameter-steps.  Below twice that,
 # a run keeps the NumPy updates unless the kernels are loaded already (by an

@@ -76,12 +76,24 @@ class TrainingContext:
 
 @dataclass
 class _Data:
+    """The training rows of ``X``, ``y`` and ``w`` (``rows``: their indices, None for all) and the validation data.
+
+    A validation split held out of ``X`` leaves ``X`` whole and lists the
+    training rows, so the training data is never copied (60,000 MNIST images
+    are 188 MB in float32); minibatches gather through ``rows``.
+    """
+
     X: np.ndarray
     y: np.ndarray
     X_val: np.ndarray = None
     y_val: np.ndarray = None
     w: np.ndarray = None
     w_val: np.ndarray = None
+    rows: np.ndarray = None
+
+    @property
+    def n_train(self):
+        return self.X.shape[0] if self.rows is None else len(self.rows)
 
 
 def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0, alpha=0.0,
@@ -165,7 +177,7 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
     batch_callbacks = [cb for cb in cbs
                        if getattr(type(cb), "on_batch_end", Callback.on_batch_end) is not Callback.on_batch_end]
     if isinstance(optimizer, Optimizer):
-        steps = (epochs - initial_epoch) * -(-data.X.shape[0] // min(batch_size, data.X.shape[0]))
+        steps = (epochs - initial_epoch) * -(-data.n_train // min(batch_size, data.n_train))
         optimizer.prepare(model.flat_parameters, steps)   # load compiled updates now, not on the epoch clock
     for cb in cbs:
         cb.on_train_begin(ctx)
@@ -239,9 +251,7 @@ def _prepare_data(model, loss, X, y, validation_fraction, validation_data, seed,
                             "for validation; use more data or another fraction")
     order = np.random.default_rng([seed, _SPLIT]).permutation(X.shape[0])
     val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
-    if w is None:
-        return _Data(X[train], y[train], X[val], y[val])
-    return _Data(X[train], y[train], X[val], y[val], w[train], w[val])
+    return _Data(X, y, X[val], y[val], w, None if w is None else w[val], rows=train)
 
 
 def _check_weights(sample_weight, n):
@@ -286,9 +296,11 @@ def _run_epoch(ctx, data, batch_size, penalties, lr_schedule, shuffle, batch_cal
     """One pass over the training data in shuffled minibatches."""
     model, loss, optimizer = ctx.model, ctx.loss, ctx.optimizer
     l2, alpha = penalties
-    n = data.X.shape[0]
+    n = data.n_train
     batch_size = min(batch_size, n)
     order = _epoch_order(ctx, shuffle, n)
+    if data.rows is not None:
+        order = data.rows[order]                    # positions among the training rows -> rows of X
     model.reseed(ctx.seed, _MASKS, ctx.epoch)      # this epoch's dropout masks, whatever epoch the run started at
     n_batches = -(-n // batch_size)
     snapshot = _Snapshot(model, optimizer)
