@@ -28,7 +28,7 @@ from handgrad.training.callbacks import Callback, EarlyStopping, EpochLogger
 from handgrad.training.scores import tally
 from handgrad.validation import check_features, is_sparse
 
-_SPLIT, _SHUFFLE, _MASKS = 0, 1, 2
+_SPLIT, _SHUFFLE, _MASKS, _AUGMENT = 0, 1, 2, 3
 
 # An epoch whose mean training loss exceeds this many times the run's loss
 # scale has diverged.  The scale is the larger of the first minibatch's loss
@@ -99,7 +99,7 @@ class _Data:
 def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0, alpha=0.0,
         sample_weight=None, validation_fraction=0.0, validation_data=None, early_stopping=False,
         lr_schedule=None, callbacks=(), shuffle=True, seed=None, verbose=False,
-        initial_epoch=0, history=None):
+        initial_epoch=0, history=None, augment=None):
     """Train ``model`` on ``(X, y)`` and return its :class:`History`.
 
     Parameters
@@ -136,6 +136,12 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
     shuffle : True (a permutation per epoch, from ``seed``), False (the
         data's order), or a callable ``epoch -> order``, a permutation of
         the training rows' indices.
+    augment : callable ``(Xb, rng) -> array``: transforms each training
+        minibatch (a new array of the same shape; ``Xb`` is a reused buffer)
+        before the forward pass, e.g. :func:`handgrad.data.augment.shift_images`.
+        ``rng`` is a NumPy generator seeded from ``(seed, epoch)``, so a run
+        is reproducible and a resumed one exact.  Validation and evaluation
+        see the data as it is.
     callbacks : objects with ``on_train_begin/on_epoch_end/on_train_end`` (and
         optionally ``on_batch_end``, ``on_train_abort``): see :class:`Callback`.
     seed : seeds the split and the shuffles.
@@ -185,7 +191,7 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
     try:
         for epoch in range(initial_epoch, epochs):
             ctx.epoch = epoch
-            record = _run_epoch(ctx, data, batch_size, (l2, alpha), lr_schedule, shuffle, batch_callbacks)
+            record = _run_epoch(ctx, data, batch_size, (l2, alpha), lr_schedule, shuffle, batch_callbacks, augment)
             if data.X_val is not None:
                 record.update(_evaluate(model, loss, data.X_val, data.y_val, sample_weight=data.w_val))
             history.append(record)
@@ -282,6 +288,14 @@ def _assemble_callbacks(early_stopping, verbose, callbacks, has_validation):
     return cbs
 
 
+def _augmented(augment, Xb, rng):
+    out = augment(Xb, rng)
+    if getattr(out, "shape", None) != Xb.shape or getattr(out, "dtype", None) != Xb.dtype:
+        raise HandgradError(f"augment(Xb, rng) must return an array of Xb's shape {Xb.shape} and dtype {Xb.dtype}, "
+                            f"got {type(out).__name__} {getattr(out, 'shape', '')} {getattr(out, 'dtype', '')}")
+    return out
+
+
 def _epoch_order(ctx, shuffle, n):
     if callable(shuffle):
         order = np.asarray(shuffle(ctx.epoch))
@@ -292,7 +306,7 @@ def _epoch_order(ctx, shuffle, n):
     return np.random.default_rng([ctx.seed, _SHUFFLE, ctx.epoch]).permutation(n) if shuffle else np.arange(n)
 
 
-def _run_epoch(ctx, data, batch_size, penalties, lr_schedule, shuffle, batch_callbacks):
+def _run_epoch(ctx, data, batch_size, penalties, lr_schedule, shuffle, batch_callbacks, augment=None):
     """One pass over the training data in shuffled minibatches."""
     model, loss, optimizer = ctx.model, ctx.loss, ctx.optimizer
     l2, alpha = penalties
@@ -302,6 +316,7 @@ def _run_epoch(ctx, data, batch_size, penalties, lr_schedule, shuffle, batch_cal
     if data.rows is not None:
         order = data.rows[order]                    # positions among the training rows -> rows of X
     model.reseed(ctx.seed, _MASKS, ctx.epoch)      # this epoch's dropout masks, whatever epoch the run started at
+    augment_rng = None if augment is None else np.random.default_rng([ctx.seed, _AUGMENT, ctx.epoch])
     n_batches = -(-n // batch_size)
     snapshot = _Snapshot(model, optimizer)
     sparse = is_sparse(data.X)
@@ -324,6 +339,8 @@ def _run_epoch(ctx, data, batch_size, penalties, lr_schedule, shuffle, batch_cal
             Xb = X_buf[:len(idx)]
             np.take(data.X, idx, axis=0, out=Xb, mode="clip")
         np.take(data.y, idx, axis=0, out=yb, mode="clip")
+        if augment is not None:
+            Xb = _augmented(augment, Xb, augment_rng)
         wb = None if data.w is None else data.w[idx]
         lam = l2
         if alpha or wb is not None:

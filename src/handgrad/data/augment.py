@@ -1,0 +1,65 @@
+"""Data augmentation computed on the fly, one minibatch at a time, for ``hg.fit(..., augment=...)``.
+
+An augmentation is a callable ``(Xb, rng) -> array`` of the same shape and
+dtype: ``fit`` passes each training minibatch (rows of flattened images) and
+a generator seeded from the run's seed and the epoch, so a run is
+reproducible and a resumed one exact.  Nothing here has a gradient: the
+network sees the transformed rows as its input data.
+"""
+
+import numpy as np
+
+from handgrad.errors import HandgradError
+
+
+class ShiftImages:
+    """Move each image by a random whole number of pixels, up to ``max_shift`` in each direction.
+
+    ``image_shape`` is (height, width) of the flattened rows.  Each image of a
+    batch gets its own shift ``(dy, dx)``, uniform on ``{−s, …, s}²``; pixels
+    moved in from outside the frame are ``fill`` (0: the background of
+    MNIST-style images).  The identity is one of the (2s + 1)² outcomes.
+    """
+
+    def __init__(self, image_shape, max_shift=2, fill=0.0):
+        height, width = (int(v) for v in image_shape)
+        if height < 1 or width < 1:
+            raise HandgradError(f"image_shape must be two positive sizes, got {image_shape!r}")
+        if isinstance(max_shift, bool) or not isinstance(max_shift, (int, np.integer)) or not \
+                0 <= max_shift < min(height, width):
+            raise HandgradError(f"max_shift must be a whole number of pixels in 0..{min(height, width) - 1}, "
+                                f"got {max_shift!r}")
+        self.image_shape, self.max_shift, self.fill = (height, width), int(max_shift), float(fill)
+        self._padded = None
+
+    def __call__(self, Xb, rng):
+        (height, width), s = self.image_shape, self.max_shift
+        n = Xb.shape[0]
+        if Xb.ndim != 2 or Xb.shape[1] != height * width:
+            raise HandgradError(f"ShiftImages{self.image_shape} got rows of {Xb.shape[1:]} values; "
+                                f"it shifts images of {height}x{width} = {height * width} pixels")
+        padded = self._frame(n, Xb.dtype)
+        padded[:, s:s + height, s:s + width] = Xb.reshape(n, height, width)
+        dy, dx = rng.integers(-s, s + 1, size=(2, n))
+        # Output pixel (i, j) of image r reads padded pixel (i + s − dy_r, j + s − dx_r): the image moves by
+        # (dy, dx).  In the flattened padded image that is one offset per image added to a fixed template.
+        stride = width + 2 * s
+        template = (np.arange(height)[:, None] * stride + np.arange(width)[None, :]).ravel()
+        offsets = (s - dy) * stride + (s - dx)
+        return np.take_along_axis(padded.reshape(n, -1), template[None, :] + offsets[:, None], axis=1)
+
+    def _frame(self, n, dtype):
+        """A reused (n, height + 2s, width + 2s) buffer whose border holds ``fill``."""
+        (height, width), s = self.image_shape, self.max_shift
+        frame = self._padded
+        if frame is None or frame.dtype != dtype or frame.shape[0] < n:
+            frame = self._padded = np.full((n, height + 2 * s, width + 2 * s), self.fill, dtype=dtype)
+        return frame[:n]
+
+    def __repr__(self):
+        return f"ShiftImages({self.image_shape}, max_shift={self.max_shift})"
+
+
+def shift_images(image_shape, max_shift=2, fill=0.0):
+    """An augmentation that shifts each image by up to ``max_shift`` pixels (:class:`ShiftImages`)."""
+    return ShiftImages(image_shape, max_shift, fill)
