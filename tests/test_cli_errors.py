@@ -57,6 +57,8 @@ def _inputs(folder):
     X_nan[3, 2] = np.nan
     np.savez(folder / "nan.npz", X=X_nan, y=labels)
     np.savez(folder / "narrow.npz", X=X[:, :3])
+    _write_csv(folder / "words.csv", ["a", "b", "c", "d", "kind"],
+               [[*x, ["cat", "dog"][i % 2]] for i, x in enumerate(X.round(3))])
     (folder / "folder.csv").mkdir()
     (folder / "picture.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
 
@@ -71,6 +73,19 @@ def _inputs(folder):
     corrupted[len(data) // 2] ^= 0x55
     (folder / "corrupted.npz").write_bytes(bytes(corrupted))
     _edited(folder / "model.npz", folder / "newer.npz", lambda meta, arrays: meta.update(format_version=99))
+    regressor = hg.mlp(4, [5], 1, seed=0)
+    save_model(folder / "regressor.npz", regressor, loss=hg.SquaredError(), classes=["d"],
+               preprocessing=Preprocessor.fit(X, "tabular"),
+               settings={"dataset": str(folder / "good.csv"), "target": "d", "test_fraction": 0.2},
+               extra={"feature_names": ["a", "b", "c", "label"], "target_scaling": {"mean": [0.0], "scale": 1.0}})
+    _edited(folder / "regressor.npz", folder / "bad-scaling.npz",
+            lambda meta, arrays: meta["extra"].update(target_scaling={"mean": [0.0], "scale": -1.0}))
+    normed = hg.Sequential(hg.Dense(4, 5), hg.BatchNorm(5), hg.ReLU(), hg.Dense(5, 3), seed=0)
+    save_model(folder / "normed.npz", normed, loss=hg.SoftmaxCrossEntropy(), classes=[0, 1, 2],
+               preprocessing=Preprocessor.fit(X, "tabular"),
+               settings={"dataset": str(folder / "good.csv"), "test_fraction": 0.2})
+    _edited(folder / "normed.npz", folder / "negative-variance.npz",
+            lambda meta, arrays: arrays.update(running_var2=np.array([1, 1, -0.5, 1, 1], dtype=np.float32)))
     payload = np.empty(1, dtype=object)
     payload[0] = _Payload(str(folder / "payload-ran"))
     _edited(folder / "model.npz", folder / "pickled.npz", lambda meta, arrays: arrays.update(b1=payload))
@@ -117,6 +132,49 @@ CASES = {
     "wrong kind of file (predict)": (["predict", "{in}/model.npz", "{in}/picture.png"],
                                      r"picture\.png is not a file this model reads; it reads \.csv with the columns a, b, c, d"),
     "loss becomes nan": (["train", "--lr", "1e30", "--hidden", "8", "--epochs", "2"], r"nan.*lower the learning rate"),
+    # dropout and batch norm
+    "dropout of 1.5": (["train", "--dropout", "1.5"], r"--dropout.*must lie in \[0, 1\), got '1\.5'"),
+    "negative dropout": (["train", "--dropout", "-0.1"], r"--dropout.*must lie in \[0, 1\), got '-0\.1'"),
+    "dropout that is not a number": (["train", "--dropout", "half"], r"--dropout: must be a number"),
+    "batch norm without a hidden layer": (["train", "--batch-norm", "--hidden", ""],
+                                          r"--hidden.*at least one hidden layer"),
+    "dropout flag with a built model (derive)": (["derive", "--model", "{in}/model.npz", "--dropout", "0.2"],
+                                                 r"--dropout describes a network to build.*drop it or --model"),
+    "batch norm with a negative running variance": (["evaluate", "{in}/negative-variance.npz"],
+                                                    r"'running_var2'.*negative.*re-create it"),
+    # regression and multilabel targets
+    "regression loss on a text target": (["train", "--dataset", "{in}/words.csv", "--target", "kind",
+                                          "--loss", "squared-error"],
+                                         r"'cat' is not a number; a regression loss needs numeric targets"),
+    "multilabel loss on a text target": (["train", "--dataset", "{in}/words.csv", "--target", "kind",
+                                          "--loss", "sigmoid-bce"],
+                                         r"'cat' is not a number; a multilabel loss needs 0/1 label columns"),
+    "regression target column that does not exist": (["train", "--dataset", "{in}/good.csv", "--target", "colour",
+                                                      "--loss", "squared-error"], r"no column 'colour'; choose --target"),
+    "one of several targets does not exist": (["train", "--dataset", "{in}/good.csv", "--target", "a,colour"],
+                                              r"no column 'colour'"),
+    "target named twice": (["train", "--dataset", "{in}/good.csv", "--target", "a,a"],
+                           r"--target: names the column 'a' more than once"),
+    "empty target name": (["train", "--dataset", "{in}/good.csv", "--target", "a,,b"],
+                          r"--target: names an empty column"),
+    "multilabel column with values other than 0/1": (["train", "--dataset", "{in}/good.csv", "--target", "label",
+                                                      "--loss", "sigmoid-bce"],
+                                                     r"'label' holds 2 .*0 \(absent\) or 1 \(present\)"),
+    "softmax loss with several targets": (["train", "--dataset", "{in}/good.csv", "--target", "c,d",
+                                           "--loss", "cross-entropy"],
+                                          r"--loss cross-entropy reads one class label per row.*--loss sigmoid-bce"),
+    "regression loss on a built-in dataset": (["train", "--loss", "squared-error"],
+                                              r"regression loss, but digits has class labels"),
+    "poisson loss on negative targets": (["train", "--dataset", "{in}/good.csv", "--target", "a", "--loss", "poisson"],
+                                         r"'a' holds a negative value.*--loss squared-error"),
+    "every column a target": (["train", "--dataset", "{in}/good.csv", "--target", "a,b,c,d,label",
+                               "--loss", "squared-error"], r"leaving no features"),
+    "target column of an npz": (["train", "--dataset", "{in}/nan.npz", "--target", "y", "--loss", "squared-error"],
+                                r"not a \.csv file; drop --target"),
+    "regressor evaluated on another number of targets": (["evaluate", "{in}/regressor.npz", "--target", "c,d"],
+                                                         r"2 target columns \(c, d\) but the model predicts 1 \(d\)"),
+    "damaged target scaling": (["predict", "{in}/bad-scaling.npz", "{in}/good.csv", "--out", "{out}/pred.csv"],
+                               r"target scaling is damaged"),
 }
 
 

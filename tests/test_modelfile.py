@@ -108,6 +108,39 @@ def test_resuming_from_a_checkpoint_ends_with_the_weights_of_an_uninterrupted_ru
     assert np.array_equal(resumed.get_weights(), full.get_weights())
 
 
+def test_a_resumed_batch_norm_run_ends_with_the_best_epochs_running_statistics(tmp_path, digits):
+    """Early stopping keeps the best epoch's weights and buffers; a checkpoint carries both across a resume."""
+    X, y = digits[0][:300], digits[1][:300]
+    noise = np.random.default_rng(0).integers(0, 10, size=300)     # validation labels that overfitting hurts
+
+    def run(stopping, callbacks=(), model=None, optimizer=None, **resume):
+        model = model or hg.Sequential(hg.Dense(64, 32), hg.BatchNorm(32), hg.ReLU(), hg.Dense(32, 10), seed=0)
+        hg.fit(model, hg.SoftmaxCrossEntropy(), X, y, optimizer=optimizer or hg.Adam(1e-2), epochs=8, batch_size=32,
+               seed=0, early_stopping=stopping, validation_data=(X, noise), callbacks=callbacks, **resume)
+        return model
+
+    def stopping():
+        return hg.EarlyStopping(monitor="val_loss", patience=50)
+
+    full_stopping = stopping()
+    full = run(full_stopping)
+    assert full_stopping.best_epoch <= 3                           # the best epoch comes before the cut
+    cut = _CutAfter(4, stopping())
+    run(cut.stopping, callbacks=[cut])
+    save_checkpoint(tmp_path / "c.npz", cut.model, loss=hg.SoftmaxCrossEntropy(), classes=list(range(10)),
+                    optimizer_state=cut.optimizer_state, epoch=4, history=cut.records,
+                    early_stopping=cut.stopping_state)
+    ckpt = load_checkpoint(tmp_path / "c.npz")
+    assert set(ckpt.early_stopping["best_buffers"]) == {"running_mean2", "running_var2"}
+    resumed_stopping = stopping()
+    resumed_stopping.load_state_dict(ckpt.early_stopping)
+    resumed = run(resumed_stopping, model=ckpt.model, optimizer=ckpt.optimizer, initial_epoch=ckpt.epoch,
+                  history=hg.History(ckpt.history))
+    np.testing.assert_array_equal(resumed.get_weights(), full.get_weights())
+    for name, value in full.get_buffers().items():
+        np.testing.assert_array_equal(resumed.get_buffers()[name], value)
+
+
 class _CutAfter(hg.Callback):
     """Keep the state at the end of epoch ``n`` (as the CLI does), then stop the run."""
 
@@ -201,6 +234,28 @@ def test_arrays_that_do_not_match_the_architecture_are_refused(model_file, edit,
     _rewrite(path, change_arrays=edit)
     with pytest.raises(ModelFileError, match=message):
         load_model(path)
+
+
+@pytest.mark.parametrize("entry, message", [
+    (-0.5, r"'running_var2' of layer 1 \(BatchNorm\) holds a negative running variance \(-0\.5\).*"
+           r"re-create it with handgrad train"),
+    (np.nan, r"'running_var2' contains NaN or infinite values; re-create it"),
+    (np.inf, r"'running_var2' contains NaN or infinite values; re-create it"),
+])
+def test_a_batch_norm_whose_running_variance_is_negative_or_not_finite_is_refused(tmp_path, entry, message):
+    model = hg.Sequential(hg.Dense(3, 4), hg.BatchNorm(4), hg.ReLU(), hg.Dense(4, 2), seed=0)
+    path = tmp_path / "normed.npz"
+    save_model(path, model, loss=hg.SoftmaxCrossEntropy(), classes=[0, 1])
+    assert np.array_equal(load_model(path).model.layers[1].running_var, np.ones(4))   # a variance of 0 would do too
+
+    def corrupt(arrays):
+        arrays["running_var2"] = arrays["running_var2"].copy()
+        arrays["running_var2"][2] = entry
+
+    _rewrite(path, change_arrays=corrupt)
+    with pytest.raises(ModelFileError, match=message) as error:
+        load_model(path)
+    assert "\n" not in str(error.value)
 
 
 class _Payload:

@@ -228,3 +228,84 @@ def test_misclassified_grid_draws_each_image_with_its_labels(tmp_path, rng):
         plot_misclassified(images, names[:3], names, (8, 8), tmp_path / "bad.png")
     with pytest.raises(DataError, match=r"shape \(n, 49\)"):
         plot_misclassified(images, names, names, (7, 7), tmp_path / "bad.png")
+
+
+# -- regression and multilabel ---------------------------------------------------------
+
+def _task_records(n_epochs, figures):
+    """Records as fit writes them for a task whose figures are ``figures`` ({name: value at epoch e})."""
+    records = []
+    for epoch in range(1, n_epochs + 1):
+        record = {"epoch": epoch, "train_loss": 1.0 / epoch, "val_loss": 1.2 / epoch, "lr": 1e-3, "seconds": 0.1}
+        for name, value in figures.items():
+            record.update({f"train_{name}": value(epoch), f"val_{name}": 0.9 * value(epoch)})
+        records.append(record)
+    return records
+
+
+@pytest.mark.parametrize("figures", [
+    {"r2": lambda e: 1 - 1 / e, "rmse": lambda e: 100 / e},
+    {"label_accuracy": lambda e: 1 - 0.5 / e, "subset_accuracy": lambda e: 1 - 0.8 / e},
+], ids=["regression", "multilabel"])
+def test_learning_curves_of_other_tasks_draw_their_own_figures_in_three_panels(tmp_path, figures):
+    path = tmp_path / "curves.png"
+    plot_learning_curves(_task_records(8, figures), path)
+    image = _read_png(path)
+    assert image.shape[:2] == (400, 1500)          # loss and the task's two figures, 5 inches each
+    assert all(_ink(image[:, i * 500:(i + 1) * 500]) > 0.02 for i in range(3))
+
+
+def test_an_r2_far_below_zero_in_the_first_epochs_does_not_flatten_the_rest():
+    from matplotlib.figure import Figure
+
+    from handgrad.report.plots import _clip_r2_axis
+
+    far = _task_records(10, {"r2": lambda e: 1 - 50 / e ** 3, "rmse": lambda e: 10 / e})   # starts at −49
+    near = _task_records(10, {"r2": lambda e: 1 - 1.5 / e, "rmse": lambda e: 10 / e})     # starts at −0.5
+    for records, cut in ((far, True), (near, False)):
+        ax = Figure().subplots()
+        ax.plot([1, 10], [min(r["val_r2"] for r in records), 1])
+        _clip_r2_axis(ax, records)
+        assert (ax.get_ylim() == (-1, 1.05)) == cut
+        assert ("cut at −1" in ax.get_ylabel()) == cut
+
+
+def test_records_of_no_known_task_are_refused(tmp_path):
+    with pytest.raises(HandgradError, match="'train_accuracy'.*train_r2/train_rmse"):
+        plot_learning_curves([{"epoch": 1, "train_loss": 1.0, "train_r2": 0.5}], tmp_path / "c.png")
+
+
+def test_predicted_against_true_is_a_scatter_per_target(tmp_path, rng):
+    from handgrad.report.plots import plot_predicted_vs_true
+
+    y = rng.standard_normal((50, 2)) * [1, 100]
+    one, two = tmp_path / "one.png", tmp_path / "two.png"
+    plot_predicted_vs_true(y[:, 0], y[:, 0] + 0.1 * rng.standard_normal(50), ["price"], one, title="houses")
+    plot_predicted_vs_true(y, y + rng.standard_normal((50, 2)), ["a", "b"], two)
+    assert _read_png(one).shape[1] < _read_png(two).shape[1]          # one panel per target
+    assert _ink(_read_png(two)) > 0.05
+    with pytest.raises(DataError, match="one name per column"):
+        plot_predicted_vs_true(y, y, ["a"], tmp_path / "bad.png")
+    with pytest.raises(DataError, match="do not pair up"):
+        plot_predicted_vs_true(y, y[:10], ["a", "b"], tmp_path / "bad.png")
+    before = two.read_bytes()
+    with pytest.raises(DataError, match="NaN"):
+        plot_predicted_vs_true(y, np.full_like(y, np.nan), ["a", "b"], two)
+    assert two.read_bytes() == before and not (tmp_path / "bad.png").exists()
+
+
+def test_label_scores_are_grouped_bars_per_label(tmp_path, rng):
+    from handgrad.report.metrics import multilabel_scores
+    from handgrad.report.plots import plot_label_scores
+
+    Y = rng.integers(0, 2, (100, 4))
+    P = np.where(rng.random((100, 4)) < 0.9, Y, 1 - Y)
+    scores = multilabel_scores(Y, P)
+    path = tmp_path / "labels.png"
+    plot_label_scores(scores, ["rock", "pop", "jazz", "folk"], path, title="songs")
+    image = _read_png(path)
+    assert image[..., :3].var() > 0.01
+    blue = (image[..., 2] > 0.6) & (image[..., 0] < 0.3)     # the accuracy bars
+    assert blue.mean() > 0.02
+    with pytest.raises(DataError, match="one name per label"):
+        plot_label_scores(scores, ["rock"], tmp_path / "bad.png")

@@ -214,3 +214,92 @@ def test_encode_labels_round_trips_through_classes():
 def test_float16_labels_are_classes_without_an_overflow_warning(tmp_path):
     np.savez(tmp_path / "half.npz", X=np.zeros((4, 2)), y=np.array([1, 2, 1, 2], dtype=np.float16))
     assert load_dataset(tmp_path / "half.npz", test_fraction=0).classes.tolist() == [1, 2]
+
+
+# -- regression and multilabel targets -----------------------------------------------
+
+REGRESSION = "x1,price,x2,rooms\n" + "".join(f"{i},{100 + 10 * i}.5,{i % 3},{i % 4 + 1}\n" for i in range(20))
+
+
+def test_regression_targets_are_real_columns_in_the_order_named(tmp_path):
+    ds = load_dataset(write_csv(tmp_path, REGRESSION), target="rooms, price", task="regression", test_fraction=0.25)
+    assert ds.task == "regression" and ds.kind == "tabular"
+    assert ds.classes.tolist() == ["rooms", "price"] and ds.n_outputs == 2
+    assert ds.feature_names == ["x1", "x2"]
+    assert ds.y_train.dtype == np.float64 and ds.y_train.shape == (15, 2) and ds.y_test.shape == (5, 2)
+    X, Y = np.vstack([ds.X_train, ds.X_test]), np.vstack([ds.y_train, ds.y_test])
+    np.testing.assert_array_equal(Y[:, 1], 100 + 10 * X[:, 0] + 0.5)        # each row keeps its own target
+    np.testing.assert_array_equal(Y[:, 0], X[:, 0] % 4 + 1)
+    default = load_dataset(write_csv(tmp_path, REGRESSION), task="regression")
+    assert default.classes.tolist() == ["rooms"]                              # the last column by default
+
+
+def test_the_random_split_of_a_table_is_seeded_and_keeps_file_order():
+    from handgrad.data.loaders import random_split
+
+    train, test = random_split(10, 0.3, seed=0)
+    assert len(test) == 3 and sorted(np.concatenate([train, test]).tolist()) == list(range(10))
+    assert (np.diff(train) > 0).all() and (np.diff(test) > 0).all()
+    assert np.array_equal(random_split(10, 0.3, seed=0)[1], test)
+    assert len(random_split(1, 0.5, seed=0)[0]) == 1                         # one row stays for training
+
+
+def test_npz_regression_targets_of_one_or_several_columns(tmp_path, rng):
+    X = rng.standard_normal((20, 3))
+    np.savez(tmp_path / "one.npz", X=X, y=X[:, 0] * 2)
+    np.savez(tmp_path / "two.npz", X=X, y=np.stack([X[:, 0], X[:, 1]], axis=1).astype(np.float32))
+    one = load_dataset(tmp_path / "one.npz", task="regression")
+    two = load_dataset(tmp_path / "two.npz", task="regression")
+    assert one.classes.tolist() == ["y"] and one.y_train.shape[1] == 1
+    assert two.classes.tolist() == ["y0", "y1"] and two.y_train.dtype == np.float64
+    np.savez(tmp_path / "text.npz", X=X, y=np.array(["a", "b"] * 10))
+    with pytest.raises(DataError, match="y has dtype <U1; a regression loss needs numeric targets"):
+        load_dataset(tmp_path / "text.npz", task="regression")
+    np.savez(tmp_path / "nan.npz", X=X, y=np.where(np.arange(20) == 4, np.nan, 1.0))
+    with pytest.raises(DataError, match="row 4, column 0 is NaN"):
+        load_dataset(tmp_path / "nan.npz", task="regression")
+
+
+@pytest.mark.parametrize("text, task, message", [
+    ("x,y\n1,2\n2,cat\n", "regression", r"line 3, target column 'y': 'cat' is not a number; a regression loss"),
+    ("x,y\n1,2\n2,\n", "regression", r"line 3: the target column 'y' is empty"),
+    ("x,y\n1,2\n2,inf\n", "regression", r"line 3, target column 'y': 'inf' is not finite"),
+    ("x,a,b\n1,0,1\n2,1,0.5\n", "multilabel", r"'b' holds 0.5 \(data row 2\).*0 \(absent\) or 1 \(present\)"),
+    ("x,a,b\n1,0,1\n2,1,yes\n", "multilabel", r"'yes' is not a number; a multilabel loss needs 0/1 label columns"),
+])
+def test_bad_targets_raise_one_line_data_errors(tmp_path, text, task, message):
+    target = "a,b" if task == "multilabel" else None
+    with pytest.raises(DataError, match=message) as error:
+        load_dataset(write_csv(tmp_path, text), target=target, task=task)
+    assert "\n" not in str(error.value)
+
+
+def test_multilabel_targets_are_0_1_columns(tmp_path):
+    text = "x,a,b,c\n" + "".join(f"{i},{i % 2},{(i // 2) % 2},1\n" for i in range(12))
+    ds = load_dataset(write_csv(tmp_path, text), target=["a", "b", "c"], task="multilabel", test_fraction=0)
+    assert ds.task == "multilabel" and ds.classes.tolist() == ["a", "b", "c"] and ds.feature_names == ["x"]
+    assert set(np.unique(ds.y_train)) == {0.0, 1.0} and ds.y_train.shape == (12, 3)
+
+
+@pytest.mark.parametrize("target, message", [
+    ("a,a", r"--target names the column 'a' more than once"),
+    ("a,,b", r"--target names an empty column in 'a,,b'"),
+    (" ", r"--target names an empty column"),
+])
+def test_target_lists_name_each_column_once(target, message):
+    from handgrad.data.loaders import target_columns
+
+    with pytest.raises(DataError, match=message):
+        target_columns(target)
+    assert target_columns(" a , b") == ["a", "b"] and target_columns(["c"]) == ["c"] and target_columns(None) is None
+
+
+def test_other_tasks_refuse_built_in_datasets_and_classification_refuses_several_targets(tmp_path):
+    with pytest.raises(DataError, match="digits has class labels, not regression targets"):
+        load_dataset("digits", task="regression")
+    with pytest.raises(DataError, match="--target names 2 columns, but a classification loss reads one"):
+        load_dataset(write_csv(tmp_path, REGRESSION), target="price,rooms")
+    with pytest.raises(DataError, match="unknown task 'ranking'"):
+        load_dataset(write_csv(tmp_path, REGRESSION), task="ranking")
+    with pytest.raises(DataError, match="no column 'prize'; choose --target from"):
+        load_dataset(write_csv(tmp_path, REGRESSION), target="prize", task="regression")

@@ -134,3 +134,19 @@ def test_a_regression_model_and_its_history_survive_save_and_load(tmp_path):
     assert isinstance(loaded.loss, hg.SquaredError) and loaded.loss.reduction == "sum"
     assert [r["val_r2"] for r in loaded.history] == history["val_r2"]
     np.testing.assert_array_equal(loaded.model.predict(X, loss=loaded.loss), model.predict(X, loss=hg.SquaredError()))
+
+
+def test_poisson_history_figures_score_the_predicted_means_not_the_log_means():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 3))
+    mu = np.exp(0.5 * X[:, :1] + 1.0)
+    y = rng.poisson(mu).astype(float).ravel()
+    model = hg.mlp(3, [8], 1, dtype=np.float64, seed=0)
+    history = hg.fit(model, hg.PoissonDeviance(), X, y, optimizer=hg.Adam(1e-2), epochs=30, batch_size=32, seed=0,
+                     validation_fraction=0.25)
+    loss = hg.PoissonDeviance()
+    result = hg.evaluate(model, loss, X, y)
+    predicted = loss.predict(model.forward(X)).ravel()
+    rmse = np.sqrt(np.mean((predicted - y) ** 2))
+    assert result["val_rmse"] == pytest.approx(rmse, rel=1e-9)
+    assert history["val_r2"][-1] > 0.2            # the counts' means are learnable; log μ against y would score < 0

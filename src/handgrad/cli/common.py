@@ -1,15 +1,20 @@
 """Helpers the commands share: output paths, atomic text files, applying a saved model."""
 
+import math
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from handgrad.cli.interrupts import guard
-from handgrad.errors import DataError, HandgradError
+from handgrad.errors import DataError, HandgradError, ModelFileError
 from handgrad.files import atomic_write
+from handgrad.nn.batchnorm import BatchNorm
+from handgrad.nn.dropout import Dropout
 from handgrad.nn.layers import Activation
+from handgrad.nn.losses import PoissonDeviance, SquaredError
 
 
 def check_writable(path, what, folder=False):
@@ -88,10 +93,95 @@ def write_text(path, text):
 
 
 def describe(model):
-    """``"64-128-10 relu"``: layer widths and the hidden activation."""
+    """``"64-128-10 relu"``: layer widths and the hidden activation (``", batch norm, dropout 0.2"`` with those)."""
     widths = [model.n_features] + [layer.n_out for layer in model.layers if hasattr(layer, "n_out")]
     acts = sorted({layer.name for layer in model.layers if isinstance(layer, Activation) and layer.name})
-    return "-".join(map(str, widths)) + (f" {'/'.join(acts)}" if acts else "")
+    text = "-".join(map(str, widths)) + (f" {'/'.join(acts)}" if acts else "")
+    if any(isinstance(layer, BatchNorm) for layer in model.layers):
+        text += ", batch norm"
+    rates = sorted({layer.p for layer in model.layers if isinstance(layer, Dropout)})
+    if rates:
+        text += ", dropout " + "/".join(f"{p:g}" for p in rates)
+    return text
+
+
+def model_task(loaded):
+    """The task of a saved model's loss: ``"classification"`` (also without a stored loss), ``"regression"``,
+    or ``"multilabel"``."""
+    return getattr(loaded.loss, "task", "classification") if loaded.loss is not None else "classification"
+
+
+@dataclass
+class TargetScaling:
+    """How ``handgrad train`` rescales squared-error regression targets: ``y' = (y − mean) / scale``.
+
+    Each target column is centred on its training mean, and every column is
+    divided by one common scale, the square root of the columns' mean
+    variance (1 when the targets are constant).  One scale for all columns
+    keeps the loss the squared error of the targets themselves, up to the
+    constant factor 1/scale²; it only moves the numbers the network must
+    output near 0 and 1, which the learning rates of the presets suit.
+    Predictions are mapped back by ``mean + scale · output``; RMSE is
+    reported in the targets' own units and R² does not change.
+    """
+
+    mean: np.ndarray
+    scale: float
+
+    @classmethod
+    def fit(cls, Y):
+        Y = np.asarray(Y, dtype=np.float64)
+        variance = float(Y.var(axis=0).mean())
+        scale = math.sqrt(variance) if variance > 0 and math.isfinite(variance) else 1.0
+        return cls(Y.mean(axis=0), scale)
+
+    def transform(self, Y):
+        return (np.asarray(Y, dtype=np.float64) - self.mean) / self.scale
+
+    def invert(self, P):
+        return np.asarray(P, dtype=np.float64) * self.scale + self.mean
+
+    def to_dict(self):
+        return {"mean": [float(m) for m in self.mean], "scale": float(self.scale)}
+
+    @classmethod
+    def of_model(cls, loaded):
+        """The scaling a model file stores (``extra["target_scaling"]``), or None; a damaged entry is refused."""
+        entry = loaded.metadata.get("extra", {}).get("target_scaling")
+        if entry is None:
+            return None
+        k = loaded.model.n_outputs
+        try:
+            mean = np.asarray(entry["mean"], dtype=np.float64)
+            scale = float(entry["scale"])
+            good = (isinstance(entry["scale"], (int, float)) and not isinstance(entry["scale"], bool)
+                    and mean.shape == (k,) and np.isfinite(mean).all() and math.isfinite(scale) and scale > 0)
+        except (TypeError, KeyError, ValueError, OverflowError):
+            good = False
+        if not good:
+            raise ModelFileError(f"the model file's target scaling is damaged (it needs a finite mean per output, "
+                                 f"{k} here, and a positive scale); train the model again")
+        return cls(mean, scale)
+
+
+def scales_targets(loss):
+    """Whether ``handgrad train`` standardises the targets of ``loss``: squared-error regression only.
+
+    The Poisson deviance reads counts through ``μ = e^z``, which a shift of
+    the targets would break; classification targets are labels.
+    """
+    return isinstance(loss, SquaredError)
+
+
+def predictions(model, loss, X, scaling=None):
+    """What ``model`` predicts for preprocessed ``X``: class indices (classification), values in the
+    targets' units (regression), or 0/1 labels (multilabel)."""
+    if loss is None or loss.task == "classification":
+        return model.predict(X)
+    P = model.predict(X, loss=loss)
+    if scaling is not None:
+        P = scaling.invert(P)
+    return P
 
 
 def model_features(loaded, X, source):
@@ -115,3 +205,24 @@ def labels_in_model_order(y, dataset_classes, model_classes, source):
                             f"{', '.join(map(str, model_classes))}); evaluate on data with the same labels")
         mapping[i] = position[label]
     return mapping[y]
+
+
+def model_targets(loaded, dataset, Y, source):
+    """Regression or multilabel targets ``Y`` (n, K) of ``dataset``, checked against the model's K outputs."""
+    k, found = loaded.model.n_outputs, [str(name) for name in dataset.classes]
+    if Y.shape[1] != k:
+        raise DataError(f"{source} has {Y.shape[1]} target column{'s' if Y.shape[1] > 1 else ''} ({', '.join(found)}) "
+                        f"but the model predicts {k} ({', '.join(map(str, loaded.classes))}); "
+                        f"pass --target naming {k} column{'s' if k > 1 else ''}")
+    return Y
+
+
+def check_count_targets(loss, dataset):
+    """Refuse, before training, a negative target for a loss of counts (the Poisson deviance), naming the column."""
+    if not isinstance(loss, PoissonDeviance):
+        return
+    for Y in (dataset.y_train, dataset.y_test):
+        if len(Y) and (Y < 0).any():
+            column = str(dataset.classes[int(np.argwhere(Y < 0)[0][1])])
+            raise DataError(f"{dataset.name}: the target column {column!r} holds a negative value ({Y.min():g}); "
+                            f"--loss {loss.name} models counts, which are never negative: use --loss squared-error")

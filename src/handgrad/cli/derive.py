@@ -5,8 +5,9 @@ the one a model file holds.  It cannot drift from ``train``: the data and
 model flags (with ``--l2`` and ``--seed``) are ``train``'s own argument
 definitions, adopted from its parser, the settings come from the same preset
 merge (:func:`handgrad.cli.settings.from_flags`), and the model is built by
-``train``'s own code.  The text itself comes from the pieces' declarations
-(:func:`handgrad.derive`).
+the function ``train`` builds it with (:func:`handgrad.cli.settings.build_model`,
+``--dropout`` and ``--batch-norm`` included).  The text itself comes from the
+pieces' declarations (:func:`handgrad.derive`).
 """
 
 import argparse
@@ -19,7 +20,8 @@ import numpy as np
 import handgrad as hg
 from handgrad.cli import settings as S
 from handgrad.cli import train
-from handgrad.cli.common import check_writable, labels_in_model_order, model_features, write_text
+from handgrad.cli.check import example_targets
+from handgrad.cli.common import check_writable, labels_in_model_order, model_features, model_targets, write_text
 from handgrad.errors import HandgradError
 from handgrad.nn.derive import FORMATS, document, render
 
@@ -27,6 +29,7 @@ EXAMPLES = """\
 examples:
   handgrad derive                                   the digits preset's network, 64-128-10 relu
   handgrad derive --hidden 32 --activation tanh --loss softmax-bce
+  handgrad derive --dropout 0.2 --batch-norm --activation gelu
   handgrad derive --dataset mnist --data-dir ../shared/data --check
   handgrad derive --model handgrad-out/model.npz --format markdown --out notes.md
 
@@ -127,26 +130,19 @@ def _from_flags(args):
 
     settings = S.from_flags(args)
     dtype = np.dtype(settings["dtype"]).type
+    loss = S.build_loss(settings)
     # As train's _prepare loads it, without preprocessing every row: only the checked rows are used,
     # and only the training split is read (and fetched) for MNIST-style data.
     dataset = load_dataset(settings["dataset"], data_dir=settings["data_dir"], target=settings["target"],
-                           test_fraction=settings["test_fraction"], parts=("train",))
-    model = _train_model(args, settings, dataset, dtype)
+                           test_fraction=settings["test_fraction"], parts=("train",), task=loss.task)
+    model = S.build_model(settings, dataset.n_features, dataset.n_outputs, dtype)
     rows = None
     if args.check:
         preprocessor = Preprocessor.fit(dataset.X_train, dataset.kind)
         X = preprocessor.transform(dataset.X_train[:args.check_rows], dtype=dtype)   # what training feeds it
         rows = SimpleNamespace(data=(X, dataset.y_train[:args.check_rows]),
                                label=f"the first {len(X)} training rows of {dataset.name}, preprocessed as train does")
-    return model, S.build_loss(settings), settings["l2"], rows
-
-
-def _train_model(args, settings, dataset, dtype):
-    """The freshly initialised model of ``handgrad train``, built by train's own code (``Run._start``)."""
-    run = object.__new__(train.Run)
-    run.args, run.settings, run.checkpoint, run.dtype = args, settings, None, dtype
-    run.data = SimpleNamespace(dataset=dataset, X_train=dataset.X_train)     # _start reads the width and classes
-    return run._start()[0]
+    return model, loss, settings["l2"], rows
 
 
 def _from_file(args):
@@ -173,10 +169,11 @@ def _file_rows(args, loaded, saved):
 
     spec = args.dataset or (saved.get("dataset") if isinstance(saved.get("dataset"), str) else None)
     k = args.check_rows
+    loss = loaded.loss or hg.SoftmaxCrossEntropy()
     if spec is None:
         rng = np.random.default_rng(0)
         X = rng.standard_normal((k, loaded.model.n_features))
-        y = rng.integers(0, loaded.model.n_outputs, size=k)
+        y = example_targets(loss, rng, k, loaded.model.n_outputs)[0][0]
         return SimpleNamespace(data=(X, y), label=f"{k} random rows (the model file names no dataset)")
     same = args.dataset is None
     data_dir = args.data_dir or (saved.get("data_dir") if same and isinstance(saved.get("data_dir"), str) else None)
@@ -186,8 +183,14 @@ def _file_rows(args, loaded, saved):
         fraction = 0.2 if fraction is None else S.fraction(fraction)
     except HandgradError:
         fraction = 0.2
-    dataset = load_dataset(spec, data_dir=data_dir, target=target, test_fraction=fraction, parts=("train",))
+    if loss.task != "classification" and target is None and str(spec).lower().endswith(".csv"):
+        target = ",".join(map(str, loaded.classes))     # the model's outputs are named after its target columns
+    dataset = load_dataset(spec, data_dir=data_dir, target=target, test_fraction=fraction, parts=("train",),
+                           task=loss.task)
     source = f"{spec} (training split)"
     X = model_features(loaded, dataset.X_train[:k], source).astype(np.float64)
-    y = labels_in_model_order(dataset.y_train[:k], dataset.classes.tolist(), loaded.classes, source)
+    if loss.task == "classification":
+        y = labels_in_model_order(dataset.y_train[:k], dataset.classes.tolist(), loaded.classes, source)
+    else:
+        y = model_targets(loaded, dataset, dataset.y_train, source)[:k]
     return SimpleNamespace(data=(X, y), label=f"the first {len(X)} training rows of {dataset.name}")

@@ -1,4 +1,4 @@
-"""``handgrad predict``: labels and class probabilities for unlabelled samples, as CSV."""
+"""``handgrad predict``: labels and class probabilities (or predicted values) for unlabelled samples, as CSV."""
 
 import argparse
 import csv
@@ -6,7 +6,15 @@ import io
 import sys
 from pathlib import Path
 
-from handgrad.cli.common import check_writable, class_names, model_features, write_text
+from handgrad.cli.common import (
+    TargetScaling,
+    check_writable,
+    class_names,
+    model_features,
+    model_task,
+    predictions,
+    write_text,
+)
 from handgrad.errors import DataError
 from handgrad.io.modelfile import load_model
 
@@ -18,8 +26,11 @@ examples:
 
 The output has a header and one row per sample: the predicted label (and its
 name, for datasets whose labels are codes such as Fashion-MNIST's), then the
-probability of each class (columns prob_<class>).  A CSV input is matched to
-the training columns by name (extra columns such as the label are ignored).
+probability of each class (columns prob_<class>).  A regressor writes one column
+per target, named as in training, holding the predicted value (in the target's
+units); a multilabel model writes one 0/1 column per label, then the
+probability of each label (prob_<label>).  A CSV input is matched to the
+training columns by name (extra columns such as the label are ignored).
 --out is written atomically: an existing file is replaced only by a complete
 new one.
 """
@@ -27,7 +38,7 @@ new one.
 
 def add_parser(subparsers, parents):
     p = subparsers.add_parser(
-        "predict", parents=parents, help="predict labels and probabilities for new samples",
+        "predict", parents=parents, help="predict labels and probabilities (or values) for new samples",
         description="Predict the class of each sample in INPUT (.csv, .npz with X, or IDX images).",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODEL", help="model (or checkpoint) file written by handgrad train")
@@ -48,11 +59,17 @@ def run_predict(args):
     _check_format(args.input, loaded, names)
     raw = load_features(args.input, feature_names=names if args.input.lower().endswith(".csv") else None)
     X = model_features(loaded, raw, args.input)
-    proba = loaded.model.predict_proba(X)
-    text = _csv(loaded.classes, class_names(loaded), proba)
+    task = model_task(loaded)
+    if task == "regression":
+        text = _values_csv(loaded.classes, predictions(loaded.model, loaded.loss, X, TargetScaling.of_model(loaded)))
+    elif task == "multilabel":
+        text = _labels_csv(loaded.classes, predictions(loaded.model, loaded.loss, X),
+                           loaded.model.predict_proba(X, loss=loaded.loss))
+    else:
+        text = _csv(loaded.classes, class_names(loaded), loaded.model.predict_proba(X))
     if args.out:
         write_text(args.out, text)
-        print(f"{len(proba)} predictions written to {args.out}", file=sys.stderr)
+        print(f"{len(X)} predictions written to {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0
@@ -104,4 +121,24 @@ def _csv(classes, names, proba):
     best = proba.argmax(axis=1)
     for label, row in zip(best, proba):
         writer.writerow([classes[label]] + ([names[label]] if named else []) + [f"{p:.6g}" for p in row])
+    return buffer.getvalue()
+
+
+def _values_csv(names, values):
+    """A regressor's predictions: one column per target, named as in training."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([str(name) for name in names])
+    for row in values.reshape(len(values), -1):
+        writer.writerow([f"{v:.8g}" for v in row])
+    return buffer.getvalue()
+
+
+def _labels_csv(names, labels, proba):
+    """A multilabel model's predictions: a 0/1 column per label, then each label's probability."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([str(name) for name in names] + [f"prob_{name}" for name in names])
+    for row, p in zip(labels, proba):
+        writer.writerow([int(v) for v in row] + [f"{q:.6g}" for q in p])
     return buffer.getvalue()

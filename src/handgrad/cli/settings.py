@@ -121,10 +121,47 @@ def optional_threads(text):
     return None if text is None else positive_int(text)
 
 
+def dropout(text):
+    """The probability of dropping a hidden unit, in [0, 1); 0 puts no Dropout layer in."""
+    value = _number(text, float)
+    if not 0 <= value < 1:
+        raise HandgradError(f"is the probability of dropping a hidden unit and must lie in [0, 1), got {text!r}; "
+                            "use e.g. 0.2, or 0 for none")
+    return value
+
+
+def flag(value):
+    """An on/off setting: True or False (``--batch-norm`` given or not)."""
+    if not isinstance(value, bool):
+        raise HandgradError(f"must be true or false, got {value!r}")
+    return value
+
+
+def target(text):
+    """One CSV column, or several separated by commas (``"a,b,c"``): each named once, none empty."""
+    from handgrad.data.loaders import target_columns
+
+    text = optional_text(text)
+    return None if text is None else ",".join(target_columns(text, subject=""))
+
+
+def target_names(settings):
+    """The target columns a run names (a list), or None for the dataset's default (its last column)."""
+    from handgrad.data.loaders import target_columns
+
+    return target_columns(settings.get("target"))
+
+
+def task(settings):
+    """``"classification"``, ``"regression"`` or ``"multilabel"``: the task of the run's loss."""
+    return hg.losses()[settings["loss"]].task
+
+
 # setting -> checker; the order is the order of ``handgrad train --help``'s groups.
 CHECKS = {
-    "dataset": optional_text, "data_dir": optional_text, "target": optional_text, "test_fraction": fraction,
-    "hidden": hidden_sizes, "activation": choice(activation_names), "dtype": choice(DTYPES),
+    "dataset": optional_text, "data_dir": optional_text, "target": target, "test_fraction": fraction,
+    "hidden": hidden_sizes, "activation": choice(activation_names), "dropout": dropout, "batch_norm": flag,
+    "dtype": choice(DTYPES),
     "loss": choice(loss_names), "optimizer": choice(optimizer_names), "lr": positive_float, "momentum": fraction,
     "schedule": choice(SCHEDULES), "warmup": non_negative_float, "epochs": positive_int,
     "batch_size": positive_int, "l2": non_negative_float, "seed": non_negative_int,
@@ -133,6 +170,12 @@ CHECKS = {
 # What --resume may change: more epochs, the data's new location, the thread
 # count (a different count may change the last bits of the weights).
 RESUMABLE = ("epochs", "data_dir", "threads")
+# Settings no preset holds, as a run without their flags has them.  Checkpoints
+# written before --dropout and --batch-norm existed lack those two: their
+# networks had neither.
+UNPRESET = {"data_dir": None, "target": None, "threads": None, "dropout": 0.0, "batch_norm": False}
+# The loss a run takes when --target names several columns and --loss is not given.
+MULTILABEL_LOSS = "sigmoid-bce"
 
 
 def argument_type(check):
@@ -150,8 +193,10 @@ def from_flags(args):
     """The preset of ``--dataset`` overlaid with every flag given; checked."""
     dataset = args.dataset or "digits"
     settings = preset_for(dataset)
-    settings.update({"data_dir": None, "target": None, "threads": None})
+    settings.update(UNPRESET)
     settings.update({key: getattr(args, key) for key in CHECKS if getattr(args, key, None) is not None})
+    if getattr(args, "loss", None) is None and len(str(settings["target"] or "").split(",")) > 1:
+        settings["loss"] = MULTILABEL_LOSS          # several target columns: several 0/1 labels
     settings["dataset"] = dataset_spec(dataset)
     settings["data_dir"] = absolute_folder(settings["data_dir"])
     return check(settings)
@@ -164,7 +209,8 @@ def for_resume(saved, args):
         flags = ", ".join("--" + key.replace("_", "-") for key in given)
         raise HandgradError(f"{flags} cannot change when resuming (the run continues with its saved settings); "
                             f"drop {'them' if len(given) > 1 else 'it'}, or start a new run without --resume")
-    settings = dict(saved)
+    settings = {key: value for key, value in UNPRESET.items() if key in ("dropout", "batch_norm")}
+    settings.update(saved)
     settings.update({key: getattr(args, key) for key in RESUMABLE if getattr(args, key, None) is not None})
     if args.data_dir is not None:
         settings["data_dir"] = absolute_folder(args.data_dir)
@@ -186,7 +232,22 @@ def check(settings, source=""):
         raise HandgradError(f"--warmup ({checked['warmup']:g}) must be shorter than --epochs ({checked['epochs']})")
     if checked["dataset"] is None:
         raise HandgradError(f"{source}settings name no dataset; pass --dataset")
+    _check_task(checked, source)
     return checked
+
+
+def _check_task(settings, source):
+    """The loss fits the targets: one label column for a softmax loss, a table of one's own for the others."""
+    names = target_names(settings)
+    loss, kind = settings["loss"], task(settings)
+    if kind == "classification" and names is not None and len(names) > 1:
+        raise HandgradError(f"{source}--loss {loss} reads one class label per row, but --target names "
+                            f"{len(names)} columns ({', '.join(names)}); use --loss {MULTILABEL_LOSS} for several "
+                            "0/1 labels, or name one target column")
+    if kind != "classification" and settings["dataset"] in BUILT_IN:
+        raise HandgradError(f"{source}--loss {loss} is a {kind} loss, but {settings['dataset']} has class labels; "
+                            f"train it on a .csv or .npz table with {'numeric' if kind == 'regression' else '0/1'} "
+                            "target columns, or use --loss cross-entropy")
 
 
 def dataset_spec(dataset):
@@ -210,6 +271,28 @@ def absolute_folder(folder):
 
 def build_loss(settings):
     return hg.losses()[settings["loss"]]()
+
+
+def build_model(settings, n_features, n_outputs, dtype):
+    """The network of ``handgrad train`` (and ``handgrad derive``) for these settings, freshly initialised.
+
+    Per hidden layer: ``Dense``, then ``BatchNorm`` with ``--batch-norm``,
+    the activation, then ``Dropout(p)`` with ``--dropout p`` above 0; then
+    the output ``Dense``.  Without either flag this is ``hg.mlp``'s network,
+    with the same initial weights.
+    """
+    act = hg.activations()[settings["activation"]]
+    widths = [n_features, *settings["hidden"]]
+    layers = []
+    for n_in, n_out in zip(widths, widths[1:]):
+        layers.append(hg.Dense(n_in, n_out, dtype=dtype))
+        if settings["batch_norm"]:
+            layers.append(hg.BatchNorm(n_out, dtype=dtype))
+        layers.append(act())
+        if settings["dropout"] > 0:
+            layers.append(hg.Dropout(settings["dropout"]))
+    layers.append(hg.Dense(widths[-1], n_outputs, dtype=dtype))
+    return hg.Sequential(*layers, seed=settings["seed"])
 
 
 def build_optimizer(settings):

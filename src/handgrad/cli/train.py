@@ -1,9 +1,10 @@
-"""``handgrad train``: fit a classifier on a dataset and write the model file and plots.
+"""``handgrad train``: fit a classifier or regressor on a dataset and write the model file and plots.
 
 The run in order: settings (flags over the dataset's preset, or a
 checkpoint's for ``--resume``), output paths checked, data loaded and
 preprocessed, ``hg.fit`` with a :class:`Recorder` callback, then the test
-accuracy, the model file, the metrics log and the plots.
+figures of the loss's task (accuracy; R² and RMSE; label and subset
+accuracy), the model file, the metrics log and the plots.
 
 Faults.  The Recorder keeps, in memory, everything a checkpoint holds as of
 the end of the last finished epoch.  On Ctrl-C or SIGTERM that state is
@@ -26,7 +27,16 @@ import numpy as np
 
 import handgrad as hg
 from handgrad.cli import settings as S
-from handgrad.cli.common import check_writable, describe, remove_stale_plots, write_text
+from handgrad.cli.common import (
+    TargetScaling,
+    check_count_targets,
+    check_writable,
+    describe,
+    predictions,
+    remove_stale_plots,
+    scales_targets,
+    write_text,
+)
 from handgrad.cli.interrupts import Interrupted, guard
 from handgrad.cli.presets import PRESETS, text_table
 from handgrad.errors import HandgradError, TrainingDiverged
@@ -43,6 +53,9 @@ examples:
   handgrad train                                  digits, its preset; writes handgrad-out/
   handgrad train --dataset mnist --data-dir ../shared/data
   handgrad train --dataset iris.csv --target species --hidden 32,16 --epochs 200
+  handgrad train --dataset houses.csv --target price --loss squared-error     a regressor
+  handgrad train --dataset tags.csv --target a,b,c                           multilabel (sigmoid-bce)
+  handgrad train --dropout 0.2 --batch-norm --activation gelu
   handgrad train --hidden 256,128 --activation tanh --optimizer sgd --lr 0.05 --momentum 0.9
   handgrad train --epochs 40 --checkpoint-every 5 --out runs/a.npz --log runs/a.jsonl
   handgrad train --resume runs/a.ckpt.npz          continue an interrupted run exactly
@@ -61,8 +74,9 @@ path); a flag given always wins:
 
 def add_parser(subparsers, parents):
     p = subparsers.add_parser(
-        "train", parents=parents, help="train a classifier and write the model file and plots",
-        description="Train a classifier on a dataset; print the held-out accuracy; write the model and plots.",
+        "train", parents=parents, help="train a classifier or regressor and write the model file and plots",
+        description="Train a classifier (or a regressor, or a multilabel classifier) on a dataset; print its "
+                    "held-out figures; write the model and plots.",
         epilog=EXAMPLES.format(presets=text_table()), formatter_class=argparse.RawDescriptionHelpFormatter)
     t = S.argument_type
     data = p.add_argument_group("data")
@@ -70,13 +84,22 @@ def add_parser(subparsers, parents):
                       help="digits (default), mnist, fashion-mnist, or PATH.csv / PATH.npz")
     data.add_argument("--data-dir", metavar="DIR",
                       help="folder holding mnist/ and fashion-mnist/ (else $HANDGRAD_DATA, the cache)")
-    data.add_argument("--target", metavar="COLUMN", help="CSV label column (default: the last column)")
+    data.add_argument("--target", type=t(S.target), metavar="COLUMN[,COLUMN...]",
+                      help="CSV label column (default: the last column); for regression one or more numeric "
+                           "columns, for multilabel several 0/1 columns (then --loss defaults to sigmoid-bce)")
     data.add_argument("--test-fraction", type=t(S.fraction), metavar="F",
                       help=f"share held out for testing (digits, CSV, NPZ; default {PRESETS['file']['test_fraction']:g})")
     model = p.add_argument_group("model", PRESET_NOTE)
     model.add_argument("--hidden", type=t(S.hidden_sizes), metavar="N,N,...", help="hidden layer widths, e.g. 256,128")
     _choice(model, "--activation", S.activation_names(), "hidden activation")
-    _choice(model, "--loss", S.loss_names(), "softmax + cross-entropy, or softmax + per-class binary cross-entropy")
+    model.add_argument("--dropout", type=t(S.dropout), metavar="P",
+                       help="a Dropout(P) after every hidden activation: P in [0, 1) is the share of units "
+                            "dropped in training (default 0: none)")
+    model.add_argument("--batch-norm", action="store_true", default=None,
+                       help="a BatchNorm before every hidden activation")
+    _choice(model, "--loss", S.loss_names(),
+            "the loss, which sets the task: classification (cross-entropy, softmax-bce), regression "
+            "(squared-error, poisson) or multilabel (sigmoid-bce)")
     _choice(model, "--dtype", S.DTYPES, "floating-point type of weights and data")
     opt = p.add_argument_group("optimization", PRESET_NOTE)
     _choice(opt, "--optimizer", S.optimizer_names(), "Adam, or SGD with --momentum")
@@ -189,28 +212,42 @@ class Prepared:
     preprocessor: object
     X_train: np.ndarray
     X_test: np.ndarray
+    y_train: np.ndarray          # the targets as the loss trains on them (standardised for squared error)
+    target_scaling: object       # the TargetScaling of squared-error targets, else None
     fingerprint: str
 
 
-def _prepare(settings, dtype, preprocessor=None):
+def _prepare(settings, dtype, loss, preprocessor=None):
     from handgrad.data.loaders import load_dataset
     from handgrad.data.preprocessing import Preprocessor
 
     dataset = load_dataset(settings["dataset"], data_dir=settings["data_dir"], target=settings["target"],
-                           test_fraction=settings["test_fraction"])
+                           test_fraction=settings["test_fraction"], task=loss.task)
+    check_count_targets(loss, dataset)
     if preprocessor is None:
         preprocessor = Preprocessor.fit(dataset.X_train, dataset.kind)
     X_train = preprocessor.transform(dataset.X_train, dtype=dtype)
     X_test = preprocessor.transform(dataset.X_test, dtype=dtype) if len(dataset.X_test) else dataset.X_test
-    return Prepared(dataset, preprocessor, X_train, X_test, _fingerprint(dataset))
+    scaling, y_train = None, dataset.y_train
+    if scales_targets(loss):
+        scaling = TargetScaling.fit(dataset.y_train)
+        y_train = scaling.transform(dataset.y_train)
+    return Prepared(dataset, preprocessor, X_train, X_test, y_train, scaling, _fingerprint(dataset))
 
 
 def _fingerprint(dataset):
     """A hash of the training and test data, so a resumed run can tell that its data changed."""
     digest = hashlib.blake2b(digest_size=16)
-    for array in (dataset.X_train, dataset.y_train, dataset.X_test, dataset.y_test):
-        digest.update(np.ascontiguousarray(array).tobytes())
+    for features, targets in ((dataset.X_train, dataset.y_train), (dataset.X_test, dataset.y_test)):
+        # Features hashed as float64, whatever dtype the loader keeps (images stay bytes), a slice of rows
+        # at a time: the same digest as hashing the float64 array whole, without its 376 MB copy for MNIST.
+        for start in range(0, len(features), _HASH_ROWS):
+            digest.update(np.ascontiguousarray(features[start:start + _HASH_ROWS], dtype=np.float64).data)
+        digest.update(np.ascontiguousarray(targets).data)
     return digest.hexdigest()
+
+
+_HASH_ROWS = 4096
 
 
 # -- the run ---------------------------------------------------------------------
@@ -238,9 +275,27 @@ class Recorder(hg.Callback):
         state = ctx.optimizer.state_dict()
         state["state"] = [{k: np.array(v) for k, v in group.items()} for group in state["state"]]
         stopping = None if self.early_stopping is None else dict(self.early_stopping.state_dict())
-        self.snapshot = {"weights": ctx.model.get_weights(), "optimizer_state": state,
-                         "early_stopping": stopping, "history": [dict(r) for r in ctx.history.records],
-                         "stopped": bool(ctx.stop)}
+        self.snapshot = {"weights": ctx.model.get_weights(), "buffers": ctx.model.get_buffers(),
+                         "optimizer_state": state, "early_stopping": stopping,
+                         "history": [dict(r) for r in ctx.history.records], "stopped": bool(ctx.stop)}
+
+
+class TargetUnits(hg.Callback):
+    """Puts each epoch's RMSE into the targets' own units, before anything else reads the record.
+
+    ``fit`` measures it on the standardised targets it trains on (see
+    :class:`~handgrad.cli.common.TargetScaling`), whose one common scale makes
+    the conversion exact: RMSE times the scale.  R² does not change; the
+    losses stay in the standardised units.
+    """
+
+    def __init__(self, scale):
+        self.scale = scale
+
+    def on_epoch_end(self, ctx, record):
+        for key in ("train_rmse", "val_rmse"):
+            if record.get(key) is not None:
+                record[key] = record[key] * self.scale
 
 
 class Run:
@@ -260,23 +315,23 @@ class Run:
         self.dtype = np.dtype(self.settings["dtype"]).type
 
     def execute(self):
-        self.data = self._data()
         self.loss = S.build_loss(self.settings)
+        self.data = self._data()
         self.model, self.optimizer, self.early_stopping, history, initial = self._start()
         self.recorder = Recorder(self.early_stopping, self._write_checkpoint, self.outputs.checkpoint_every)
         status(self._plan(initial))
         saved = False
         try:
             history = self._fit(history, initial)
-            accuracy = self._test_accuracy()
+            scores = self._test_scores()
             with guard.deferred():     # a signal now waits until the model file is complete
                 self.outputs.model.parent.mkdir(parents=True, exist_ok=True)
                 save_model(self.outputs.model, self.model, loss=self.loss, classes=self._classes(),
                            preprocessing=self.data.preprocessor, settings=self.settings, history=history.records,
-                           extra=self._extra(test_accuracy=accuracy))
+                           extra=self._extra(**scores))
                 self._write_log(history.records)
                 saved = True
-            self._report(history, accuracy)
+            self._report(history, scores)
         except Interrupted as stop:
             if saved:
                 stop.note = f"the model was saved to {self.outputs.model}, the plots may be incomplete"
@@ -290,7 +345,7 @@ class Run:
         n, fraction = len(self.data.X_train), self.settings["validation_fraction"]
         held_out = f" ({int(round(fraction * n))} held out for validation)" if fraction else ""
         what = (f"{describe(self.model)} on {self.data.dataset.name}: {n} training samples{held_out}, "
-                f"{self.model.n_outputs} classes")
+                f"{self._outputs_text()}")
         total = self.settings["epochs"]
         if self.checkpoint is not None and self.checkpoint.stopped:
             return (f"nothing left to train: early stopping ended this run after epoch {self.checkpoint.epoch} "
@@ -302,10 +357,19 @@ class Run:
             return f"training {what}, epochs {initial + 1}..{total} (resumed after epoch {initial})"
         return f"training {what}, epochs 1..{total}"
 
+    def _outputs_text(self):
+        """``"10 classes"``, ``"target price"``, ``"3 labels (a, b, c)"``: what the model outputs."""
+        names = ", ".join(map(str, self._classes()))
+        if self.loss.task == "regression":
+            return f"target{'s' if self.model.n_outputs > 1 else ''} {names}"
+        if self.loss.task == "multilabel":
+            return f"{self.model.n_outputs} label{'s' if self.model.n_outputs > 1 else ''} ({names})"
+        return f"{self.model.n_outputs} classes"
+
     def _data(self):
         if self.checkpoint is None:
-            return _prepare(self.settings, self.dtype)
-        data = _prepare(self.settings, self.dtype, preprocessor=self.checkpoint.preprocessor)
+            return _prepare(self.settings, self.dtype, self.loss)
+        data = _prepare(self.settings, self.dtype, self.loss, preprocessor=self.checkpoint.preprocessor)
         if data.fingerprint != self.checkpoint.metadata["extra"].get("fingerprint"):
             raise HandgradError(f"the data of {self.settings['dataset']} differ from those the checkpoint was "
                                 "trained on; resume with the same data, or start a new run")
@@ -316,15 +380,14 @@ class Run:
         s = self.settings
         early_stopping = S.build_early_stopping(s)
         if self.checkpoint is None:
-            model = hg.mlp(self.data.X_train.shape[1], s["hidden"], self.data.dataset.n_classes,
-                           activation=s["activation"], dtype=self.dtype, seed=s["seed"])
+            model = S.build_model(s, self.data.X_train.shape[1], self.data.dataset.n_outputs, self.dtype)
             return model, S.build_optimizer(s), early_stopping, hg.History(), 0
         c = self.checkpoint
         if (early_stopping is None) != (c.early_stopping is None):
             raise HandgradError("the checkpoint's early-stopping state does not match its settings; start a new run")
         if early_stopping is not None:
             early_stopping.load_state_dict(c.early_stopping)
-        if c.model.n_features != self.data.X_train.shape[1]:
+        if c.model.n_features != self.data.X_train.shape[1] or c.model.n_outputs != self.data.dataset.n_outputs:
             raise HandgradError("the checkpoint's model does not fit its data; start a new run")
         initial = s["epochs"] if c.stopped else c.epoch
         if c.epoch > s["epochs"]:
@@ -334,15 +397,18 @@ class Run:
 
     def _fit(self, history, initial):
         s = self.settings
-        verbose = "auto" if self.args.progress is None else self.args.progress
+        progress = sys.stderr.isatty() if self.args.progress is None else self.args.progress
+        # The progress line, and the recorder, read each record after its RMSE is in the targets' units.
+        callbacks = [TargetUnits(self.data.target_scaling.scale)] if self.data.target_scaling else []
+        callbacks += [hg.EpochLogger()] if progress else []
         try:
             # Overflow on the way to a NaN loss is reported once, as TrainingDiverged, not as warnings.
             with _threads(s.get("threads")), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                return hg.fit(self.model, self.loss, self.data.X_train, self.data.dataset.y_train,
+                return hg.fit(self.model, self.loss, self.data.X_train, self.data.y_train,
                               optimizer=self.optimizer, epochs=s["epochs"], batch_size=s["batch_size"], l2=s["l2"],
                               validation_fraction=s["validation_fraction"], early_stopping=self.early_stopping or False,
-                              lr_schedule=S.build_schedule(s), callbacks=[self.recorder], seed=s["seed"],
-                              verbose=verbose, initial_epoch=initial, history=history)
+                              lr_schedule=S.build_schedule(s), callbacks=[*callbacks, self.recorder], seed=s["seed"],
+                              verbose=False, initial_epoch=initial, history=history)
         except TrainingDiverged as exc:
             raise HandgradError(self._save_diverged(exc)) from None
 
@@ -368,6 +434,7 @@ class Run:
         with guard.deferred():
             model = hg.Sequential.from_config(self.model.config(), self.dtype)
             model.set_weights(snapshot["weights"])
+            model.set_buffers(snapshot["buffers"])
             self.outputs.checkpoint.parent.mkdir(parents=True, exist_ok=True)
             save_checkpoint(self.outputs.checkpoint, model, loss=self.loss, classes=self._classes(),
                             optimizer_state=snapshot["optimizer_state"], epoch=len(snapshot["history"]),
@@ -389,50 +456,91 @@ class Run:
 
     def _extra(self, **more):
         d = self.data.dataset
-        return {"dataset": d.name, "kind": d.kind, "feature_names": d.feature_names,
+        scaling = self.data.target_scaling
+        return {"dataset": d.name, "kind": d.kind, "task": self.loss.task, "feature_names": d.feature_names,
                 "class_names": list(self._class_names()),
                 "image_shape": None if d.image_shape is None else list(d.image_shape),
+                "target_scaling": None if scaling is None else scaling.to_dict(),
                 "fingerprint": self.data.fingerprint, "outputs": self.outputs.to_dict(), **more}
 
-    def _test_accuracy(self):
-        if not len(self.data.X_test):
-            return None
-        predicted = self.model.predict(self.data.X_test)
-        return float(np.mean(predicted == self.data.dataset.y_test))
+    def _test_scores(self):
+        """``{"test_<figure>": value}`` of the loss's task on the test split (``test_accuracy`` None without one).
 
-    def _report(self, history, accuracy):
+        The test predictions are kept for the plots.
+        """
+        from handgrad.report.metrics import multilabel_scores, regression_scores
+
+        task, d = self.loss.task, self.data.dataset
+        self._test_predicted = None
+        if not len(self.data.X_test):
+            return {"test_accuracy": None} if task == "classification" else {}
+        predicted = predictions(self.model, self.loss, self.data.X_test, self.data.target_scaling)
+        self._test_predicted = predicted
+        if task == "regression":
+            scores = regression_scores(d.y_test, predicted)
+            return {"test_r2": scores["r2"], "test_rmse": scores["rmse"]}
+        if task == "multilabel":
+            scores = multilabel_scores(d.y_test, predicted)
+            return {"test_label_accuracy": scores["label_accuracy"], "test_subset_accuracy": scores["subset_accuracy"]}
+        return {"test_accuracy": float(np.mean(predicted == d.y_test))}
+
+    def _report(self, history, scores):
         if self.outputs.plots is not None:
             self._plots(history)
         last = history.records[-1] if history.records else {}
-        if "train_accuracy" in last:
-            print(f"train accuracy {last['train_accuracy']:.4f} after {len(history)} epochs")
-        if accuracy is not None:
-            print(f"test accuracy {accuracy:.4f} on {len(self.data.X_test)} held-out samples")
+        trained = _figures_text(last, "train")
+        if trained:
+            print(f"train {trained} after {len(history)} epochs")
+        tested = _figures_text(scores, "test")
+        if tested:
+            print(f"test {tested} on {len(self.data.X_test)} held-out samples")
         print(f"model written to {self.outputs.model}")
         if self.outputs.plots is not None:
             print(f"plots written to {self.outputs.plots}")
 
     def _plots(self, history):
-        from handgrad.report.metrics import confusion_matrix
+        from handgrad.report.metrics import confusion_matrix, multilabel_scores
         from handgrad.report.plots import (
             PLOT_FILES,
             plot_confusion_matrix,
             plot_first_layer_weights,
+            plot_label_scores,
             plot_learning_curves,
+            plot_predicted_vs_true,
         )
 
         folder, d = self.outputs.plots, self.data.dataset
         title = f"{d.name}, {describe(self.model)}"
         written = [PLOT_FILES["learning_curves"]]
         plot_learning_curves(history.records, folder / written[-1], title=title)
-        if len(self.data.X_test):
-            cm = confusion_matrix(d.y_test, self.model.predict(self.data.X_test), d.n_classes)
+        predicted, test_title = self._test_predicted, f"{title}, test split"
+        if predicted is not None and self.loss.task == "regression":
+            written.append(PLOT_FILES["predicted_vs_true"])
+            plot_predicted_vs_true(d.y_test, predicted, self._classes(), folder / written[-1], title=test_title)
+        elif predicted is not None and self.loss.task == "multilabel":
+            written.append(PLOT_FILES["label_scores"])
+            plot_label_scores(multilabel_scores(d.y_test, predicted), self._classes(), folder / written[-1],
+                              title=test_title)
+        elif predicted is not None:
+            cm = confusion_matrix(d.y_test, predicted, d.n_classes)
             written.append(PLOT_FILES["confusion_matrix"])
-            plot_confusion_matrix(cm, self._class_names(), folder / written[-1], title=f"{title}, test split")
+            plot_confusion_matrix(cm, self._class_names(), folder / written[-1], title=test_title)
         if d.image_shape is not None and min(d.image_shape) >= MIN_WEIGHT_IMAGE_SIDE:
             written.append(PLOT_FILES["first_layer_weights"])
             plot_first_layer_weights(self.model.layers[0].W, d.image_shape, folder / written[-1], title=title)
         remove_stale_plots(folder, written, owned=PLOT_FILES.values())
+
+
+# Each task's figures as the console spells them, in the order it prints them.
+_FIGURE_NAMES = {"accuracy": "accuracy", "r2": "R²", "rmse": "RMSE", "label_accuracy": "label accuracy",
+                 "subset_accuracy": "subset accuracy"}
+
+
+def _figures_text(record, prefix):
+    """``"accuracy 0.9650"``, ``"R² 0.9412  RMSE 1.234"``: the figures ``record`` holds under ``prefix``."""
+    parts = [f"{name} {record[f'{prefix}_{key}']:.4{'g' if key == 'rmse' else 'f'}}"
+             for key, name in _FIGURE_NAMES.items() if record.get(f"{prefix}_{key}") is not None]
+    return "  ".join(parts)
 
 
 def _threads(n):

@@ -15,6 +15,13 @@ spec                source                                      test set
 
 Features come back unscaled (pixels 0..255, digits 0..16); scaling is the job
 of :class:`handgrad.data.preprocessing.Preprocessor`, fitted on the training part.
+
+The ``task`` of the loss decides what the targets are.  ``"classification"``:
+one label column, encoded as class indices.  ``"regression"``: one or more
+columns of real numbers.  ``"multilabel"``: one or more columns of 0/1
+labels.  Regression and multilabel data are CSV or NPZ tables only, and
+their test set is a seeded random share of the rows (there are no classes
+to stratify by).
 """
 
 import difflib
@@ -28,12 +35,21 @@ import numpy as np
 
 from handgrad.data import datasets
 from handgrad.data.idx import read_idx
-from handgrad.data.tabular import read_csv, read_csv_features, read_npz
+from handgrad.data.tabular import read_csv, read_csv_features, read_csv_targets, read_npz
 from handgrad.errors import DataError
 
 MAX_LABEL_CHARS = 256
 BUILT_IN = ("digits", *datasets.DATASETS)
 FILE_SUFFIXES = (".csv", ".npz")
+TASKS = ("classification", "regression", "multilabel")
+
+# What to do about a target that the task cannot read, for error messages.
+_TARGET_REMEDY = {
+    "regression": "a regression loss needs numeric targets: name a numeric column with --target, "
+                  "or train a classifier with --loss cross-entropy",
+    "multilabel": "a multilabel loss needs 0/1 label columns: name them with --target a,b,c, "
+                  "or train a classifier on one label column with --loss cross-entropy",
+}
 
 
 @dataclass
@@ -44,12 +60,18 @@ class Dataset:
     ----------
     name : str
         ``"digits"``, ``"mnist"``, ``"fashion-mnist"``, or the file's stem.
-    X_train, X_test : ndarray of shape (n_train, d), (n_test, d), float64
-        Raw feature values.
+    X_train, X_test : ndarray of shape (n_train, d), (n_test, d)
+        Raw feature values: float64, or for MNIST-style images the stored
+        uint8 pixels (47 MB for MNIST's 60,000 training images, where float64
+        would take 376 MB); the preprocessor converts them to the model's dtype.
     y_train, y_test : ndarray of shape (n_train,), (n_test,), intp
         Class indices ``0..K-1``: ``classes[y]`` is the original label.
+        For regression and multilabel data, float64 arrays of shape
+        (n_train, K) and (n_test, K): one column per target (0/1 for labels).
     classes : ndarray of shape (K,)
-        Original labels, sorted (ints, or strings for text labels).
+        Original labels, sorted (ints, or strings for text labels); for
+        regression and multilabel data, the names of the K target columns
+        (``"y"``, or ``"y0", "y1", …`` for an NPZ's columns).
     image_shape : tuple of int or None
         ``(rows, cols)`` of each sample for image data.
     feature_names : list of str or None
@@ -58,6 +80,8 @@ class Dataset:
     class_names : tuple of str or None
         What each class is called where its label is only a code (Fashion-MNIST's
         0..9 are "T-shirt/top" .. "Ankle boot"); None where the labels are the names.
+    task : {"classification", "regression", "multilabel"}
+        What the targets are (see the module docstring).
     """
 
     name: str
@@ -70,6 +94,7 @@ class Dataset:
     feature_names: list | None
     kind: str
     class_names: tuple | None = None
+    task: str = "classification"
 
     @property
     def n_features(self):
@@ -77,11 +102,14 @@ class Dataset:
 
     @property
     def n_classes(self):
+        """The number of classes, or of target columns: the model's outputs."""
         return len(self.classes)
+
+    n_outputs = n_classes
 
 
 def load_dataset(spec, *, data_dir=None, target=None, download=True, test_fraction=0.2, seed=0,
-                 parts=("train", "test")):
+                 parts=("train", "test"), task="classification"):
     """Load a built-in dataset or a ``.csv``/``.npz`` file.
 
     Parameters
@@ -91,8 +119,10 @@ def load_dataset(spec, *, data_dir=None, target=None, download=True, test_fracti
         ``.csv`` or ``.npz``.
     data_dir : str or Path, optional
         First folder searched for MNIST-style files (see :mod:`handgrad.data.datasets`).
-    target : str, optional
-        CSV only: the label column (default: the last column).
+    target : str or list of str, optional
+        CSV only: the label column (default: the last column); for
+        regression and multilabel data one or more target columns, as a list
+        or as comma-separated text (``"a,b,c"``).
     download : bool
         Whether missing MNIST-style files may be downloaded.
     test_fraction : float in [0, 1)
@@ -103,6 +133,8 @@ def load_dataset(spec, *, data_dir=None, target=None, download=True, test_fracti
         MNIST-style data only: the splits to read (and fetch if missing); an
         unread split comes back empty.  Other sources hold both splits in one
         file, so they are always read whole.
+    task : {"classification", "regression", "multilabel"}
+        What the targets are: class labels, real numbers, or 0/1 labels.
 
     Returns
     -------
@@ -110,22 +142,50 @@ def load_dataset(spec, *, data_dir=None, target=None, download=True, test_fracti
     """
     if not 0 <= test_fraction < 1:
         raise DataError(f"test_fraction must be in [0, 1), got {test_fraction}; e.g. 0.2 holds out a fifth")
+    if task not in TASKS:
+        raise DataError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
     spec = os.fspath(spec)
     suffix = Path(spec).suffix.lower()
+    targets = target_columns(target)
     if target is not None and suffix != ".csv":
         raise DataError(f"target={target!r} names a CSV column, but {spec!r} is not a .csv file; drop --target")
+    if task != "classification":
+        return _load_targets_table(spec, suffix, targets, task, test_fraction, seed)
+    if targets is not None and len(targets) > 1:
+        raise DataError(f"--target names {len(targets)} columns, but a classification loss reads one label "
+                        "column; use --loss sigmoid-bce for several 0/1 labels, or name one column")
     if spec.lower() == "digits":
         return _load_digits(test_fraction, seed)
     if spec.lower() in datasets.DATASETS:
         return _load_idx_dataset(spec.lower(), data_dir, download, parts)
     if suffix == ".csv":
-        X, labels, feature_names = read_csv(spec, target=target)
+        X, labels, feature_names = read_csv(spec, target=targets and targets[0])
         return _split_table(Path(spec).stem, X, labels, feature_names, test_fraction, seed, spec)
     if suffix == ".npz":
         arrays = read_npz(spec)
         X = _check_table_features(arrays["X"], spec)
         return _split_table(Path(spec).stem, X, arrays["y"], None, test_fraction, seed, spec)
     check_dataset_name(spec)
+
+
+def target_columns(target, subject="--target "):
+    """The target column names in ``target``: None, a list of names, or comma-separated text (``"a,b,c"``).
+
+    Names are stripped of surrounding spaces; an empty name or a name given
+    twice is refused with a one-line :class:`~handgrad.errors.DataError`
+    whose message starts with ``subject``.
+    """
+    if target is None:
+        return None
+    names = [str(name).strip() for name in (target if isinstance(target, (list, tuple)) else str(target).split(","))]
+    if not names or "" in names:
+        shown = target if isinstance(target, str) else ",".join(map(str, target))
+        raise DataError(f"{subject}names an empty column in {shown!r}; give column names separated by commas, "
+                        "such as a,b,c")
+    repeated = [name for i, name in enumerate(names) if name in names[:i]]
+    if repeated:
+        raise DataError(f"{subject}names the column {repeated[0]!r} more than once; name each target column once")
+    return names
 
 
 def check_dataset_name(spec):
@@ -238,7 +298,7 @@ def _idx_images(path):
         raise DataError(f"{path} holds an array of shape {images.shape}, not a stack of images (n, rows, cols); check the file name")
     if images.dtype != np.uint8:
         raise DataError(f"{path} holds {images.dtype} pixels, but MNIST-style images are unsigned bytes; the file is damaged, download it again")
-    return images.reshape(len(images), -1).astype(np.float64), images.shape[1:]
+    return images.reshape(len(images), -1), images.shape[1:]
 
 
 def _idx_labels(path, n_images, images_path):
@@ -253,6 +313,65 @@ def _idx_labels(path, n_images, images_path):
 
 
 # -- tables ------------------------------------------------------------------
+
+def _load_targets_table(spec, suffix, targets, task, test_fraction, seed):
+    """A CSV or NPZ table with real (regression) or 0/1 (multilabel) target columns, split at random."""
+    remedy = _TARGET_REMEDY[task]
+    if spec.lower() in BUILT_IN:
+        raise DataError(f"{spec.lower()} has class labels, not {task} targets; a {task} loss trains on a .csv or "
+                        f".npz table of your own, and {spec.lower()} trains with --loss cross-entropy")
+    if suffix == ".csv":
+        X, Y, feature_names, names = read_csv_targets(spec, targets=targets, remedy=remedy)
+    elif suffix == ".npz":
+        arrays = read_npz(spec)
+        X = _check_table_features(arrays["X"], spec)
+        Y, names = _npz_targets(arrays["y"], len(X), spec, remedy)
+        feature_names = None
+    else:
+        check_dataset_name(spec)
+    if task == "multilabel":
+        _check_binary(Y, names, spec)
+    train, test = random_split(len(Y), test_fraction, seed)
+    return Dataset(Path(spec).stem, X[train], Y[train], X[test], Y[test], np.array(names, dtype=str),
+                   image_shape=None, feature_names=feature_names, kind="tabular", task=task)
+
+
+def _npz_targets(y, n, path, remedy):
+    """An NPZ's ``y`` as an (n, k) float64 array of finite numbers, and its column names."""
+    if y.dtype.kind not in "biuf":
+        raise DataError(f"{path}: y has dtype {y.dtype}; {remedy}")
+    if y.ndim not in (1, 2) or (y.ndim == 2 and y.shape[1] == 0):
+        raise DataError(f"{path}: y has shape {y.shape}; pass targets of shape (n,) or (n, k)")
+    if len(y) != n:
+        raise DataError(f"{path}: X has {n} samples but y has {len(y)} rows; pass one target row per sample")
+    Y = np.asarray(y, dtype=np.float64).reshape(n, -1)
+    if not np.isfinite(Y).all():
+        row, col = np.argwhere(~np.isfinite(Y))[0]
+        raise DataError(f"{path}: target at row {row}, column {col} is NaN or infinite; replace or drop it")
+    names = ["y"] if y.ndim == 1 else [f"y{j}" for j in range(Y.shape[1])]
+    return Y, names
+
+
+def _check_binary(Y, names, source):
+    """Refuse a multilabel target cell that is neither 0 nor 1, naming its column and row."""
+    bad = (Y != 0) & (Y != 1)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise DataError(f"{source}: the label column {names[col]!r} holds {Y[row, col]:g} (data row {row + 1}); "
+                        "a multilabel target holds 0 (absent) or 1 (present) in every cell: binarise it, "
+                        "or train a regressor with --loss squared-error")
+
+
+def random_split(n, test_fraction, seed):
+    """Indices of a seeded split holding out ``round(test_fraction * n)`` of ``n`` rows (at least one kept).
+
+    For targets without classes (regression, multilabel).  Both index arrays
+    are sorted, so samples keep their file order.
+    """
+    n_test = min(int(round(test_fraction * n)), n - 1)
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[n_test:]).astype(np.intp), np.sort(order[:n_test]).astype(np.intp)
+
 
 def _split_table(name, X, labels, feature_names, test_fraction, seed, path):
     y, classes = encode_labels(labels, path)

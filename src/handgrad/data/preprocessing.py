@@ -53,10 +53,11 @@ class Preprocessor:
         """Fit the rule for ``kind`` on training features ``X`` of shape (n, d)."""
         if kind not in KINDS:
             raise DataError(f"unknown preprocessing kind {kind!r}; use 'image' or 'tabular'")
-        X = check_features(X, np.float64, name="training X")
         if kind == "image":
+            X = check_features(X, None, name="training X")     # pixels as stored: no float64 copy to find a maximum
             largest = float(np.abs(X).max())
             return cls(kind, X.shape[1], 0.0, largest if largest > 0 else 1.0)
+        X = check_features(X, np.float64, name="training X")
         std = X.std(axis=0)
         std[X.max(axis=0) == X.min(axis=0)] = 1.0
         return cls(kind, X.shape[1], X.mean(axis=0), std)

@@ -5,6 +5,8 @@ splitting off a test set happen in :mod:`handgrad.data.loaders`.
 
 CSV: comma-separated, UTF-8, first line a header naming every column.  Feature
 cells must be finite numbers; the label column may hold integers or any text.
+Regression and multilabel targets (:func:`read_csv_targets`) are one or more
+columns of finite numbers.
 
 NPZ: arrays ``X`` (samples x features, numeric) and ``y`` (one label per
 sample, numbers or strings).  The archive is parsed by
@@ -68,6 +70,68 @@ def read_csv(path, *, target=None):
         blocks.append(_numeric_columns(path, header, block, lines, feature_cols, hint))
         labels.extend(_label_cells(path, header[label_col], [row[label_col] for row in block], lines))
     return np.concatenate(blocks), labels, [header[j] for j in feature_cols]
+
+
+def read_csv_targets(path, *, targets, remedy):
+    """Read a CSV whose target columns hold numbers (regression and multilabel targets).
+
+    Parameters
+    ----------
+    path : str or Path
+    targets : list of str, or None
+        The target columns, in this order; the last column when None.
+    remedy : str
+        What to do about a target cell that is not a number, for the message.
+
+    Returns
+    -------
+    X : ndarray of shape (n, d), float64
+        Every other column, in file order.
+    Y : ndarray of shape (n, k), float64
+        The target columns; finite.
+    feature_names, target_names : lists of str, lengths d and k
+    """
+    rows = _csv_rows(path)
+    header = next(rows)
+    targets = [header[-1]] if targets is None else list(targets)
+    absent = [name for name in targets if name not in header]
+    if absent:
+        raise DataError(f"{path} has no column {absent[0]!r}; choose --target from: {_names(header)}")
+    target_cols = [header.index(name) for name in targets]
+    feature_cols = [j for j in range(len(header)) if j not in target_cols]
+    if not feature_cols:
+        raise DataError(f"{path}: --target names every column, leaving no features; "
+                        "name only the column(s) to predict")
+    hint = "use --target to name the column(s) to predict"
+    X_blocks, Y_blocks = [], []
+    for lines, block in _blocks(rows, path):
+        X_blocks.append(_numeric_columns(path, header, block, lines, feature_cols, hint))
+        Y_blocks.append(_target_columns(path, header, block, lines, target_cols, remedy))
+    return np.concatenate(X_blocks), np.concatenate(Y_blocks), [header[j] for j in feature_cols], targets
+
+
+def _target_columns(path, header, rows, lines, cols, remedy):
+    """The cells of ``cols`` as finite float64; a one-line error naming the first bad target cell."""
+    cells = [[row[j].strip() for j in cols] for row in rows]
+    for line, row in zip(lines, cells):
+        for j, cell in zip(cols, row):
+            if not cell:
+                raise DataError(f"{path} line {line}: the target column {header[j]!r} is empty; "
+                                "fill in or drop that row")
+    try:
+        Y = np.array(cells, dtype=np.float64)
+    except ValueError:
+        for line, row in zip(lines, cells):
+            for j, cell in zip(cols, row):
+                if not _is_number(cell):
+                    raise DataError(f"{path} line {line}, target column {header[j]!r}: {_short(cell)!r} is not a "
+                                    f"number; {remedy}") from None
+        raise DataError(f"{path} holds target values that numpy cannot read as numbers; {remedy}") from None
+    if not np.isfinite(Y).all():
+        i, k = np.argwhere(~np.isfinite(Y))[0]
+        raise DataError(f"{path} line {lines[i]}, target column {header[cols[k]]!r}: {_short(cells[i][k])!r} is not "
+                        "finite; replace NaN/inf with a number or drop the row")
+    return Y
 
 
 def read_csv_features(path, *, feature_names=None):

@@ -46,6 +46,7 @@ KINDS = ("model", "checkpoint", "estimator")
 DTYPES = {"float32": np.float32, "float64": np.float64}
 METADATA = "metadata"
 BEST_WEIGHTS = "early_stopping.best_weights"
+BEST_BUFFERS = "early_stopping.best."      # + a buffer's stored name: the best epoch's running statistics
 
 _MAX_MEMBERS = 10_000
 _MAX_LAYERS = 1_000
@@ -185,6 +186,10 @@ def save_checkpoint(path, model, *, loss, classes, optimizer_state, epoch, prepr
         stopping["has_best_weights"] = early_stopping.get("best_weights") is not None
         if stopping["has_best_weights"]:
             arrays[BEST_WEIGHTS] = np.asarray(early_stopping["best_weights"])
+        best_buffers = early_stopping.get("best_buffers") or {}
+        stopping["has_best_buffers"] = bool(best_buffers)
+        for name, value in best_buffers.items():
+            arrays[BEST_BUFFERS + name] = np.asarray(value)
     metadata["checkpoint"] = {
         "epoch": int(epoch), "stopped": bool(stopped),
         "optimizer": optimizer,
@@ -509,7 +514,17 @@ class _Reader:
         for name, target in model.state_arrays().items():
             value = arrays[name] if name in arrays else self.finite(name, dtype, target.shape)
             target[...] = value
+        self._check_variances(model, architecture)
         return model.eval()     # a stored model is a trained one: fit continues it in training mode
+
+    def _check_variances(self, model, architecture):
+        """Each layer's own check of its stored state (a batch norm's running variance is never negative)."""
+        for name, position, attribute, is_buffer in stored_arrays(architecture):
+            problem = model.layers[position].stored_state_problem(attribute) if is_buffer else None
+            if problem:
+                self.fail(f"array {name!r} of layer {position} ({type(model.layers[position]).__name__}) {problem}",
+                          "the file was edited or damaged: re-create it with handgrad train, "
+                          "or restore a good copy")
 
     def _loss(self, spec):
         if spec is None:
@@ -598,7 +613,12 @@ class _Reader:
         weights = None
         if spec.get("has_best_weights") is True:
             weights = self.finite(BEST_WEIGHTS, model.dtype, model.flat_parameters.shape)
-        return {"best": best, "best_epoch": best_epoch, "wait": wait or 0, "best_weights": weights}
+        buffers = None
+        if spec.get("has_best_buffers") is True:
+            buffers = {name: self.finite(BEST_BUFFERS + name, model.dtype, value.shape)
+                       for name, value in model.get_buffers().items()}
+        return {"best": best, "best_epoch": best_epoch, "wait": wait or 0, "best_weights": weights,
+                "best_buffers": buffers}
 
 
 def _expected_state(optimizer):

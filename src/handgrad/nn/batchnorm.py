@@ -83,6 +83,13 @@ class BatchNorm(Layer):
             raise HandgradError(f"a BatchNorm layer's n_features must be a positive integer, got {n!r}")
         return {name: (n,) for name in cls.parameter_names + cls.buffer_names}
 
+    def stored_state_problem(self, name):
+        """A running variance read from a file must not be negative: ``√(v + ε)`` would be NaN at inference."""
+        values = getattr(self, name)
+        if name == "running_var" and (values < 0).any():
+            return f"holds a negative running variance ({float(values.min()):g}), which no variance can be"
+        return None
+
     # -- forward ----------------------------------------------------------------
 
     def forward(self, X, out=None):

@@ -98,6 +98,10 @@ class Layer:
         resumed at an epoch draws exactly what the uninterrupted run drew.
         """
 
+    def stored_state_problem(self, name):
+        """What is wrong with buffer ``name`` as read from a file (a phrase), or None: a layer's own rule."""
+        return None
+
     def parameters(self):
         return [getattr(self, name) for name in self.parameter_names]
 

@@ -1,4 +1,5 @@
-"""Classification metrics: the confusion matrix and what is read off it.
+"""Metrics: for classification the confusion matrix and what is read off it; for regression R², RMSE and
+MAE; for multilabel classification label and subset accuracy.
 
 Everything here starts from the confusion matrix ``C`` of shape (K, K), whose
 rows are the true classes and columns the predicted ones, so
@@ -7,6 +8,14 @@ rows are the true classes and columns the predicted ones, so
     precision_j = C[j, j] / Σ_i C[i, j]      (column j: everything predicted as j)
     recall_i    = C[i, i] / Σ_j C[i, j]      (row i: everything that truly is i)
     accuracy    = Σ_i C[i, i] / Σ C
+
+Regression (:func:`regression_scores`), per target column ``k`` with
+``SSE_k = Σ (p − y)²`` and ``SST_k = Σ (y − ȳ_k)²``: ``R²_k = 1 − SSE_k/SST_k``
+(a constant column scores 1 when predicted exactly, else 0), averaged over
+the columns as scikit-learn's ``r2_score`` does; RMSE and MAE over all
+entries.  Multilabel (:func:`multilabel_scores`): the share of (sample,
+label) entries right, and of samples with every label right.  Both agree
+with the figures ``hg.fit`` reports per epoch (:mod:`handgrad.training.scores`).
 """
 
 import numpy as np
@@ -135,3 +144,103 @@ def _matrix_text(cm, names):
     header = " " * label_width + "".join(f"  {n:>{cell}}" for n in names)
     rows = [f"{name:<{label_width}}" + "".join(f"  {v:>{cell}d}" for v in row) for name, row in zip(names, cm)]
     return [header] + rows
+
+
+# -- regression ------------------------------------------------------------------
+
+def regression_scores(y_true, y_pred):
+    """R², RMSE and MAE, over all target columns and per column.
+
+    Parameters
+    ----------
+    y_true, y_pred : arrays of shape (n,) or (n, K), the same shape.
+
+    Returns
+    -------
+    dict with ``r2``, ``rmse``, ``mae`` (floats over all columns: R² their
+    mean, RMSE and MAE over all entries) and ``per_target``, a dict of the
+    same three as float64 arrays of shape (K,).
+    """
+    Y, P = _paired(y_true, y_pred)
+    errors = P - Y
+    sse = np.square(errors).sum(axis=0)
+    sst = np.square(Y - Y.mean(axis=0)).sum(axis=0)
+    constant = sst == 0
+    r2 = np.where(constant, np.where(sse == 0, 1.0, 0.0), 1 - sse / np.where(constant, 1, sst))
+    rmse = np.sqrt(sse / len(Y))
+    mae = np.abs(errors).mean(axis=0)
+    return {"r2": float(r2.mean()), "rmse": float(np.sqrt(sse.sum() / errors.size)),
+            "mae": float(np.abs(errors).mean()), "per_target": {"r2": r2, "rmse": rmse, "mae": mae}}
+
+
+def format_regression_report(scores, target_names):
+    """R², RMSE and MAE over all targets, then a table with one row per target column."""
+    names = [str(name) for name in target_names]
+    per = scores["per_target"]
+    if len(names) != len(per["r2"]):
+        raise DataError(f"{len(names)} target names for {len(per['r2'])} target columns; pass one name per column")
+    width = max(len("target"), *(len(n) for n in names))
+    lines = [f"R² {scores['r2']:.4f}  RMSE {scores['rmse']:.6g}  MAE {scores['mae']:.6g}", "",
+             f"{'target':<{width}}  {'R²':>7}  {'RMSE':>11}  {'MAE':>11}"]
+    for name, r2, rmse, mae in zip(names, per["r2"], per["rmse"], per["mae"]):
+        lines.append(f"{name:<{width}}  {r2:7.4f}  {rmse:11.6g}  {mae:11.6g}")
+    return "\n".join(lines)
+
+
+# -- multilabel ------------------------------------------------------------------
+
+def multilabel_scores(y_true, y_pred):
+    """Label and subset accuracy, and per label its accuracy, precision, recall and support.
+
+    Parameters
+    ----------
+    y_true, y_pred : 0/1 arrays of shape (n, K) (``y_true`` may hold
+        probabilities: above ½ counts as present).
+
+    Returns
+    -------
+    dict with ``label_accuracy`` (share of the n·K entries right),
+    ``subset_accuracy`` (share of samples with all K labels right) and
+    ``per_label``: ``accuracy``, ``precision``, ``recall`` (float64, 0 where
+    undefined, as scikit-learn's ``zero_division=0``) and ``support`` (int64,
+    the samples where the label is present), each of shape (K,).
+    """
+    Y, P = _paired(y_true, y_pred)
+    truth, guess = Y > 0.5, P > 0.5
+    right = truth == guess
+    hits = (truth & guess).sum(axis=0).astype(np.float64)
+    predicted, support = guess.sum(axis=0), truth.sum(axis=0)
+    precision = np.divide(hits, predicted, out=np.zeros_like(hits), where=predicted > 0)
+    recall = np.divide(hits, support, out=np.zeros_like(hits), where=support > 0)
+    return {"label_accuracy": float(right.mean()), "subset_accuracy": float(right.all(axis=1).mean()),
+            "per_label": {"accuracy": right.mean(axis=0), "precision": precision, "recall": recall,
+                          "support": support.astype(np.int64)}}
+
+
+def format_multilabel_report(scores, label_names):
+    """Label and subset accuracy, then a table with one row per label."""
+    names = [str(name) for name in label_names]
+    per = scores["per_label"]
+    if len(names) != len(per["accuracy"]):
+        raise DataError(f"{len(names)} label names for {len(per['accuracy'])} labels; pass one name per label")
+    width = max(len("label"), *(len(n) for n in names))
+    lines = [f"label accuracy {scores['label_accuracy']:.4f}  subset accuracy {scores['subset_accuracy']:.4f}", "",
+             f"{'label':<{width}}  accuracy  precision  recall  support"]
+    for name, a, p, r, s in zip(names, per["accuracy"], per["precision"], per["recall"], per["support"]):
+        lines.append(f"{name:<{width}}  {a:8.4f}  {p:9.4f}  {r:6.4f}  {s:7d}")
+    return "\n".join(lines)
+
+
+def _paired(y_true, y_pred):
+    """Both arrays as float64 (n, K) of one shape, finite; a one-line DataError otherwise."""
+    Y, P = np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64)
+    if Y.ndim == 1:
+        Y = Y[:, None]
+    if P.ndim == 1:
+        P = P[:, None]
+    if Y.ndim != 2 or Y.shape != P.shape or len(Y) == 0:
+        raise DataError(f"targets of shape {np.shape(y_true)} and predictions of shape {np.shape(y_pred)} do not "
+                        "pair up; pass one non-empty row of each per sample")
+    if not (np.isfinite(Y).all() and np.isfinite(P).all()):
+        raise DataError("targets or predictions hold NaN or infinite values; the model may have diverged")
+    return Y, P

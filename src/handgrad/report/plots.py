@@ -1,4 +1,5 @@
-"""PNG figures of a training run: learning curves, confusion matrix, first-layer weights, misclassified images.
+"""PNG figures of a training run: learning curves, confusion matrix, first-layer weights, misclassified
+images; for regression predicted against true values, for multilabel classification the scores per label.
 
 Figures are built on :class:`matplotlib.figure.Figure` directly, never through
 ``pyplot``, so drawing needs no display, no backend choice and no global
@@ -28,6 +29,17 @@ PLOT_FILES = {
     "confusion_matrix": "confusion_matrix.png",
     "first_layer_weights": "first_layer_weights.png",
     "misclassified": "misclassified.png",
+    "predicted_vs_true": "predicted_vs_true.png",
+    "label_scores": "label_scores.png",
+}
+
+# The figures of each task that the learning curves draw beside the loss, one
+# panel each, as the history records name them (``train_<figure>``, ``val_<figure>``;
+# see handgrad.training.scores), with the axis label of each.
+TASK_FIGURES = {
+    "classification": {"accuracy": "accuracy"},
+    "regression": {"r2": "R²", "rmse": "RMSE"},
+    "multilabel": {"label_accuracy": "label accuracy", "subset_accuracy": "subset accuracy"},
 }
 
 # What each curve measures: the training figures are running means over the
@@ -38,35 +50,64 @@ VALIDATION_LABEL = "validation (held out from training)"
 
 
 def plot_learning_curves(records, path, title=None):
-    """Loss and accuracy per epoch, training and validation, in two panels.
+    """The loss and the task's figures per epoch, training and validation, one panel each.
+
+    The figures are those the records hold (see :data:`TASK_FIGURES`):
+    accuracy for classification (two panels), R² and RMSE for regression,
+    label and subset accuracy for multilabel classification (three panels).
 
     Parameters
     ----------
     records : list of dicts, as in ``hg.History.records``: each with
-        ``epoch``, ``train_loss``, ``train_accuracy`` and, when the run had
-        validation data, ``val_loss`` and ``val_accuracy``.
+        ``epoch``, ``train_loss``, the task's training figures
+        (``train_accuracy``; ``train_r2`` and ``train_rmse``;
+        ``train_label_accuracy`` and ``train_subset_accuracy``) and, when
+        the run had validation data, ``val_loss`` and the same ``val_`` figures.
     path : where to write the PNG.
     title : what was trained, e.g. ``"digits, 64-128-10 relu"``; prefixes each panel's title.
     """
     records = list(records)
     if not records:
         raise HandgradError("no epochs to plot: the history is empty; train for at least one epoch first")
-    for key in ("epoch", "train_loss", "train_accuracy"):
+    for key in ("epoch", "train_loss"):
         if any(key not in r for r in records):
             raise HandgradError(f"history records lack {key!r}; pass hg.History.records from hg.fit")
+    figures = _task_figures(records)
     epochs = np.array([r["epoch"] for r in records])         # counted from 1, as the console shows them
-    fig = Figure(figsize=(10, 4), dpi=_DPI, layout="constrained")
-    loss_ax, acc_ax = fig.subplots(1, 2)
-    for ax, metric in ((loss_ax, "loss"), (acc_ax, "accuracy")):
+    panels = {"loss": "loss", **figures}
+    fig = Figure(figsize=(5 * len(panels), 4), dpi=_DPI, layout="constrained")
+    for ax, (metric, label) in zip(fig.subplots(1, len(panels)), panels.items()):
         _plot_series(ax, epochs, records, f"train_{metric}", TRAINING_LABEL)
         _plot_series(ax, epochs, records, f"val_{metric}", VALIDATION_LABEL)
-        ax.set(title=f"{title}: {metric}" if title else metric, xlabel="epoch", ylabel=metric)
+        ax.set(title=f"{title}: {label}" if title else label, xlabel="epoch", ylabel=label)
+        if metric == "r2":
+            _clip_r2_axis(ax, records)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    # Whole epochs only: a run of three epochs should not be labelled 1.5, 2.5.
-    loss_ax.xaxis.get_major_locator().set_params(integer=True)
-    acc_ax.xaxis.get_major_locator().set_params(integer=True)
+        # Whole epochs only: a run of three epochs should not be labelled 1.5, 2.5.
+        ax.xaxis.get_major_locator().set_params(integer=True)
     _save(fig, path)
+
+
+def _clip_r2_axis(ax, records):
+    """R² runs from −∞ to 1: an early epoch far below 0 would flatten every later one against the top, so
+    the axis stops at −1, and says so."""
+    values = [r.get(key) for r in records for key in ("train_r2", "val_r2") if r.get(key) is not None]
+    if values and min(values) < -1:
+        ax.set_ylim(-1, 1.05)
+        ax.set_ylabel("R² (axis cut at −1)")
+
+
+def _task_figures(records):
+    """The ``{figure: axis label}`` of the one task whose training figures every record holds."""
+    for figures in TASK_FIGURES.values():
+        if all(f"train_{key}" in r for key in figures for r in records):
+            return figures
+    wanted = " or ".join("/".join(f"train_{key}" for key in figures) for figures in TASK_FIGURES.values())
+    missing = next(f"train_{key}" for key in TASK_FIGURES["classification"] if any(f"train_{key}" not in r
+                                                                                   for r in records))
+    raise HandgradError(f"history records lack {missing!r} (or another task's figures: {wanted}); "
+                        "pass hg.History.records from hg.fit")
 
 
 def _plot_series(ax, epochs, records, key, label):
@@ -245,6 +286,84 @@ def plot_misclassified(images, true_names, predicted_names, image_shape, path, m
         ax.set_title(f"true {true}\npredicted {predicted}", fontsize=8)
     what = (f"{n} of {len(images)} misclassified images" if len(images) else "no misclassified images")
     fig.suptitle(f"{title}: {what}" if title else what)
+    _save(fig, path)
+
+
+MAX_SCATTER_PANELS = 6      # target columns drawn by plot_predicted_vs_true; more would be unreadable
+
+
+def plot_predicted_vs_true(y_true, y_pred, target_names, path, title=None):
+    """Regression: each sample's predicted value against its true value, one panel per target column.
+
+    A perfect model puts every point on the dashed diagonal ``predicted =
+    true``; each panel's title gives the column's R² and RMSE.  At most
+    :data:`MAX_SCATTER_PANELS` columns are drawn (the first ones).
+
+    Parameters
+    ----------
+    y_true, y_pred : arrays of shape (n,) or (n, K), in the targets' units.
+    target_names : K names, one per column.
+    path : where to write the PNG.
+    title : what was evaluated, e.g. ``"houses test split, 8-100-1 relu"``.
+    """
+    from handgrad.report.metrics import regression_scores
+
+    scores = regression_scores(y_true, y_pred)
+    Y = np.asarray(y_true, dtype=np.float64).reshape(len(y_true), -1)
+    P = np.asarray(y_pred, dtype=np.float64).reshape(len(y_pred), -1)
+    names = [str(name) for name in target_names]
+    if len(names) != Y.shape[1]:
+        raise DataError(f"{len(names)} target names for {Y.shape[1]} target columns; pass one name per column")
+    k = min(Y.shape[1], MAX_SCATTER_PANELS)
+    fig = Figure(figsize=(4.5 * k + 0.5, 4.6), dpi=_DPI, layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, k))
+    per = scores["per_target"]
+    for j, ax in enumerate(axes):
+        ax.scatter(Y[:, j], P[:, j], s=10, alpha=0.6, edgecolors="none")
+        low, high = min(Y[:, j].min(), P[:, j].min()), max(Y[:, j].max(), P[:, j].max())
+        pad = 0.05 * (high - low) or 1.0
+        ax.plot([low - pad, high + pad], [low - pad, high + pad], linestyle="--", color="0.4", linewidth=1,
+                label="predicted = true")
+        ax.set(xlim=(low - pad, high + pad), ylim=(low - pad, high + pad), aspect="equal",
+               xlabel=f"true {names[j]}", ylabel=f"predicted {names[j]}",
+               title=f"{names[j]}: R² {per['r2'][j]:.3f}, RMSE {per['rmse'][j]:.4g}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small", loc="upper left")
+    shown = "" if k == Y.shape[1] else f" (the first {k} of {Y.shape[1]} targets)"
+    heading = f"predicted against true values of {len(Y)} samples{shown}"
+    fig.suptitle(f"{title}\n{heading}" if title else heading)
+    _save(fig, path)
+
+
+def plot_label_scores(scores, label_names, path, title=None):
+    """Multilabel classification: accuracy, precision and recall of each label as grouped bars.
+
+    Parameters
+    ----------
+    scores : :func:`handgrad.report.metrics.multilabel_scores` of the evaluated samples.
+    label_names : one name per label.
+    path : where to write the PNG.
+    title : what was evaluated; the subset and label accuracy follow it.
+    """
+    per = scores["per_label"]
+    names = [str(name) for name in label_names]
+    k = len(per["accuracy"])
+    if len(names) != k:
+        raise DataError(f"{len(names)} label names for {k} labels; pass one name per label")
+    fig = Figure(figsize=(min(max(6.5, 4 + 0.9 * k), 30) + 1.5, 4.6), dpi=_DPI, layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(k)
+    width = 0.27
+    for offset, key in zip((-width, 0, width), ("accuracy", "precision", "recall")):
+        ax.bar(x + offset, per[key], width, label=key)
+    long_names = max(map(len, names)) > 6
+    ax.set_xticks(x)
+    ax.set_xticklabels(names, rotation=45 if long_names else 0, ha="right" if long_names else "center")
+    heading = (f"label accuracy {scores['label_accuracy']:.3f}, "
+               f"subset accuracy {scores['subset_accuracy']:.3f} (every label right)")
+    ax.set(ylim=(0, 1.05), ylabel="share", title=f"{title}\n{heading}" if title else heading)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))    # beside the bars, never on them
     _save(fig, path)
 
 

@@ -85,13 +85,14 @@ class EarlyStopping(Callback):
 
     def state_dict(self):
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
-                "best_weights": self.best_weights}
+                "best_weights": self.best_weights, "best_buffers": self.best_buffers}
 
     def load_state_dict(self, state):
         self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], int(state["wait"])
         weights = state.get("best_weights")
         self.best_weights = None if weights is None else np.array(weights)
-        self.best_buffers = None
+        buffers = state.get("best_buffers")
+        self.best_buffers = None if not buffers else {name: np.array(value) for name, value in buffers.items()}
 
 
 class EpochLogger(Callback):

@@ -6,7 +6,9 @@ without keeping the predictions:
 
 * classification: ``accuracy``, the share of rows whose largest logit is
   the label (or the largest entry of the target row);
-* regression: ``rmse = √(mean over all entries of (z − y)²)`` and ``r2``,
+* regression: ``rmse = √(mean over all entries of (ŷ − y)²)`` and ``r2``, with
+  ``ŷ = loss.predict(z)`` the loss's prediction (``z`` itself for squared
+  error, ``e^z`` for the Poisson deviance),
   the coefficient of determination ``1 − SSE_k/SST_k`` averaged over the K
   outputs (scikit-learn's ``r2_score`` default); an output whose targets are
   constant scores 1 when predicted exactly and 0 otherwise, as scikit-learn's;
@@ -37,12 +39,13 @@ class _Accuracy:
 class _Regression:
     """Squared errors per output, and the targets' mean and spread merged batch by batch (Chan et al.)."""
 
-    def __init__(self):
+    def __init__(self, predict):
+        self.predict = predict
         self.n, self.sse, self.mean, self.m2 = 0, 0.0, 0.0, 0.0
 
     def add(self, Z, y):
         Y = np.asarray(y, dtype=np.float64).reshape(Z.shape[0], -1)
-        self.sse = self.sse + np.square(Z - Y, dtype=np.float64).sum(axis=0)
+        self.sse = self.sse + np.square(self.predict(Z) - Y, dtype=np.float64).sum(axis=0)
         n_b, mean_b = Y.shape[0], Y.mean(axis=0)
         m2_b = np.square(Y - mean_b).sum(axis=0)
         total = self.n + n_b
@@ -84,4 +87,4 @@ def tally(loss):
     if task not in TALLIES:
         raise HandgradError(f"{type(loss).__name__} declares task {task!r}; "
                             f"a loss's task is one of {', '.join(TALLIES)}")
-    return TALLIES[task]()
+    return TALLIES[task](loss.predict) if task == "regression" else TALLIES[task]()
