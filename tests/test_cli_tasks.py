@@ -197,6 +197,27 @@ def test_dropout_and_batch_norm_build_the_network_and_the_model_loads_and_evalua
     assert code == 0 and out.count("BatchNorm(") == 2
 
 
+def test_input_dropout_and_shifts_train_digits_and_are_stored(tmp_path, capsys):
+    common = ["--hidden", "32", "--epochs", "10", "--no-plots", *FAST]
+    code, out, err = _run(capsys, "train", "--input-dropout", "0.1", "--shift", "1", "--out", tmp_path / "a.npz", *common)
+    assert code == 0, err
+    shifted = load_model(tmp_path / "a.npz")
+    assert [type(layer).__name__ for layer in shifted.model.layers] == ["Dropout", "Dense", "ReLU", "Dense"]
+    assert shifted.model.layers[0].p == 0.1 and shifted.settings["shift"] == 1
+    assert _value(out, "test accuracy") > 0.75              # 1-pixel shifts of 8x8 digits: a strong distortion
+    code, _, err = _run(capsys, "train", "--input-dropout", "0.1", "--out", tmp_path / "b.npz", *common)
+    assert code == 0, err
+    unshifted = load_model(tmp_path / "b.npz")            # the same run but for the shifts
+    assert not np.array_equal(unshifted.model.get_weights(), shifted.model.get_weights())
+
+
+def test_the_best_preset_fills_the_recipe_and_flags_still_win(capsys, shared_data):
+    code, out, err = _run(capsys, "derive", "--dataset", "mnist", "--data-dir", shared_data, "--preset", "best",
+                          "--hidden", "64")
+    assert code == 0, err
+    assert "layer 1: Dropout(p=0.1)" in out and "layer 2: Dense(784, 64)" in out and "Dropout(p=0.3)" in out
+
+
 def test_without_the_new_flags_the_network_is_the_plain_mlp(tmp_path, capsys):
     model = tmp_path / "m.npz"
     assert _run(capsys, "train", "--hidden", "16", "--epochs", "1", "--out", model, "--no-plots", *FAST)[0] == 0

@@ -64,14 +64,15 @@ def load_within_memory_bound(load, path):
 
 
 def assert_valid_features(X):
-    assert isinstance(X, np.ndarray) and X.dtype == np.float64 and X.ndim == 2
+    # float64 for tables; MNIST-style images keep their stored uint8 pixels
+    assert isinstance(X, np.ndarray) and X.dtype in (np.float64, np.uint8) and X.ndim == 2
     assert X.shape[0] > 0 and X.shape[1] > 0 and np.isfinite(X).all()
 
 
 def assert_valid_dataset(ds):
     assert isinstance(ds, Dataset)
     assert_valid_features(ds.X_train)
-    assert ds.X_test.dtype == np.float64 and ds.X_test.shape[1] == ds.X_train.shape[1]
+    assert ds.X_test.dtype == ds.X_train.dtype and ds.X_test.shape[1] == ds.X_train.shape[1]
     assert np.isfinite(ds.X_test).all()
     assert len(ds.classes) >= 2
     for X, y in ((ds.X_train, ds.y_train), (ds.X_test, ds.y_test)):

@@ -130,6 +130,23 @@ def dropout(text):
     return value
 
 
+def input_dropout(text):
+    """The probability of dropping an input feature, in [0, 1); 0 puts no Dropout before the first layer."""
+    value = _number(text, float)
+    if not 0 <= value < 1:
+        raise HandgradError(f"is the probability of dropping an input feature and must lie in [0, 1), got {text!r}; "
+                            "use e.g. 0.1, or 0 for none")
+    return value
+
+
+def shift(text):
+    """Random image shifts in training: at most this many pixels each way (0: none)."""
+    value = _number(text, int)
+    if value < 0 or value > 4:
+        raise HandgradError(f"is the largest shift in pixels and must lie in 0..4, got {text!r}; use e.g. 2, or 0 for none")
+    return value
+
+
 def flag(value):
     """An on/off setting: True or False (``--batch-norm`` given or not)."""
     if not isinstance(value, bool):
@@ -160,7 +177,8 @@ def task(settings):
 # setting -> checker; the order is the order of ``handgrad train --help``'s groups.
 CHECKS = {
     "dataset": optional_text, "data_dir": optional_text, "target": target, "test_fraction": fraction,
-    "hidden": hidden_sizes, "activation": choice(activation_names), "dropout": dropout, "batch_norm": flag,
+    "hidden": hidden_sizes, "activation": choice(activation_names), "input_dropout": input_dropout,
+    "dropout": dropout, "batch_norm": flag, "shift": shift,
     "dtype": choice(DTYPES),
     "loss": choice(loss_names), "optimizer": choice(optimizer_names), "lr": positive_float, "momentum": fraction,
     "schedule": choice(SCHEDULES), "warmup": non_negative_float, "epochs": positive_int,
@@ -170,10 +188,12 @@ CHECKS = {
 # What --resume may change: more epochs, the data's new location, the thread
 # count (a different count may change the last bits of the weights).
 RESUMABLE = ("epochs", "data_dir", "threads")
-# Settings no preset holds, as a run without their flags has them.  Checkpoints
-# written before --dropout and --batch-norm existed lack those two: their
-# networks had neither.
-UNPRESET = {"data_dir": None, "target": None, "threads": None, "dropout": 0.0, "batch_norm": False}
+# Settings as a run without their flags has them, under the preset's.
+# Checkpoints written before --dropout, --batch-norm, --input-dropout and
+# --shift existed lack those: their runs had none of them.
+UNPRESET = {"data_dir": None, "target": None, "threads": None, "dropout": 0.0, "batch_norm": False,
+            "input_dropout": 0.0, "shift": 0}
+_ADDED_LATER = ("dropout", "batch_norm", "input_dropout", "shift")
 # The loss a run takes when --target names several columns and --loss is not given.
 MULTILABEL_LOSS = "sigmoid-bce"
 
@@ -192,8 +212,8 @@ def argument_type(check):
 def from_flags(args):
     """The preset of ``--dataset`` overlaid with every flag given; checked."""
     dataset = args.dataset or "digits"
-    settings = preset_for(dataset)
-    settings.update(UNPRESET)
+    settings = dict(UNPRESET)
+    settings.update(preset_for(dataset, getattr(args, "preset", None)))
     settings.update({key: getattr(args, key) for key in CHECKS if getattr(args, key, None) is not None})
     if getattr(args, "loss", None) is None and len(str(settings["target"] or "").split(",")) > 1:
         settings["loss"] = MULTILABEL_LOSS          # several target columns: several 0/1 labels
@@ -209,7 +229,7 @@ def for_resume(saved, args):
         flags = ", ".join("--" + key.replace("_", "-") for key in given)
         raise HandgradError(f"{flags} cannot change when resuming (the run continues with its saved settings); "
                             f"drop {'them' if len(given) > 1 else 'it'}, or start a new run without --resume")
-    settings = {key: value for key, value in UNPRESET.items() if key in ("dropout", "batch_norm")}
+    settings = {key: value for key, value in UNPRESET.items() if key in _ADDED_LATER}
     settings.update(saved)
     settings.update({key: getattr(args, key) for key in RESUMABLE if getattr(args, key, None) is not None})
     if args.data_dir is not None:
@@ -233,6 +253,9 @@ def check(settings, source=""):
     if checked["dataset"] is None:
         raise HandgradError(f"{source}settings name no dataset; pass --dataset")
     _check_task(checked, source)
+    if checked["shift"] and checked["dataset"] not in BUILT_IN:
+        raise HandgradError(f"{source}--shift moves images, but {checked['dataset']} is a table; "
+                            "drop --shift (or pass --shift 0)")
     return checked
 
 
@@ -276,14 +299,15 @@ def build_loss(settings):
 def build_model(settings, n_features, n_outputs, dtype):
     """The network of ``handgrad train`` (and ``handgrad derive``) for these settings, freshly initialised.
 
-    Per hidden layer: ``Dense``, then ``BatchNorm`` with ``--batch-norm``,
-    the activation, then ``Dropout(p)`` with ``--dropout p`` above 0; then
-    the output ``Dense``.  Without either flag this is ``hg.mlp``'s network,
+    ``Dropout(p)`` first with ``--input-dropout p`` above 0; per hidden
+    layer: ``Dense``, then ``BatchNorm`` with ``--batch-norm``, the
+    activation, then ``Dropout(p)`` with ``--dropout p`` above 0; then the
+    output ``Dense``.  Without those flags this is ``hg.mlp``'s network,
     with the same initial weights.
     """
     act = hg.activations()[settings["activation"]]
     widths = [n_features, *settings["hidden"]]
-    layers = []
+    layers = [hg.Dropout(settings["input_dropout"])] if settings["input_dropout"] > 0 else []
     for n_in, n_out in zip(widths, widths[1:]):
         layers.append(hg.Dense(n_in, n_out, dtype=dtype))
         if settings["batch_norm"]:

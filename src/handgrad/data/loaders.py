@@ -276,7 +276,7 @@ def _load_idx_dataset(name, data_dir, download, parts):
         raise DataError(f"{paths['test_images']} holds {splits['test'][2]} images but the training images are "
                         f"{splits['train'][2]}; use the files of one dataset")
     shape = shapes.pop()
-    empty = (np.empty((0, shape[0] * shape[1])), np.empty(0, dtype=np.intp), shape)
+    empty = (np.empty((0, shape[0] * shape[1]), dtype=np.uint8), np.empty(0, dtype=np.intp), shape)   # a split not asked for
     X_train, y_train, _ = splits.get("train", empty)
     X_test, y_test, _ = splits.get("test", empty)
     names = datasets.DATASETS[name].class_names
