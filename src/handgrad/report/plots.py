@@ -47,6 +47,9 @@ TASK_FIGURES = {
 # ones come from samples the run never trains on.
 TRAINING_LABEL = "training (running mean over the epoch's minibatches)"
 VALIDATION_LABEL = "validation (held out from training)"
+# The training loss is the objective each step minimised, so it carries the L2 term; the validation loss does not.
+TRAINING_LOSS_LABEL = "training: loss + L2 term (mean over the minibatches)"
+VALIDATION_LOSS_LABEL = "validation: loss only (held out)"
 
 
 def plot_learning_curves(records, path, title=None):
@@ -77,15 +80,18 @@ def plot_learning_curves(records, path, title=None):
     panels = {"loss": "loss", **figures}
     fig = Figure(figsize=(5 * len(panels), 4), dpi=_DPI, layout="constrained")
     for ax, (metric, label) in zip(fig.subplots(1, len(panels)), panels.items()):
-        _plot_series(ax, epochs, records, f"train_{metric}", TRAINING_LABEL)
-        _plot_series(ax, epochs, records, f"val_{metric}", VALIDATION_LABEL)
-        ax.set(title=f"{title}: {label}" if title else label, xlabel="epoch", ylabel=label)
+        loss_panel = metric == "loss"
+        _plot_series(ax, epochs, records, f"train_{metric}", TRAINING_LOSS_LABEL if loss_panel else TRAINING_LABEL)
+        _plot_series(ax, epochs, records, f"val_{metric}", VALIDATION_LOSS_LABEL if loss_panel else VALIDATION_LABEL)
+        ax.set(title=label, xlabel="epoch", ylabel=label)
         if metric == "r2":
             _clip_r2_axis(ax, records)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
         # Whole epochs only: a run of three epochs should not be labelled 1.5, 2.5.
         ax.xaxis.get_major_locator().set_params(integer=True)
+    if title:
+        fig.suptitle(title)         # once for the figure: a long network description fits the whole width
     _save(fig, path)
 
 
