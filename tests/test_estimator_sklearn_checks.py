@@ -2,7 +2,8 @@
 
 Each configuration is small enough to train in milliseconds but learns well
 enough for the suite's accuracy checks.  All run in float64 (``dtype=None``
-follows the suite's float64 data).  The checks that cannot pass are listed
+follows the suite's float64 data).  The quick test profile checks two of the
+configurations, CI's profile (``HANDGRAD_TEST_PROFILE=ci``) all six.  The checks that cannot pass are listed
 in ``EXPECTED_FAILURES`` with the reason, and in ``docs/estimator.md``.
 """
 
@@ -11,6 +12,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_limits
 
 from handgrad.estimators import MLPClassifier, MLPRegressor
+from support import PROFILE
 
 # The configurations' epoch budgets meet every check's accuracy bar but rarely the stopping rule: the
 # ConvergenceWarning says nothing here (test_estimator.py checks when and how it is raised).
@@ -26,6 +28,9 @@ ESTIMATORS = [
     MLPRegressor(hidden_layer_sizes=(16,), solver="sgd", learning_rate_init=0.003, momentum=0.5, max_iter=300),
 ]
 
+# The quick profile checks one classifier and one regressor (Adam); CI's profile checks all six.
+CHECKED = ESTIMATORS if PROFILE == "ci" else [ESTIMATORS[0], ESTIMATORS[3]]
+
 # Reasons for the checks a configuration is known to fail.
 EXPECTED_FAILURES = {}
 
@@ -40,6 +45,6 @@ def one_blas_thread():
         yield
 
 
-@parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failures)
+@parametrize_with_checks(CHECKED, expected_failed_checks=expected_failures)
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
