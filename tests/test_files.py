@@ -146,3 +146,19 @@ def test_a_corrupted_deflated_member_raises_an_archive_error():
         with pytest.raises((NpyError, *ARCHIVE_ERRORS)):
             with NpyMember(archive, "x.npy") as member:
                 member.read()
+
+
+def test_a_header_with_an_invalid_escape_is_refused_without_a_warning():
+    """NumPy compiles the header's text; an invalid escape there would print a DeprecationWarning."""
+    import warnings
+
+    from handgrad.files import _npy_header
+
+    text = "{'descr': '<f8\\q', 'fortran_order': False, 'shape': (2,), }"
+    text += " " * (118 - len(text)) + "\n"
+    data = b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text.encode("latin1")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(NpyError, match="damaged .npy header"):
+            _npy_header(io.BytesIO(data))
+    assert caught == []

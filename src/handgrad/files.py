@@ -9,6 +9,7 @@ datasets) goes through :func:`atomic_write`, and everything it reads from an
 
 import os
 import secrets
+import warnings
 import zipfile
 import zlib
 from math import prod
@@ -211,8 +212,12 @@ def _npy_header(fp):
     if version not in ((1, 0), (2, 0)):
         raise NpyError(f"uses .npy format version {version[0]}.{version[1]}, which handgrad does not read")
     try:
-        if version == (1, 0):
-            return np.lib.format.read_array_header_1_0(fp)
-        return np.lib.format.read_array_header_2_0(fp)
+        # Text that compiles only with a warning (an invalid escape such as "\\q") is damaged too: raised as an
+        # error here, not printed as a warning from handgrad's reader.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            if version == (1, 0):
+                return np.lib.format.read_array_header_1_0(fp)
+            return np.lib.format.read_array_header_2_0(fp)
     except Exception as exc:
         raise NpyError(f"has a damaged .npy header ({type(exc).__name__})") from None
