@@ -23,11 +23,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import handgrad as hg  # noqa: E402
 from bench import machine  # noqa: E402
+from handgrad.cli.settings import build_model  # noqa: E402
 from idx import load_mnist  # noqa: E402
 
 HIDDEN = (512, 256)
@@ -35,18 +38,10 @@ RECIPE = dict(batch_size=128, l2=5e-5)
 
 
 def network(activation="relu", dropout=0.0, batch_norm=False, seed=0):
-    """The MNIST preset's network, with the optional pieces where ``handgrad train`` puts them."""
-    layers, width = [], 784
-    for hidden in HIDDEN:
-        layers.append(hg.Dense(width, hidden))
-        if batch_norm:
-            layers.append(hg.BatchNorm(hidden))
-        layers.append(hg.activations()[activation]())
-        if dropout:
-            layers.append(hg.Dropout(dropout))
-        width = hidden
-    layers.append(hg.Dense(width, 10))
-    return hg.Sequential(*layers, seed=seed)
+    """The MNIST preset's network, with the optional pieces where ``handgrad train`` puts them (its own builder)."""
+    settings = {"activation": activation, "hidden": list(HIDDEN), "dropout": dropout, "batch_norm": batch_norm,
+                "input_dropout": 0.0, "seed": seed}
+    return build_model(settings, 784, 10, np.float32)
 
 
 def variants():

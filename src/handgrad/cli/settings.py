@@ -123,19 +123,19 @@ def optional_threads(text):
 
 def dropout(text):
     """The probability of dropping a hidden unit, in [0, 1); 0 puts no Dropout layer in."""
-    value = _number(text, float)
-    if not 0 <= value < 1:
-        raise HandgradError(f"is the probability of dropping a hidden unit and must lie in [0, 1), got {text!r}; "
-                            "use e.g. 0.2, or 0 for none")
-    return value
+    return _drop_probability(text, "a hidden unit", 0.2)
 
 
 def input_dropout(text):
     """The probability of dropping an input feature, in [0, 1); 0 puts no Dropout before the first layer."""
+    return _drop_probability(text, "an input feature", 0.1)
+
+
+def _drop_probability(text, what, example):
     value = _number(text, float)
     if not 0 <= value < 1:
-        raise HandgradError(f"is the probability of dropping an input feature and must lie in [0, 1), got {text!r}; "
-                            "use e.g. 0.1, or 0 for none")
+        raise HandgradError(f"is the probability of dropping {what} and must lie in [0, 1), got {text!r}; "
+                            f"use e.g. {example}, or 0 for none")
     return value
 
 

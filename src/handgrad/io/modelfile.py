@@ -514,10 +514,10 @@ class _Reader:
         for name, target in model.state_arrays().items():
             value = arrays[name] if name in arrays else self.finite(name, dtype, target.shape)
             target[...] = value
-        self._check_variances(model, architecture)
+        self._check_stored_state(model, architecture)
         return model.eval()     # a stored model is a trained one: fit continues it in training mode
 
-    def _check_variances(self, model, architecture):
+    def _check_stored_state(self, model, architecture):
         """Each layer's own check of its stored state (a batch norm's running variance is never negative)."""
         for name, position, attribute, is_buffer in stored_arrays(architecture):
             problem = model.layers[position].stored_state_problem(attribute) if is_buffer else None

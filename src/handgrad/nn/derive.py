@@ -25,11 +25,11 @@ import numpy as np
 
 from handgrad.errors import HandgradError
 from handgrad.nn.derivation import Derivation, fill, to_latex, to_text, width
-from handgrad.nn.gradcheck import STEP, TOLERANCE, compare, gradcheck
+from handgrad.nn.gradcheck import STEP, TOLERANCE, central_difference, compare, gradcheck
 from handgrad.nn.layers import Activation, Dense
 from handgrad.nn.losses import Loss
 from handgrad.nn.model import Sequential, stored_arrays
-from handgrad.nn.objective import loss_and_gradients
+from handgrad.nn.objective import l2_value, loss_and_gradients
 from handgrad.registry import constructor_arguments
 from handgrad.validation import check_features
 
@@ -289,12 +289,10 @@ def _measure_on_one_thread(model, loss, X, y, l2, entries, seed):
     rng = np.random.default_rng(seed)
     model.reseed(seed)              # dropout: every evaluation below drops the same units
     value, grads = loss_and_gradients(model, loss, X, y, l2=l2)
-    weights = model.flat_parameters[:model.n_decayed]
 
     def objective():
         model.reseed(seed)
-        penalty = 0.5 * l2 * float(np.dot(weights, weights)) if l2 else 0.0
-        return loss.forward(model.forward(X), y) + penalty
+        return loss.forward(model.forward(X), y) + l2_value(model.flat_parameters, model.n_decayed, l2)
 
     measured = {}
     for name, param, grad in zip(model.parameter_names(), model.parameters(), grads):
@@ -337,14 +335,7 @@ def _sampled(name, param, analytic, f, value, entries, rng):
     chosen = _choose(analytic, entries, rng)
     numeric = np.empty(len(chosen))
     for k, flat in enumerate(chosen):
-        index = np.unravel_index(flat, param.shape)
-        original = param[index]
-        param[index] = original + STEP
-        plus = f()
-        param[index] = original - STEP
-        minus = f()
-        param[index] = original
-        numeric[k] = (plus - minus) / (2 * STEP)
+        numeric[k] = central_difference(f, param, np.unravel_index(flat, param.shape), STEP)
     row = compare(name, analytic.reshape(-1)[chosen], numeric, value, STEP)
     return Measured(row.max_error, len(chosen), analytic.size)
 

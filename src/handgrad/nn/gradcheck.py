@@ -103,14 +103,19 @@ def numerical_gradient(f, theta, step=STEP):
     """
     grad = np.zeros(theta.shape, dtype=np.float64)
     for index in np.ndindex(theta.shape):
-        original = theta[index]
-        theta[index] = original + step
-        plus = f()
-        theta[index] = original - step
-        minus = f()
-        theta[index] = original
-        grad[index] = (plus - minus) / (2 * step)
+        grad[index] = central_difference(f, theta, index, step)
     return grad
+
+
+def central_difference(f, theta, index, step=STEP):
+    """``(f(θ + h e_i) − f(θ − h e_i)) / 2h`` for the entry ``index`` of ``theta`` (perturbed in place, restored)."""
+    original = theta[index]
+    theta[index] = original + step
+    plus = f()
+    theta[index] = original - step
+    minus = f()
+    theta[index] = original
+    return (plus - minus) / (2 * step)
 
 
 def compare(name, analytic, numeric, f_value, step=STEP, tolerance=TOLERANCE):
@@ -236,13 +241,7 @@ def _check_model_entries(model, loss, X, y, l2, step, tolerance, entries, seed, 
             indices = _sample_indices(param.shape, entries, rng)
             numeric = np.empty(len(indices))
             for k, index in enumerate(indices):
-                original = param[index]
-                param[index] = original + step
-                plus = objective()
-                param[index] = original - step
-                minus = objective()
-                param[index] = original
-                numeric[k] = (plus - minus) / (2 * step)
+                numeric[k] = central_difference(objective, param, index, step)
                 if progress is not None:
                     progress(name, k + 1, len(indices))
             analytic = np.array([grad[index] for index in indices], dtype=np.float64)
