@@ -62,3 +62,12 @@ def _registries_restored():
     for registry, entries in saved:
         registry._by_type.clear()
         registry._by_type.update(entries)
+
+
+@pytest.fixture
+def one_blas_thread():
+    """Small matrices (the estimator tests): one BLAS thread is fastest, and on a busy machine several thrash."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield

@@ -21,21 +21,14 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.class_weight import compute_sample_weight
-from threadpoolctl import threadpool_limits
 
 import handgrad as hg
 from handgrad.errors import DataError, HandgradError
 from handgrad.estimators import MLPClassifier
 from support import ci_only, count
 
-pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"), pytest.mark.usefixtures("one_blas_thread")]
 
-
-@pytest.fixture(autouse=True)
-def one_blas_thread():
-    """Small matrices: one BLAS thread is fastest, and on a busy machine several threads thrash."""
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -8,20 +8,14 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_iris, make_multilabel_classification
 from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits
 
 import handgrad as hg
 from handgrad.errors import ModelFileError
 from handgrad.estimators import MLPClassifier, MLPRegressor
 from handgrad.io.modelfile import load_model
 
-pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"), pytest.mark.usefixtures("one_blas_thread")]
 
-
-@pytest.fixture(autouse=True)
-def one_blas_thread():
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 @pytest.fixture(scope="module")

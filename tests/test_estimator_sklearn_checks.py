@@ -9,14 +9,13 @@ in ``EXPECTED_FAILURES`` with the reason, and in ``docs/estimator.md``.
 
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
-from threadpoolctl import threadpool_limits
 
 from handgrad.estimators import MLPClassifier, MLPRegressor
 from support import PROFILE
 
 # The configurations' epoch budgets meet every check's accuracy bar but rarely the stopping rule: the
 # ConvergenceWarning says nothing here (test_estimator.py checks when and how it is raised).
-pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"), pytest.mark.usefixtures("one_blas_thread")]
 
 ESTIMATORS = [
     MLPClassifier(hidden_layer_sizes=(8,), learning_rate_init=0.01, max_iter=100),
@@ -38,11 +37,6 @@ EXPECTED_FAILURES = {}
 def expected_failures(estimator):
     return EXPECTED_FAILURES.get((type(estimator).__name__, estimator.solver), {})
 
-
-@pytest.fixture(autouse=True)
-def one_blas_thread():
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 @parametrize_with_checks(CHECKED, expected_failed_checks=expected_failures)
