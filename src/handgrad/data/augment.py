@@ -41,12 +41,20 @@ class ShiftImages:
         padded = self._frame(n, Xb.dtype)
         padded[:, s:s + height, s:s + width] = Xb.reshape(n, height, width)
         dy, dx = rng.integers(-s, s + 1, size=(2, n))
-        # Output pixel (i, j) of image r reads padded pixel (i + s − dy_r, j + s − dx_r): the image moves by
-        # (dy, dx).  In the flattened padded image that is one offset per image added to a fixed template.
-        stride = width + 2 * s
-        template = (np.arange(height)[:, None] * stride + np.arange(width)[None, :]).ravel()
-        offsets = (s - dy) * stride + (s - dx)
-        return np.take_along_axis(padded.reshape(n, -1), template[None, :] + offsets[:, None], axis=1)
+        # Image r moves by (dy_r, dx_r): output pixel (i, j) reads padded pixel
+        # (i + s − dy_r, j + s − dx_r), a window of the padded frame.  Images
+        # are copied in groups that share a shift, one strided window per
+        # group: at most (2s + 1)² copies a batch, instead of an index per pixel.
+        out = np.empty((n, height, width), dtype=Xb.dtype)
+        code = (dy + s) * (2 * s + 1) + (dx + s)
+        order = np.argsort(code, kind="stable")
+        starts = np.searchsorted(code[order], np.arange((2 * s + 1) ** 2 + 1))
+        for k in range((2 * s + 1) ** 2):
+            rows = order[starts[k]:starts[k + 1]]
+            if rows.size:
+                top, left = 2 * s - k // (2 * s + 1), 2 * s - k % (2 * s + 1)     # s − dy, s − dx
+                out[rows] = padded[rows, top:top + height, left:left + width]
+        return out.reshape(n, height * width)
 
     def _frame(self, n, dtype):
         """A reused (n, height + 2s, width + 2s) buffer whose border holds ``fill``."""
