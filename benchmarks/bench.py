@@ -4,6 +4,8 @@
     python benchmarks/bench.py [--jobs 1,2,3,4] [--quick] [--rounds N] [--threads N] [--record NAME]
 
 Job 2b (not run by default) repeats job 2's race with an Adam recipe.
+"handgrad-numpy" is handgrad with ``HANDGRAD_NO_NUMBA=1``: its NumPy update, as
+a short run or a process without the ``fast`` extra uses it.
 
 Each (job, contender) pair runs in a fresh worker process, so that peak
 memory is measured per pair and one library's imports and thread pools do
@@ -22,12 +24,14 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 CONTENDERS = {
-    "1": ["floor", "handgrad", "sklearn-float64", "sklearn-float32", "torch"],
+    "1": ["floor", "handgrad", "handgrad-numpy", "sklearn-float64", "sklearn-float32", "torch"],
     "2": ["floor", "handgrad", "torch"],
     "2b": ["floor", "handgrad", "torch"],
     "3": ["floor", "handgrad", "sklearn-float64", "sklearn-float32", "torch"],
@@ -88,21 +92,63 @@ def run_job(job, quick, only, threads, rounds=1):
             runs[contender].append(_run_worker_process(job, contender, quick, threads))
     results = {c: _merge(r) for c, r in runs.items()}
     recipe = {k: v for k, v in definition.__dict__.items() if k != "title"}
-    return {"title": definition.title, "recipe": recipe, "results": results}
+    report = {"title": definition.title, "recipe": recipe, "results": results}
+    if job in COMMAND_JOBS and (not only or "command" in only):
+        report["command"] = run_command(quick)
+    return report
+
+
+# The job whose recipe is a preset: the whole command is run once as well.
+COMMAND_JOBS = ("2",)
+
+
+def run_command(quick):
+    """``handgrad train --dataset mnist`` as a user runs it: wall time, peak resident memory, test accuracy.
+
+    The command's peak comes from the kernel's own account of that one child
+    (``os.wait4``): data loading, training, plots and the model file included.
+    """
+    from idx import DATA
+
+    with tempfile.TemporaryDirectory() as out:
+        command = [sys.executable, "-m", "handgrad", "train", "--dataset", "mnist", "--data-dir", str(DATA),
+                   "--out", str(Path(out) / "model.npz"), "--plots", str(Path(out) / "plots")]
+        command += ["--epochs", "2"] if quick else []
+        with open(Path(out) / "output.txt", "w+") as output:
+            start = time.perf_counter()
+            process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd=out)
+            _, status, usage = os.wait4(process.pid, 0)
+            process.returncode = os.waitstatus_to_exitcode(status)
+            wall = time.perf_counter() - start
+            output.seek(0)
+            text = output.read()
+    if process.returncode != 0:
+        return {"command": " ".join(command), "error": text.strip().splitlines()[-1] if text else "failed"}
+    accuracy = next((float(line.split()[2]) for line in text.splitlines() if line.startswith("test accuracy")),
+                    None)
+    shown = "handgrad train --dataset mnist --data-dir ../shared/data" + (" --epochs 2" if quick else "")
+    return {"command": shown,
+            "wall_seconds": wall, "peak_rss_mb": usage.ru_maxrss / 1024, "test_accuracy": accuracy}
 
 
 def _run_worker_process(job, contender, quick, threads):
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", job, contender]
     command += ["--quick"] if quick else []
     command += ["--threads", str(threads)] if threads else []
-    done = subprocess.run(command, capture_output=True, text=True, cwd=HERE)
+    env = dict(os.environ, **NO_COMPILED) if contender == "handgrad-numpy" else None
+    done = subprocess.run(command, capture_output=True, text=True, cwd=HERE, env=env)
     if done.returncode != 0:
         print(f"  {contender}: failed\n{done.stderr}", file=sys.stderr)
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr else "failed"}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-TIMES = ("seconds", "seconds_without_first_input_grad", "time_to_target", "total_seconds")
+# handgrad-numpy: handgrad without the optional compiled update, as a process
+# without Numba runs it, and as a run too short to pay for loading it does.
+NO_COMPILED = {"HANDGRAD_NO_NUMBA": "1"}
+
+TIMES = ("seconds", "seconds_without_first_input_grad", "update_traffic_seconds", "physical_floor",
+         "time_to_target", "total_seconds", "cold_extra_seconds", "wall_seconds")
 
 
 def _merge(runs):
@@ -138,8 +184,14 @@ def run_worker(job_key, contender, quick, threads=None):
     threads = blas_threads()
     before = _rss_mb()
     _reset_peak_rss()
+    called = time.perf_counter()
     result = runner(job, data, threads)
     result.update(rss_before_mb=before, peak_rss_mb=_peak_rss_mb(), threads=threads)
+    if "first_fit_done" in result:
+        # The first fit in this fresh process, its library's import included,
+        # beyond a warm fit of the same job.
+        cold = result.pop("first_fit_done") - called
+        result["cold_extra_seconds"] = cold - result["seconds"] * job.epochs
     return result
 
 
@@ -196,38 +248,79 @@ def machine():
 
 
 def rows(job_key, job):
-    """Table rows ``(contender, cells...)`` for one job."""
+    """Table rows ``(contender, cells...)`` for one job.
+
+    Two rows stand for the floor: the physical floor (the products the job
+    needs, without the first layer's ``G Wᵀ``, plus the optimizer step's
+    unavoidable memory traffic) and all of the layers' products.
+    """
     results = job["results"]
     raced = job["recipe"].get("target_accuracy") is not None
     floor = results.get("floor", {})
+    physical, gemms = floor.get("physical_floor"), floor.get("seconds")
     hg = results.get("handgrad", {})
     out = []
     for name, r in results.items():
         if "error" in r:
-            out.append([name, "failed: " + r["error"]] + [""] * 7)
+            out.append([name, "failed: " + r["error"]] + [""] * 9)
+            continue
+        if name == "floor":
+            for label, seconds in (("physical floor", physical), ("all GEMMs", gemms)):
+                cells = [label, _fmt(seconds, "{:.4f}"), _ratio(seconds, physical), _ratio(seconds, gemms), ""]
+                out.append(cells + [""] * (2 if raced else 1) + ["", "", _fmt(r.get("peak_rss_mb"), "{:.0f}"),
+                                                                  _delta_rss(r)])
             continue
         seconds = r["seconds"]
-        cells = [name, _fmt(seconds, "{:.4f}")]
-        cells.append(_ratio(seconds, floor.get("seconds")))
-        cells.append(_ratio(seconds, floor.get("seconds_without_first_input_grad")))
+        cells = [name, _fmt(seconds, "{:.4f}"), _ratio(seconds, physical), _ratio(seconds, gemms)]
         key = "time_to_target" if raced else "seconds"
-        cells.append(_ratio(r.get(key), hg.get(key)) if name not in ("handgrad", "floor") else "")
+        cells.append(_ratio(r.get(key), hg.get(key)) if name != "handgrad" else "")
         if raced:
             cells.append(_fmt(r.get("time_to_target"), "{:.1f}"))
+        cells.append(_fmt(r.get("cold_extra_seconds"), "{:+.2f}"))
+        cells.append(_update(r))
         cells.append(_fmt(r.get("test_accuracy"), "{:.4f}"))
         cells.append(_fmt(r.get("peak_rss_mb"), "{:.0f}"))
-        cells.append(_fmt(r["peak_rss_mb"] - r["rss_before_mb"] if "rss_before_mb" in r else None, "{:.0f}"))
+        cells.append(_delta_rss(r))
         out.append(cells)
     return out
 
 
+def _update(r):
+    """The optimizer update a handgrad run used, cold → warm: ``"numpy → numba"``."""
+    if "kernels" not in r:
+        return ""
+    return r["kernels"] if r.get("cold_kernels", r["kernels"]) == r["kernels"] else f"{r['cold_kernels']} → {r['kernels']}"
+
+
+def _delta_rss(r):
+    return _fmt(r["peak_rss_mb"] - r["rss_before_mb"] if "rss_before_mb" in r else None, "{:.0f}")
+
+
 def headers(job_key, job):
     unit = "s/call" if job["recipe"]["name"] == "inference" else "s/epoch"
-    head = ["contender", unit, "× floor", "× floor w/o 1st GWᵀ", "peer ÷ handgrad"]
+    head = ["contender", unit, "× physical floor", "× all GEMMs", "peer ÷ handgrad"]
     target = job["recipe"].get("target_accuracy")
     if target is not None:
         head.append(f"s to {target:.1%}")
-    return head + ["test acc", "peak RSS MB", "Δ RSS MB"]
+    return head + ["cold +s", "update", "test acc", "peak RSS MB", "Δ RSS MB"]
+
+
+def notes(job):
+    """Lines under a job's table: what its floor is made of, and the whole command's run."""
+    floor = job["results"].get("floor", {})
+    lines = []
+    if floor.get("update_traffic_seconds") is not None:
+        lines.append(f"physical floor = GEMMs without the first layer's G Wᵀ "
+                     f"{floor['seconds_without_first_input_grad']:.4f} s + the optimizer step's memory traffic "
+                     f"{floor['update_traffic_seconds']:.4f} s per epoch")
+    command = job.get("command")
+    if command and "error" in command:
+        lines.append(f"`{command['command']}` failed: {command['error']}")
+    elif command:
+        lines.append(f"`{command['command']}` as a whole command (data loading, training, plots, model file): "
+                     f"{command['wall_seconds']:.1f} s wall, peak RSS {command['peak_rss_mb']:.0f} MB, "
+                     f"test accuracy {_fmt(command['test_accuracy'], '{:.4f}')}")
+    return lines
 
 
 def _fmt(value, pattern):
@@ -244,10 +337,11 @@ def format_job(job_key, job, markdown=False):
         lines = [f"### Job {job_key}: {job['title']}", "", "| " + " | ".join(head) + " |",
                  "|" + "---|" * len(head)]
         lines += ["| " + " | ".join(map(str, r)) + " |" for r in body]
+        lines += [""] + notes(job) if notes(job) else []
         return "\n".join(lines) + "\n"
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
-    return "\n".join([f"Job {job_key}: {job['title']}", line(head)] + [line(r) for r in body]) + "\n"
+    return "\n".join([f"Job {job_key}: {job['title']}", line(head)] + [line(r) for r in body] + notes(job)) + "\n"
 
 
 def describe_machine(report):
@@ -265,9 +359,13 @@ def write_report(report):
     stem = report["name"]
     (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
     md = [f"# Benchmark results{' (quick run)' if report['quick'] else ''}", "", describe_machine(report), "",
-          "Seconds are medians over repeats (and over rounds, which alternate the contenders); peak RSS is the worker process's high-water mark during the run "
-          "(data included), Δ RSS its rise above the resident size after loading the data; "
-          "\"peer ÷ handgrad\" above 1 means handgrad is faster.", ""]
+          "Seconds are medians over repeats (and over rounds, which alternate the contenders), in warm "
+          "processes (each has fitted once); \"cold +s\" is what the first fit in a fresh process, its library's "
+          "import included, took beyond a warm one; \"update\" is the optimizer update handgrad ran (NumPy or "
+          "the compiled one), cold → warm.  The physical floor is the products the job needs (without the first "
+          "layer's G Wᵀ) plus the optimizer step's memory traffic, both measured in the run.  Peak RSS is the "
+          "worker process's high-water mark during the run (data included), Δ RSS its rise above the resident "
+          "size after loading the data; \"peer ÷ handgrad\" above 1 means handgrad is faster.", ""]
     md += [format_job(k, j, markdown=True) for k, j in report["jobs"].items()]
     (RESULTS / f"{stem}.md").write_text("\n".join(md))
 

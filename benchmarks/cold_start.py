@@ -63,7 +63,7 @@ from handgrad.optim import _fused
 cold = once()
 warm = min(once(), once())
 print(json.dumps({"import": imported, "cold": cold, "warm": warm,
-                  "numba_loaded": _fused._kernels is not _fused._UNLOADED and _fused._kernels is not None}))
+                  "numba_loaded": _fused.loaded()}))
 """
 
 

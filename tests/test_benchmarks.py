@@ -53,3 +53,29 @@ def test_small_tables_are_exported_with_named_labels_that_handgrad_reads(tmp_pat
     assert len(data.X_train) + len(data.X_test) == 150 and data.n_features == 4
     assert data.feature_names[0] == "sepal_length_cm"
     assert np.isclose(data.X_train[0, 0], 5.1)
+
+
+def test_the_table_states_each_time_against_the_physical_floor_and_shows_cold_starts():
+    bench = _script("bench")
+    job = {"recipe": {"name": "mnist5k", "target_accuracy": None},
+           "results": {"floor": {"seconds": 0.12, "seconds_without_first_input_grad": 0.09,
+                                 "update_traffic_seconds": 0.01, "physical_floor": 0.10, "peak_rss_mb": 60,
+                                 "rss_before_mb": 50},
+                       "handgrad": {"seconds": 0.15, "cold_extra_seconds": 0.05, "kernels": "numba",
+                                    "cold_kernels": "numpy", "test_accuracy": 0.9366, "peak_rss_mb": 190,
+                                    "rss_before_mb": 45},
+                       "torch": {"seconds": 0.30, "cold_extra_seconds": 1.5, "test_accuracy": 0.935,
+                                 "peak_rss_mb": 330, "rss_before_mb": 45}},
+           "command": {"command": "handgrad train --dataset mnist", "wall_seconds": 31.2, "peak_rss_mb": 433.4,
+                       "test_accuracy": 0.9884}}
+    head = bench.headers("1", job)
+    table = {row[0]: dict(zip(head, row)) for row in bench.rows("1", job)}
+    assert table["physical floor"]["× physical floor"] == "1.00" and table["all GEMMs"]["× physical floor"] == "1.20"
+    hg = table["handgrad"]
+    assert (hg["× physical floor"], hg["× all GEMMs"], hg["cold +s"], hg["update"]) == \
+        ("1.50", "1.25", "+0.05", "numpy → numba")
+    assert table["torch"]["peer ÷ handgrad"] == "2.00" and table["torch"]["update"] == ""
+    notes = bench.notes(job)
+    assert notes[0] == ("physical floor = GEMMs without the first layer's G Wᵀ 0.0900 s + the optimizer step's "
+                        "memory traffic 0.0100 s per epoch")
+    assert "31.2 s wall, peak RSS 433 MB, test accuracy 0.9884" in notes[1]

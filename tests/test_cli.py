@@ -147,12 +147,12 @@ def test_train_help_shows_every_preset_as_presets_py_defines_it(capsys):
     out = capsys.readouterr().out
     assert text_table() in out
     mnist = next(line for line in out.splitlines() if line.split()[:1] == ["mnist"])
-    assert mnist.split()[1:7] == ["512,256", "sgd,", "momentum", "0.9", f"{PRESETS['mnist']['lr']:g}",
-                                  str(PRESETS["mnist"]["epochs"])]
+    assert mnist.split()[1:7] == [",".join(map(str, PRESETS["mnist"]["hidden"])), "sgd,", "momentum", "0.9",
+                                  f"{PRESETS['mnist']['lr']:g}", str(PRESETS["mnist"]["epochs"])]
 
 
 def _big_model(path):
-    """An untrained model of the MNIST preset's shape, 784-512-256-10: 535,818 parameters."""
+    """An untrained 784-512-256-10 model: 535,818 parameters."""
     model = hg.mlp(784, [512, 256], 10, seed=0)
     save_model(path, model, loss=hg.SoftmaxCrossEntropy(), classes=list(range(10)), settings={"l2": 5e-5})
 

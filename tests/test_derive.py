@@ -328,9 +328,9 @@ def test_a_model_file_without_a_dataset_is_checked_on_random_rows(tmp_path, caps
 def test_the_mnist_preset_network_derives_and_checks_sampled_entries(shared_data, capsys):
     assert main(["derive", "--dataset", "mnist", "--data-dir", str(shared_data), "--check"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("Derivation of 784-512-256-10 relu, loss cross-entropy, L2 λ = 5e-05\n")
-    assert "n×784 · 784×512 + 512 → n×512" in out and "n×512 · 512×256 + 256 → n×256" in out
-    assert "(worst of 20 sampled entries of 401408)" in _row(out.splitlines(), "W1")
+    assert out.startswith("Derivation of 784-256-128-10 relu, loss cross-entropy, L2 λ = 5e-05\n")
+    assert "n×784 · 784×256 + 256 → n×256" in out and "n×256 · 256×128 + 128 → n×128" in out
+    assert "(worst of 20 sampled entries of 200704)" in _row(out.splitlines(), "W1")
     assert "the first 4 training rows of mnist" in out and "Gradient check passed" in out
 
 

@@ -50,6 +50,11 @@ def kernels_for(size, steps=None):
     return kernels()
 
 
+def loaded():
+    """Whether this process has loaded the compiled kernels (a warm process, as far as updates go)."""
+    return _kernels is not _UNLOADED and _kernels is not None
+
+
 def kernels():
     """The compiled kernels as a namespace, or ``None`` without Numba.
 
