@@ -67,6 +67,7 @@ from handgrad.nn.layers import activation as activation_class
 from handgrad.nn.losses import loss_from_config
 from handgrad.nn.model import Sequential
 from handgrad.optim.optimizers import SGD, Adam
+from handgrad.training.callbacks import Callback
 from handgrad.training.loop import fit as fit_network
 from handgrad.validation import resolve_dtype
 
@@ -281,44 +282,41 @@ class BaseMLP(BaseEstimator):
             self._best_weights, self._best_buffers = self._net.get_weights(), self._net.get_buffers()
         n = data.X.shape[0]
         batch_size = self._resolved_batch_size(n)
-        order = np.arange(n)
         self.n_iter_ = 0
-        # fit_network runs one epoch per call: announce the whole run, so a long one loads the compiled updates
         epochs = 1 if incremental else self.max_iter
-        self._optimizer.prepare(self._net.flat_parameters, epochs * -(-n // batch_size))
+        bookkeeping = _EpochBookkeeping(self, data, n)
+        # One run of fit_network for all the epochs, so its checks and set-up happen once, not
+        # once an epoch (on a small table an epoch is one minibatch); the callback keeps
+        # scikit-learn's per-epoch rules.
         try:
-            for _ in range(self.max_iter):
-                if self.shuffle:                    # sklearn.utils.shuffle(order, random_state=rng), without
-                    permutation = np.arange(n)      # its per-call parameter validation
-                    rng.shuffle(permutation)
-                    order = order[permutation]
-                history = fit_network(
-                    self._net, self._loss, data.X, data.targets, optimizer=self._optimizer,
-                    epochs=self._epochs_trained + 1, initial_epoch=self._epochs_trained, batch_size=batch_size,
-                    alpha=self.alpha, sample_weight=data.weights,
-                    shuffle=(lambda epoch, order=order: order) if self.shuffle else False, seed=self._mask_seed)
-                self._epochs_trained += 1
-                self.n_iter_ += 1
-                self.t_ += n
-                self.loss_ = history.records[-1]["train_loss"]
-                self.loss_curve_.append(self.loss_)
-                if self.verbose:
-                    print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
-                self._update_no_improvement_count(data)
-                if self.solver == "sgd" and self.learning_rate == "invscaling":
-                    self._set_learning_rate(self.learning_rate_init / (self.t_ + 1) ** self.power_t)
-                if self._no_improvement_count > self.n_iter_no_change and self._plateau_stops():
-                    break
-                if incremental:
-                    break
-                if self.n_iter_ == self.max_iter:
-                    warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
-                                  "optimization hasn't converged yet.", ConvergenceWarning, stacklevel=4)
+            fit_network(self._net, self._loss, data.X, data.targets, optimizer=self._optimizer,
+                        epochs=self._epochs_trained + epochs, initial_epoch=self._epochs_trained,
+                        batch_size=batch_size, alpha=self.alpha, sample_weight=data.weights,
+                        shuffle=self._epoch_orders(n, rng) if self.shuffle else False, seed=self._mask_seed,
+                        callbacks=[bookkeeping])
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=4)
+        if not incremental and not bookkeeping.converged and self.n_iter_ == self.max_iter:
+            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
+                          "optimization hasn't converged yet.", ConvergenceWarning, stacklevel=4)
         if self.early_stopping:
             self._net.set_weights(self._best_weights)
             self._net.set_buffers(self._best_buffers)
+
+    @staticmethod
+    def _epoch_orders(n, rng):
+        """``epoch -> order``: scikit-learn's shuffle, ``sklearn.utils.shuffle(order, random_state=rng)``
+        composed epoch after epoch (without its per-call parameter validation)."""
+        order = np.arange(n)
+
+        def next_order(epoch):
+            nonlocal order
+            permutation = np.arange(n)
+            rng.shuffle(permutation)
+            order = order[permutation]
+            return order
+
+        return next_order
 
     def _split(self, X, targets, weights, stratify, rng):
         """The training rows, and with ``early_stopping`` a held-out validation set (scikit-learn's split)."""
@@ -502,3 +500,35 @@ class _TrainingData:
     def __init__(self, X, targets, weights, X_val=None, targets_val=None, weights_val=None):
         self.X, self.targets, self.weights = X, targets, weights
         self.X_val, self.targets_val, self.weights_val = X_val, targets_val, weights_val
+
+
+class _EpochBookkeeping(Callback):
+    """scikit-learn's rules after each epoch of a stochastic fit, as a callback of the one training run.
+
+    The loss curve and counters, the plateau count (on the training loss, or
+    on the validation score with ``early_stopping``) and the stop it calls
+    for, and the SGD rate schedules.  ``converged`` tells whether the run
+    stopped on a plateau.
+    """
+
+    def __init__(self, estimator, data, n_samples):
+        self.estimator, self.data, self.n_samples = estimator, data, n_samples
+        self.converged = False
+
+    def on_epoch_end(self, ctx, record):
+        # Each epoch's loss is judged for divergence against that epoch's first minibatch (a run of
+        # scikit-learn's loop may climb a long way before it settles, and scikit-learn stops none).
+        ctx.loss_scale = None
+        est = self.estimator
+        est._epochs_trained += 1
+        est.n_iter_ += 1
+        est.t_ += self.n_samples
+        est.loss_ = record["train_loss"]
+        est.loss_curve_.append(est.loss_)
+        if est.verbose:
+            print(f"Iteration {est.n_iter_}, loss = {est.loss_:.8f}")
+        est._update_no_improvement_count(self.data)
+        if est.solver == "sgd" and est.learning_rate == "invscaling":
+            est._set_learning_rate(est.learning_rate_init / (est.t_ + 1) ** est.power_t)
+        if est._no_improvement_count > est.n_iter_no_change and est._plateau_stops():
+            self.converged = ctx.stop = True
