@@ -1,4 +1,4 @@
-"""What each piece costs per epoch on the MNIST preset's network (784-512-256-10, SGD with momentum, batch 128).
+"""What each piece costs per epoch on the MNIST preset's network (its hidden layers, SGD with momentum, batch 128).
 
     python benchmarks/pieces_cost.py [--rows 20000] [--epochs 2] [--rounds 3] [--record NAME]
 
@@ -30,10 +30,11 @@ sys.path.insert(0, str(HERE))
 
 import handgrad as hg  # noqa: E402
 from bench import machine  # noqa: E402
+from handgrad.cli.presets import PRESETS  # noqa: E402
 from handgrad.cli.settings import build_model  # noqa: E402
 from idx import load_mnist  # noqa: E402
 
-HIDDEN = (512, 256)
+HIDDEN = tuple(PRESETS["mnist"]["hidden"])
 RECIPE = dict(batch_size=128, l2=5e-5)
 
 
@@ -81,7 +82,7 @@ def main(argv=None):
     report = {"machine": machine(), "rows": args.rows, "epochs": args.epochs, "rounds": args.rounds,
               "seconds_per_epoch": medians, "all_times": times,
               "ratio_to_relu": {name: medians[name] / medians["relu"] for name in medians}}
-    lines = [f"MNIST preset network 784-512-256-10, SGD momentum 0.9, batch 128, {args.rows} rows, "
+    lines = [f"MNIST preset network 784-{'-'.join(map(str, HIDDEN))}-10, SGD momentum 0.9, batch 128, {args.rows} rows, "
              f"median of {args.rounds} rounds of {args.epochs} epochs",
              f"machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, BLAS "
              + ", ".join(f"{b['internal_api']} {b['version']} {b['architecture']} x{b['num_threads']}"
