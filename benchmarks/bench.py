@@ -337,17 +337,23 @@ def format_job(job_key, job, markdown=False):
         lines = [f"### Job {job_key}: {job['title']}", "", "| " + " | ".join(head) + " |",
                  "|" + "---|" * len(head)]
         lines += ["| " + " | ".join(map(str, r)) + " |" for r in body]
-        lines += [""] + notes(job) if notes(job) else []
+        below = notes(job)
+        lines += [""] + below if below else []
         return "\n".join(lines) + "\n"
     widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))  # noqa: E731
     return "\n".join([f"Job {job_key}: {job['title']}", line(head)] + [line(r) for r in body] + notes(job)) + "\n"
 
 
+def describe_blas(machine):
+    """``"openblas 0.3.31 (Haswell kernels, 2 threads)"``, for each BLAS library :func:`machine` found."""
+    return ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']} kernels, {b['num_threads']} threads)"
+                     for b in machine["blas"])
+
+
 def describe_machine(report):
     m = report["machine"]
-    blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']} kernels, {b['num_threads']} threads)"
-                     for b in m["blas"])
+    blas = describe_blas(m)
     env = ", ".join(f"{k}={v}" for k, v in m["env"].items() if v) or "no BLAS overrides"
     return (f"{m['date']} · {m['cpu']}, {m['cores']} cores · Python {m['python']}, NumPy {m['numpy']} · "
             f"BLAS: {blas} · every contender ran with {report['threads']} thread(s), "

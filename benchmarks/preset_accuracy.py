@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import handgrad as hg  # noqa: E402
-from bench import machine  # noqa: E402
+from bench import describe_blas, machine  # noqa: E402
 from handgrad.cli import settings as S  # noqa: E402
 from handgrad.cli import train  # noqa: E402
 from handgrad.cli.presets import VARIANTS  # noqa: E402
@@ -112,8 +112,7 @@ def write_report(report, name):
     """Print the table and write ``results/NAME.{json,md}``."""
     results, accuracies = report["results"], [r["final_test_accuracy"] for r in report["results"]]
     m = report["machine"]
-    blas = ", ".join(f"{b['internal_api']} {b['version']} ({b['architecture']} kernels, {b['num_threads']} threads)"
-                     for b in m["blas"])
+    blas = describe_blas(m)
     lines = [f"MNIST's `--preset {report['preset']}` recipe trained on {report['dataset']}: test accuracy and "
              "training time per seed",
              f"machine: {m['cpu']}, {m['cores']} cores, {m['date'][:10]}; BLAS: {blas}", "",
