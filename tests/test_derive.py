@@ -10,9 +10,9 @@ import pytest
 
 import handgrad as hg
 from handgrad.cli import main
+from handgrad.derivations.derive import document
+from handgrad.derivations.notation import fill, to_latex, to_text
 from handgrad.errors import HandgradError
-from handgrad.nn.derivation import fill, to_latex, to_text
-from handgrad.nn.derive import document
 from handgrad.registry import LAYERS, LOSSES
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "derivations.md"
@@ -241,7 +241,7 @@ def _anchors():
 
 
 def test_every_built_in_piece_declares_input_and_parameter_gradients_and_a_section_that_exists():
-    from handgrad.nn.derive import OBJECTIVE
+    from handgrad.derivations.derive import OBJECTIVE
 
     anchors = _anchors()
     pieces = [cls for cls in [*LAYERS, *LOSSES] if cls.__module__.startswith("handgrad.")]

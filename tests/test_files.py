@@ -1,4 +1,4 @@
-"""handgrad.files: atomic writes with ordinary permissions, and .npy members read without trust."""
+"""handgrad.io.files: atomic writes with ordinary permissions, and .npy members read without trust."""
 
 import io
 import os
@@ -7,7 +7,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from handgrad.files import ARCHIVE_ERRORS, NpyError, NpyMember, UnwritableFolder, atomic_write
+from handgrad.io.files import ARCHIVE_ERRORS, NpyError, NpyMember, UnwritableFolder, atomic_write
 
 
 @pytest.fixture
@@ -152,7 +152,7 @@ def test_a_header_with_an_invalid_escape_is_refused_without_a_warning():
     """NumPy compiles the header's text; an invalid escape there would print a DeprecationWarning."""
     import warnings
 
-    from handgrad.files import _npy_header
+    from handgrad.io.files import _npy_header
 
     text = "{'descr': '<f8\\q', 'fortran_order': False, 'shape': (2,), }"
     text += " " * (118 - len(text)) + "\n"

@@ -91,7 +91,7 @@ def test_the_command_line_and_the_estimator_offer_a_registered_activation(Scaled
 
 def test_every_name_users_see_comes_from_the_registries():
     from handgrad.cli import settings
-    from handgrad.estimator import estimator_activations, estimator_losses
+    from handgrad.estimators import estimator_activations, estimator_losses
 
     assert set(settings.activation_names()) == set(hg.activations())
     assert set(settings.loss_names()) == set(hg.losses())

@@ -7,15 +7,26 @@ independent autodiff engine.  See ``docs/derivations.md``.
 
 from handgrad import registry
 from handgrad._version import __version__  # noqa: F401 - the package's version, re-exported
+from handgrad.derivations.derive import derive
 from handgrad.errors import DataError, HandgradError, ModelFileError, TrainingDiverged
 from handgrad.io.modelfile import load, save
-from handgrad.nn.activations import ELU, GELU, LeakyReLU, Softplus
+from handgrad.nn.activations import (
+    ELU,
+    GELU,
+    Activation,
+    Identity,
+    LeakyReLU,
+    ReLU,
+    Sigmoid,
+    Softplus,
+    Tanh,
+    activations,
+)
 from handgrad.nn.batchnorm import BatchNorm
 from handgrad.nn.derivation import Derivation
-from handgrad.nn.derive import derive
 from handgrad.nn.dropout import Dropout
 from handgrad.nn.gradcheck import GradcheckReport, check_function, gradcheck
-from handgrad.nn.layers import Activation, Dense, Identity, Layer, ReLU, Sigmoid, Tanh, activations
+from handgrad.nn.layers import Dense, Layer
 from handgrad.nn.losses import (
     Loss,
     PoissonDeviance,
@@ -33,6 +44,10 @@ from handgrad.optim import schedules
 from handgrad.optim.optimizers import SGD, Adam, Optimizer
 from handgrad.training.callbacks import Callback, EarlyStopping, EpochLogger
 from handgrad.training.loop import History, TrainingContext, evaluate, fit
+
+# The estimators import scikit-learn (seconds): the model-file reader gets their
+# classes from the registry, which imports them the first time a file names one.
+registry.ESTIMATORS.provide(("MLPClassifier", "MLPRegressor"), lambda: __getattr__("MLPClassifier"))
 
 
 def __getattr__(name):

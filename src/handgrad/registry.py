@@ -1,4 +1,4 @@
-"""One name → class table per kind of piece: layers, losses, optimizers.
+"""One name → class table per kind of piece: layers, losses, optimizers, estimators.
 
 A piece is declared once, as a class.  Defining a subclass of ``hg.Layer``,
 ``hg.Loss`` or ``hg.Optimizer`` adds it to its kind's registry under its class
@@ -29,6 +29,15 @@ class Registry:
     def __init__(self, kind):
         self.kind = kind
         self._by_type = {}
+        self._providers = {}
+
+    def provide(self, type_names, load):
+        """Declare that calling ``load()`` registers the classes ``type_names`` (a module that is slow to import).
+
+        :meth:`get` calls it the first time one of those names is asked for
+        and not yet registered; nothing else here knows where they live.
+        """
+        self._providers.update({name: load for name in type_names})
 
     def add(self, cls):
         if "name" in cls.__dict__ and cls.name is None:
@@ -37,13 +46,19 @@ class Registry:
         return cls
 
     def __contains__(self, type_name):
-        return type_name in self._by_type
+        return type_name in self._by_type or type_name in self._providers
+
+    def type_names(self):
+        """Every class name this registry can build, registered or provided."""
+        return sorted({*self._by_type, *self._providers})
 
     def __iter__(self):
         return iter(self._by_type.values())
 
     def get(self, type_name):
         """The class stored under ``type_name`` (a class name, as files store it)."""
+        if type_name not in self._by_type and type_name in self._providers:
+            self._providers.pop(type_name)()
         cls = self._by_type.get(type_name)
         if cls is None:
             raise HandgradError(f"unknown {self.kind} type {type_name!r} (known: {', '.join(self._by_type)}); "
@@ -80,6 +95,7 @@ class Registry:
 LAYERS = Registry("layer")
 LOSSES = Registry("loss")
 OPTIMIZERS = Registry("optimizer")
+ESTIMATORS = Registry("estimator")
 
 
 def snake_case(class_name):

@@ -10,10 +10,10 @@ import numpy as np
 
 from handgrad.cli.interrupts import guard
 from handgrad.errors import DataError, HandgradError, ModelFileError
-from handgrad.files import atomic_write
+from handgrad.io.files import atomic_write
+from handgrad.nn.activations import Activation
 from handgrad.nn.batchnorm import BatchNorm
 from handgrad.nn.dropout import Dropout
-from handgrad.nn.layers import Activation
 from handgrad.nn.losses import PoissonDeviance, SquaredError
 
 

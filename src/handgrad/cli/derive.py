@@ -22,8 +22,8 @@ from handgrad.cli import settings as S
 from handgrad.cli import train
 from handgrad.cli.check import example_targets
 from handgrad.cli.common import check_writable, labels_in_model_order, model_features, model_targets, write_text
+from handgrad.derivations.derive import FORMATS, document, render
 from handgrad.errors import HandgradError
-from handgrad.nn.derive import FORMATS, document, render
 
 EXAMPLES = """\
 examples:

@@ -9,7 +9,7 @@ Each dataset is its four original gzip'd IDX files in a folder named after it
 
 A file found in none of them is downloaded (when allowed) from the dataset's
 mirrors, checked against the SHA-256 in :data:`DATASETS`, and moved into the
-cache atomically (:func:`handgrad.files.atomic_write`): it is written to a
+cache atomically (:func:`handgrad.io.files.atomic_write`): it is written to a
 temporary file beside its final name, flushed to disk, and renamed, so an
 interrupted download never leaves a file that looks complete.  ``$HANDGRAD_MIRROR`` (or ``mirror=``) replaces the
 mirrors with one base URL laid out like the data folder
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from handgrad.errors import DataError
-from handgrad.files import CHUNK, UnwritableFolder, atomic_write
+from handgrad.io.files import CHUNK, UnwritableFolder, atomic_write
 
 logger = logging.getLogger(__name__)
 

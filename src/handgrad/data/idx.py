@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from handgrad.errors import DataError
-from handgrad.files import CHUNK
+from handgrad.io.files import CHUNK
 
 # IDX type byte -> big-endian dtype of the payload.
 IDX_DTYPES = {

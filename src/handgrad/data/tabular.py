@@ -10,7 +10,7 @@ columns of finite numbers.
 
 NPZ: arrays ``X`` (samples x features, numeric) and ``y`` (one label per
 sample, numbers or strings).  The archive is parsed by
-:class:`handgrad.files.NpyMember` rather than by ``np.load``: ``np.load``
+:class:`handgrad.io.files.NpyMember` rather than by ``np.load``: ``np.load``
 allocates each array from the size its header claims, before reading a byte
 of data, whereas ``NpyMember`` reads each member in bounded chunks and checks
 the real length against the claim, so a forged header cannot make it reserve
@@ -25,7 +25,7 @@ from operator import itemgetter
 import numpy as np
 
 from handgrad.errors import DataError
-from handgrad.files import ARCHIVE_ERRORS, NpyError, NpyMember
+from handgrad.io.files import ARCHIVE_ERRORS, NpyError, NpyMember
 
 _MAX_NAMES_SHOWN = 8
 

@@ -58,18 +58,16 @@ from handgrad.estimators._common import (
     check_sample_weight,
     data_errors,
     estimator_activations,
-    is_sparse,
 )
+from handgrad.nn.activations import activation as activation_class
 from handgrad.nn.batchnorm import BatchNorm
 from handgrad.nn.dropout import Dropout
 from handgrad.nn.layers import Dense
-from handgrad.nn.layers import activation as activation_class
-from handgrad.nn.losses import loss_from_config
 from handgrad.nn.model import Sequential
 from handgrad.optim.optimizers import SGD, Adam
 from handgrad.training.callbacks import Callback
 from handgrad.training.loop import fit as fit_network
-from handgrad.validation import resolve_dtype
+from handgrad.validation import is_sparse, resolve_dtype
 
 STOCHASTIC_SOLVERS = ("adam", "sgd")
 
@@ -487,11 +485,6 @@ def _as_dtype(X, dtype):
         X = X.tocsr()
         return X if X.dtype == dtype else X.astype(dtype)
     return np.ascontiguousarray(X, dtype=dtype)
-
-
-def fresh_loss(loss):
-    """A new instance of ``loss``'s class and settings, without the arrays its last forward pass kept."""
-    return loss_from_config(loss.config())
 
 
 class _TrainingData:

@@ -13,7 +13,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import InvalidParameterError, StrOptions
 
 from handgrad.errors import DataError, HandgradError
-from handgrad.nn.layers import activations
+from handgrad.nn.activations import activations
 from handgrad.nn.losses import losses
 
 # scikit-learn spells handgrad's "sigmoid" "logistic"; every other name is the
@@ -104,10 +104,3 @@ def check_sample_weight(sample_weight, n):
     if weights.sum() == 0:
         raise DataError("sample_weight sums to zero; give at least one sample a positive weight")
     return weights
-
-
-def is_sparse(X):
-    """True for a SciPy sparse matrix or array (without importing SciPy when nothing could be one)."""
-    from scipy import sparse
-
-    return sparse.issparse(X)

@@ -37,10 +37,10 @@ from handgrad.estimators._common import (
     RegistryOptions,
     data_errors,
     estimator_losses,
-    is_sparse,
     output_activation,
 )
 from handgrad.nn.losses import SigmoidBinaryCrossEntropy, log_softmax
+from handgrad.validation import is_sparse
 
 # scikit-learn's name for the log-loss; it trains softmax outputs with handgrad's
 # "cross_entropy", and logistic ones (binary, multilabel) with "sigmoid_bce".

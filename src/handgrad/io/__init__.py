@@ -1,1 +1,1 @@
-"""The model-file format (its atomic writing and safe reading build on :mod:`handgrad.files`)."""
+"""Files: atomic writes and bounded reads (:mod:`~handgrad.io.files`), and the model-file format built on them."""

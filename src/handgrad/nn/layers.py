@@ -52,7 +52,7 @@ class Layer:
 
     ``derivation`` declares the layer's maths once, for ``hg.derive`` and
     ``handgrad derive`` to print for a concrete network (see
-    :mod:`handgrad.nn.derivation` for the formula syntax)::
+    :mod:`handgrad.derivations.notation` for the formula syntax)::
 
         derivation = hg.Derivation(
             forward="A = max(αZ, Z)",
@@ -128,142 +128,6 @@ class Layer:
     def __repr__(self):
         arguments = ", ".join(f"{k}={v!r}" for k, v in constructor_arguments(self).items())
         return f"{type(self).__name__}({arguments})"
-
-
-class Activation(Layer):
-    """An elementwise function with no parameters: the choices of ``--activation``.
-
-    ``initializer`` (default "glorot") is the scheme suited to the Dense
-    layer feeding it.  ``in_place = True`` declares that ``backward`` reads
-    only the output ``A``, so ``forward`` may write ``A`` over its input.
-    More activations (LeakyReLU, ELU, Softplus, GELU) live in
-    :mod:`handgrad.nn.activations`.
-    """
-
-    name = None
-    initializer = "glorot"
-
-
-def _empty_like(X, out):
-    return np.empty_like(X) if out is None else out
-
-
-class Identity(Activation):
-    """``A = Z``; backward passes ``G`` through unchanged (a copy)."""
-
-    derivation = Derivation(forward="A = Z", backward={"input": "∂J/∂Z = G"}, section="activations")
-
-    in_place = True
-
-    def forward(self, Z, out=None):
-        out = _empty_like(Z, out)
-        np.copyto(out, Z)
-        return out
-
-    def backward(self, G, out=None):
-        out = _empty_like(G, out)
-        np.copyto(out, G)
-        return out
-
-
-class Sigmoid(Activation):
-    """Logistic activation, seed 000.
-
-    Forward:  ``A = σ(Z) = 1 / (1 + e^{-Z})`` elementwise.
-    Backward: ``σ'(z) = σ(z)(1 − σ(z))`` (seed 000 derives it by the quotient
-    rule), so ``∂L/∂Z = G ⊙ A ⊙ (1 − A)``; only ``A`` is kept.
-
-    Computed as ``1/(1 + e^{−z})`` for ``z ≥ 0`` and ``e^{z}/(1 + e^{z})`` for
-    ``z < 0``: both read ``e = e^{−|z|} ∈ (0, 1]``, which never overflows, and
-    neither subtracts nearly equal numbers, so ``σ`` keeps full relative
-    precision down to the smallest normal number (z ≈ −87 in float32, −708
-    in float64).  ``½(1 + tanh(z/2))``, the same function on paper, cancels
-    in the negative tail (44% off at z = −17 in float32, 0 below −20).
-    """
-
-    derivation = Derivation(forward="A = σ(Z) = 1/(1 + exp(−Z))",
-                            backward={"input": "∂J/∂Z = G ⊙ A ⊙ (1 − A)"}, seeds="000", section="activations",
-                            note="σ′(z) = σ(z)(1 − σ(z)), by the quotient rule as in seed 000")
-
-    in_place = True
-
-    def forward(self, Z, out=None):
-        out = _empty_like(Z, out)
-        negative = np.signbit(Z)            # read before out (maybe Z itself) is overwritten
-        np.abs(Z, out=out)
-        np.negative(out, out=out)
-        with np.errstate(under="ignore"):   # e^{−|z|} → 0 is σ's true limit, not an error
-            np.exp(out, out=out)            # e = e^{−|z|}
-        denominator = out + 1               # 1 + e
-        np.copyto(out, 1, where=~negative)  # numerator: 1 for z ≥ 0, e for z < 0
-        out /= denominator
-        self._A = out
-        return out
-
-    def backward(self, G, out=None):
-        out = _empty_like(G, out)
-        A = self._A
-        np.subtract(1, A, out=out)   # 1 − A
-        out *= A                     # A (1 − A)
-        out *= G                     # G ⊙ A (1 − A)
-        return out
-
-
-class Tanh(Activation):
-    """Hyperbolic tangent, seed 004's hidden layer ``h``.
-
-    Forward:  ``A = tanh(Z)``.
-    Backward: ``tanh'(a) = 1 − tanh²(a)`` (seed 004), so ``∂L/∂Z = G ⊙ (1 − A²)``.
-    """
-
-    derivation = Derivation(forward="A = tanh(Z)", backward={"input": "∂J/∂Z = G ⊙ (1 − A²)"},
-                            seeds="004", section="activations", note="seed 004's hidden unit h, with h′ = 1 − h²")
-
-    in_place = True
-
-    def forward(self, Z, out=None):
-        out = _empty_like(Z, out)
-        np.tanh(Z, out=out)
-        self._A = out
-        return out
-
-    def backward(self, G, out=None):
-        out = _empty_like(G, out)
-        A = self._A
-        np.multiply(A, A, out=out)   # A²
-        np.subtract(1, out, out=out)  # 1 − A²
-        out *= G
-        return out
-
-
-class ReLU(Activation):
-    """Rectified linear unit, seed 003: ``max(0, W₁X + b₁)``.
-
-    Forward:  ``A = max(0, Z)``.
-    Backward: the derivative is the indicator ``I(z > 0)`` (seed 003 writes
-    it as ``I(ω₁x + b₁)``), so ``∂L/∂Z = G ⊙ I(Z > 0)``.  At ``z = 0`` the
-    derivative is undefined; handgrad uses 0 there, like PyTorch.
-    """
-
-    derivation = Derivation(forward="A = max(0, Z)", backward={"input": "∂J/∂Z = G ⊙ I(Z > 0)"},
-                            seeds="003", section="activations",
-                            note="I(Z > 0) is 0 at Z = 0 (seed 003's case split takes 1 there)")
-
-    name = "relu"
-    initializer = "he"
-    in_place = True
-
-    def forward(self, Z, out=None):
-        out = _empty_like(Z, out)
-        np.maximum(Z, 0, out=out)
-        self._A = out   # A > 0 exactly where Z > 0, so A is all backward needs
-        return out
-
-    def backward(self, G, out=None):
-        out = _empty_like(G, out)
-        np.greater(self._A, 0, out=out)   # I(Z > 0) as 0/1 in G's dtype
-        out *= G
-        return out
 
 
 INITIALIZERS = ("auto", "glorot", "he")
@@ -400,14 +264,3 @@ class Dense(Layer):
 def layer_from_config(config, dtype=np.float32):
     """Rebuild a layer from ``Layer.config()`` output (weights are set separately)."""
     return LAYERS.build(config, dtype=dtype)
-
-
-def activation(name):
-    """The activation class a user names (``"relu"``, ``"leaky-relu"`` or ``"leaky_relu"``)."""
-    return LAYERS.by_name(str(name).replace("_", "-"), where=lambda cls: issubclass(cls, Activation),
-                         what="activation")
-
-
-def activations():
-    """``{name: class}`` of every registered activation, built-in or user-defined."""
-    return LAYERS.choices(where=lambda cls: issubclass(cls, Activation))

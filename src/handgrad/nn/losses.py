@@ -495,11 +495,6 @@ def loss_from_config(config):
     return LOSSES.build(config)
 
 
-def loss_class(name):
-    """The loss a user names: ``"cross-entropy"`` (or ``"cross_entropy"``), ``"softmax-bce"``, …"""
-    return LOSSES.by_name(str(name).replace("_", "-"))
-
-
 def losses(task=None):
     """``{name: class}`` of every registered loss, built-in or user-defined; ``task=`` keeps one task's."""
     return LOSSES.choices(where=None if task is None else (lambda cls: cls.task == task))

@@ -13,8 +13,8 @@ from contextlib import contextmanager
 import numpy as np
 
 from handgrad.errors import HandgradError
+from handgrad.nn.activations import activation as activation_class
 from handgrad.nn.layers import Dense, Layer, layer_from_config
-from handgrad.nn.layers import activation as activation_class
 from handgrad.nn.losses import softmax
 from handgrad.registry import LAYERS
 from handgrad.validation import check_features, resolve_dtype

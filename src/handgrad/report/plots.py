@@ -4,7 +4,7 @@ images; for regression predicted against true values, for multilabel classificat
 Figures are built on :class:`matplotlib.figure.Figure` directly, never through
 ``pyplot``, so drawing needs no display, no backend choice and no global
 figure registry: this works the same on a headless server and inside a
-notebook.  Each file is written atomically (:func:`handgrad.files.atomic_write`:
+notebook.  Each file is written atomically (:func:`handgrad.io.files.atomic_write`:
 a temporary file in the same folder, then :func:`os.replace`), so a crash
 never leaves a half-written PNG over a good one.
 """
@@ -16,7 +16,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from handgrad.errors import DataError, HandgradError
-from handgrad.files import UnwritableFolder, atomic_write
+from handgrad.io.files import UnwritableFolder, atomic_write
 from handgrad.report.metrics import check_confusion_matrix
 
 _DPI = 100

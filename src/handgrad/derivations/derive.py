@@ -23,10 +23,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from handgrad.derivations.notation import fill, to_latex, to_text, width
 from handgrad.errors import HandgradError
-from handgrad.nn.derivation import Derivation, fill, to_latex, to_text, width
+from handgrad.nn.activations import Activation
+from handgrad.nn.derivation import Derivation
 from handgrad.nn.gradcheck import STEP, TOLERANCE, central_difference, compare, gradcheck
-from handgrad.nn.layers import Activation, Dense
+from handgrad.nn.layers import Dense
 from handgrad.nn.losses import Loss
 from handgrad.nn.model import Sequential, stored_arrays
 from handgrad.nn.objective import l2_value, loss_and_gradients
