@@ -242,15 +242,19 @@ class _Reader:
     def _model(self, architecture, dtype):
         """The model, with its arrays read before anything is built wherever their shapes are known.
 
-        Built-in layers state their shapes from their configuration, so a
-        file that claims a huge layer fails on its missing bytes, not by
-        allocating; only a user-defined layer that states none is built first.
+        Each layer's configuration is checked first against its class's
+        ``constraints`` (:meth:`handgrad.registry.Registry.check`): a setting
+        out of range is refused with the layer's position and the setting's
+        rule.  Built-in layers then state their shapes from their
+        configuration, so a file that claims a huge layer fails on its
+        missing bytes, not by allocating; only a user-defined layer that
+        states none is built first.
         """
         shapes = {}
         for position, layer in enumerate(architecture):
-            arguments = {k: v for k, v in layer.items() if k != "type"}
             try:
-                known = LAYERS.get(layer["type"]).parameter_shapes(arguments)
+                cls, arguments = LAYERS.check(layer)       # each setting within its class's declared range
+                known = cls.parameter_shapes(arguments)
             except HandgradError as exc:
                 self.fail(f"its layer {position} is invalid ({_one_line(exc)})")
             if known is None:

@@ -23,9 +23,10 @@ for the batch), ``y_t`` the target of class ``t``, ``lse(z) = log Σ_k e^{z_k}``
 
 import numpy as np
 
+from handgrad.constraints import Options
 from handgrad.errors import DataError, HandgradError
 from handgrad.nn.derivation import Derivation
-from handgrad.registry import LOSSES, constructor_arguments, snake_case
+from handgrad.registry import LOSSES, Registered
 from handgrad.validation import check_multilabel_targets, check_regression_targets, check_targets
 
 REDUCTIONS = ("mean", "sum")
@@ -51,12 +52,13 @@ def softmax(Z, out=None):
     return out
 
 
-class Loss:
-    """Base class of losses on logits.  Defining a subclass registers it (see :mod:`handgrad.registry`).
+class Loss(Registered, registry=LOSSES):
+    """Base class of losses on logits.  Defining a subclass registers it (see :class:`handgrad.registry.Registered`).
 
     ``name`` is the spelling users type (``--loss``; the estimator's ``loss=``
     with underscores).  ``config()`` is ``{"type": class name, **constructor
-    arguments}``, rebuilt as ``cls(**arguments)``.
+    arguments}``, rebuilt as ``cls(**arguments)``; ``constraints`` declares
+    the valid settings (``reduction``: "mean" or "sum").
 
     ``task`` ("classification", "regression" or "multilabel") picks the
     figures ``fit`` and ``evaluate`` report beside the loss.  A loss checks
@@ -73,16 +75,9 @@ class Loss:
     name = None
     task = "classification"
     derivation = None
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        if "name" not in cls.__dict__:
-            cls.name = snake_case(cls.__name__).replace("_", "-")
-        LOSSES.add(cls)
+    constraints = {"reduction": Options(*REDUCTIONS)}
 
     def __init__(self, reduction="mean"):
-        if reduction not in REDUCTIONS:
-            raise HandgradError(f"unknown reduction {reduction!r}; choose 'mean' or 'sum'")
         self.reduction = reduction
 
     def _scale(self, n):
@@ -130,13 +125,6 @@ class Loss:
 
     def __call__(self, Z, y):
         return self.forward(Z, y)
-
-    def config(self):
-        return {"type": type(self).__name__, **constructor_arguments(self)}
-
-    def __repr__(self):
-        arguments = ", ".join(f"{k}={v!r}" for k, v in constructor_arguments(self).items())
-        return f"{type(self).__name__}({arguments})"
 
 
 class SoftmaxCrossEntropy(Loss):
