@@ -121,7 +121,7 @@ def handgrad(job, data, threads):
 
     def train(X, y, epochs, clock=None, seed=0):
         model = hg.mlp(X.shape[1], list(job.hidden), N_CLASSES, seed=seed)
-        schedule = hg.schedules.cosine(job.lr, job.epochs) if job.schedule == "cosine" else None
+        schedule = hg.schedules.Cosine(job.lr, job.epochs) if job.schedule == "cosine" else None
         callbacks = [clock] if clock is not None else []
         start = time.perf_counter()
         if job.optimizer == "adam":

@@ -92,7 +92,7 @@ class _PlainAdam:
 
 def test_fit_with_handgrad_optimizer_equals_fit_with_foreign_optimizer(kernel_path, rng):
     X, y = _problem(np.float32, rng)
-    kwargs = dict(epochs=3, batch_size=16, l2=1e-2, seed=5, lr_schedule=hg.schedules.cosine(1e-2, 3))
+    kwargs = dict(epochs=3, batch_size=16, l2=1e-2, seed=5, lr_schedule=hg.schedules.Cosine(1e-2, 3))
     native, foreign = hg.mlp(6, [8], 3, seed=1), hg.mlp(6, [8], 3, seed=1)
     h_native = hg.fit(native, hg.SoftmaxCrossEntropy(), X, y, optimizer=hg.Adam(1e-2), **kwargs)
     h_foreign = hg.fit(foreign, hg.SoftmaxCrossEntropy(), X, y, optimizer=_PlainAdam(1e-2), **kwargs)

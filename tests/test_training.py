@@ -113,8 +113,8 @@ def test_lr_schedule_is_called_before_every_batch_and_sets_the_optimizer_rate(sm
 def test_a_schedule_changes_the_updates_exactly_as_setting_lr_would(small_digits):
     X, y = small_digits
     weights = []
-    for kwargs in (dict(optimizer=hg.SGD(0.05)), dict(optimizer=hg.SGD(0.9), lr_schedule=hg.schedules.constant(0.05)),
-                   dict(optimizer=hg.SGD(0.05), lr_schedule=hg.schedules.cosine(0.05, 2))):
+    for kwargs in (dict(optimizer=hg.SGD(0.05)), dict(optimizer=hg.SGD(0.9), lr_schedule=hg.schedules.Constant(0.05)),
+                   dict(optimizer=hg.SGD(0.05), lr_schedule=hg.schedules.Cosine(0.05, 2))):
         model = fresh_model()
         hg.fit(model, hg.SoftmaxCrossEntropy(), X, y, epochs=2, batch_size=50, seed=0, **kwargs)
         weights.append(model.get_weights())
@@ -329,7 +329,7 @@ def test_a_step_only_optimizer_that_diverges_gets_its_weights_restored(digits):
 
 @pytest.mark.parametrize("optimizer, kwargs, message", [
     (object(), {}, r"^the optimizer object has no step\(params, grads\) method; pass hg.Adam\(\)"),
-    (StepOnly(), {"lr_schedule": hg.schedules.constant(0.1)}, "^lr_schedule sets optimizer.lr, but StepOnly has no lr"),
+    (StepOnly(), {"lr_schedule": hg.schedules.Constant(0.1)}, "^lr_schedule sets optimizer.lr, but StepOnly has no lr"),
 ])
 def test_an_unusable_optimizer_is_refused_in_one_line_before_any_change(small_digits, optimizer, kwargs, message):
     X, y = small_digits
