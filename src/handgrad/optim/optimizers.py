@@ -4,8 +4,10 @@
 calls ``step_flat`` instead, with each model's single flat parameter vector
 and the L2 decay, so one update touches the whole model: with Numba
 installed as one compiled pass (:mod:`handgrad.optim._fused`), otherwise in a few
-vectorised NumPy operations; both give bit-identical results.  ``lr`` is a
-plain attribute that a learning-rate schedule may change between steps.
+vectorised NumPy operations; both give bit-identical results, and
+``prepare(..., compiled=)`` (``hg.fit(..., compiled=)``) chooses between them.
+``lr`` is a plain attribute that a learning-rate schedule may change between
+steps.
 
 An optimizer is saved as a layer is (see :class:`handgrad.registry.Registered`):
 its configuration is its constructor's arguments, so a subclass with
@@ -25,6 +27,12 @@ from handgrad.errors import HandgradError
 from handgrad.nn.objective import add_l2_gradient
 from handgrad.optim import _fused
 from handgrad.registry import OPTIMIZERS, Registered
+
+
+def check_compiled(compiled):
+    """Refuse a ``compiled=`` that is not None (automatic), True or False, in one line."""
+    if compiled is not None and not isinstance(compiled, (bool, np.bool_)):
+        raise HandgradError(f"compiled must be None (automatic), True or False, got {compiled!r}")
 
 
 class Optimizer(Registered, registry=OPTIMIZERS):
@@ -60,23 +68,51 @@ class Optimizer(Registered, registry=OPTIMIZERS):
     # reuse them, but carry no information and are never saved.
     _WORK_BUFFERS = ("scratch",)
 
-    # Updates planned by the run (see prepare); None: unknown.
+    # Updates planned by the run, and the caller's choice of update (see prepare); None: unknown, automatic.
     _planned_steps = None
+    _compiled = None
 
-    def prepare(self, param, steps=None):
+    def prepare(self, param, steps=None, compiled=None):
         """Get ready for ``steps`` updates of ``param`` (a model's flat parameter vector) by :meth:`step_flat`.
 
         Loads the compiled updates now if ``step_flat`` will use them, so that
         loading (about a second, once per process) is not charged to the first
-        step.  A run too short for the load to pay for itself
-        (:data:`handgrad.optim._fused.WORTH_LOADING`) keeps the NumPy updates,
-        which give bit-identical results.  The plan only grows: a caller that
-        runs ``fit`` one epoch at a time may announce the whole run first.
-        Optional: without it ``step_flat`` loads the kernels when it first needs them.
+        step.  The plan only grows: a caller that runs ``fit`` one epoch at a
+        time may announce the whole run first.  Optional: without it
+        ``step_flat`` decides automatically and loads the kernels when it
+        first needs them.
+
+        Parameters
+        ----------
+        param : ndarray
+            The flat parameter vector ``step_flat`` will update.
+        steps : int, optional
+            How many updates the run will make, if known.
+        compiled : {None, True, False}
+            Which update ``step_flat`` runs; both give bit-identical results.
+            None (automatic): the compiled one when Numba is installed and
+            the run is long enough for loading it to pay off
+            (:data:`handgrad.optim._fused.WORTH_LOADING`), or when it is
+            loaded already.  True: the compiled one, whatever the size.
+            False: NumPy only.  Plain SGD (no momentum) is one NumPy
+            operation either way, and a subclass with its own ``step`` is
+            never bypassed.
+
+        Returns
+        -------
+        bool
+            Whether the compiled kernels are loaded for ``param``'s update.
+
+        Raises
+        ------
+        HandgradError
+            ``compiled=True`` without Numba (or with ``HANDGRAD_NO_NUMBA`` set).
         """
+        check_compiled(compiled)
         if steps is not None:
             self._planned_steps = max(int(steps), self._planned_steps or 0)
-        _fused.kernels_for(param.size, self._planned_steps)
+        self._compiled = compiled
+        return _fused.kernels_for(param.size, self._planned_steps, compiled) is not None
 
     def _ensure_state(self, params):
         names = (*self.state_names, *self._WORK_BUFFERS)
@@ -133,7 +169,7 @@ def _compiled_kernels(optimizer, cls, param, grad):
         return None
     if param.dtype not in (np.float32, np.float64) or grad.dtype != param.dtype:
         return None
-    return _fused.kernels_for(param.size, optimizer._planned_steps)
+    return _fused.kernels_for(param.size, optimizer._planned_steps, optimizer._compiled)
 
 
 class SGD(Optimizer):

@@ -23,7 +23,7 @@ import numpy as np
 from handgrad.errors import HandgradError, TrainingDiverged
 from handgrad.nn.model import PREDICT_BATCH_SIZE
 from handgrad.nn.objective import data_gradient_step, objective_step
-from handgrad.optim.optimizers import Adam, Optimizer
+from handgrad.optim.optimizers import Adam, Optimizer, check_compiled
 from handgrad.training.callbacks import Callback, EarlyStopping, EpochLogger
 from handgrad.training.scores import tally
 from handgrad.validation import check_features, is_sparse
@@ -99,7 +99,7 @@ class _Data:
 def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0, alpha=0.0,
         sample_weight=None, validation_fraction=0.0, validation_data=None, early_stopping=False,
         lr_schedule=None, callbacks=(), shuffle=True, seed=None, verbose=False,
-        initial_epoch=0, history=None, augment=None):
+        initial_epoch=0, history=None, augment=None, compiled=None):
     """Train ``model`` on ``(X, y)`` and return its :class:`History`.
 
     Parameters
@@ -148,6 +148,15 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
     verbose : ``True`` shows progress on stderr; ``"auto"`` shows it only
         when stderr is a terminal; ``False`` is silent.
     initial_epoch, history : continue a run from a checkpoint.
+    compiled : None (default), True or False: which optimizer update
+        handgrad's optimizers run (see ``Optimizer.prepare``); all three give
+        bit-identical weights.  None: the compiled one (Numba) when it is
+        installed and the run is long enough for loading it (about a second)
+        to pay off, or when it is loaded already; True: the compiled one,
+        whatever the model's size (a :class:`~handgrad.errors.HandgradError`
+        without Numba); False: NumPy only.  The environment variable
+        ``HANDGRAD_NO_NUMBA`` turns the automatic choice to NumPy.  An
+        optimizer that is not handgrad's runs its own ``step``.
 
     Every record of the history holds ``epoch`` (counted from 1, as the
     progress display counts), ``train_loss`` (mean of the
@@ -168,11 +177,13 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
     weights of the last finished epoch, if a minibatch loss becomes NaN or
     infinite, if the weights do, or if an epoch's mean loss exceeds
     ``DIVERGENCE_FACTOR`` (100) times the larger of the first minibatch's
-    loss and ln C, the loss of a uniform guess over C classes.
+    loss and ln C, the loss of a uniform guess over C classes.  Raises
+    :class:`~handgrad.errors.HandgradError` for a setting out of range.
     """
     optimizer = optimizer if optimizer is not None else Adam()
     _check_optimizer(optimizer, lr_schedule)
     _check_settings(epochs, batch_size, l2, validation_fraction, initial_epoch)
+    check_compiled(compiled)
     if not np.isfinite(alpha) or alpha < 0:
         raise HandgradError(f"alpha must be a non-negative number, got {alpha!r}")
     seed = int(np.random.SeedSequence().entropy % 2**32) if seed is None else _check_seed(seed)
@@ -184,7 +195,7 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
                        if getattr(type(cb), "on_batch_end", Callback.on_batch_end) is not Callback.on_batch_end]
     if isinstance(optimizer, Optimizer):
         steps = (epochs - initial_epoch) * -(-data.n_train // min(batch_size, data.n_train))
-        optimizer.prepare(model.flat_parameters, steps)   # load compiled updates now, not on the epoch clock
+        optimizer.prepare(model.flat_parameters, steps, compiled)   # load compiled updates now, not on the epoch clock
     for cb in cbs:
         cb.on_train_begin(ctx)
     model.train()
