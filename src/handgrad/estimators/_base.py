@@ -294,13 +294,15 @@ class BaseMLP(BaseEstimator, Registered, registry=ESTIMATORS):
         bookkeeping = _EpochBookkeeping(self, data, n)
         # One run of fit_network for all the epochs, so its checks and set-up happen once, not
         # once an epoch (on a small table an epoch is one minibatch); the callback keeps
-        # scikit-learn's per-epoch rules.
+        # scikit-learn's per-epoch rules.  Each epoch is judged for divergence against its own
+        # first minibatch: a run of scikit-learn's loop may climb a long way before it settles,
+        # and scikit-learn stops none.
         try:
             fit_network(self._net, self._loss, data.X, data.targets, optimizer=self._optimizer,
                         epochs=self._epochs_trained + epochs, initial_epoch=self._epochs_trained,
                         batch_size=batch_size, alpha=self.alpha, sample_weight=data.weights,
                         shuffle=self._epoch_orders(n, rng) if self.shuffle else False, seed=self._mask_seed,
-                        callbacks=[bookkeeping])
+                        callbacks=[bookkeeping], divergence_reference="epoch")
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=4)
         if not incremental and not bookkeeping.converged and self.n_iter_ == self.max_iter:
@@ -554,9 +556,6 @@ class _EpochBookkeeping(Callback):
         self.converged = False
 
     def on_epoch_end(self, ctx, record):
-        # Each epoch's loss is judged for divergence against that epoch's first minibatch (a run of
-        # scikit-learn's loop may climb a long way before it settles, and scikit-learn stops none).
-        ctx.loss_scale = None
         est = self.estimator
         est._epochs_trained += 1
         est.n_iter_ += 1

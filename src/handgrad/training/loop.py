@@ -39,6 +39,10 @@ _SPLIT, _SHUFFLE, _MASKS, _AUGMENT = 0, 1, 2, 3
 # runs that train, or merely stall, stay under 60 times it.
 DIVERGENCE_FACTOR = 100.0
 
+# When the scale is measured (fit's divergence_reference): once, on the run's first
+# minibatch, or again on each epoch's first minibatch.
+DIVERGENCE_REFERENCES = ("run", "epoch")
+
 
 class History:
     """Per-epoch records: ``history["val_accuracy"]`` is a list over epochs."""
@@ -99,7 +103,7 @@ class _Data:
 def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0, alpha=0.0,
         sample_weight=None, validation_fraction=0.0, validation_data=None, early_stopping=False,
         lr_schedule=None, callbacks=(), shuffle=True, seed=None, verbose=False,
-        initial_epoch=0, history=None, augment=None, compiled=None):
+        initial_epoch=0, history=None, augment=None, divergence_reference="run", compiled=None):
     """Train ``model`` on ``(X, y)`` and return its :class:`History`.
 
     Parameters
@@ -148,6 +152,14 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
     verbose : ``True`` shows progress on stderr; ``"auto"`` shows it only
         when stderr is a terminal; ``False`` is silent.
     initial_epoch, history : continue a run from a checkpoint.
+    divergence_reference : ``"run"`` (default) or ``"epoch"``: where the
+        loss scale that the divergence check compares each epoch against is
+        measured.  ``"run"``: on the run's first minibatch, before any
+        update (at least ln C, see below), kept for the whole run.
+        ``"epoch"``: again on each epoch's first minibatch, so that an epoch
+        is judged against where it started; a run that may climb a long way
+        before it settles and is not to be stopped for it (the scikit-learn
+        estimators, whose own loop stops no run) uses it.
     compiled : None (default), True or False: which optimizer update
         handgrad's optimizers run (see ``Optimizer.prepare``); all three give
         bit-identical weights.  None: the compiled one (Numba) when it is
@@ -177,12 +189,16 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
     weights of the last finished epoch, if a minibatch loss becomes NaN or
     infinite, if the weights do, or if an epoch's mean loss exceeds
     ``DIVERGENCE_FACTOR`` (100) times the larger of the first minibatch's
-    loss and ln C, the loss of a uniform guess over C classes.  Raises
+    loss (of the run or of the epoch: ``divergence_reference``) and ln C,
+    the loss of a uniform guess over C classes.  Raises
     :class:`~handgrad.errors.HandgradError` for a setting out of range.
     """
     optimizer = optimizer if optimizer is not None else Adam()
     _check_optimizer(optimizer, lr_schedule)
     _check_settings(epochs, batch_size, l2, validation_fraction, initial_epoch)
+    if divergence_reference not in DIVERGENCE_REFERENCES:
+        raise HandgradError(f"divergence_reference must be 'run' (the first minibatch of the run) or 'epoch' "
+                            f"(the first of each epoch), got {divergence_reference!r}")
     check_compiled(compiled)
     if not np.isfinite(alpha) or alpha < 0:
         raise HandgradError(f"alpha must be a non-negative number, got {alpha!r}")
@@ -202,6 +218,8 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
     try:
         for epoch in range(initial_epoch, epochs):
             ctx.epoch = epoch
+            if divergence_reference == "epoch":
+                ctx.loss_scale = None       # measured again on this epoch's first minibatch
             record = _run_epoch(ctx, data, batch_size, (l2, alpha), lr_schedule, shuffle, batch_callbacks, augment)
             if data.X_val is not None:
                 record.update(_evaluate(model, loss, data.X_val, data.y_val, sample_weight=data.w_val))
