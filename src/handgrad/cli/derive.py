@@ -20,8 +20,7 @@ import numpy as np
 import handgrad as hg
 from handgrad.cli import settings as S
 from handgrad.cli import train
-from handgrad.cli.check import example_targets
-from handgrad.cli.common import check_writable, labels_in_model_order, model_features, model_targets, write_text
+from handgrad.cli.common import check_writable, model_features, write_text
 from handgrad.derivations.derive import FORMATS, document, render
 from handgrad.errors import HandgradError
 
@@ -173,7 +172,7 @@ def _file_rows(args, loaded, saved):
     if spec is None:
         rng = np.random.default_rng(0)
         X = rng.standard_normal((k, loaded.model.n_features))
-        y = example_targets(loss, rng, k, loaded.model.n_outputs)[0][0]
+        y = loss.task.example_targets(rng, k, loaded.model.n_outputs)[0][0]
         return SimpleNamespace(data=(X, y), label=f"{k} random rows (the model file names no dataset)")
     same = args.dataset is None
     data_dir = args.data_dir or (saved.get("data_dir") if same and isinstance(saved.get("data_dir"), str) else None)
@@ -183,14 +182,11 @@ def _file_rows(args, loaded, saved):
         fraction = 0.2 if fraction is None else S.fraction(fraction)
     except HandgradError:
         fraction = 0.2
-    if loss.task != "classification" and target is None and str(spec).lower().endswith(".csv"):
+    if not loss.task.label_column and target is None and str(spec).lower().endswith(".csv"):
         target = ",".join(map(str, loaded.classes))     # the model's outputs are named after its target columns
     dataset = load_dataset(spec, data_dir=data_dir, target=target, test_fraction=fraction, parts=("train",),
                            task=loss.task)
     source = f"{spec} (training split)"
     X = model_features(loaded, dataset.X_train[:k], source).astype(np.float64)
-    if loss.task == "classification":
-        y = labels_in_model_order(dataset.y_train[:k], dataset.classes.tolist(), loaded.classes, source)
-    else:
-        y = model_targets(loaded, dataset, dataset.y_train, source)[:k]
+    y = loss.task.model_targets(dataset.y_train[:k], dataset.classes.tolist(), loaded.classes, source)
     return SimpleNamespace(data=(X, y), label=f"the first {len(X)} training rows of {dataset.name}")

@@ -380,12 +380,7 @@ class Run:
 
     def _outputs_text(self):
         """``"10 classes"``, ``"target price"``, ``"3 labels (a, b, c)"``: what the model outputs."""
-        names = ", ".join(map(str, self._classes()))
-        if self.loss.task == "regression":
-            return f"target{'s' if self.model.n_outputs > 1 else ''} {names}"
-        if self.loss.task == "multilabel":
-            return f"{self.model.n_outputs} label{'s' if self.model.n_outputs > 1 else ''} ({names})"
-        return f"{self.model.n_outputs} classes"
+        return self.loss.task.describe_outputs(self._classes())
 
     def _data(self):
         if self.checkpoint is None:
@@ -486,41 +481,33 @@ class Run:
     def _extra(self, **more):
         d = self.data.dataset
         scaling = self.data.target_scaling
-        return {"dataset": d.name, "kind": d.kind, "task": self.loss.task, "feature_names": d.feature_names,
+        return {"dataset": d.name, "kind": d.kind, "task": self.loss.task.name, "feature_names": d.feature_names,
                 "class_names": list(self._class_names()),
                 "image_shape": None if d.image_shape is None else list(d.image_shape),
                 "target_scaling": None if scaling is None else scaling.to_dict(),
                 "fingerprint": self.data.fingerprint, "outputs": self.outputs.to_dict(), **more}
 
     def _test_scores(self):
-        """``{"test_<figure>": value}`` of the loss's task on the test split (``test_accuracy`` None without one).
+        """``{"test_<figure>": value}`` of the loss's task on the test split (each None without one).
 
         The test predictions are kept for the plots.
         """
-        from handgrad.report.metrics import multilabel_scores, regression_scores
-
-        task, d = self.loss.task, self.data.dataset
+        task = self.loss.task
         self._test_predicted = None
         if not len(self.data.X_test):
-            return {"test_accuracy": None} if task == "classification" else {}
+            return {f"test_{figure.key}": None for figure in task.figures}
         predicted = predictions(self.model, self.loss, self.data.X_test, self.data.target_scaling)
         self._test_predicted = predicted
-        if task == "regression":
-            scores = regression_scores(d.y_test, predicted)
-            return {"test_r2": scores["r2"], "test_rmse": scores["rmse"]}
-        if task == "multilabel":
-            scores = multilabel_scores(d.y_test, predicted)
-            return {"test_label_accuracy": scores["label_accuracy"], "test_subset_accuracy": scores["subset_accuracy"]}
-        return {"test_accuracy": float(np.mean(predicted == d.y_test))}
+        return {f"test_{key}": value for key, value in task.scores(self.data.dataset.y_test, predicted).items()}
 
     def _report(self, history, scores):
         if self.outputs.plots is not None:
             self._plots(history)
         last = history.records[-1] if history.records else {}
-        trained = _figures_text(last, "train")
+        trained = self.loss.task.figures_text(last, "train")
         if trained:
             print(f"train {trained} after {len(history)} epochs")
-        tested = _figures_text(scores, "test")
+        tested = self.loss.task.figures_text(scores, "test")
         if tested:
             print(f"test {tested} on {len(self.data.X_test)} held-out samples")
         print(f"model written to {self.outputs.model}")
@@ -528,48 +515,27 @@ class Run:
             print(f"plots written to {self.outputs.plots}")
 
     def _plots(self, history):
-        from handgrad.report.metrics import confusion_matrix, multilabel_scores
         from handgrad.report.plots import (
             PLOT_FILES,
-            plot_confusion_matrix,
+            HeldOut,
             plot_first_layer_weights,
-            plot_label_scores,
+            plot_held_out,
             plot_learning_curves,
-            plot_predicted_vs_true,
         )
 
         folder, d = self.outputs.plots, self.data.dataset
         title = f"{d.name}, {describe(self.model)}"
         written = [PLOT_FILES["learning_curves"]]
         plot_learning_curves(history.records, folder / written[-1], title=title)
-        predicted, test_title = self._test_predicted, f"{title}, test split"
-        if predicted is not None and self.loss.task == "regression":
-            written.append(PLOT_FILES["predicted_vs_true"])
-            plot_predicted_vs_true(d.y_test, predicted, self._classes(), folder / written[-1], title=test_title)
-        elif predicted is not None and self.loss.task == "multilabel":
-            written.append(PLOT_FILES["label_scores"])
-            plot_label_scores(multilabel_scores(d.y_test, predicted), self._classes(), folder / written[-1],
-                              title=test_title)
-        elif predicted is not None:
-            cm = confusion_matrix(d.y_test, predicted, d.n_classes)
-            written.append(PLOT_FILES["confusion_matrix"])
-            plot_confusion_matrix(cm, self._class_names(), folder / written[-1], title=test_title)
+        if self._test_predicted is not None:
+            held_out = HeldOut(d.y_test, self._test_predicted, self._class_names())
+            for plot in self.loss.task.test_plots:
+                written.append(PLOT_FILES[plot])
+                plot_held_out(plot, held_out, folder / written[-1], title=f"{title}, test split")
         if d.image_shape is not None and min(d.image_shape) >= MIN_WEIGHT_IMAGE_SIDE:
             written.append(PLOT_FILES["first_layer_weights"])
             plot_first_layer_weights(self.model.layers[0].W, d.image_shape, folder / written[-1], title=title)
         remove_stale_plots(folder, written, owned=PLOT_FILES.values())
-
-
-# Each task's figures as the console spells them, in the order it prints them.
-_FIGURE_NAMES = {"accuracy": "accuracy", "r2": "R²", "rmse": "RMSE", "label_accuracy": "label accuracy",
-                 "subset_accuracy": "subset accuracy"}
-
-
-def _figures_text(record, prefix):
-    """``"accuracy 0.9650"``, ``"R² 0.9412  RMSE 1.234"``: the figures ``record`` holds under ``prefix``."""
-    parts = [f"{name} {record[f'{prefix}_{key}']:.4{'g' if key == 'rmse' else 'f'}}"
-             for key, name in _FIGURE_NAMES.items() if record.get(f"{prefix}_{key}") is not None]
-    return "  ".join(parts)
 
 
 def _threads(n):
