@@ -1,7 +1,7 @@
 """The package's layers: every import of a handgrad module runs downward (or within a layer).
 
 From the base up: errors, validation, the settings rules, the registry, the version and the file primitives
-(``io.files``); nn; optim; training; the derivation tooling; data; io (the model-file
+(``io.files``); the metrics (numbers and text, no plotting); the tasks; nn; optim; training; the derivation tooling; data; io (the model-file
 format); report; the estimators; the command line.  A module belongs to the most specific
 entry that names it (``io.files`` before ``io``).  The package's ``__init__`` (the public
 facade) and ``__main__`` may import anything.  Imports inside functions count too (a lazy
@@ -19,6 +19,8 @@ import handgrad
 PACKAGE = Path(handgrad.__file__).parent
 LAYERS = [
     {"errors", "validation", "constraints", "registry", "_version", "io.files"},
+    {"report.metrics"},
+    {"tasks"},
     {"nn"},
     {"optim"},
     {"training"},
@@ -146,3 +148,4 @@ def test_a_module_belongs_to_its_most_specific_layer():
     assert layer_of(("io", "files")) == "io.files"
     assert layer_of(("io", "reader")) == "io"
     assert RANK["io.files"] < RANK["nn"] < RANK["io"]
+    assert layer_of(("report", "metrics")) == "report.metrics" and layer_of(("report", "plots")) == "report"

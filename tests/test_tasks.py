@@ -7,8 +7,8 @@ import pytest
 from sklearn.metrics import accuracy_score, hamming_loss, mean_squared_error, r2_score
 
 import handgrad as hg
+from handgrad.tasks import of as task_of
 from handgrad.training.loop import evaluate
-from handgrad.training.scores import tally
 
 
 def regression_data(n=300, seed=0):
@@ -82,11 +82,11 @@ def test_training_figures_of_an_epoch_without_updates_are_those_of_the_whole_set
 
 
 def test_r2_of_a_constant_target_follows_scikit_learn():
-    scores = tally(hg.SquaredError())
+    scores = task_of(hg.SquaredError()).tally(hg.SquaredError())
     Y = np.array([[1.0, 2.0], [1.0, 4.0], [1.0, 6.0]])
     scores.add(np.array([[1.0, 2.5], [1.0, 4.0], [1.0, 5.0]]), Y)
     exact = scores.figures("val")["val_r2"]
-    scores = tally(hg.SquaredError())
+    scores = task_of(hg.SquaredError()).tally(hg.SquaredError())
     scores.add(np.array([[1.5, 2.5], [1.0, 4.0], [1.0, 5.0]]), Y)
     inexact = scores.figures("val")["val_r2"]
     assert exact == pytest.approx(r2_score(Y, [[1.0, 2.5], [1.0, 4.0], [1.0, 5.0]]))       # constant column: 1
@@ -150,3 +150,89 @@ def test_poisson_history_figures_score_the_predicted_means_not_the_log_means():
     rmse = np.sqrt(np.mean((predicted - y) ** 2))
     assert result["val_rmse"] == pytest.approx(rmse, rel=1e-9)
     assert history["val_r2"][-1] > 0.2            # the counts' means are learnable; log μ against y would score < 0
+
+
+# -- the Task objects ---------------------------------------------------------------
+
+def test_each_loss_points_at_a_task_that_compares_equal_to_its_name():
+    from handgrad import tasks
+
+    assert hg.SoftmaxCrossEntropy.task is tasks.CLASSIFICATION and hg.SquaredError.task is tasks.REGRESSION
+    assert hg.SigmoidBinaryCrossEntropy.task == "multilabel" and hg.PoissonDeviance.task != "classification"
+    assert {tasks.REGRESSION: 1}["regression"] == 1                     # hashes as its name, for tables keyed by name
+    assert tasks.get("multilabel") is tasks.MULTILABEL and tasks.get(tasks.REGRESSION) is tasks.REGRESSION
+    with pytest.raises(hg.HandgradError, match="unknown task 'ranking'; a task is one of classification"):
+        tasks.get("ranking")
+
+
+def test_a_loss_may_name_its_task_as_text():
+    class Halved(hg.SquaredError):
+        task = "regression"
+
+    assert Halved.task is hg.SquaredError.task
+
+
+def test_the_multilabel_tally_reads_predictions_through_the_loss():
+    class Cautious(hg.SigmoidBinaryCrossEntropy):
+        """A label is present only when σ(z) > 0.9."""
+
+        def predict(self, Z):
+            return (Z > np.log(9)).astype(np.intp)
+
+    Z = np.array([[1.0, 3.0], [-1.0, 0.5]])
+    Y = np.array([[1.0, 1.0], [0.0, 0.0]])
+    plain, cautious = hg.SigmoidBinaryCrossEntropy(), Cautious()
+    for loss, right in ((plain, 3), (cautious, 3)):
+        scores = loss.task.tally(loss)
+        scores.add(Z, Y)
+        assert scores.figures("val")["val_label_accuracy"] == right / 4
+    scores = cautious.task.tally(cautious)
+    scores.add(Z, Y)
+    assert scores.figures("val")["val_subset_accuracy"] == 0.5       # row 0 misses its first label, row 1 is right
+
+
+def test_a_new_task_is_one_class_and_fit_reports_its_figures(tmp_path):
+    """A fourth task (here, ordered classes scored by mean absolute rank error) needs its Task class and a loss."""
+    from handgrad import tasks
+    from handgrad.report.plots import plot_learning_curves
+
+    class Ordinal(tasks.Classification):
+        name = "ordinal-example"
+        figures = (*tasks.Classification.figures, tasks.Figure("rank_error", "mean rank error", "rank_err"))
+
+        def tally(self, loss):
+            return _RankTally()
+
+    class _RankTally:
+        def __init__(self):
+            self.errors, self.n, self.right = 0.0, 0, 0
+
+        def add(self, Z, y):
+            self.errors += float(np.abs(Z.argmax(axis=1) - y).sum())
+            self.right += int(np.count_nonzero(Z.argmax(axis=1) == y))
+            self.n += len(y)
+
+        def figures(self, prefix):
+            return {f"{prefix}_accuracy": self.right / self.n, f"{prefix}_rank_error": self.errors / self.n}
+
+    class OrdinalCrossEntropy(hg.SoftmaxCrossEntropy):
+        task = "ordinal-example"
+
+    try:
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((120, 3))
+        y = np.digitize(X[:, 0], [-0.5, 0.5])
+        stream = io.StringIO()
+        history = hg.fit(hg.Sequential(hg.Dense(3, 3), seed=0), OrdinalCrossEntropy(), X, y, epochs=3,
+                         validation_fraction=0.25, callbacks=[hg.EpochLogger(stream=stream)], seed=0)
+        assert {"train_rank_error", "val_rank_error"} <= set(history.records[-1])
+        assert " rank_err " in stream.getvalue() and " val_rank_err " in stream.getvalue()
+        assert hg.losses(task="ordinal-example") == {"ordinal-cross-entropy": OrdinalCrossEntropy}
+        assert Ordinal().figures_text(history.records[-1], "train").startswith("accuracy ")
+        plot_learning_curves(history.records, tmp_path / "curves.png")
+        from matplotlib.image import imread
+
+        assert imread(tmp_path / "curves.png").shape[1] == 1500         # three panels of 5 inches: loss, both figures
+    finally:
+        tasks.TASKS._by_type.pop("Ordinal", None)                # leave the registry as the other tests expect
+        hg.registry.LOSSES._by_type.pop("OrdinalCrossEntropy", None)

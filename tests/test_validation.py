@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 
 import handgrad as hg
-from handgrad.validation import check_features, check_targets, one_hot, resolve_dtype
+from handgrad.tasks import CLASSIFICATION, one_hot
+from handgrad.validation import check_features, resolve_dtype
+
+check_targets = CLASSIFICATION.check_targets
 
 N_FEATURES, N_CLASSES = 4, 3
 

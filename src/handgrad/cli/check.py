@@ -94,23 +94,9 @@ def _check_saved(loaded, rng, entries, progress):
     model = loaded.model.astype(np.float64)
     loss = loaded.loss or hg.SoftmaxCrossEntropy()
     X = rng.standard_normal((4, model.n_features))
-    y, _ = example_targets(loss, rng, 4, model.n_outputs)[0]
+    y, _ = loss.task.example_targets(rng, 4, model.n_outputs)[0]
     return hg.gradcheck(model, loss, X, y, l2=float(loaded.settings.get("l2", 0.0)),
                         entries=entries, seed=int(rng.integers(2**32)), progress=progress)
-
-
-def example_targets(loss, rng, n, k):
-    """Random targets of each form ``loss`` reads, for ``n`` rows and ``k`` outputs: ``[(y, form), ...]``.
-
-    Classification: labels and class probabilities; regression: non-negative
-    reals (valid for the Poisson deviance too); multilabel: 0/1 labels and
-    probabilities in [0, 1].
-    """
-    if loss.task == "regression":
-        return [(rng.uniform(0, 3, size=(n, k)), "values")]
-    if loss.task == "multilabel":
-        return [(rng.integers(0, 2, size=(n, k)).astype(float), "labels"), (rng.uniform(0, 1, size=(n, k)), "probabilities")]
-    return [(rng.integers(0, k, size=n), "labels"), (rng.dirichlet(np.ones(k), size=n), "probabilities")]
 
 
 class _Progress:
@@ -158,13 +144,13 @@ def _built_in_checks(rng):
     Z = 3 * rng.standard_normal((6, 4))
     for name, cls in hg.losses().items():
         for reduction in ("mean", "sum"):
-            for y, form in example_targets(cls(), rng, 6, 4):
+            for y, form in cls.task.example_targets(rng, 6, 4):
                 yield f"loss {name} ({reduction}, {form})", hg.gradcheck(cls(reduction=reduction), Z, y)
     X = rng.standard_normal((8, 5))
     for act in hg.activations():
         for name, cls in hg.losses().items():
             model = hg.mlp(5, [6, 4], 3, activation=act, dtype=np.float64, seed=2)
-            y = example_targets(cls(), rng, 8, 3)[0][0]
+            y = cls.task.example_targets(rng, 8, 3)[0][0]
             yield f"model 5-6-4-3 {act}, {name}, l2", hg.gradcheck(model, cls(), X, y, l2=1e-2)
 
 

@@ -94,7 +94,7 @@ def write_text(path, text):
 
 def describe(model):
     """``"64-128-10 relu"``: layer widths and the hidden activation (``", batch norm, dropout 0.2"`` with those)."""
-    widths = [model.n_features] + [layer.n_out for layer in model.layers if hasattr(layer, "n_out")]
+    widths = model.layer_sizes
     acts = sorted({layer.name for layer in model.layers if isinstance(layer, Activation) and layer.name})
     text = "-".join(map(str, widths)) + (f" {'/'.join(acts)}" if acts else "")
     if any(isinstance(layer, BatchNorm) for layer in model.layers):
@@ -103,12 +103,6 @@ def describe(model):
     if rates:
         text += ", dropout " + "/".join(f"{p:g}" for p in rates)
     return text
-
-
-def model_task(loaded):
-    """The task of a saved model's loss: ``"classification"`` (also without a stored loss), ``"regression"``,
-    or ``"multilabel"``."""
-    return getattr(loaded.loss, "task", "classification") if loaded.loss is not None else "classification"
 
 
 @dataclass
@@ -174,14 +168,10 @@ def scales_targets(loss):
 
 
 def predictions(model, loss, X, scaling=None):
-    """What ``model`` predicts for preprocessed ``X``: class indices (classification), values in the
-    targets' units (regression), or 0/1 labels (multilabel)."""
-    if loss is None or loss.task == "classification":
-        return model.predict(X)
+    """What ``model`` predicts for preprocessed ``X``, as ``loss`` reads its logits (the largest logit's
+    index without a loss), in the targets' units where ``scaling`` standardised them."""
     P = model.predict(X, loss=loss)
-    if scaling is not None:
-        P = scaling.invert(P)
-    return P
+    return P if scaling is None else scaling.invert(P)
 
 
 def model_features(loaded, X, source):
@@ -193,28 +183,6 @@ def model_features(loaded, X, source):
     if loaded.preprocessor is None:
         return np.ascontiguousarray(X, dtype=loaded.model.dtype)
     return loaded.preprocessor.transform(X, dtype=loaded.model.dtype)
-
-
-def labels_in_model_order(y, dataset_classes, model_classes, source):
-    """Re-index labels from the dataset's classes to the model's output units."""
-    position = {label: i for i, label in enumerate(model_classes)}
-    mapping = np.empty(len(dataset_classes), dtype=np.intp)
-    for i, label in enumerate(dataset_classes):
-        if label not in position:
-            raise DataError(f"{source} has class {label!r}, which the model does not know (its classes: "
-                            f"{', '.join(map(str, model_classes))}); evaluate on data with the same labels")
-        mapping[i] = position[label]
-    return mapping[y]
-
-
-def model_targets(loaded, dataset, Y, source):
-    """Regression or multilabel targets ``Y`` (n, K) of ``dataset``, checked against the model's K outputs."""
-    k, found = loaded.model.n_outputs, [str(name) for name in dataset.classes]
-    if Y.shape[1] != k:
-        raise DataError(f"{source} has {Y.shape[1]} target column{'s' if Y.shape[1] > 1 else ''} ({', '.join(found)}) "
-                        f"but the model predicts {k} ({', '.join(map(str, loaded.classes))}); "
-                        f"pass --target naming {k} column{'s' if k > 1 else ''}")
-    return Y
 
 
 def check_count_targets(loss, dataset):

@@ -2,8 +2,8 @@
 
 The network is the one ``handgrad train`` would train with the same flags, or
 the one a model file holds.  It cannot drift from ``train``: the data and
-model flags (with ``--l2`` and ``--seed``) are ``train``'s own argument
-definitions, adopted from its parser, the settings come from the same preset
+model flags (with ``--l2`` and ``--seed``) are added by ``train``'s own
+functions (:func:`handgrad.cli.train.add_data_flags` and its siblings), the settings come from the same preset
 merge (:func:`handgrad.cli.settings.from_flags`), and the model is built by
 the function ``train`` builds it with (:func:`handgrad.cli.settings.build_model`,
 ``--dropout`` and ``--batch-norm`` included).  The text itself comes from the
@@ -20,8 +20,7 @@ import numpy as np
 import handgrad as hg
 from handgrad.cli import settings as S
 from handgrad.cli import train
-from handgrad.cli.check import example_targets
-from handgrad.cli.common import check_writable, labels_in_model_order, model_features, model_targets, write_text
+from handgrad.cli.common import check_writable, model_features, write_text
 from handgrad.derivations.derive import FORMATS, document, render
 from handgrad.errors import HandgradError
 
@@ -41,17 +40,18 @@ a few rows of the dataset (a sample of entries per array: two forward passes
 per entry) and exits with 1 if any error reaches the tolerance (1e-6).
 """
 
-TRAIN_GROUPS = ("data", "model")       # train's argument groups adopted whole
-TRAIN_FLAGS = ("l2", "seed")           # and these flags of its other groups
-
-
 def add_parser(subparsers, parents):
     p = subparsers.add_parser(
         "derive", parents=parents, help="print the derivation of a network, with shapes and seeds",
         description="Print the derivation of one network: every layer's forward and backward equations with "
                     "their shapes, the loss's gradient and the L2 term; optionally check each gradient.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    network = _adopt_train_flags(p)
+    train.add_data_flags(p)
+    network = train.add_model_flags(p)
+    objective = p.add_argument_group("objective and initialisation")
+    train.add_l2_flag(objective)
+    train.add_seed_flag(objective)
+    network.append("seed")
     t = S.argument_type
     source = p.add_argument_group("a saved network")
     source.add_argument("--model", metavar="FILE", help="derive this model file's network instead "
@@ -66,32 +66,6 @@ def add_parser(subparsers, parents):
     out.add_argument("--format", choices=FORMATS, default="text", help="plain text, or Markdown with LaTeX")
     out.add_argument("--out", metavar="FILE", help="write to FILE (atomically) instead of standard output")
     p.set_defaults(run=run_derive, network_flags=network)
-
-
-def _adopt_train_flags(parser):
-    """Add ``train``'s data and model flags, ``--l2`` and ``--seed`` to ``parser``; return the network's dests.
-
-    The arguments are taken from a scratch ``train`` parser, so each flag has
-    train's spelling, checker and help, and a flag train gains in those
-    groups is offered here too.  The network's dests (the model group and
-    ``--seed``) are the ones that cannot be combined with ``--model``.
-    """
-    commands = argparse.ArgumentParser(add_help=False).add_subparsers()
-    train.add_parser(commands, [])
-    groups = {group.title: group for group in commands.choices["train"]._action_groups}
-    network = []
-    for title in TRAIN_GROUPS:
-        target = parser.add_argument_group(title)
-        for action in groups[title]._group_actions:
-            target._add_action(action)
-            if title == "model":
-                network.append(action.dest)
-    target = parser.add_argument_group("objective and initialisation")
-    for group in groups.values():
-        for action in group._group_actions:
-            if action.dest in TRAIN_FLAGS:
-                target._add_action(action)
-    return network + ["seed"]
 
 
 def _flag(dest):
@@ -173,7 +147,7 @@ def _file_rows(args, loaded, saved):
     if spec is None:
         rng = np.random.default_rng(0)
         X = rng.standard_normal((k, loaded.model.n_features))
-        y = example_targets(loss, rng, k, loaded.model.n_outputs)[0][0]
+        y = loss.task.example_targets(rng, k, loaded.model.n_outputs)[0][0]
         return SimpleNamespace(data=(X, y), label=f"{k} random rows (the model file names no dataset)")
     same = args.dataset is None
     data_dir = args.data_dir or (saved.get("data_dir") if same and isinstance(saved.get("data_dir"), str) else None)
@@ -183,14 +157,11 @@ def _file_rows(args, loaded, saved):
         fraction = 0.2 if fraction is None else S.fraction(fraction)
     except HandgradError:
         fraction = 0.2
-    if loss.task != "classification" and target is None and str(spec).lower().endswith(".csv"):
+    if not loss.task.label_column and target is None and str(spec).lower().endswith(".csv"):
         target = ",".join(map(str, loaded.classes))     # the model's outputs are named after its target columns
     dataset = load_dataset(spec, data_dir=data_dir, target=target, test_fraction=fraction, parts=("train",),
                            task=loss.task)
     source = f"{spec} (training split)"
     X = model_features(loaded, dataset.X_train[:k], source).astype(np.float64)
-    if loss.task == "classification":
-        y = labels_in_model_order(dataset.y_train[:k], dataset.classes.tolist(), loaded.classes, source)
-    else:
-        y = model_targets(loaded, dataset, dataset.y_train, source)[:k]
+    y = loss.task.model_targets(dataset.y_train[:k], dataset.classes.tolist(), loaded.classes, source)
     return SimpleNamespace(data=(X, y), label=f"the first {len(X)} training rows of {dataset.name}")

@@ -10,15 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
+from handgrad import tasks
 from handgrad.cli.common import (
     TargetScaling,
     check_writable,
     class_names,
     describe,
-    labels_in_model_order,
     model_features,
-    model_targets,
-    model_task,
     predictions,
     remove_stale_plots,
 )
@@ -66,42 +64,34 @@ def add_parser(subparsers, parents):
 
 def run_evaluate(args):
     from handgrad.data.loaders import load_dataset
-    from handgrad.report.metrics import confusion_matrix, format_report
 
     if args.plots:
         check_writable(args.plots, "--plots", folder=True)
     loaded = load_model(args.model)
-    task = model_task(loaded)
-    scaling = TargetScaling.of_model(loaded)
+    task = tasks.of(loaded.loss)
     trained = _trained_data(loaded.settings)
     spec = args.dataset or trained.get("dataset", "digits")
     same = _same_dataset(spec, trained.get("dataset"))
     target = args.target if args.target is not None else (trained.get("target") if same else None)
-    if task != "classification" and target is None and spec.lower().endswith(".csv"):
+    if not task.label_column and target is None and spec.lower().endswith(".csv"):
         target = ",".join(map(str, loaded.classes))     # the model's outputs are named after its target columns
     dataset = load_dataset(spec, data_dir=args.data_dir or trained.get("data_dir"), target=target,
                            test_fraction=trained.get("test_fraction", 0.2) if same else 0.2,
                            parts=SPLIT_PARTS[args.split], task=task)
     raw, y = _split(dataset, args.split)
     source = f"{spec} ({args.split} split)"
-    if task != "classification":
-        y = model_targets(loaded, dataset, y, source)      # first: the wrong targets also change the features
-        X = model_features(loaded, raw, source)
-        predicted = predictions(loaded.model, loaded.loss, X, scaling)
-        _print_header(args, loaded, source, len(y))
-        _report_values(args, loaded, dataset, task, y, predicted)
-        return 0
+    # The targets first: targets that do not fit the model also explain features that do not.
+    y = task.model_targets(y, dataset.classes.tolist(), loaded.classes, source)
     X = model_features(loaded, raw, source)
-    y = labels_in_model_order(y, dataset.classes.tolist(), loaded.classes, source)
-    n_classes = loaded.model.n_outputs
-    predicted = loaded.model.predict(X)
-    cm = confusion_matrix(y, predicted, n_classes)
+    predicted = predictions(loaded.model, loaded.loss, X, TargetScaling.of_model(loaded))
     names = class_names(loaded)
     _print_header(args, loaded, source, len(y))
-    print(format_report(cm, names))
+    print(task.summary(y, predicted, names))
     if args.plots:
-        _plots(Path(args.plots), cm, names, f"{dataset.name} {args.split} split, {describe(loaded.model)}",
-               raw, y, predicted, dataset.image_shape)
+        from handgrad.report.plots import HeldOut
+
+        held_out = HeldOut(y, predicted, names, raw, dataset.image_shape)
+        _plots(task, held_out, Path(args.plots), f"{dataset.name} {args.split} split, {describe(loaded.model)}")
     return 0
 
 
@@ -111,60 +101,23 @@ def _print_header(args, loaded, source, n):
     print(f"data {source}: {n} samples")
 
 
-def _report_values(args, loaded, dataset, task, y, predicted):
-    """A regressor's or multilabel model's report, and with --plots its figure."""
-    from handgrad.report.metrics import (
-        format_multilabel_report,
-        format_regression_report,
-        multilabel_scores,
-        regression_scores,
-    )
-    from handgrad.report.plots import PLOT_FILES, plot_label_scores, plot_predicted_vs_true
-
-    names = [str(c) for c in loaded.classes]
-    if task == "regression":
-        scores = regression_scores(y, predicted)
-        print(format_regression_report(scores, names))
-    else:
-        scores = multilabel_scores(y, predicted)
-        print(format_multilabel_report(scores, names))
-    if not args.plots:
-        return
-    folder = Path(args.plots)
-    title = f"{dataset.name} {args.split} split, {describe(loaded.model)}"
-    if task == "regression":
-        written = PLOT_FILES["predicted_vs_true"]
-        plot_predicted_vs_true(y, predicted, names, folder / written, title=title)
-    else:
-        written = PLOT_FILES["label_scores"]
-        plot_label_scores(scores, names, folder / written, title=title)
-    print(f"{'predicted against true values' if task == 'regression' else 'per-label scores'} plotted in "
-          f"{folder / written}")
-    remove_stale_plots(folder, [written], owned=EVALUATE_PLOTS)
-
-
 MAX_MISCLASSIFIED = 36          # images drawn in misclassified.png: six rows of six stay legible
 # The IDX files each split needs: evaluating on the test split reads (and fetches) only the test files.
 SPLIT_PARTS = {"test": ("test",), "train": ("train",), "all": ("train", "test")}
-# The plot files this command writes, one set per task; the others of a folder it writes into are stale.
-EVALUATE_PLOTS = ("confusion_matrix.png", "misclassified.png", "predicted_vs_true.png", "label_scores.png")
 
 
-def _plots(folder, cm, names, title, raw, y, predicted, image_shape):
-    """confusion_matrix.png, and for images misclassified.png; stale ones of this command removed."""
-    from handgrad.report.plots import PLOT_FILES, plot_confusion_matrix, plot_misclassified
+def _plots(task, held_out, folder, title):
+    """The task's plots of ``held_out``; those of this command that did not apply are removed as stale."""
+    from handgrad.report.plots import PLOT_FILES, plot_held_out
 
-    written = [PLOT_FILES["confusion_matrix"]]
-    plot_confusion_matrix(cm, names, folder / written[-1], title=title)
-    print(f"confusion matrix plot written to {folder / written[-1]}")
-    if image_shape is not None:
-        wrong = np.flatnonzero(predicted != y)
-        written.append(PLOT_FILES["misclassified"])
-        plot_misclassified(raw[wrong], [names[i] for i in y[wrong]], [names[i] for i in predicted[wrong]],
-                           image_shape, folder / written[-1], max_images=MAX_MISCLASSIFIED, title=title)
-        print(f"{len(wrong)} misclassified images, {min(len(wrong), MAX_MISCLASSIFIED)} of them drawn in "
-              f"{folder / written[-1]}")
-    remove_stale_plots(folder, written, owned=EVALUATE_PLOTS)
+    written = []
+    for plot in (*task.test_plots, *task.evaluate_plots):
+        line = plot_held_out(plot, held_out, folder / PLOT_FILES[plot], title=title, max_images=MAX_MISCLASSIFIED)
+        if line is not None:
+            written.append(PLOT_FILES[plot])
+            print(line)
+    owned = {PLOT_FILES[plot] for other in tasks.all_tasks() for plot in (*other.test_plots, *other.evaluate_plots)}
+    remove_stale_plots(folder, written, owned=owned)
 
 
 def _trained_data(settings):

@@ -1,20 +1,11 @@
 """``handgrad predict``: labels and class probabilities (or predicted values) for unlabelled samples, as CSV."""
 
 import argparse
-import csv
-import io
 import sys
 from pathlib import Path
 
-from handgrad.cli.common import (
-    TargetScaling,
-    check_writable,
-    class_names,
-    model_features,
-    model_task,
-    predictions,
-    write_text,
-)
+from handgrad import tasks
+from handgrad.cli.common import TargetScaling, check_writable, class_names, model_features, predictions, write_text
 from handgrad.errors import DataError
 from handgrad.io.modelfile import load_model
 
@@ -59,14 +50,10 @@ def run_predict(args):
     _check_format(args.input, loaded, names)
     raw = load_features(args.input, feature_names=names if args.input.lower().endswith(".csv") else None)
     X = model_features(loaded, raw, args.input)
-    task = model_task(loaded)
-    if task == "regression":
-        text = _values_csv(loaded.classes, predictions(loaded.model, loaded.loss, X, TargetScaling.of_model(loaded)))
-    elif task == "multilabel":
-        text = _labels_csv(loaded.classes, predictions(loaded.model, loaded.loss, X),
-                           loaded.model.predict_proba(X, loss=loaded.loss))
-    else:
-        text = _csv(loaded.classes, class_names(loaded), loaded.model.predict_proba(X))
+    task = tasks.of(loaded.loss)
+    predicted = predictions(loaded.model, loaded.loss, X, TargetScaling.of_model(loaded))
+    text = task.prediction_table(loaded.classes, class_names(loaded), predicted,
+                                 task.probabilities(loaded.model, loaded.loss, X))
     if args.out:
         write_text(args.out, text)
         print(f"{len(X)} predictions written to {args.out}", file=sys.stderr)
@@ -110,35 +97,3 @@ def _formats(loaded, feature_names, kind, extra):
               and all(isinstance(s, int) for s in shape) else f"images of {width} pixels")
     return (f"an IDX file of {images} (such as t10k-images-idx3-ubyte.gz), .npz with an array X of "
             f"{width} columns, or .csv with {width} columns")
-
-
-def _csv(classes, names, proba):
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    # A name column only where names say more than the labels (Fashion-MNIST's 0..9).
-    named = names != [str(c) for c in classes]
-    writer.writerow(["label"] + (["name"] if named else []) + [f"prob_{c}" for c in classes])
-    best = proba.argmax(axis=1)
-    for label, row in zip(best, proba):
-        writer.writerow([classes[label]] + ([names[label]] if named else []) + [f"{p:.6g}" for p in row])
-    return buffer.getvalue()
-
-
-def _values_csv(names, values):
-    """A regressor's predictions: one column per target, named as in training."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([str(name) for name in names])
-    for row in values.reshape(len(values), -1):
-        writer.writerow([f"{v:.8g}" for v in row])
-    return buffer.getvalue()
-
-
-def _labels_csv(names, labels, proba):
-    """A multilabel model's predictions: a 0/1 column per label, then each label's probability."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([str(name) for name in names] + [f"prob_{name}" for name in names])
-    for row, p in zip(labels, proba):
-        writer.writerow([int(v) for v in row] + [f"{q:.6g}" for q in p])
-    return buffer.getvalue()

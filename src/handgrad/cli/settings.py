@@ -170,7 +170,7 @@ def target_names(settings):
 
 
 def task(settings):
-    """``"classification"``, ``"regression"`` or ``"multilabel"``: the task of the run's loss."""
+    """The :class:`~handgrad.tasks.Task` of the run's loss."""
     return hg.losses()[settings["loss"]].task
 
 
@@ -263,14 +263,14 @@ def _check_task(settings, source):
     """The loss fits the targets: one label column for a softmax loss, a table of one's own for the others."""
     names = target_names(settings)
     loss, kind = settings["loss"], task(settings)
-    if kind == "classification" and names is not None and len(names) > 1:
+    if kind.label_column and names is not None and len(names) > 1:
         raise HandgradError(f"{source}--loss {loss} reads one class label per row, but --target names "
                             f"{len(names)} columns ({', '.join(names)}); use --loss {MULTILABEL_LOSS} for several "
                             "0/1 labels, or name one target column")
-    if kind != "classification" and settings["dataset"] in BUILT_IN:
+    if not kind.label_column and settings["dataset"] in BUILT_IN:
         raise HandgradError(f"{source}--loss {loss} is a {kind} loss, but {settings['dataset']} has class labels; "
-                            f"train it on a .csv or .npz table with {'numeric' if kind == 'regression' else '0/1'} "
-                            "target columns, or use --loss cross-entropy")
+                            f"train it on a .csv or .npz table of {kind.target_columns} (one column per output), "
+                            "or use --loss cross-entropy")
 
 
 def dataset_spec(dataset):

@@ -79,37 +79,9 @@ def add_parser(subparsers, parents):
         description="Train a classifier (or a regressor, or a multilabel classifier) on a dataset; print its "
                     "held-out figures; write the model and plots.",
         epilog=EXAMPLES.format(presets=text_table()), formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_flags(p)
+    add_model_flags(p)
     t = S.argument_type
-    data = p.add_argument_group("data")
-    data.add_argument("--dataset", metavar="NAME|PATH",
-                      help="digits (default), mnist, fashion-mnist, or PATH.csv / PATH.npz")
-    data.add_argument("--data-dir", metavar="DIR",
-                      help="folder holding mnist/ and fashion-mnist/ (else $HANDGRAD_DATA, the cache)")
-    data.add_argument("--target", type=t(S.target), metavar="COLUMN[,COLUMN...]",
-                      help="CSV label column (default: the last column); for regression one or more numeric "
-                           "columns, for multilabel several 0/1 columns (then --loss defaults to sigmoid-bce)")
-    data.add_argument("--preset", choices=list(VARIANTS), default=None,
-                      help="which preset fills unset flags: standard (default), or best (mnist: the most accurate "
-                           "recipe found, about ten minutes on two cores)")
-    data.add_argument("--shift", type=t(S.shift), metavar="PIXELS",
-                      help="move each training image by up to PIXELS in each direction, anew every epoch "
-                           "(image datasets; default 0: none)")
-    data.add_argument("--test-fraction", type=t(S.fraction), metavar="F",
-                      help=f"share held out for testing (digits, CSV, NPZ; default {PRESETS['file']['test_fraction']:g})")
-    model = p.add_argument_group("model", PRESET_NOTE)
-    model.add_argument("--hidden", type=t(S.hidden_sizes), metavar="N,N,...", help="hidden layer widths, e.g. 256,128")
-    _choice(model, "--activation", S.activation_names(), "hidden activation")
-    model.add_argument("--input-dropout", type=t(S.input_dropout), metavar="P",
-                       help="a Dropout(P) before the first layer: drops input features in training (default 0)")
-    model.add_argument("--dropout", type=t(S.dropout), metavar="P",
-                       help="a Dropout(P) after every hidden activation: P in [0, 1) is the share of units "
-                            "dropped in training (default 0: none)")
-    model.add_argument("--batch-norm", action="store_true", default=None,
-                       help="a BatchNorm before every hidden activation")
-    _choice(model, "--loss", S.loss_names(),
-            "the loss, which sets the task: classification (cross-entropy, softmax-bce), regression "
-            "(squared-error, poisson) or multilabel (sigmoid-bce)")
-    _choice(model, "--dtype", S.DTYPES, "floating-point type of weights and data")
     opt = p.add_argument_group("optimization", PRESET_NOTE)
     _choice(opt, "--optimizer", S.optimizer_names(), "Adam, or SGD with --momentum")
     opt.add_argument("--lr", type=t(S.positive_float), help="learning rate")
@@ -118,9 +90,8 @@ def add_parser(subparsers, parents):
     opt.add_argument("--warmup", type=t(S.non_negative_float), metavar="EPOCHS", help="cosine warm-up, in epochs")
     opt.add_argument("--epochs", type=t(S.positive_int), help="number of epochs (with --resume: the new total)")
     opt.add_argument("--batch-size", type=t(S.positive_int), metavar="N", help="minibatch size")
-    opt.add_argument("--l2", type=t(S.non_negative_float), help="L2 penalty λ of (λ/2)·Σ‖W‖²")
-    opt.add_argument("--seed", type=t(S.non_negative_int),
-                     help="seeds the initialisation, the validation split and the shuffles (not the test split)")
+    add_l2_flag(opt)
+    add_seed_flag(opt)
     opt.add_argument("--validation-fraction", type=t(S.fraction), metavar="F",
                      help="share of training data held out per epoch")
     opt.add_argument("--early-stopping", type=t(S.non_negative_int), nargs="?", const=10, metavar="PATIENCE",
@@ -148,9 +119,62 @@ def add_parser(subparsers, parents):
 PRESET_NOTE = "unset flags take the dataset's preset (table below)"
 
 
+def add_data_flags(parser):
+    """The "data" group: which dataset, where, which target columns, which preset, augmentation, the test split."""
+    t = S.argument_type
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", metavar="NAME|PATH",
+                      help="digits (default), mnist, fashion-mnist, or PATH.csv / PATH.npz")
+    data.add_argument("--data-dir", metavar="DIR",
+                      help="folder holding mnist/ and fashion-mnist/ (else $HANDGRAD_DATA, the cache)")
+    data.add_argument("--target", type=t(S.target), metavar="COLUMN[,COLUMN...]",
+                      help="CSV label column (default: the last column); for regression one or more numeric "
+                           "columns, for multilabel several 0/1 columns (then --loss defaults to sigmoid-bce)")
+    data.add_argument("--preset", choices=list(VARIANTS), default=None,
+                      help="which preset fills unset flags: standard (default), or best (mnist: the most accurate "
+                           "recipe found, about ten minutes on two cores)")
+    data.add_argument("--shift", type=t(S.shift), metavar="PIXELS",
+                      help="move each training image by up to PIXELS in each direction, anew every epoch "
+                           "(image datasets; default 0: none)")
+    data.add_argument("--test-fraction", type=t(S.fraction), metavar="F",
+                      help=f"share held out for testing (digits, CSV, NPZ; default {PRESETS['file']['test_fraction']:g})")
+
+
+def add_model_flags(parser):
+    """The "model" group: the network and its loss.  Returns the settings it adds (their dests)."""
+    t = S.argument_type
+    model = parser.add_argument_group("model", PRESET_NOTE)
+    actions = [
+        model.add_argument("--hidden", type=t(S.hidden_sizes), metavar="N,N,...",
+                           help="hidden layer widths, e.g. 256,128"),
+        _choice(model, "--activation", S.activation_names(), "hidden activation"),
+        model.add_argument("--input-dropout", type=t(S.input_dropout), metavar="P",
+                           help="a Dropout(P) before the first layer: drops input features in training (default 0)"),
+        model.add_argument("--dropout", type=t(S.dropout), metavar="P",
+                           help="a Dropout(P) after every hidden activation: P in [0, 1) is the share of units "
+                                "dropped in training (default 0: none)"),
+        model.add_argument("--batch-norm", action="store_true", default=None,
+                           help="a BatchNorm before every hidden activation"),
+        _choice(model, "--loss", S.loss_names(),
+                "the loss, which sets the task: classification (cross-entropy, softmax-bce), regression "
+                "(squared-error, poisson) or multilabel (sigmoid-bce)"),
+        _choice(model, "--dtype", S.DTYPES, "floating-point type of weights and data"),
+    ]
+    return [action.dest for action in actions]
+
+
+def add_l2_flag(group):
+    group.add_argument("--l2", type=S.argument_type(S.non_negative_float), help="L2 penalty λ of (λ/2)·Σ‖W‖²")
+
+
+def add_seed_flag(group):
+    group.add_argument("--seed", type=S.argument_type(S.non_negative_int),
+                       help="seeds the initialisation, the validation split and the shuffles (not the test split)")
+
+
 def _choice(group, flag, options, help):
-    """A flag taking one of ``options``, listed in the usage line like argparse's ``choices``."""
-    group.add_argument(flag, type=S.argument_type(S.choice(options)), metavar="{" + ",".join(options) + "}",
+    """A flag taking one of ``options``, listed in the usage line like argparse's ``choices``; returns its action."""
+    return group.add_argument(flag, type=S.argument_type(S.choice(options)), metavar="{" + ",".join(options) + "}",
                        help=help)
 
 
@@ -380,12 +404,7 @@ class Run:
 
     def _outputs_text(self):
         """``"10 classes"``, ``"target price"``, ``"3 labels (a, b, c)"``: what the model outputs."""
-        names = ", ".join(map(str, self._classes()))
-        if self.loss.task == "regression":
-            return f"target{'s' if self.model.n_outputs > 1 else ''} {names}"
-        if self.loss.task == "multilabel":
-            return f"{self.model.n_outputs} label{'s' if self.model.n_outputs > 1 else ''} ({names})"
-        return f"{self.model.n_outputs} classes"
+        return self.loss.task.describe_outputs(self._classes())
 
     def _data(self):
         if self.checkpoint is None:
@@ -486,41 +505,33 @@ class Run:
     def _extra(self, **more):
         d = self.data.dataset
         scaling = self.data.target_scaling
-        return {"dataset": d.name, "kind": d.kind, "task": self.loss.task, "feature_names": d.feature_names,
+        return {"dataset": d.name, "kind": d.kind, "task": self.loss.task.name, "feature_names": d.feature_names,
                 "class_names": list(self._class_names()),
                 "image_shape": None if d.image_shape is None else list(d.image_shape),
                 "target_scaling": None if scaling is None else scaling.to_dict(),
                 "fingerprint": self.data.fingerprint, "outputs": self.outputs.to_dict(), **more}
 
     def _test_scores(self):
-        """``{"test_<figure>": value}`` of the loss's task on the test split (``test_accuracy`` None without one).
+        """``{"test_<figure>": value}`` of the loss's task on the test split (each None without one).
 
         The test predictions are kept for the plots.
         """
-        from handgrad.report.metrics import multilabel_scores, regression_scores
-
-        task, d = self.loss.task, self.data.dataset
+        task = self.loss.task
         self._test_predicted = None
         if not len(self.data.X_test):
-            return {"test_accuracy": None} if task == "classification" else {}
+            return {f"test_{figure.key}": None for figure in task.figures}
         predicted = predictions(self.model, self.loss, self.data.X_test, self.data.target_scaling)
         self._test_predicted = predicted
-        if task == "regression":
-            scores = regression_scores(d.y_test, predicted)
-            return {"test_r2": scores["r2"], "test_rmse": scores["rmse"]}
-        if task == "multilabel":
-            scores = multilabel_scores(d.y_test, predicted)
-            return {"test_label_accuracy": scores["label_accuracy"], "test_subset_accuracy": scores["subset_accuracy"]}
-        return {"test_accuracy": float(np.mean(predicted == d.y_test))}
+        return {f"test_{key}": value for key, value in task.scores(self.data.dataset.y_test, predicted).items()}
 
     def _report(self, history, scores):
         if self.outputs.plots is not None:
             self._plots(history)
         last = history.records[-1] if history.records else {}
-        trained = _figures_text(last, "train")
+        trained = self.loss.task.figures_text(last, "train")
         if trained:
             print(f"train {trained} after {len(history)} epochs")
-        tested = _figures_text(scores, "test")
+        tested = self.loss.task.figures_text(scores, "test")
         if tested:
             print(f"test {tested} on {len(self.data.X_test)} held-out samples")
         print(f"model written to {self.outputs.model}")
@@ -528,48 +539,27 @@ class Run:
             print(f"plots written to {self.outputs.plots}")
 
     def _plots(self, history):
-        from handgrad.report.metrics import confusion_matrix, multilabel_scores
         from handgrad.report.plots import (
             PLOT_FILES,
-            plot_confusion_matrix,
+            HeldOut,
             plot_first_layer_weights,
-            plot_label_scores,
+            plot_held_out,
             plot_learning_curves,
-            plot_predicted_vs_true,
         )
 
         folder, d = self.outputs.plots, self.data.dataset
         title = f"{d.name}, {describe(self.model)}"
         written = [PLOT_FILES["learning_curves"]]
         plot_learning_curves(history.records, folder / written[-1], title=title)
-        predicted, test_title = self._test_predicted, f"{title}, test split"
-        if predicted is not None and self.loss.task == "regression":
-            written.append(PLOT_FILES["predicted_vs_true"])
-            plot_predicted_vs_true(d.y_test, predicted, self._classes(), folder / written[-1], title=test_title)
-        elif predicted is not None and self.loss.task == "multilabel":
-            written.append(PLOT_FILES["label_scores"])
-            plot_label_scores(multilabel_scores(d.y_test, predicted), self._classes(), folder / written[-1],
-                              title=test_title)
-        elif predicted is not None:
-            cm = confusion_matrix(d.y_test, predicted, d.n_classes)
-            written.append(PLOT_FILES["confusion_matrix"])
-            plot_confusion_matrix(cm, self._class_names(), folder / written[-1], title=test_title)
+        if self._test_predicted is not None:
+            held_out = HeldOut(d.y_test, self._test_predicted, self._class_names())
+            for plot in self.loss.task.test_plots:
+                written.append(PLOT_FILES[plot])
+                plot_held_out(plot, held_out, folder / written[-1], title=f"{title}, test split")
         if d.image_shape is not None and min(d.image_shape) >= MIN_WEIGHT_IMAGE_SIDE:
             written.append(PLOT_FILES["first_layer_weights"])
             plot_first_layer_weights(self.model.layers[0].W, d.image_shape, folder / written[-1], title=title)
         remove_stale_plots(folder, written, owned=PLOT_FILES.values())
-
-
-# Each task's figures as the console spells them, in the order it prints them.
-_FIGURE_NAMES = {"accuracy": "accuracy", "r2": "R²", "rmse": "RMSE", "label_accuracy": "label accuracy",
-                 "subset_accuracy": "subset accuracy"}
-
-
-def _figures_text(record, prefix):
-    """``"accuracy 0.9650"``, ``"R² 0.9412  RMSE 1.234"``: the figures ``record`` holds under ``prefix``."""
-    parts = [f"{name} {record[f'{prefix}_{key}']:.4{'g' if key == 'rmse' else 'f'}}"
-             for key, name in _FIGURE_NAMES.items() if record.get(f"{prefix}_{key}") is not None]
-    return "  ".join(parts)
 
 
 def _threads(n):

@@ -16,12 +16,12 @@ spec                source                                      test set
 Features come back unscaled (pixels 0..255, digits 0..16); scaling is the job
 of :class:`handgrad.data.preprocessing.Preprocessor`, fitted on the training part.
 
-The ``task`` of the loss decides what the targets are.  ``"classification"``:
-one label column, encoded as class indices.  ``"regression"``: one or more
-columns of real numbers.  ``"multilabel"``: one or more columns of 0/1
-labels.  Regression and multilabel data are CSV or NPZ tables only, and
-their test set is a seeded random share of the rows (there are no classes
-to stratify by).
+The ``task`` of the loss (:mod:`handgrad.tasks`) decides what the targets
+are.  Classification: one label column, encoded as class indices.  The
+others (regression: columns of real numbers; multilabel: columns of 0/1
+labels) read one or more target columns of a CSV or NPZ table, and their
+test set is a seeded random share of the rows (there are no classes to
+stratify by).
 """
 
 import difflib
@@ -33,23 +33,15 @@ from pathlib import Path
 
 import numpy as np
 
+from handgrad import tasks
 from handgrad.data import datasets
 from handgrad.data.idx import read_idx
 from handgrad.data.tabular import read_csv, read_csv_features, read_csv_targets, read_npz
-from handgrad.errors import DataError
+from handgrad.errors import DataError, HandgradError
 
 MAX_LABEL_CHARS = 256
 BUILT_IN = ("digits", *datasets.DATASETS)
 FILE_SUFFIXES = (".csv", ".npz")
-TASKS = ("classification", "regression", "multilabel")
-
-# What to do about a target that the task cannot read, for error messages.
-_TARGET_REMEDY = {
-    "regression": "a regression loss needs numeric targets: name a numeric column with --target, "
-                  "or train a classifier with --loss cross-entropy",
-    "multilabel": "a multilabel loss needs 0/1 label columns: name them with --target a,b,c, "
-                  "or train a classifier on one label column with --loss cross-entropy",
-}
 
 
 @dataclass
@@ -80,7 +72,7 @@ class Dataset:
     class_names : tuple of str or None
         What each class is called where its label is only a code (Fashion-MNIST's
         0..9 are "T-shirt/top" .. "Ankle boot"); None where the labels are the names.
-    task : {"classification", "regression", "multilabel"}
+    task : Task
         What the targets are (see the module docstring).
     """
 
@@ -94,7 +86,7 @@ class Dataset:
     feature_names: list | None
     kind: str
     class_names: tuple | None = None
-    task: str = "classification"
+    task: tasks.Task = tasks.CLASSIFICATION
 
     @property
     def n_features(self):
@@ -109,7 +101,7 @@ class Dataset:
 
 
 def load_dataset(spec, *, data_dir=None, target=None, download=True, test_fraction=0.2, seed=0,
-                 parts=("train", "test"), task="classification"):
+                 parts=("train", "test"), task=tasks.CLASSIFICATION):
     """Load a built-in dataset or a ``.csv``/``.npz`` file.
 
     Parameters
@@ -133,7 +125,7 @@ def load_dataset(spec, *, data_dir=None, target=None, download=True, test_fracti
         MNIST-style data only: the splits to read (and fetch if missing); an
         unread split comes back empty.  Other sources hold both splits in one
         file, so they are always read whole.
-    task : {"classification", "regression", "multilabel"}
+    task : Task or its name
         What the targets are: class labels, real numbers, or 0/1 labels.
 
     Returns
@@ -142,14 +134,16 @@ def load_dataset(spec, *, data_dir=None, target=None, download=True, test_fracti
     """
     if not 0 <= test_fraction < 1:
         raise DataError(f"test_fraction must be in [0, 1), got {test_fraction}; e.g. 0.2 holds out a fifth")
-    if task not in TASKS:
-        raise DataError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
+    try:
+        task = tasks.get(task)
+    except HandgradError as exc:
+        raise DataError(str(exc)) from None
     spec = os.fspath(spec)
     suffix = Path(spec).suffix.lower()
     targets = target_columns(target)
     if target is not None and suffix != ".csv":
         raise DataError(f"target={target!r} names a CSV column, but {spec!r} is not a .csv file; drop --target")
-    if task != "classification":
+    if not task.label_column:
         return _load_targets_table(spec, suffix, targets, task, test_fraction, seed)
     if targets is not None and len(targets) > 1:
         raise DataError(f"--target names {len(targets)} columns, but a classification loss reads one label "
@@ -315,8 +309,8 @@ def _idx_labels(path, n_images, images_path):
 # -- tables ------------------------------------------------------------------
 
 def _load_targets_table(spec, suffix, targets, task, test_fraction, seed):
-    """A CSV or NPZ table with real (regression) or 0/1 (multilabel) target columns, split at random."""
-    remedy = _TARGET_REMEDY[task]
+    """A CSV or NPZ table with the task's target columns (real, or 0/1 labels), split at random."""
+    remedy = task.target_remedy
     if spec.lower() in BUILT_IN:
         raise DataError(f"{spec.lower()} has class labels, not {task} targets; a {task} loss trains on a .csv or "
                         f".npz table of your own, and {spec.lower()} trains with --loss cross-entropy")
@@ -329,8 +323,7 @@ def _load_targets_table(spec, suffix, targets, task, test_fraction, seed):
         feature_names = None
     else:
         check_dataset_name(spec)
-    if task == "multilabel":
-        _check_binary(Y, names, spec)
+    task.check_table_targets(Y, names, spec)
     train, test = random_split(len(Y), test_fraction, seed)
     return Dataset(Path(spec).stem, X[train], Y[train], X[test], Y[test], np.array(names, dtype=str),
                    image_shape=None, feature_names=feature_names, kind="tabular", task=task)
@@ -350,16 +343,6 @@ def _npz_targets(y, n, path, remedy):
         raise DataError(f"{path}: target at row {row}, column {col} is NaN or infinite; replace or drop it")
     names = ["y"] if y.ndim == 1 else [f"y{j}" for j in range(Y.shape[1])]
     return Y, names
-
-
-def _check_binary(Y, names, source):
-    """Refuse a multilabel target cell that is neither 0 nor 1, naming its column and row."""
-    bad = (Y != 0) & (Y != 1)
-    if bad.any():
-        row, col = np.argwhere(bad)[0]
-        raise DataError(f"{source}: the label column {names[col]!r} holds {Y[row, col]:g} (data row {row + 1}); "
-                        "a multilabel target holds 0 (absent) or 1 (present) in every cell: binarise it, "
-                        "or train a regressor with --loss squared-error")
 
 
 def random_split(n, test_fraction, seed):

@@ -2,8 +2,9 @@
 
 The network is a :class:`~handgrad.Sequential` of handgrad's layers
 (``Dense``, the hidden activation, and optionally ``BatchNorm`` and
-``Dropout``), trained either by :func:`handgrad.fit`, one call per epoch
-(``solver="adam"`` or ``"sgd"``), or by SciPy's L-BFGS-B on the network's
+``Dropout``), trained either by one run of :func:`handgrad.fit` with
+scikit-learn's per-epoch rules in a callback (``solver="adam"`` or
+``"sgd"``), or by SciPy's L-BFGS-B on the network's
 flat parameter vector (``solver="lbfgs"``, :mod:`._lbfgs`).  This module
 adds scikit-learn's bookkeeping around it, in scikit-learn's order, so that
 the same ``random_state`` drives the same run:
@@ -63,7 +64,7 @@ from handgrad.nn.activations import activation as activation_class
 from handgrad.nn.batchnorm import BatchNorm
 from handgrad.nn.dropout import Dropout
 from handgrad.nn.layers import Dense
-from handgrad.nn.model import Sequential
+from handgrad.nn.model import PREDICT_BATCH_SIZE, Sequential
 from handgrad.optim.optimizers import SGD, Adam
 from handgrad.registry import ESTIMATORS, Registered
 from handgrad.training.callbacks import Callback
@@ -75,9 +76,6 @@ STOCHASTIC_SOLVERS = ("adam", "sgd")
 # scikit-learn's "adaptive" schedule divides the rate by 5 on a plateau and
 # stops once the rate is this small.
 _ADAPTIVE_FACTOR, _ADAPTIVE_FLOOR = 5.0, 1e-6
-
-# Rows per forward pass when predicting: the reused buffers stay small.
-_PREDICT_CHUNK = 4096
 
 # Attributes only the stochastic solvers set (as in scikit-learn); a fresh
 # L-BFGS fit removes any a previous stochastic fit left.
@@ -430,8 +428,8 @@ class BaseMLP(BaseEstimator, Registered, registry=ESTIMATORS):
         net = self._net
         out = np.empty((X.shape[0], net.n_outputs), dtype=net.dtype)
         with net.inference():
-            for start in range(0, X.shape[0], _PREDICT_CHUNK):
-                stop = start + _PREDICT_CHUNK
+            for start in range(0, X.shape[0], PREDICT_BATCH_SIZE):
+                stop = start + PREDICT_BATCH_SIZE
                 out[start:stop] = net.forward(X[start:stop])
         return out
 

@@ -15,15 +15,11 @@ from sklearn.utils._param_validation import InvalidParameterError, StrOptions
 from handgrad.errors import DataError, HandgradError
 from handgrad.nn.activations import activations
 from handgrad.nn.losses import losses
+from handgrad.tasks import CLASSIFICATION
 
 # scikit-learn spells handgrad's "sigmoid" "logistic"; every other name is the
 # registry's, with underscores where the command line has hyphens.
 SKLEARN_SPELLINGS = {"logistic": "sigmoid"}
-
-# The output activation scikit-learn names (``out_activation_``) for a loss of
-# each task; a loss class may name its own with an ``output_activation``
-# attribute (the Poisson deviance: "exp").
-OUTPUT_ACTIVATIONS = {"classification": "softmax", "multilabel": "logistic", "regression": "identity"}
 
 
 def estimator_activations():
@@ -33,19 +29,20 @@ def estimator_activations():
     return names
 
 
-def estimator_losses(task="classification"):
-    """``{estimator name: loss class}`` for every registered loss of ``task`` (None: every task).
+def estimator_losses(task=CLASSIFICATION):
+    """``{estimator name: loss class}`` for every registered loss of ``task`` (a Task or its name; None: every task).
 
-    ``"classification"`` (softmax outputs) feeds MLPClassifier's ``loss=``,
-    ``"regression"`` MLPRegressor's; the classifier trains binary and
-    multilabel targets with the ``"multilabel"`` task's logistic loss.
+    Classification losses (softmax outputs) feed MLPClassifier's ``loss=``,
+    regression losses MLPRegressor's; the classifier trains binary and
+    multilabel targets with the multilabel task's logistic loss.
     """
     return {name.replace("-", "_"): cls for name, cls in losses(task).items()}
 
 
 def output_activation(loss_cls):
-    """scikit-learn's name for what turns the logits into predictions under ``loss_cls``."""
-    return getattr(loss_cls, "output_activation", None) or OUTPUT_ACTIVATIONS[loss_cls.task]
+    """scikit-learn's name (``out_activation_``) for what turns the logits into predictions under ``loss_cls``:
+    the loss's own ``output_activation`` (the Poisson deviance: "exp"), else its task's."""
+    return getattr(loss_cls, "output_activation", None) or loss_cls.task.output_activation
 
 
 class RegistryOptions(StrOptions):

@@ -40,6 +40,7 @@ from handgrad.estimators._common import (
     output_activation,
 )
 from handgrad.nn.losses import SigmoidBinaryCrossEntropy, log_softmax
+from handgrad.tasks import CLASSIFICATION
 from handgrad.validation import is_sparse
 
 # scikit-learn's name for the log-loss; it trains softmax outputs with handgrad's
@@ -137,7 +138,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     _parameter_constraints: dict = {
         **BaseMLP._parameter_constraints,
-        "loss": [RegistryOptions(lambda: estimator_losses("classification"), extra={LOG_LOSS})],
+        "loss": [RegistryOptions(lambda: estimator_losses(CLASSIFICATION), extra={LOG_LOSS})],
         "class_weight": [StrOptions({"balanced"}), dict, list, None],
     }
 
@@ -273,7 +274,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             self._encoding = "indicator" if multilabel else "binary"
             self.n_outputs_ = len(self.classes_) if multilabel else 1
         else:
-            loss_cls = estimator_losses("classification")["cross_entropy" if log_loss else self.loss]
+            loss_cls = estimator_losses(CLASSIFICATION)["cross_entropy" if log_loss else self.loss]
             self._encoding = "labels"
             self.n_outputs_ = len(self.classes_)
         self._loss = loss_cls()

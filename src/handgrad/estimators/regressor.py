@@ -27,6 +27,7 @@ from sklearn.utils.validation import column_or_1d, validate_data
 from handgrad.errors import DataError
 from handgrad.estimators._base import BaseMLP
 from handgrad.estimators._common import RegistryOptions, data_errors, estimator_losses, output_activation
+from handgrad.tasks import REGRESSION
 
 
 class MLPRegressor(RegressorMixin, BaseMLP):
@@ -56,7 +57,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
 
     _parameter_constraints: dict = {
         **BaseMLP._parameter_constraints,
-        "loss": [RegistryOptions(lambda: estimator_losses("regression"))],
+        "loss": [RegistryOptions(lambda: estimator_losses(REGRESSION))],
     }
 
     def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
@@ -110,7 +111,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
                 y = column_or_1d(y, warn=True)
         n_outputs = 1 if y.ndim == 1 else y.shape[1]
         if first_pass:
-            loss_cls = estimator_losses("regression")[self.loss]
+            loss_cls = estimator_losses(REGRESSION)[self.loss]
             self._loss = loss_cls()
             self.out_activation_ = output_activation(loss_cls)
             self.n_outputs_ = n_outputs

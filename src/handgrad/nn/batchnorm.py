@@ -43,7 +43,8 @@ class BatchNorm(Layer):
 
     ``initializer`` is None, so the Dense layer before a BatchNorm is
     initialised for the activation after it.  ``in_place``: backward reads
-    ``X̂`` and ``1/σ``, which forward keeps, never the input.
+    ``X̂`` and ``1/σ``, which forward keeps, never the input.  Its width is
+    ``n_features``, in and out.
     """
 
     derivation = Derivation(
@@ -80,6 +81,14 @@ class BatchNorm(Layer):
     @property
     def dtype(self):
         return self.gamma.dtype.type
+
+    def input_width(self):
+        return self.n_features
+
+    def width_problem(self, width):
+        if width == self.n_features:
+            return None
+        return f"normalises {self.n_features}; build it as {type(self).__name__}({width})"
 
     @classmethod
     def parameter_shapes(cls, config):

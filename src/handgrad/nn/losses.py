@@ -1,15 +1,13 @@
 """Losses on logits ``Z`` (n samples × K outputs), with their gradients ``G = ∂J/∂Z``.
 
-Each loss declares its ``task`` and checks its own targets:
+Each loss points at its :class:`~handgrad.tasks.Task`, which checks its
+targets and names its figures, and reads its predictions off the logits:
 
-* ``"classification"`` (the two softmax losses): integer labels ``y`` of
-  shape (n,) or a target matrix ``Y`` of shape (n, K) (one-hot rows or class
-  probabilities); predictions are the largest logit's index.
-* ``"regression"`` (:class:`SquaredError`, :class:`PoissonDeviance`): real
-  targets of shape (n,) or (n, K); the predictions are the logits themselves
-  (squared error) or their exponentials (Poisson).
-* ``"multilabel"`` (:class:`SigmoidBinaryCrossEntropy`): a target matrix
-  (n, K) in [0, 1]; label k is predicted present when ``σ(z_k) > ½``.
+* classification (the two softmax losses): the largest logit's index;
+* regression (:class:`SquaredError`, :class:`PoissonDeviance`): the logits
+  themselves (squared error) or their exponentials (Poisson);
+* multilabel (:class:`SigmoidBinaryCrossEntropy`): label k is present when
+  ``σ(z_k) > ½``.
 
 A loss returns ``J_data = κ Σ_r ℓ_r``, where ``ℓ_r`` is the loss of sample
 (row) ``r`` and the reduction factor is ``κ = 1/n`` for ``"mean"`` (n
@@ -27,7 +25,8 @@ from handgrad.constraints import Options
 from handgrad.errors import DataError, HandgradError
 from handgrad.nn.derivation import Derivation
 from handgrad.registry import LOSSES, Registered
-from handgrad.validation import check_multilabel_targets, check_regression_targets, check_targets
+from handgrad.tasks import CLASSIFICATION, MULTILABEL, REGRESSION, one_hot
+from handgrad.tasks import get as task_named
 
 REDUCTIONS = ("mean", "sum")
 
@@ -60,11 +59,11 @@ class Loss(Registered, registry=LOSSES):
     arguments}``, rebuilt as ``cls(**arguments)``; ``constraints`` declares
     the valid settings (``reduction``: "mean" or "sum").
 
-    ``task`` ("classification", "regression" or "multilabel") picks the
-    figures ``fit`` and ``evaluate`` report beside the loss.  A loss checks
-    its own targets (:meth:`check_targets`) and turns logits into
-    predictions (:meth:`predict`) and probabilities (:meth:`probabilities`);
-    the defaults are those of classification.
+    ``task`` (a :class:`~handgrad.tasks.Task`, or its name) says what the
+    targets are: it checks them (:meth:`check_targets` asks it) and picks the
+    figures ``fit`` and ``evaluate`` report beside the loss.  A loss turns
+    logits into predictions (:meth:`predict`) and probabilities
+    (:meth:`probabilities`); the defaults are those of classification.
 
     ``derivation`` declares the loss's maths as a layer's does (see
     :class:`handgrad.Layer`), with ``backward={"input": "∂L/∂Z = …"}``;
@@ -73,9 +72,13 @@ class Loss(Registered, registry=LOSSES):
     """
 
     name = None
-    task = "classification"
+    task = CLASSIFICATION
     derivation = None
     constraints = {"reduction": Options(*REDUCTIONS)}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)     # registers it (handgrad.registry.Registered)
+        cls.task = task_named(cls.task)         # a task given by its name becomes the Task
 
     def __init__(self, reduction="mean"):
         self.reduction = reduction
@@ -112,8 +115,8 @@ class Loss(Registered, registry=LOSSES):
         return factor.astype(dtype)[:, None]
 
     def check_targets(self, y, n_samples, n_outputs, dtype):
-        """``y`` as this loss reads it, or a one-line :class:`~handgrad.DataError` with the remedy."""
-        return check_targets(y, n_samples, n_outputs, dtype)
+        """``y`` as this loss reads it, or a one-line :class:`~handgrad.DataError` with the remedy (the task's check)."""
+        return self.task.check_targets(y, n_samples, n_outputs, dtype)
 
     def predict(self, Z):
         """Predictions from logits: the index of the largest logit of each row."""
@@ -313,10 +316,7 @@ class SquaredError(Loss):
                             section="squared-error-regression")
 
     name = "squared-error"
-    task = "regression"
-
-    def check_targets(self, y, n_samples, n_outputs, dtype):
-        return check_regression_targets(y, n_samples, n_outputs, dtype)
+    task = REGRESSION
 
     def forward(self, Z, y, sample_weight=None):
         Y = np.asarray(y, dtype=Z.dtype).reshape(Z.shape[0], -1)
@@ -369,10 +369,7 @@ class SigmoidBinaryCrossEntropy(Loss):
         note="softplus(z) − yz = −[y log σ(z) + (1 − y) log(1 − σ(z))]")
 
     name = "sigmoid-bce"
-    task = "multilabel"
-
-    def check_targets(self, y, n_samples, n_outputs, dtype):
-        return check_multilabel_targets(y, n_samples, n_outputs, dtype)
+    task = MULTILABEL
 
     def forward(self, Z, y, sample_weight=None):
         Y = np.asarray(y, dtype=Z.dtype).reshape(Z.shape)
@@ -432,11 +429,11 @@ class PoissonDeviance(Loss):
         note="half the Poisson deviance with the log link μ = exp(z)")
 
     name = "poisson"
-    task = "regression"
+    task = REGRESSION
     output_activation = "exp"
 
     def check_targets(self, y, n_samples, n_outputs, dtype):
-        Y = check_regression_targets(y, n_samples, n_outputs, dtype)
+        Y = super().check_targets(y, n_samples, n_outputs, dtype)
         if (Y < 0).any():
             raise DataError("Poisson targets are counts and must be non-negative; found a negative target")
         return Y
@@ -473,9 +470,7 @@ class PoissonDeviance(Loss):
 def _target_matrix(y, n_classes, dtype):
     if y.ndim == 2:
         return y.astype(dtype, copy=False)     # integer or float64 targets must not promote float32 logits
-    Y = np.zeros((len(y), n_classes), dtype=dtype)
-    Y[np.arange(len(y)), y] = 1
-    return Y
+    return one_hot(y, n_classes, dtype)
 
 
 def loss_from_config(config):
@@ -484,5 +479,6 @@ def loss_from_config(config):
 
 
 def losses(task=None):
-    """``{name: class}`` of every registered loss, built-in or user-defined; ``task=`` keeps one task's."""
+    """``{name: class}`` of every registered loss, built-in or user-defined; ``task=`` (a Task or its name)
+    keeps one task's."""
     return LOSSES.choices(where=None if task is None else (lambda cls: cls.task == task))

@@ -15,7 +15,7 @@ Regression (:func:`regression_scores`), per target column ``k`` with
 the columns as scikit-learn's ``r2_score`` does; RMSE and MAE over all
 entries.  Multilabel (:func:`multilabel_scores`): the share of (sample,
 label) entries right, and of samples with every label right.  Both agree
-with the figures ``hg.fit`` reports per epoch (:mod:`handgrad.training.scores`).
+with the figures ``hg.fit`` reports per epoch (:meth:`handgrad.tasks.Task.tally`).
 """
 
 import numpy as np

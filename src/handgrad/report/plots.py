@@ -10,14 +10,16 @@ never leaves a half-written PNG over a good one.
 """
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from handgrad import tasks
 from handgrad.errors import DataError, HandgradError
 from handgrad.io.files import UnwritableFolder, atomic_write
-from handgrad.report.metrics import check_confusion_matrix
+from handgrad.report.metrics import check_confusion_matrix, confusion_matrix, multilabel_scores
 
 _DPI = 100
 
@@ -33,15 +35,6 @@ PLOT_FILES = {
     "label_scores": "label_scores.png",
 }
 
-# The figures of each task that the learning curves draw beside the loss, one
-# panel each, as the history records name them (``train_<figure>``, ``val_<figure>``;
-# see handgrad.training.scores), with the axis label of each.
-TASK_FIGURES = {
-    "classification": {"accuracy": "accuracy"},
-    "regression": {"r2": "R²", "rmse": "RMSE"},
-    "multilabel": {"label_accuracy": "label accuracy", "subset_accuracy": "subset accuracy"},
-}
-
 # What each curve measures: the training figures are running means over the
 # epoch's minibatches (the weights change during the epoch), the validation
 # ones come from samples the run never trains on.
@@ -55,9 +48,10 @@ VALIDATION_LOSS_LABEL = "validation: loss only (held out)"
 def plot_learning_curves(records, path, title=None):
     """The loss and the task's figures per epoch, training and validation, one panel each.
 
-    The figures are those the records hold (see :data:`TASK_FIGURES`):
-    accuracy for classification (two panels), R² and RMSE for regression,
-    label and subset accuracy for multilabel classification (three panels).
+    The figures are those of the task whose figures the records hold (see
+    :attr:`handgrad.tasks.Task.figures`): accuracy for classification (two
+    panels), R² and RMSE for regression, label and subset accuracy for
+    multilabel classification (three panels).
 
     Parameters
     ----------
@@ -105,13 +99,14 @@ def _clip_r2_axis(ax, records):
 
 
 def _task_figures(records):
-    """The ``{figure: axis label}`` of the one task whose training figures every record holds."""
-    for figures in TASK_FIGURES.values():
-        if all(f"train_{key}" in r for key in figures for r in records):
-            return figures
-    wanted = " or ".join("/".join(f"train_{key}" for key in figures) for figures in TASK_FIGURES.values())
-    missing = next(f"train_{key}" for key in TASK_FIGURES["classification"] if any(f"train_{key}" not in r
-                                                                                   for r in records))
+    """The ``{figure: axis label}`` of the task whose training figures every record holds (the one with the
+    most figures, where one task's figures include another's)."""
+    held = [task for task in tasks.all_tasks() if all(f"train_{f.key}" in r for f in task.figures for r in records)]
+    if held:
+        return {f.key: f.label for f in max(held, key=lambda task: len(task.figures)).figures}
+    wanted = " or ".join("/".join(f"train_{f.key}" for f in task.figures) for task in tasks.all_tasks())
+    missing = next(f"train_{f.key}" for f in tasks.CLASSIFICATION.figures
+                   if any(f"train_{f.key}" not in r for r in records))
     raise HandgradError(f"history records lack {missing!r} (or another task's figures: {wanted}); "
                         "pass hg.History.records from hg.fit")
 
@@ -371,6 +366,65 @@ def plot_label_scores(scores, label_names, path, title=None):
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))    # beside the bars, never on them
     _save(fig, path)
+
+
+# -- held-out predictions, by task ---------------------------------------------------
+
+@dataclass
+class HeldOut:
+    """Predictions on held-out samples, as the plots of a task draw them.
+
+    ``y`` are the targets as the model's outputs read them (class indices,
+    values in the targets' units, 0/1 label rows), ``predicted`` the model's
+    predictions in the same form, ``names`` one name per output (class,
+    target column or label).  For image data, ``images`` holds the samples'
+    raw pixels (rows) and ``image_shape`` the shape of one image.
+    """
+
+    y: np.ndarray
+    predicted: np.ndarray
+    names: list
+    images: np.ndarray = None
+    image_shape: tuple = None
+
+
+def plot_held_out(plot, held_out, path, title=None, max_images=36):
+    """Draw the plot named ``plot`` (a task's ``test_plots`` entry) of ``held_out`` to ``path``.
+
+    Returns the line to print about it, or None when it does not apply (a
+    grid of misclassified images needs images).
+    """
+    return _HELD_OUT_PLOTS[plot](held_out, path, title, max_images)
+
+
+def _confusion(held_out, path, title, max_images):
+    cm = confusion_matrix(held_out.y, held_out.predicted, len(held_out.names))
+    plot_confusion_matrix(cm, held_out.names, path, title=title)
+    return f"confusion matrix plot written to {path}"
+
+
+def _misclassified(held_out, path, title, max_images):
+    if held_out.image_shape is None:
+        return None
+    names, y, predicted = held_out.names, held_out.y, held_out.predicted
+    wrong = np.flatnonzero(predicted != y)
+    plot_misclassified(held_out.images[wrong], [names[i] for i in y[wrong]], [names[i] for i in predicted[wrong]],
+                       held_out.image_shape, path, max_images=max_images, title=title)
+    return f"{len(wrong)} misclassified images, {min(len(wrong), max_images)} of them drawn in {path}"
+
+
+def _predicted_vs_true(held_out, path, title, max_images):
+    plot_predicted_vs_true(held_out.y, held_out.predicted, held_out.names, path, title=title)
+    return f"predicted against true values plotted in {path}"
+
+
+def _label_scores(held_out, path, title, max_images):
+    plot_label_scores(multilabel_scores(held_out.y, held_out.predicted), held_out.names, path, title=title)
+    return f"per-label scores plotted in {path}"
+
+
+_HELD_OUT_PLOTS = {"confusion_matrix": _confusion, "misclassified": _misclassified,
+                   "predicted_vs_true": _predicted_vs_true, "label_scores": _label_scores}
 
 
 def _check_image_shape(image_shape):

@@ -12,6 +12,7 @@ import time
 import numpy as np
 
 from handgrad.errors import HandgradError
+from handgrad.tasks import of as task_of
 
 
 class Callback:
@@ -138,11 +139,12 @@ class EpochLogger(Callback):
 
     def on_epoch_end(self, ctx, record):
         self._close_bar()
+        figures = task_of(ctx.loss).figures
         parts = [f"epoch {record['epoch']}/{ctx.epochs}", f"loss {record['train_loss']:.4f}",
-                 *_figures(record, "train_", "")]
+                 *_figures(figures, record, "train_", "")]
         if record.get("val_loss") is not None:
             parts.append(f"val_loss {record['val_loss']:.4f}")
-            parts.extend(_figures(record, "val_", "val_"))
+            parts.extend(_figures(figures, record, "val_", "val_"))
         parts.append(f"{record['seconds']:.2f}s")
         print("  ".join(parts), file=self._out, flush=True)
 
@@ -158,14 +160,10 @@ class EpochLogger(Callback):
             self._progress = None
 
 
-# Each task's figures (see handgrad.training.scores) as the summary line spells them.
-_SHORT = {"accuracy": "acc", "rmse": "rmse", "r2": "r2", "label_accuracy": "label_acc",
-          "subset_accuracy": "subset_acc"}
-
-
-def _figures(record, prefix, shown_prefix):
-    return [f"{shown_prefix}{short} {record[prefix + key]:.4f}" for key, short in _SHORT.items()
-            if record.get(prefix + key) is not None]
+def _figures(figures, record, prefix, shown_prefix):
+    """The task's figures as the summary line spells them (``acc 0.9650``), where the record holds them."""
+    return [f"{shown_prefix}{f.short} {record[prefix + f.key]:.4f}" for f in figures
+            if record.get(prefix + f.key) is not None]
 
 
 class _EpochBar:

@@ -24,8 +24,8 @@ from handgrad.errors import HandgradError, TrainingDiverged
 from handgrad.nn.model import PREDICT_BATCH_SIZE
 from handgrad.nn.objective import data_gradient_step, objective_step
 from handgrad.optim.optimizers import Adam, Optimizer, check_compiled
+from handgrad.tasks import of as task_of
 from handgrad.training.callbacks import Callback, EarlyStopping, EpochLogger
-from handgrad.training.scores import tally
 from handgrad.validation import check_features, is_sparse
 
 _SPLIT, _SHUFFLE, _MASKS, _AUGMENT = 0, 1, 2, 3
@@ -176,7 +176,7 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
     minibatches, as they were seen), ``lr``, ``seconds`` (training time,
     evaluation excluded) and, with validation data, ``val_loss`` and the
     same figures on it (in inference mode).  The figures, by ``loss.task``
-    (see :mod:`handgrad.training.scores`): ``train_accuracy`` for
+    (see :mod:`handgrad.tasks`): ``train_accuracy`` for
     classification; ``train_rmse`` and ``train_r2`` for regression;
     ``train_label_accuracy`` and ``train_subset_accuracy`` for multilabel
     (``val_…`` likewise).
@@ -351,7 +351,7 @@ def _run_epoch(ctx, data, batch_size, penalties, lr_schedule, shuffle, batch_cal
     sparse = is_sparse(data.X)
     X_buf = None if sparse else np.empty((batch_size, data.X.shape[1]), dtype=data.X.dtype)
     y_buf = np.empty((batch_size,) + data.y.shape[1:], dtype=data.y.dtype)
-    total_loss, scores = 0.0, tally(loss)
+    total_loss, scores = 0.0, task_of(loss).tally(loss)
     per_sample = getattr(loss, "reduction", "mean") == "mean"
     step_gradients, step_optimizer = _step_functions(optimizer)
     start = time.perf_counter()
@@ -471,7 +471,7 @@ def evaluate(model, loss, X, y, batch_size=PREDICT_BATCH_SIZE, sample_weight=Non
 def _evaluate(model, loss, X, y, batch_size=PREDICT_BATCH_SIZE, sample_weight=None):
     """:func:`evaluate` on already-checked ``(X, y)`` (the validation data of ``fit``)."""
     n = X.shape[0]
-    total, scores = 0.0, tally(loss)
+    total, scores = 0.0, task_of(loss).tally(loss)
     with model.inference():
         for start in range(0, n, batch_size):
             Xb, yb = X[start:start + batch_size], y[start:start + batch_size]
