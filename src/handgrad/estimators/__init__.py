@@ -16,10 +16,6 @@ estimator into a model file's parts and back.
 from handgrad.estimators._common import NotFitted, ParameterError, estimator_activations, estimator_losses
 from handgrad.estimators.classifier import MLPClassifier
 from handgrad.estimators.regressor import MLPRegressor
-from handgrad.registry import ESTIMATORS
-
-ESTIMATORS.add(MLPClassifier)
-ESTIMATORS.add(MLPRegressor)
 
 __all__ = ["MLPClassifier", "MLPRegressor", "NotFitted", "ParameterError", "estimator_activations",
            "estimator_losses"]

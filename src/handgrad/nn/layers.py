@@ -15,18 +15,20 @@ modifies the arrays it receives as input.
 
 import numpy as np
 
+from handgrad.constraints import Integer, Options
 from handgrad.errors import HandgradError
 from handgrad.nn.derivation import Derivation
-from handgrad.registry import LAYERS, constructor_arguments, snake_case
+from handgrad.registry import LAYERS, Registered
 from handgrad.validation import is_sparse, resolve_dtype
 
 
-class Layer:
+class Layer(Registered, registry=LAYERS):
     """Base class.  Subclasses define ``forward`` and ``backward``.
 
-    Defining a subclass registers it (see :mod:`handgrad.registry`) under its
-    class name, which model files store, and under its short ``name`` (the
-    class name in lower case with hyphens, unless the class sets one).
+    Defining a subclass registers it (see :class:`handgrad.registry.Registered`)
+    under its class name, which model files store, and under its short
+    ``name`` (the class name in snake case with hyphens, unless the class
+    sets one).
 
     ``parameter_names`` lists the attributes holding parameters, in the order
     ``parameters()`` returns them; ``decayed_names`` is the subset that L2
@@ -36,7 +38,10 @@ class Layer:
 
     A layer keeps each constructor argument as an attribute of the same name:
     ``config()`` is then ``{"type": class name, **arguments}``, and a model
-    file rebuilds the layer as ``cls(**arguments)``.
+    file rebuilds the layer as ``cls(**arguments)``.  ``constraints``
+    declares the valid range of each setting (``{"p": Real(0, 1, ...)}``,
+    see :mod:`handgrad.constraints`): the constructor and the model-file
+    reader both apply it.  A layer without the declaration is not checked.
 
     The protocol.  :class:`~handgrad.Sequential` asks each layer the
     questions below and holds no list of layer classes, so a user-written
@@ -159,12 +164,6 @@ class Layer:
     derivation = None
     training = True
 
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        if "name" not in cls.__dict__:
-            cls.name = snake_case(cls.__name__).replace("_", "-")
-        LAYERS.add(cls)
-
     def train(self, mode=True):
         """Training mode (``mode=False``: inference mode); returns the layer."""
         self.training = bool(mode)
@@ -223,20 +222,13 @@ class Layer:
 
         A model-file reader checks these against the file's size before it
         builds anything, so a hostile file cannot make it allocate more than
-        the file holds.  A layer without parameters holds none.
+        the file holds.  ``config`` has been checked against the class's
+        ``constraints`` already.  A layer without parameters holds none.
         """
         return {} if not (cls.parameter_names or cls.buffer_names) else None
 
-    def config(self):
-        """``{"type": class name, **constructor arguments}``, from which ``layer_from_config`` rebuilds it."""
-        return {"type": type(self).__name__, **constructor_arguments(self)}
-
     def __call__(self, X):
         return self.forward(X)
-
-    def __repr__(self):
-        arguments = ", ".join(f"{k}={v!r}" for k, v in constructor_arguments(self).items())
-        return f"{type(self).__name__}({arguments})"
 
 
 INITIALIZERS = ("auto", "glorot", "he")
@@ -284,13 +276,15 @@ class Dense(Layer):
     name = "dense"
     backward_reads_output = False
     input_grad_optional = True
+    # Widths have no cap: a model file that claims a huge layer is refused by the reader, which
+    # reads each array to the shape these imply only if the file holds its bytes.
+    constraints = {
+        "n_in": Integer(1, remedy="give the number of input features (the width of the layer before)"),
+        "n_out": Integer(1, remedy="give the number of units"),
+        "init": Options(*INITIALIZERS),
+    }
 
     def __init__(self, n_in, n_out, *, init="auto", seed=None, dtype=np.float32):
-        for name, value in (("n_in", n_in), ("n_out", n_out)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise HandgradError(f"Dense {name} must be a positive integer, got {value!r}")
-        if init not in INITIALIZERS:
-            raise HandgradError(f"unknown init {init!r}; choose one of {', '.join(INITIALIZERS)}")
         self.n_in, self.n_out = int(n_in), int(n_out)
         self.init, self.seed = init, seed
         dtype = resolve_dtype(dtype)
@@ -414,10 +408,7 @@ class Dense(Layer):
 
     @classmethod
     def parameter_shapes(cls, config):
-        n_in, n_out = config.get("n_in"), config.get("n_out")
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (n_in, n_out)):
-            raise HandgradError(f"a Dense layer's n_in and n_out must be positive integers, got {n_in!r}, {n_out!r}")
-        return {"W": (n_in, n_out), "b": (n_out,)}
+        return {"W": (config["n_in"], config["n_out"]), "b": (config["n_out"],)}
 
     def __repr__(self):
         return f"Dense({self.n_in}, {self.n_out})"
