@@ -17,16 +17,14 @@ Derivations: ``docs/derivations.md``, §3 "Activations" and "More activations".
 
 import math
 
-import numpy as np
-
 from handgrad.constraints import Real
 from handgrad.nn.derivation import Derivation
 from handgrad.nn.layers import Layer
 from handgrad.registry import LAYERS
 
 
-def _empty_like(X, out):
-    return np.empty_like(X) if out is None else out
+def _empty_like(ops, X, out):
+    return ops.empty_like(X) if out is None else out
 
 
 # LeakyReLU's slope and ELU's α scale the negative inputs.  They must be ≥ 0 (so that the output
@@ -55,13 +53,15 @@ class Identity(Activation):
     in_place = True
 
     def forward(self, Z, out=None):
-        out = _empty_like(Z, out)
-        np.copyto(out, Z)
+        ops = self.ops
+        out = _empty_like(ops, Z, out)
+        ops.copyto(out, Z)
         return out
 
     def backward(self, G, out=None):
-        out = _empty_like(G, out)
-        np.copyto(out, G)
+        ops = self.ops
+        out = _empty_like(ops, G, out)
+        ops.copyto(out, G)
         return out
 
 
@@ -87,22 +87,24 @@ class Sigmoid(Activation):
     in_place = True
 
     def forward(self, Z, out=None):
-        out = _empty_like(Z, out)
-        negative = np.signbit(Z)            # read before out (maybe Z itself) is overwritten
-        np.abs(Z, out=out)
-        np.negative(out, out=out)
-        with np.errstate(under="ignore"):   # e^{−|z|} → 0 is σ's true limit, not an error
-            np.exp(out, out=out)            # e = e^{−|z|}
+        ops = self.ops
+        out = _empty_like(ops, Z, out)
+        negative = ops.signbit(Z)           # read before out (maybe Z itself) is overwritten
+        ops.abs(Z, out=out)
+        ops.negative(out, out=out)
+        with ops.errstate(under="ignore"):  # e^{−|z|} → 0 is σ's true limit, not an error
+            ops.exp(out, out=out)           # e = e^{−|z|}
         denominator = out + 1               # 1 + e
-        np.copyto(out, 1, where=~negative)  # numerator: 1 for z ≥ 0, e for z < 0
+        ops.copyto(out, 1, where=~negative)  # numerator: 1 for z ≥ 0, e for z < 0
         out /= denominator
         self._A = out
         return out
 
     def backward(self, G, out=None):
-        out = _empty_like(G, out)
+        ops = self.ops
+        out = _empty_like(ops, G, out)
         A = self._A
-        np.subtract(1, A, out=out)   # 1 − A
+        ops.subtract(1, A, out=out)  # 1 − A
         out *= A                     # A (1 − A)
         out *= G                     # G ⊙ A (1 − A)
         return out
@@ -121,16 +123,18 @@ class Tanh(Activation):
     in_place = True
 
     def forward(self, Z, out=None):
-        out = _empty_like(Z, out)
-        np.tanh(Z, out=out)
+        ops = self.ops
+        out = _empty_like(ops, Z, out)
+        ops.tanh(Z, out=out)
         self._A = out
         return out
 
     def backward(self, G, out=None):
-        out = _empty_like(G, out)
+        ops = self.ops
+        out = _empty_like(ops, G, out)
         A = self._A
-        np.multiply(A, A, out=out)   # A²
-        np.subtract(1, out, out=out)  # 1 − A²
+        ops.multiply(A, A, out=out)  # A²
+        ops.subtract(1, out, out=out)  # 1 − A²
         out *= G
         return out
 
@@ -153,14 +157,16 @@ class ReLU(Activation):
     in_place = True
 
     def forward(self, Z, out=None):
-        out = _empty_like(Z, out)
-        np.maximum(Z, 0, out=out)
+        ops = self.ops
+        out = _empty_like(ops, Z, out)
+        ops.maximum(Z, 0, out=out)
         self._A = out   # A > 0 exactly where Z > 0, so A is all backward needs
         return out
 
     def backward(self, G, out=None):
-        out = _empty_like(G, out)
-        np.greater(self._A, 0, out=out)   # I(Z > 0) as 0/1 in G's dtype
+        ops = self.ops
+        out = _empty_like(ops, G, out)
+        ops.greater(self._A, 0, out=out)  # I(Z > 0) as 0/1 in G's dtype
         out *= G
         return out
 
@@ -191,19 +197,21 @@ class LeakyReLU(Activation):
         self.negative_slope = float(negative_slope)
 
     def forward(self, Z, out=None):
-        out = _empty_like(Z, out)
+        ops = self.ops
+        out = _empty_like(ops, Z, out)
         scaled = Z * self.negative_slope        # a temporary: out may be Z itself
         if self.negative_slope <= 1:
-            np.maximum(Z, scaled, out=out)
+            ops.maximum(Z, scaled, out=out)
         else:
-            np.minimum(Z, scaled, out=out)
+            ops.minimum(Z, scaled, out=out)
         self._A = out
         return out
 
     def backward(self, G, out=None):
-        out = _empty_like(G, out)
-        np.multiply(G, self.negative_slope, out=out)     # G s where A ≤ 0 …
-        np.copyto(out, G, where=self._A > 0)             # … and G where A > 0
+        ops = self.ops
+        out = _empty_like(ops, G, out)
+        ops.multiply(G, self.negative_slope, out=out)    # G s where A ≤ 0 …
+        ops.copyto(out, G, where=self._A > 0)            # … and G where A > 0
         return out
 
 
@@ -236,20 +244,22 @@ class ELU(Activation):
         self.alpha = float(alpha)
 
     def forward(self, Z, out=None):
-        out = _empty_like(Z, out)
-        negative_part = np.minimum(Z, 0)           # a temporary: out may be Z itself
-        np.expm1(negative_part, out=negative_part)
+        ops = self.ops
+        out = _empty_like(ops, Z, out)
+        negative_part = ops.minimum(Z, 0)          # a temporary: out may be Z itself
+        ops.expm1(negative_part, out=negative_part)
         negative_part *= self.alpha                # α (e^{min(z,0)} − 1): 0 for z > 0
-        np.maximum(Z, 0, out=out)
+        ops.maximum(Z, 0, out=out)
         out += negative_part
         self._A = out
         return out
 
     def backward(self, G, out=None):
-        out = _empty_like(G, out)
+        ops = self.ops
+        out = _empty_like(ops, G, out)
         A = self._A
-        np.add(A, self.alpha, out=out)             # α e^z = A + α where z ≤ 0
-        np.copyto(out, 1, where=A > 0)             # 1 where z > 0
+        ops.add(A, self.alpha, out=out)            # α e^z = A + α where z ≤ 0
+        ops.copyto(out, 1, where=A > 0)            # 1 where z > 0
         out *= G
         return out
 
@@ -274,35 +284,30 @@ class Softplus(Activation):
     in_place = True
 
     def forward(self, Z, out=None):
-        out = _empty_like(Z, out)
-        tail = np.abs(Z)                         # a temporary: out may be Z itself
-        np.negative(tail, out=tail)
-        with np.errstate(under="ignore"):        # e^{−|z|} → 0 is the true limit
-            np.exp(tail, out=tail)
-        np.log1p(tail, out=tail)
-        np.maximum(Z, 0, out=out)
+        ops = self.ops
+        out = _empty_like(ops, Z, out)
+        tail = ops.abs(Z)                        # a temporary: out may be Z itself
+        ops.negative(tail, out=tail)
+        with ops.errstate(under="ignore"):       # e^{−|z|} → 0 is the true limit
+            ops.exp(tail, out=tail)
+        ops.log1p(tail, out=tail)
+        ops.maximum(Z, 0, out=out)
         out += tail
         self._A = out
         return out
 
     def backward(self, G, out=None):
-        out = _empty_like(G, out)
-        np.negative(self._A, out=out)
-        np.expm1(out, out=out)
-        np.negative(out, out=out)                # σ(z) = −expm1(−A)
+        ops = self.ops
+        out = _empty_like(ops, G, out)
+        ops.negative(self._A, out=out)
+        ops.expm1(out, out=out)
+        ops.negative(out, out=out)               # σ(z) = −expm1(−A)
         out *= G
         return out
 
 
 _SQRT_HALF = math.sqrt(0.5)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-
-
-def _erfc():
-    # SciPy is imported on first use: ``import handgrad`` stays fast.
-    from scipy.special import erfc
-
-    return erfc
 
 
 class GELU(Activation):
@@ -325,21 +330,23 @@ class GELU(Activation):
     initializer = "he"
 
     def forward(self, Z, out=None):
-        out = _empty_like(Z, out)
-        Phi = np.multiply(Z, -_SQRT_HALF)
-        _erfc()(Phi, out=Phi)
+        ops = self.ops
+        out = _empty_like(ops, Z, out)
+        Phi = ops.multiply(Z, -_SQRT_HALF)
+        ops.erfc(Phi, out=Phi)
         Phi *= 0.5                                 # Φ(z) = ½ erfc(−z/√2)
-        np.multiply(Z, Phi, out=out)
+        ops.multiply(Z, Phi, out=out)
         self._Z, self._Phi = Z, Phi
         return out
 
     def backward(self, G, out=None):
-        out = _empty_like(G, out)
+        ops = self.ops
+        out = _empty_like(ops, G, out)
         Z = self._Z
-        with np.errstate(over="ignore", under="ignore"):   # z² → inf and e^{−z²/2} → 0 are the true limits
-            np.multiply(Z, Z, out=out)
+        with ops.errstate(over="ignore", under="ignore"):  # z² → inf and e^{−z²/2} → 0 are the true limits
+            ops.multiply(Z, Z, out=out)
             out *= -0.5
-            np.exp(out, out=out)                            # e^{−z²/2}
+            ops.exp(out, out=out)                           # e^{−z²/2}
         out *= _INV_SQRT_2PI                                # φ(z)
         out *= Z                                            # z φ(z)
         out += self._Phi                                    # Φ(z) + z φ(z)

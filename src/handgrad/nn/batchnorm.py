@@ -80,7 +80,11 @@ class BatchNorm(Layer):
 
     @property
     def dtype(self):
-        return self.gamma.dtype.type
+        return self.ops.numpy_dtype(self.gamma.dtype)
+
+    def place(self, ops):
+        super().place(ops)
+        self._buffer = None                 # the scratch for X̂ is allocated again where the layer now computes
 
     def input_width(self):
         return self.n_features
@@ -105,28 +109,30 @@ class BatchNorm(Layer):
 
     def forward(self, X, out=None):
         if X.ndim != 2 or X.shape[1] != self.n_features:
-            raise HandgradError(f"BatchNorm({self.n_features}) got input of shape {X.shape}; "
+            raise HandgradError(f"BatchNorm({self.n_features}) got input of shape {tuple(X.shape)}; "
                                 f"it normalises {self.n_features} columns")
-        out = np.empty_like(X) if out is None else out
+        ops = self.ops
+        out = ops.empty_like(X) if out is None else out
         Xhat = self._scratch(X.shape, X.dtype)
         if self.training:
             mean, var = self._batch_statistics(X, Xhat)
             self._update_running(mean, var, X.shape[0])
         else:
             mean, var = self.running_mean, self.running_var
-            np.subtract(X, mean, out=Xhat)
-        inv_std = 1.0 / np.sqrt(var + self.eps)               # 1/σ, per column
+            ops.subtract(X, mean, out=Xhat)
+        inv_std = 1.0 / ops.sqrt(var + self.eps)              # 1/σ, per column
         Xhat *= inv_std                                       # X̂ = (X − μ)/σ
-        np.multiply(Xhat, self.gamma, out=out)
+        ops.multiply(Xhat, self.gamma, out=out)
         out += self.beta                                      # Y = γ ⊙ X̂ + β
-        self._Xhat, self._inv_std, self._trained = Xhat, inv_std.astype(X.dtype, copy=False), self.training
+        self._Xhat, self._inv_std, self._trained = Xhat, ops.astype(inv_std, X.dtype, copy=False), self.training
         return out
 
     def _batch_statistics(self, X, centered):
         """``μ`` and the biased ``v`` of the columns of ``X``; leaves ``X − μ`` in ``centered``."""
-        mean = X.mean(axis=0)
-        np.subtract(X, mean, out=centered)
-        var = np.einsum("ij,ij->j", centered, centered) / X.shape[0]
+        ops = self.ops
+        mean = ops.mean(X, axis=0)
+        ops.subtract(X, mean, out=centered)
+        var = ops.vecdot(centered, centered, axis=0) / X.shape[0]
         return mean, var
 
     def _update_running(self, mean, var, n):
@@ -142,25 +148,26 @@ class BatchNorm(Layer):
         """A buffer for ``X̂``, reused across batches (its first rows)."""
         buf = self._buffer
         if buf is None or buf.dtype != dtype or buf.shape[1] != shape[1] or buf.shape[0] < shape[0]:
-            buf = self._buffer = np.empty(shape, dtype=dtype)
-        return buf[:shape[0]]
+            buf = self._buffer = self.ops.empty(shape, dtype=dtype)
+        return buf[:shape[0], ...]
 
     # -- backward ---------------------------------------------------------------
 
     def backward(self, G, out=None):
         """Store ``dgamma = Σ G ⊙ X̂`` and ``dbeta = Σ G``; return ``∂L/∂X``."""
-        out = np.empty_like(G) if out is None else out
+        ops = self.ops
+        out = ops.empty_like(G) if out is None else out
         Xhat = self._Xhat
-        np.sum(G, axis=0, out=self.dbeta)
-        np.multiply(G, Xhat, out=out)                     # out as scratch for G ⊙ X̂
-        np.sum(out, axis=0, out=self.dgamma)
+        ops.sum(G, axis=0, out=self.dbeta)
+        ops.multiply(G, Xhat, out=out)                    # out as scratch for G ⊙ X̂
+        ops.sum(out, axis=0, out=self.dgamma)
         scale = self.gamma * self._inv_std                # γ/σ
         if not self._trained:
-            np.multiply(G, scale, out=out)                # running statistics are constants
+            ops.multiply(G, scale, out=out)               # running statistics are constants
             return out
         n = G.shape[0]
-        np.multiply(Xhat, self.dgamma / n, out=out)       # X̂ ⊙ Σ(G ⊙ X̂)/n
-        np.subtract(G, out, out=out)
+        ops.multiply(Xhat, self.dgamma / n, out=out)      # X̂ ⊙ Σ(G ⊙ X̂)/n
+        ops.subtract(G, out, out=out)
         out -= self.dbeta / n                             # G − ΣG/n − X̂ ⊙ Σ(G ⊙ X̂)/n
         out *= scale
         return out

@@ -14,14 +14,16 @@ so ``∂L/∂X = G ⊙ M`` with the mask of the forward pass (the identity after
 an inference-mode forward).  Backward reads only ``M``, never ``X``, so the
 layer is ``in_place``.
 
-Randomness.  The mask comes from the layer's own generator, which
+Randomness.  The mask comes from the layer's own NumPy generator, which
 :meth:`Dropout.reseed` replaces.  ``hg.fit`` reseeds it at the start of
 every epoch from ``(seed, epoch, position in the model)``: the same seed
 gives the same masks, and a run resumed at epoch k draws what the
 uninterrupted run drew from epoch k on.  ``hg.gradcheck`` reseeds it with
 one fixed seed before every evaluation of the objective, so every
 evaluation drops the same units and the objective it differentiates is a
-fixed, smooth function of the parameters.
+fixed, smooth function of the parameters.  The mask is drawn on the host
+whatever the layer computes on, and copied to the device: a seed drops the
+same units on every backend.
 
 Derivation: ``docs/derivations.md``, §3 "Dropout".
 """
@@ -64,17 +66,19 @@ class Dropout(Layer):
         return None if self._M is None else self._M != 0
 
     def forward(self, X, out=None):
-        out = np.empty_like(X) if out is None else out
+        ops = self.ops
+        out = ops.empty_like(X) if out is None else out
         if not self.training or self.p == 0:
             self._M = None
-            np.copyto(out, X)                    # inference: the identity
+            ops.copyto(out, X)                   # inference: the identity
             return out
-        M = self._draw_mask(X.shape, X.dtype)
-        np.multiply(X, M, out=out)               # A = X ⊙ M
+        M = self._draw_mask(tuple(X.shape), ops.numpy_dtype(X.dtype))
+        ops.multiply(X, M, out=out)              # A = X ⊙ M
         return out
 
     def _draw_mask(self, shape, dtype):
-        """``M = [U ≥ p] / (1 − p)`` in a buffer reused across batches (its first rows)."""
+        """``M = [U ≥ p] / (1 − p)`` in a host buffer reused across batches (its first rows), on the layer's
+        device (for NumPy, the buffer itself)."""
         buf = self._buffer
         if buf is None or buf.dtype != dtype or buf.shape[1:] != shape[1:] or buf.shape[0] < shape[0]:
             buf = self._buffer = np.empty(shape, dtype=dtype)
@@ -82,13 +86,14 @@ class Dropout(Layer):
         self._rng.random(out=M, dtype=M.dtype)   # U on [0, 1)
         np.greater_equal(M, self.p, out=M)       # K = [U ≥ p] as 0/1: kept with probability 1 − p
         M *= 1.0 / (1.0 - self.p)
-        self._M = M
-        return M
+        self._M = self.ops.asarray(M)
+        return self._M
 
     def backward(self, G, out=None):
-        out = np.empty_like(G) if out is None else out
+        ops = self.ops
+        out = ops.empty_like(G) if out is None else out
         if self._M is None:
-            np.copyto(out, G)
+            ops.copyto(out, G)
         else:
-            np.multiply(G, self._M, out=out)     # ∂L/∂X = G ⊙ M
+            ops.multiply(G, self._M, out=out)    # ∂L/∂X = G ⊙ M
         return out

@@ -15,6 +15,7 @@ modifies the arrays it receives as input.
 
 import numpy as np
 
+from handgrad.arrays import NUMPY, ops_for
 from handgrad.constraints import Integer, Options
 from handgrad.errors import HandgradError
 from handgrad.nn.derivation import Derivation
@@ -82,6 +83,16 @@ class Layer(Registered, registry=LAYERS):
     * ``bind_parameter(name, array, gradient)`` makes a parameter and its
       gradient the given arrays: Sequential keeps every parameter in one
       flat buffer and hands each layer views into it.
+    * Arrays.  ``ops`` is the :mod:`handgrad.arrays` ops the layer computes
+      with: NumPy's (:data:`~handgrad.arrays.NUMPY`, whose functions are
+      NumPy's own) until the layer is moved.  ``place(ops)`` makes the
+      layer compute with ``ops`` and moves its buffers there; Sequential
+      calls it from :meth:`~handgrad.Sequential.to` after binding the
+      parameters on the new device, and :meth:`to` does both for a layer on
+      its own.  A layer that writes ``ops.multiply(G, A, out=out)`` where
+      NumPy code writes ``np.multiply(G, A, out=out)`` trains on any array
+      API namespace (PyTorch, CuPy, array-api-strict); one written with
+      ``np`` trains on NumPy only.
 
     Writing a layer.  A low-rank map ``Z = X U V + b`` from ``n_in`` to
     ``n_out`` features declares its parameters and widths, draws its
@@ -114,7 +125,7 @@ class Layer(Registered, registry=LAYERS):
 
             def forward(self, X, out=None):
                 self._X, self._XU = X, X @ self.U
-                out = np.matmul(self._XU, self.V, out=out)
+                out = self.ops.matmul(self._XU, self.V, out=out)
                 out += self.b
                 return out
 
@@ -122,12 +133,13 @@ class Layer(Registered, registry=LAYERS):
                 GV = G @ self.V.T
                 self.dV[...] = self._XU.T @ G
                 self.dU[...] = self._X.T @ GV
-                self.db[...] = G.sum(axis=0)
-                return np.matmul(GV, self.U.T, out=out)
+                self.ops.sum(G, axis=0, out=self.db)
+                return self.ops.matmul(GV, self.U.T, out=out)
 
     ``hg.Sequential(LowRank(64, 32, 4), hg.BatchNorm(32), hg.ReLU(),
     hg.Dense(32, 10))`` then checks its widths, draws ``U`` and ``V`` for
-    He, trains, passes ``hg.gradcheck`` and is saved and loaded like any
+    He, trains (on a GPU too: it computes through ``self.ops`` and the
+    operators), passes ``hg.gradcheck`` and is saved and loaded like any
     model (the file stores ``{"type": "LowRank", "n_in": 64, …}``).  A
     layer may also state ``parameter_shapes`` (below), so that a model
     file's reader checks its arrays before building it.
@@ -163,6 +175,7 @@ class Layer(Registered, registry=LAYERS):
     input_grad_optional = False
     derivation = None
     training = True
+    ops = NUMPY
 
     def train(self, mode=True):
         """Training mode (``mode=False``: inference mode); returns the layer."""
@@ -205,6 +218,37 @@ class Layer(Registered, registry=LAYERS):
         """Make parameter ``name`` the array ``array`` and its gradient ``gradient`` (views of a model's buffers)."""
         setattr(self, name, array)
         setattr(self, "d" + name, gradient)
+
+    def place(self, ops):
+        """Compute with ``ops`` (:func:`handgrad.arrays.ops_for`) from now on, and move the buffers there.
+
+        The parameters are the caller's to move: :meth:`to` binds copies of
+        them on the new device, a Sequential views of its moved buffer.  A
+        layer that keeps other device arrays between calls (scratch buffers)
+        drops them here.
+        """
+        self.ops = ops
+        for name in self.buffer_names:
+            setattr(self, name, ops.asarray(getattr(self, name), copy=True))
+
+    def to(self, target, device=None):
+        """Move the layer's parameters, gradients and buffers to ``target``'s namespace (and ``device``);
+        return the layer.
+
+        ``target`` is an array, a namespace (``torch``, ``array_api_strict``,
+        ``numpy``) or ops, as :func:`handgrad.arrays.ops_for` takes it.  A
+        layer in a :class:`~handgrad.Sequential` moves with the model
+        (:meth:`Sequential.to <handgrad.Sequential.to>`), which keeps its
+        parameters as views of one buffer; this is for a layer on its own.
+        """
+        ops = ops_for(target, device)
+        if ops is self.ops:
+            return self
+        for name in self.parameter_names:
+            self.bind_parameter(name, ops.asarray(getattr(self, name), copy=True),
+                                ops.asarray(getattr(self, "d" + name), copy=True))
+        self.place(ops)
+        return self
 
     def stored_state_problem(self, name):
         """What is wrong with buffer ``name`` as read from a file (a phrase), or None: a layer's own rule."""
@@ -324,16 +368,15 @@ class Dense(Layer):
             self._draw_alone()
         self._assign(self._b, value, "b")
 
-    @staticmethod
-    def _assign(target, value, name):
-        value = np.asarray(value)
-        if value.shape != target.shape:
-            raise HandgradError(f"{name} must have shape {target.shape}, got {value.shape}")
-        target[...] = value
+    def _assign(self, target, value, name):
+        value = self.ops.asarray(value)
+        if tuple(value.shape) != tuple(target.shape):
+            raise HandgradError(f"{name} must have shape {tuple(target.shape)}, got {tuple(value.shape)}")
+        self.ops.copyto(target, value)
 
     @property
     def dtype(self):
-        return self._W.dtype.type
+        return self.ops.numpy_dtype(self._W.dtype)
 
     def input_width(self):
         return self.n_in
@@ -363,8 +406,8 @@ class Dense(Layer):
         else:
             limit = np.sqrt(6.0 / (self.n_in + self.n_out))
             values = rng.uniform(-limit, limit, self._W.shape)
-        self._W[...] = values
-        self._b[...] = 0
+        self.ops.copyto(self._W, values)
+        self.ops.copyto(self._b, 0)
         self._pending = False
 
     def bind_parameter(self, name, array, gradient):
@@ -377,12 +420,13 @@ class Dense(Layer):
         first layer): the product is then formed from its stored entries, never from a dense copy."""
         if self._pending:
             self._draw_alone()
+        ops = self.ops
         if out is None:
-            out = np.empty((X.shape[0], self.n_out), dtype=self._W.dtype)
+            out = ops.empty((X.shape[0], self.n_out), dtype=self._W.dtype)
         if is_sparse(X):
             out[...] = X @ self._W
         else:
-            np.matmul(X, self._W, out=out)
+            ops.matmul(X, self._W, out=out)
         out += self._b
         self._X = X
         return out
@@ -394,16 +438,17 @@ class Dense(Layer):
         layer's input is the data, whose gradient nobody needs.  For a
         sparse ``X``, ``Xᵀ G`` is a sparse-times-dense product.
         """
+        ops = self.ops
         if is_sparse(self._X):
             self.dW[...] = self._X.T @ G
         else:
-            np.matmul(self._X.T, G, out=self.dW)
-        np.sum(G, axis=0, out=self.db)
+            ops.matmul(self._X.T, G, out=self.dW)
+        ops.sum(G, axis=0, out=self.db)
         if not input_grad:
             return None
         if out is None:
-            out = np.empty((G.shape[0], self.n_in), dtype=G.dtype)
-        np.matmul(G, self._W.T, out=out)
+            out = ops.empty((G.shape[0], self.n_in), dtype=G.dtype)
+        ops.matmul(G, self._W.T, out=out)
         return out
 
     @classmethod
