@@ -7,7 +7,8 @@ the task instead of comparing names:
 * **targets**: what they are, how they are checked (:meth:`Task.check_targets`),
   where a run may find them (a label column of any dataset, or numeric columns
   of the user's own table), and random examples for gradient checks;
-* **figures**: what ``fit`` tallies beside the loss each epoch (:meth:`Task.tally`;
+* **figures**: what ``fit`` tallies beside the loss each epoch (:meth:`Task.tally`, on
+  the host whatever device the model computes on;
   ``train_<key>``, ``val_<key>`` in the history) and how the console, the
   progress line and the plots name them (:attr:`Task.figures`);
 * **held-out data**: the test figures (:meth:`Task.scores`), the ``evaluate``
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from handgrad.arrays import NUMPY, to_numpy
 from handgrad.errors import DataError, HandgradError
 from handgrad.registry import Registry
 from handgrad.report import metrics
@@ -203,7 +205,7 @@ class Classification(Task):
     def check_targets(self, y, n_samples, n_outputs, dtype):
         """Integer labels of shape (n,) in ``0..n_outputs−1``, or a finite non-negative (n, K) target matrix."""
         try:
-            arr = np.asarray(y)
+            arr = to_numpy(y)
         except Exception as exc:
             raise DataError(f"y cannot be read as an array ({exc}); pass labels of shape (n,) or targets of "
                             "shape (n, C)") from None
@@ -280,10 +282,9 @@ def _check_labels(arr, n_classes):
 
 
 def one_hot(labels, n_classes, dtype):
-    """Rows of the identity: ``Y[i, labels[i]] = 1``."""
-    Y = np.zeros((labels.shape[0], n_classes), dtype=dtype)
-    Y[np.arange(labels.shape[0]), labels] = 1
-    return Y
+    """Rows of the identity: ``Y[i, labels[i]] = 1`` (NumPy arrays; ``ops.one_hot`` of :mod:`handgrad.arrays` for
+    any namespace)."""
+    return NUMPY.one_hot(labels, n_classes, dtype)
 
 
 class _Accuracy:
@@ -291,6 +292,7 @@ class _Accuracy:
         self.correct, self.n = 0, 0
 
     def add(self, Z, y):
+        Z, y = to_numpy(Z), to_numpy(y)
         truth = y if y.ndim == 1 else y.argmax(axis=1)
         self.correct += int(np.count_nonzero(Z.argmax(axis=1) == truth))
         self.n += Z.shape[0]
@@ -318,7 +320,7 @@ class _ColumnTask(Task):
 
 def _numeric_targets(y, n_samples, expected):
     try:
-        arr = np.asarray(y)
+        arr = to_numpy(y)
     except Exception as exc:
         raise DataError(f"y cannot be read as an array ({exc}); pass {expected}") from None
     if arr.ndim not in (1, 2):
@@ -403,7 +405,8 @@ class _RegressionTally:
         self.n, self.sse, self.mean, self.m2 = 0, 0.0, 0.0, 0.0
 
     def add(self, Z, y):
-        Y = np.asarray(y, dtype=np.float64).reshape(Z.shape[0], -1)
+        Z = to_numpy(Z)
+        Y = np.asarray(to_numpy(y), dtype=np.float64).reshape(Z.shape[0], -1)
         self.sse = self.sse + np.square(self.predict(Z) - Y, dtype=np.float64).sum(axis=0)
         n_b, mean_b = Y.shape[0], Y.mean(axis=0)
         m2_b = np.square(Y - mean_b).sum(axis=0)
@@ -495,7 +498,8 @@ class _MultilabelTally:
         self.entries_right, self.rows_right, self.n, self.k = 0, 0, 0, 1
 
     def add(self, Z, y):
-        right = self.predict(Z) == (np.asarray(y).reshape(Z.shape) > 0.5)
+        Z = to_numpy(Z)
+        right = self.predict(Z) == (to_numpy(y).reshape(Z.shape) > 0.5)
         self.entries_right += int(np.count_nonzero(right))
         self.rows_right += int(np.count_nonzero(right.all(axis=1)))
         self.n, self.k = self.n + Z.shape[0], Z.shape[1]

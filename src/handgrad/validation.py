@@ -6,6 +6,7 @@ naming the problem and the remedy.
 
 import numpy as np
 
+from handgrad.arrays import is_foreign, ops_for, to_numpy
 from handgrad.errors import DataError
 
 
@@ -31,23 +32,21 @@ def check_features(X, dtype, n_features=None, name="X"):
     A SciPy sparse matrix or array stays sparse: it comes back in CSR form
     (whose rows minibatches slice cheaply) with its stored values in
     ``dtype``; only those values are checked, never a dense copy made.
+    An array of another array API namespace (a torch tensor, a CuPy array)
+    is checked where it is and comes back in its namespace and on its
+    device, in that namespace's ``dtype``.
     """
     if is_sparse(X):
         return _check_sparse_features(X, dtype, n_features, name)
+    if is_foreign(X):
+        return _check_foreign_features(X, dtype, n_features, name)
     try:
         arr = np.asarray(X)
     except Exception as exc:  # ragged lists and the like
         raise DataError(f"{name} cannot be read as an array ({exc}); pass a 2-D numeric array") from None
     if arr.dtype == object or arr.dtype.kind not in "biuf":
         raise DataError(f"{name} has dtype {arr.dtype}; pass numbers (int or float), not {arr.dtype.kind!r} data")
-    if arr.ndim != 2:
-        raise DataError(f"{name} must be 2-D (samples x features), got shape {arr.shape}; reshape it, e.g. X.reshape(len(X), -1)")
-    if arr.shape[0] == 0:
-        raise DataError(f"{name} is empty (0 samples); pass at least one sample")
-    if arr.shape[1] == 0:
-        raise DataError(f"{name} has no features (shape {arr.shape}); pass at least one column")
-    if n_features is not None and arr.shape[1] != n_features:
-        raise DataError(f"{name} has {arr.shape[1]} features but the model expects {n_features}; pass data with the same columns as in training")
+    _check_shape(arr.shape, n_features, name)
     with np.errstate(over="ignore"):        # finite values beyond float32's range are reported below
         out = np.ascontiguousarray(arr, dtype=dtype)
     if not np.isfinite(out).all():
@@ -56,6 +55,30 @@ def check_features(X, dtype, n_features=None, name="X"):
             raise DataError(f"{name} holds {arr[row, col]:g} at row {row}, column {col}, too large for "
                             f"{np.dtype(dtype).name}; rescale the features or train in float64")
         raise DataError(f"{name} contains NaN or inf (first at row {row}, column {col}); remove or impute those values")
+    return out
+
+
+def _check_shape(shape, n_features, name):
+    if len(shape) != 2:
+        raise DataError(f"{name} must be 2-D (samples x features), got shape {shape}; reshape it, e.g. X.reshape(len(X), -1)")
+    if shape[0] == 0:
+        raise DataError(f"{name} is empty (0 samples); pass at least one sample")
+    if shape[1] == 0:
+        raise DataError(f"{name} has no features (shape {shape}); pass at least one column")
+    if n_features is not None and shape[1] != n_features:
+        raise DataError(f"{name} has {shape[1]} features but the model expects {n_features}; pass data with the same columns as in training")
+
+
+def _check_foreign_features(X, dtype, n_features, name):
+    """:func:`check_features` for an array of another namespace, on its device: only a failing check looks
+    at the values on the host, to say where they fail."""
+    ops = ops_for(X)
+    if not ops.xp.isdtype(X.dtype, ("bool", "integral", "real floating")):
+        raise DataError(f"{name} has dtype {X.dtype}; pass numbers (int or float)")
+    _check_shape(tuple(X.shape), n_features, name)
+    out = ops.astype(X, dtype, copy=False)
+    if not ops.all_finite(out):
+        check_features(to_numpy(X), dtype, n_features, name)     # raises, naming the first bad entry
     return out
 
 

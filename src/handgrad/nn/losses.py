@@ -17,15 +17,22 @@ samples, never outputs) and ``κ = 1`` for ``"sum"``; its backward returns
 Notation, as in docs/derivations.md: ``p = softmax(z)`` for one row (``P``
 for the batch), ``y_t`` the target of class ``t``, ``lse(z) = log Σ_k e^{z_k}``,
 ``k* = argmax_k z_k`` the row's largest logit.
+
+Arrays.  A loss computes in the namespace and on the device of its logits
+(:func:`handgrad.arrays.ops_for`), picked once per ``forward`` and kept for
+``backward``; targets and sample weights from elsewhere (NumPy targets for
+PyTorch logits) are copied there.  Values are Python floats, summed in
+float64.
 """
 
 import numpy as np
 
+from handgrad.arrays import ops_for
 from handgrad.constraints import Options
 from handgrad.errors import DataError, HandgradError
 from handgrad.nn.derivation import Derivation
 from handgrad.registry import LOSSES, Registered
-from handgrad.tasks import CLASSIFICATION, MULTILABEL, REGRESSION, one_hot
+from handgrad.tasks import CLASSIFICATION, MULTILABEL, REGRESSION
 from handgrad.tasks import get as task_named
 
 REDUCTIONS = ("mean", "sum")
@@ -39,15 +46,17 @@ def log_softmax(Z):
     so nothing overflows; the log-sum-exp is then
     ``lse(z) = z_{k*} + log Σ_k e^{z_k−z_{k*}}``.
     """
-    shifted = Z - Z.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    ops = ops_for(Z)
+    shifted = Z - ops.max(Z, axis=1, keepdims=True)
+    return shifted - ops.log(ops.sum(ops.exp(shifted), axis=1, keepdims=True))
 
 
 def softmax(Z, out=None):
     """``softmax(Z)`` row by row, computed after the same max shift."""
-    out = np.subtract(Z, Z.max(axis=1, keepdims=True), out=out)
-    np.exp(out, out=out)
-    out /= out.sum(axis=1, keepdims=True)
+    ops = ops_for(Z)
+    out = ops.subtract(Z, ops.max(Z, axis=1, keepdims=True), out=out)
+    ops.exp(out, out=out)
+    out /= ops.sum(out, axis=1, keepdims=True)
     return out
 
 
@@ -94,25 +103,32 @@ class Loss(Registered, registry=LOSSES):
     # of the unweighted per-sample gradient by ``w_i`` (over ``Σ w`` for
     # "mean").  A batch whose weights sum to 0 has value and gradient 0.
 
+    def _placed(self, Z, y, sample_weight):
+        """The ops of ``Z`` (kept for ``backward``), and ``y`` and the weights on its namespace and device."""
+        ops = self._ops = ops_for(Z)
+        return ops, ops.asarray(y), None if sample_weight is None else ops.asarray(sample_weight)
+
     def _total(self, per_row, weights):
         """``Σ_i w_i ℓ_i`` (or ``Σ_i ℓ_i``) in float64, reduced: the loss's value."""
+        ops = self._ops
         if weights is None:
-            return float(per_row.sum(dtype=np.float64) * self._scale(len(per_row)))
-        total = float(np.dot(weights, per_row.astype(np.float64, copy=False)))
+            return float(ops.sum(per_row, dtype=np.float64) * self._scale(per_row.shape[0]))
+        total = float(ops.dot(weights, ops.astype(per_row, np.float64, copy=False)))
         if self.reduction == "sum":
             return total
-        weight = float(weights.sum())
+        weight = float(ops.sum(weights))
         return total / weight if weight > 0 else 0.0
 
     def _gradient_scale(self, n, weights, dtype):
         """What multiplies row i of the per-sample gradient: ``1/n`` or 1, or ``w_i/Σw`` or ``w_i`` as a column."""
         if weights is None:
             return self._scale(n)
+        ops = self._ops
         factor = weights
         if self.reduction == "mean":
-            weight = float(weights.sum())
-            factor = weights / weight if weight > 0 else np.zeros_like(weights)
-        return factor.astype(dtype)[:, None]
+            weight = float(ops.sum(weights))
+            factor = weights / weight if weight > 0 else ops.zeros_like(weights)
+        return ops.astype(factor, dtype)[:, None]
 
     def check_targets(self, y, n_samples, n_outputs, dtype):
         """``y`` as this loss reads it, or a one-line :class:`~handgrad.DataError` with the remedy (the task's check)."""
@@ -120,7 +136,7 @@ class Loss(Registered, registry=LOSSES):
 
     def predict(self, Z):
         """Predictions from logits: the index of the largest logit of each row."""
-        return Z.argmax(axis=1)
+        return ops_for(Z).argmax(Z, axis=1)
 
     def probabilities(self, Z):
         """Class probabilities from logits: ``softmax(Z)`` row by row."""
@@ -162,32 +178,33 @@ class SoftmaxCrossEntropy(Loss):
     name = "cross-entropy"
 
     def forward(self, Z, y, sample_weight=None):
-        shifted = Z - Z.max(axis=1, keepdims=True)        # max shift: exponents ≤ 0
-        exps = np.exp(shifted)
-        sums = exps.sum(axis=1, keepdims=True)
+        ops, y, sample_weight = self._placed(Z, y, sample_weight)
+        shifted = Z - ops.max(Z, axis=1, keepdims=True)   # max shift: exponents ≤ 0
+        exps = ops.exp(shifted)
+        sums = ops.sum(exps, axis=1, keepdims=True)
         log_p = shifted
-        log_p -= np.log(sums)                             # log p = z − lse(z)
+        log_p -= ops.log(sums)                            # log p = z − lse(z)
         exps /= sums
         self._P, self._y, self._w = exps, y, sample_weight
         if sample_weight is not None:
-            per_row = log_p[np.arange(len(y)), y] if y.ndim == 1 else (y * log_p).sum(axis=1, dtype=np.float64)
+            per_row = ops.pick(log_p, y) if y.ndim == 1 else ops.sum(y * log_p, axis=1, dtype=np.float64)
             return -self._total(per_row, sample_weight)   # −Σ_r w_r Σ_t y_t log p_t, reduced
         if y.ndim == 1:
-            total = -log_p[np.arange(len(y)), y].sum(dtype=np.float64)
+            total = -ops.sum(ops.pick(log_p, y), dtype=np.float64)
         else:
-            total = -(y * log_p).sum(dtype=np.float64)
-        return float(total * self._scale(len(Z)))
+            total = -ops.sum(y * log_p, dtype=np.float64)
+        return float(total * self._scale(Z.shape[0]))
 
     def backward(self, out=None):
-        P, y = self._P, self._y
+        ops, P, y = self._ops, self._P, self._y
         n = P.shape[0]
         if out is None:
-            out = np.empty_like(P)
+            out = ops.empty_like(P)
         if y.ndim == 1:
-            np.copyto(out, P)
-            out[np.arange(n), y] -= 1                     # P − Y for one-hot Y
+            ops.copyto(out, P)
+            ops.put(out, y, ops.pick(out, y) - 1)         # P − Y for one-hot Y
         else:
-            np.multiply(P, y.sum(axis=1, keepdims=True), out=out)
+            ops.multiply(P, ops.sum(y, axis=1, keepdims=True), out=out)
             out -= y                                      # P ⊙ rowsum(Y) − Y
         if self.reduction == "mean" or self._w is not None:
             out *= self._gradient_scale(n, self._w, out.dtype)
@@ -251,51 +268,51 @@ class SoftmaxBinaryCrossEntropy(Loss):
         n, m = Z.shape                                      # m = K classes
         if m < 2:
             raise HandgradError("softmax binary cross-entropy needs at least 2 classes")
-        rows = np.arange(n)
-        top = Z.argmax(axis=1)                              # k*, the largest logit
-        shifted = Z - Z[rows, top][:, None]                 # z − z_{k*}: exponents ≤ 0
-        others = shifted.copy()
-        others[rows, top] = -np.inf
-        others_max = others.max(axis=1)
-        lse_others = others_max + np.log(np.exp(others - others_max[:, None]).sum(axis=1))
+        ops, y, sample_weight = self._placed(Z, y, sample_weight)
+        top = ops.argmax(Z, axis=1)                         # k*, the largest logit
+        shifted = Z - ops.pick(Z, top)[:, None]             # z − z_{k*}: exponents ≤ 0
+        others = ops.copy(shifted)
+        ops.put(others, top, -np.inf)
+        others_max = ops.max(others, axis=1)
+        lse_others = others_max + ops.log(ops.sum(ops.exp(others - others_max[:, None]), axis=1))
         # lse(z) − z_{k*} = ln(1 + e^{lse(z_{≠k*}) − z_{k*}}): through logaddexp
         # (a log1p inside) rather than ln Σ e^{z−max}, whose sum rounds 1 + 1e-14
         # and would leave ln p_{k*} ≈ −1e-14 with only two correct digits.
-        lse = np.logaddexp(0, lse_others)
+        lse = ops.logaddexp(0, lse_others)
         log_s = shifted - lse[:, None]                      # ln p = z − lse(z)
-        s = np.exp(log_s)                                   # p
-        with np.errstate(divide="ignore"):
-            log_1ms = np.log1p(-s)                          # ln(1 − p), accurate where p ≤ ½; k* redone below
-        log_1ms[rows, top] = lse_others - lse               # ln(1 − p_{k*}) without cancellation
-        Y = _target_matrix(y, m, Z.dtype)
+        s = ops.exp(log_s)                                  # p
+        with ops.errstate(divide="ignore"):
+            log_1ms = ops.log1p(-s)                         # ln(1 − p), accurate where p ≤ ½; k* redone below
+        ops.put(log_1ms, top, lse_others - lse)             # ln(1 − p_{k*}) without cancellation
+        Y = _target_matrix(ops, y, m, Z.dtype)
         per_class = Y * log_s + (1 - Y) * log_1ms
         self._cache = (Y, s, log_s, log_1ms, top)
         self._w = sample_weight
         if sample_weight is None:
-            return float(-per_class.sum(dtype=np.float64) * self._scale(n))
-        return -self._total(per_class.sum(axis=1, dtype=np.float64), sample_weight)
+            return float(-ops.sum(per_class, dtype=np.float64) * self._scale(n))
+        return -self._total(ops.sum(per_class, axis=1, dtype=np.float64), sample_weight)
 
     def backward(self, out=None):
+        ops = self._ops
         Y, s, log_s, log_1ms, top = self._cache
         n, m = s.shape
-        rows = np.arange(n)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with ops.errstate(divide="ignore", invalid="ignore"):
             w = (1 - Y) / (1 - s)                           # ρ_t; 1 − p may be 0 only at k*,
-        w[rows, top] = 0                                    # whose ρ is set to 0 here
-        sum_w = w.sum(axis=1, keepdims=True)
-        y_top = Y[rows, top][:, None]
-        exponent = log_s - log_1ms[rows, top][:, None]      # ln soft(z_{≠k*}, j) ≤ 0 for j ≠ k*
-        exponent[rows, top] = -np.inf                       # the t = k* term exists only for j ≠ k*
-        via_top = (1 - y_top) * np.exp(exponent)
+        ops.put(w, top, 0)                                  # whose ρ is set to 0 here
+        sum_w = ops.sum(w, axis=1, keepdims=True)
+        y_top = ops.pick(Y, top)[:, None]
+        exponent = log_s - ops.pick(log_1ms, top)[:, None]  # ln soft(z_{≠k*}, j) ≤ 0 for j ≠ k*
+        ops.put(exponent, top, -np.inf)                     # the t = k* term exists only for j ≠ k*
+        via_top = (1 - y_top) * ops.exp(exponent)
         grad = m * s - Y - s * (sum_w - w) - via_top        # K p − y − p(Σρ − ρ) − (t = k* term)
-        s_top = s[rows, top]
-        grad[rows, top] = ((1 - y_top[:, 0]) - np.exp(log_1ms[rows, top])
-                           + s_top * (Y.sum(axis=1) - y_top[:, 0]) - s_top * (w * s).sum(axis=1))
+        s_top = ops.pick(s, top)
+        ops.put(grad, top, ((1 - y_top[:, 0]) - ops.exp(ops.pick(log_1ms, top))
+                            + s_top * (ops.sum(Y, axis=1) - y_top[:, 0]) - s_top * ops.sum(w * s, axis=1)))
         if self.reduction == "mean" or self._w is not None:
             grad *= self._gradient_scale(n, self._w, grad.dtype)
         if out is None:
             return grad
-        np.copyto(out, grad)
+        ops.copyto(out, grad)
         return out
 
 
@@ -319,16 +336,17 @@ class SquaredError(Loss):
     task = REGRESSION
 
     def forward(self, Z, y, sample_weight=None):
-        Y = np.asarray(y, dtype=Z.dtype).reshape(Z.shape[0], -1)
+        ops, y, sample_weight = self._placed(Z, y, sample_weight)
+        Y = ops.reshape(ops.asarray(y, dtype=Z.dtype), (Z.shape[0], -1))
         self._D = D = Z - Y                                   # Z − Y
         self._w = sample_weight
         if sample_weight is not None:
-            return self._total(0.5 * np.square(D, dtype=np.float64).sum(axis=1), sample_weight)
-        return float(0.5 * np.square(D, dtype=np.float64).sum() * self._scale(len(Z)))
+            return self._total(0.5 * ops.sum(ops.square(D, dtype=np.float64), axis=1), sample_weight)
+        return float(0.5 * ops.sum(ops.square(D, dtype=np.float64)) * self._scale(Z.shape[0]))
 
     def backward(self, out=None):
-        return np.multiply(self._D, self._gradient_scale(self._D.shape[0], self._w, self._D.dtype),
-                           out=out)                           # (Z − Y) κ
+        return self._ops.multiply(self._D, self._gradient_scale(self._D.shape[0], self._w, self._D.dtype),
+                                  out=out)                    # (Z − Y) κ
 
     def predict(self, Z):
         """The logits are the predicted values."""
@@ -372,35 +390,37 @@ class SigmoidBinaryCrossEntropy(Loss):
     task = MULTILABEL
 
     def forward(self, Z, y, sample_weight=None):
-        Y = np.asarray(y, dtype=Z.dtype).reshape(Z.shape)
-        e = np.abs(Z)
-        np.negative(e, out=e)
-        with np.errstate(under="ignore"):                  # e^{−|z|} → 0 is the true limit
-            np.exp(e, out=e)                               # e = e^{−|z|} ∈ (0, 1]
-        terms = np.log1p(e)
-        terms += np.maximum(Z, 0)
+        ops, y, sample_weight = self._placed(Z, y, sample_weight)
+        Y = ops.reshape(ops.asarray(y, dtype=Z.dtype), Z.shape)
+        e = ops.abs(Z)
+        ops.negative(e, out=e)
+        with ops.errstate(under="ignore"):                 # e^{−|z|} → 0 is the true limit
+            ops.exp(e, out=e)                              # e = e^{−|z|} ∈ (0, 1]
+        terms = ops.log1p(e)
+        terms += ops.maximum(Z, 0)
         terms -= Y * Z                                     # ℓ = softplus(z) − y z
-        sigma = np.where(Z >= 0, 1, e)
+        sigma = ops.where(Z >= 0, 1, e)
         sigma /= 1 + e                                     # σ(z), no overflow, full relative precision
         self._sigma, self._Y, self._w = sigma, Y, sample_weight
         if sample_weight is not None:
-            return self._total(terms.sum(axis=1, dtype=np.float64), sample_weight)
-        return float(terms.sum(dtype=np.float64) * self._scale(len(Z)))
+            return self._total(ops.sum(terms, axis=1, dtype=np.float64), sample_weight)
+        return float(ops.sum(terms, dtype=np.float64) * self._scale(Z.shape[0]))
 
     def backward(self, out=None):
-        out = np.subtract(self._sigma, self._Y, out=out)    # σ(Z) − Y
+        out = self._ops.subtract(self._sigma, self._Y, out=out)   # σ(Z) − Y
         out *= self._gradient_scale(out.shape[0], self._w, out.dtype)
         return out
 
     def predict(self, Z):
         """0/1 labels: 1 where ``σ(z) > ½``, i.e. ``z > 0``."""
-        return (Z > 0).astype(np.intp)
+        return ops_for(Z).astype(Z > 0, np.intp)
 
     def probabilities(self, Z):
         """``σ(Z)`` per label (the labels are not exclusive, so rows need not sum to 1)."""
-        with np.errstate(under="ignore"):
-            e = np.exp(-np.abs(Z))
-        return np.where(Z >= 0, 1, e) / (1 + e)
+        ops = ops_for(Z)
+        with ops.errstate(under="ignore"):
+            e = ops.exp(-ops.abs(Z))
+        return ops.where(Z >= 0, 1, e) / (1 + e)
 
 
 class PoissonDeviance(Loss):
@@ -439,38 +459,39 @@ class PoissonDeviance(Loss):
         return Y
 
     def forward(self, Z, y, sample_weight=None):
-        Y = np.asarray(y, dtype=Z.dtype).reshape(Z.shape[0], -1)
-        with np.errstate(over="ignore"):
-            mu = np.exp(Z)                                    # μ = e^z
+        ops, y, sample_weight = self._placed(Z, y, sample_weight)
+        Y = ops.reshape(ops.asarray(y, dtype=Z.dtype), (Z.shape[0], -1))
+        with ops.errstate(over="ignore"):
+            mu = ops.exp(Z)                                   # μ = e^z
         positive = Y > 0
-        y_log_y = np.zeros_like(Y)
-        np.multiply(Y, np.log(Y, where=positive, out=np.ones_like(Y)), out=y_log_y, where=positive)
-        with np.errstate(invalid="ignore"):
+        y_log_y = ops.where(positive, Y * ops.log(ops.where(positive, Y, 1)), 0)   # y log y, 0 at y = 0
+        with ops.errstate(invalid="ignore"):
             terms = mu - Y * Z + (y_log_y - Y)                # e^z − y z + (y log y − y)
         self._mu, self._Y, self._w = mu, Y, sample_weight
         if sample_weight is not None:
-            return self._total(terms.sum(axis=1, dtype=np.float64), sample_weight)
-        return float(terms.sum(dtype=np.float64) * self._scale(len(Z)))
+            return self._total(ops.sum(terms, axis=1, dtype=np.float64), sample_weight)
+        return float(ops.sum(terms, dtype=np.float64) * self._scale(Z.shape[0]))
 
     def backward(self, out=None):
-        out = np.subtract(self._mu, self._Y, out=out)         # μ − Y
+        out = self._ops.subtract(self._mu, self._Y, out=out)  # μ − Y
         out *= self._gradient_scale(out.shape[0], self._w, out.dtype)
         return out
 
     def predict(self, Z):
         """The predicted means ``μ = e^z``."""
-        with np.errstate(over="ignore"):
-            return np.exp(Z)
+        ops = ops_for(Z)
+        with ops.errstate(over="ignore"):
+            return ops.exp(Z)
 
     def probabilities(self, Z):
         raise HandgradError("a regression loss predicts values, not probabilities; "
                             "use model.predict(X, loss=hg.PoissonDeviance())")
 
 
-def _target_matrix(y, n_classes, dtype):
+def _target_matrix(ops, y, n_classes, dtype):
     if y.ndim == 2:
-        return y.astype(dtype, copy=False)     # integer or float64 targets must not promote float32 logits
-    return one_hot(y, n_classes, dtype)
+        return ops.astype(y, dtype, copy=False)     # integer or float64 targets must not promote float32 logits
+    return ops.one_hot(y, n_classes, dtype)
 
 
 def loss_from_config(config):

@@ -10,11 +10,11 @@ They work on a model's flat vectors, whose first ``n_decayed`` entries are
 exactly the decayed weights (see :class:`~handgrad.nn.model.Sequential`).
 The optimizers call :func:`add_l2_gradient` inside their update; their
 optional compiled kernels (:mod:`handgrad.optim._fused`) perform the same
-float operations element by element, with bit-identical results.
+float operations element by element, with bit-identical results.  Both
+compute in the namespace and on the device of the model's vectors.
 """
 
-import numpy as np
-
+from handgrad.arrays import ops_for
 from handgrad.validation import check_features
 
 
@@ -27,7 +27,7 @@ def l2_value(params, n_decayed, l2):
     if not l2 or not n_decayed:
         return 0.0
     weights = params[:n_decayed]
-    return 0.5 * l2 * float(np.dot(weights, weights))
+    return 0.5 * l2 * float(ops_for(params).dot(weights, weights))
 
 
 def add_l2_gradient(params, grads, n_decayed, l2, scratch=None):
@@ -40,9 +40,10 @@ def add_l2_gradient(params, grads, n_decayed, l2, scratch=None):
     """
     if not l2 or not n_decayed:
         return
+    ops = ops_for(params)
     if scratch is None:
-        scratch = np.empty(n_decayed, dtype=params.dtype)
-    np.multiply(params[:n_decayed], float(l2), out=scratch)
+        scratch = ops.empty(n_decayed, dtype=params.dtype)
+    ops.multiply(params[:n_decayed], float(l2), out=scratch)
     grads[:n_decayed] += scratch
 
 
@@ -50,15 +51,17 @@ def loss_and_gradients(model, loss, X, y, l2=0.0):
     """Return ``(J, grads)``: the objective as a float and its gradients.
 
     ``grads`` matches ``model.parameters()`` in order, shape and dtype; the
-    arrays are fresh copies.  Input is checked before anything is computed
-    (the targets by the loss, which knows what its task needs).  The model
-    runs in its current mode: in training mode, Dropout draws a new mask and
-    BatchNorm uses batch statistics (and updates its running ones).
+    arrays are fresh copies, in the model's namespace and on its device
+    (``X`` and ``y`` are copied there if they are elsewhere).  Input is
+    checked before anything is computed (the targets by the loss, which
+    knows what its task needs).  The model runs in its current mode: in
+    training mode, Dropout draws a new mask and BatchNorm uses batch
+    statistics (and updates its running ones).
     """
     X = check_features(X, model.dtype, model.n_features)
     y = loss.check_targets(y, X.shape[0], model.n_outputs, model.dtype)
-    value, _ = objective_step(model, loss, X, y, l2)
-    return value, [g.copy() for g in model.gradients()]
+    value, _ = objective_step(model, loss, model.placed(X), model.ops.asarray(y), l2)
+    return value, [model.ops.copy(g) for g in model.gradients()]
 
 
 def objective_step(model, loss, X, y, l2, sample_weight=None):
