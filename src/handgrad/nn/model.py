@@ -6,18 +6,26 @@ then update the whole model in a handful of vectorised operations, and L2
 decay touches one slice: the weight matrices come first in the buffer, the
 biases after them.  ``parameters()`` still returns one array per parameter, in
 layer order (``W₁, b₁, W₂, b₂, …``), and writing into them changes the model.
+
+Devices.  A model computes where its parameters are: on NumPy until
+:meth:`Sequential.to` moves them to another array API namespace and device
+(a GPU through PyTorch or CuPy).  The flat buffers move as a whole, each
+layer gets views of the moved ones, and every layer computes with the ops
+of the new namespace (:mod:`handgrad.arrays`).
 """
 
+import math
 from contextlib import contextmanager
 
 import numpy as np
 
-from handgrad.errors import HandgradError
+from handgrad.arrays import NUMPY, ops_for, to_numpy
+from handgrad.errors import DataError, HandgradError
 from handgrad.nn.activations import activation as activation_class
 from handgrad.nn.layers import Dense, Layer, layer_from_config
 from handgrad.nn.losses import softmax
 from handgrad.registry import LAYERS
-from handgrad.validation import check_features, resolve_dtype
+from handgrad.validation import check_features, is_sparse, resolve_dtype
 
 # Rows per forward pass when predicting or evaluating: bounds the activations'
 # memory (4096 rows x 512 units x 4 bytes = 8 MB per layer) on any data size.
@@ -55,6 +63,15 @@ class Sequential:
     leave the mode as they found it; ``hg.fit`` trains in training mode and
     leaves the model in inference mode.  Only Dropout and BatchNorm behave
     differently in the two modes.
+
+    Devices.  A model starts on NumPy; :meth:`to` moves it to another array
+    API namespace and device once (``model.to(torch, "cuda")``), and
+    ``namespace``, ``device`` and ``ops`` say where it is.  Data given in
+    another namespace is copied to the model's (once per call of ``fit``,
+    ``predict``, …), and predictions come back in the namespace and on the
+    device of the input: ``model.predict(X_numpy)`` returns NumPy labels
+    from a model on a GPU.  What a model hands out for files and snapshots
+    (``get_weights``, ``get_buffers``) is always on the host, in NumPy.
     """
 
     def __init__(self, *layers, seed=None):
@@ -72,6 +89,10 @@ class Sequential:
         self._overwrites = [i > 0 and layer.in_place and not layers[i - 1].backward_reads_output
                             for i, layer in enumerate(layers)]
         self._skips_data_gradient = layers[0].input_grad_optional
+        self.ops = NUMPY
+        for layer in layers:
+            if layer.ops is not NUMPY:      # a layer moved on its own: a new model starts on NumPy
+                layer.place(NUMPY)
         self._initialize(seed)
         self._pack()
         self._workspace = {}
@@ -96,18 +117,98 @@ class Sequential:
         """Move every parameter (and gradient) into one flat buffer, decayed ones first."""
         entries = [(layer, name) for layer in self.layers for name in layer.parameter_names]
         order = sorted(entries, key=lambda e: e[1] not in e[0].decayed_names)
-        sizes = [getattr(layer, name).size for layer, name in order]
-        self.flat_parameters = np.empty(sum(sizes), dtype=self.dtype)
-        self.flat_gradients = np.zeros(sum(sizes), dtype=self.dtype)
+        shapes = [tuple(getattr(layer, name).shape) for layer, name in order]
+        sizes = [math.prod(shape) for shape in shapes]
+        starts = np.cumsum([0] + sizes[:-1]).tolist()
+        self._slots = [(layer, name, start, shape) for (layer, name), start, shape in zip(order, starts, shapes)]
         self.n_decayed = sum(size for (layer, name), size in zip(order, sizes) if name in layer.decayed_names)
-        offset = 0
-        for (layer, name), size in zip(order, sizes):
-            old = getattr(layer, name)
-            view = self.flat_parameters[offset:offset + size].reshape(old.shape)
-            view[...] = old
-            grad = self.flat_gradients[offset:offset + size].reshape(old.shape)
-            layer.bind_parameter(name, view, grad)
-            offset += size
+        flat = np.empty(sum(sizes), dtype=self.dtype)
+        for layer, name, start, shape in self._slots:
+            flat[start:start + math.prod(shape)] = np.reshape(to_numpy(getattr(layer, name)), -1)
+        self._bind(flat, np.zeros(sum(sizes), dtype=self.dtype))
+
+    def _bind(self, flat_parameters, flat_gradients):
+        """Make these the model's flat vectors and every parameter (and gradient) a view of its slice."""
+        ops = ops_for(flat_parameters)
+        for layer, name, start, shape in self._slots:
+            stop = start + math.prod(shape)
+            layer.bind_parameter(name, ops.reshape(flat_parameters[start:stop], shape),
+                                 ops.reshape(flat_gradients[start:stop], shape))
+        self.flat_parameters, self.flat_gradients = flat_parameters, flat_gradients
+
+    # -- where the model computes ---------------------------------------------
+
+    def to(self, target, device=None):
+        """Move the model to ``target``'s array namespace (and ``device``), once; return the model.
+
+        Parameters
+        ----------
+        target : array, namespace module or ops
+            Where to compute: an array (its namespace and device), a
+            namespace (``torch``, ``cupy``, ``array_api_strict``, ``numpy``),
+            as :func:`handgrad.arrays.ops_for` reads it.
+        device : optional
+            A device in the namespace's own terms (``"cuda"``, ``"cuda:1"``,
+            ``"mps"``); default: the array's, or the namespace's default.
+
+        Returns
+        -------
+        Sequential
+            The model itself, now computing there: its flat parameter and
+            gradient vectors, its layers' buffers (running statistics) and
+            every later work buffer live on the device.  Moving to where
+            the model is already costs nothing.
+
+        Raises
+        ------
+        HandgradError
+            A namespace whose slices are not writable views, or a device
+            without the model's dtype (float64 on Apple's MPS).
+
+        Examples
+        --------
+        >>> import numpy as np, handgrad as hg
+        >>> model = hg.mlp(4, [8], 3, seed=0).to(np)
+        >>> model.device
+        'cpu'
+        """
+        ops = ops_for(target, device)
+        if ops is self.ops:
+            return self
+        ops.dtype(self.dtype)               # refuses a device without the model's dtype, before anything moves
+        self._bind(ops.asarray(self.flat_parameters, copy=True), ops.asarray(self.flat_gradients, copy=True))
+        for layer in self.layers:
+            layer.place(ops)
+        self.ops = ops
+        self._workspace = {}
+        return self
+
+    @property
+    def namespace(self):
+        """The array namespace the model computes in (``numpy``, ``array_api_compat.torch``, …)."""
+        return self.ops.xp
+
+    @property
+    def device(self):
+        """The device the model computes on, as its namespace names it (``"cpu"`` for NumPy)."""
+        return self.ops.device
+
+    def placed(self, X):
+        """Checked input ``X`` in the model's namespace and on its device: itself when it is there already.
+
+        A SciPy sparse ``X`` stays sparse, for a model on NumPy only.
+        """
+        if is_sparse(X):
+            if not self.ops.is_numpy:
+                raise DataError(f"sparse input is multiplied by NumPy models only; this one computes on "
+                                f"{self.ops.name} ({self.device}): pass a dense X, or keep the model on NumPy")
+            return X
+        return self.ops.asarray(X)
+
+    def _returned(self, result, like):
+        """``result`` (a fresh array of the model's) in the namespace and on the device of the input ``like``."""
+        ops = ops_for(like)
+        return result if ops is self.ops else ops.asarray(result)
 
     # -- the public contract -------------------------------------------------
 
@@ -184,64 +285,67 @@ class Sequential:
         at the size needed, by the next forward pass.
         """
         self._workspace = {}
-        probe = np.zeros((1, self.n_features), dtype=self.dtype)
+        probe = self.ops.zeros((1, self.n_features), dtype=self.dtype)
         with self.inference():
             self.forward(probe)                # every layer now keeps a one-row input
         self._workspace = {}
 
     def get_buffers(self):
-        """Copies of every layer's buffers (a batch norm's running statistics), by stored name."""
-        return {name: getattr(self.layers[position], attribute).copy()
+        """Copies of every layer's buffers (a batch norm's running statistics), by stored name, on the host."""
+        return {name: to_numpy(getattr(self.layers[position], attribute), copy=True)
                 for name, position, attribute, is_buffer in self._stored_arrays() if is_buffer}
 
     def set_buffers(self, buffers):
         """Write buffers saved by :meth:`get_buffers` back into the layers (in place)."""
         for name, position, attribute, is_buffer in self._stored_arrays():
             if is_buffer:
-                getattr(self.layers[position], attribute)[...] = buffers[name]
+                self.ops.copyto(getattr(self.layers[position], attribute), buffers[name])
 
     # -- prediction ------------------------------------------------------------
 
     def __call__(self, X):
-        """Logits for ``X`` (a fresh array), in the current mode."""
+        """Logits for ``X`` (a fresh array, in ``X``'s namespace), in the current mode."""
         X = check_features(X, self.dtype, self.n_features)
-        return self.forward(X).copy()
+        return self._returned(self.ops.copy(self.forward(self.placed(X))), X)
 
     def predict_proba(self, X, batch_size=PREDICT_BATCH_SIZE, loss=None):
-        """Probabilities, in inference mode, computed in chunks of rows.
+        """Probabilities, in inference mode, computed in chunks of rows (returned in ``X``'s namespace).
 
         ``softmax(logits)`` for classification; with ``loss=`` whatever that
         loss reads its logits as (``σ(logits)`` per label for
         :class:`~handgrad.SigmoidBinaryCrossEntropy`).
         """
         X = check_features(X, self.dtype, self.n_features)
-        out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
+        rows = self.placed(X)
+        out = self.ops.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
         with self.inference():
             for start in range(0, X.shape[0], batch_size):
-                stop = start + batch_size
-                logits = self.forward(X[start:stop])
+                stop = min(start + batch_size, X.shape[0])     # the standard has no slices past the end
+                logits = self.forward(rows[start:stop, ...])
                 if loss is None:
-                    softmax(logits, out=out[start:stop])
+                    softmax(logits, out=out[start:stop, ...])
                 else:
-                    out[start:stop] = loss.probabilities(logits)
-        return out
+                    out[start:stop, ...] = loss.probabilities(logits)
+        return self._returned(out, X)
 
     def predict(self, X, batch_size=PREDICT_BATCH_SIZE, loss=None):
-        """Predictions in inference mode: the index of the largest logit for each row.
+        """Predictions in inference mode: the index of the largest logit for each row (in ``X``'s namespace).
 
         With ``loss=``, that loss's predictions (``loss.predict(logits)``):
         the logits themselves for :class:`~handgrad.SquaredError`, 0/1 labels
         (``σ(z) > ½``) for :class:`~handgrad.SigmoidBinaryCrossEntropy`.
         """
         X = check_features(X, self.dtype, self.n_features)
-        chunks = range(0, X.shape[0], batch_size)
+        rows, ops, n = self.placed(X), self.ops, X.shape[0]
+        chunks = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
         with self.inference():
             if loss is not None:       # copies: forward's buffer is reused by the next chunk
-                return np.concatenate([loss.predict(self.forward(X[i:i + batch_size])).copy() for i in chunks])
-            labels = np.empty(X.shape[0], dtype=np.intp)
-            for start in chunks:
-                labels[start:start + batch_size] = self.forward(X[start:start + batch_size]).argmax(axis=1)
-        return labels
+                return self._returned(ops.concat([ops.copy(loss.predict(self.forward(rows[start:stop, ...])))
+                                                  for start, stop in chunks]), X)
+            labels = ops.empty(n, dtype=np.intp)
+            for start, stop in chunks:
+                labels[start:stop] = ops.argmax(self.forward(rows[start:stop, ...]), axis=1)
+        return self._returned(labels, X)
 
     # -- forward and backward through the layers -----------------------------
 
@@ -287,22 +391,23 @@ class Sequential:
         """
         buf = self._workspace.get(key)
         if buf is None or buf.shape[0] < n or buf.shape[1] != width:
-            buf = np.empty((n, width), dtype=self.dtype)
+            buf = self.ops.empty((n, width), dtype=self.dtype)
             self._workspace[key] = buf
-        return buf[:n]
+        return buf[:n, ...]
 
     # -- weights as one vector, configuration ---------------------------------
 
     def get_weights(self):
-        """A copy of all parameters as one flat vector."""
-        return self.flat_parameters.copy()
+        """A copy of all parameters as one flat NumPy vector, on the host wherever the model computes."""
+        return to_numpy(self.flat_parameters, copy=True)
 
     def set_weights(self, flat):
-        """Overwrite all parameters from a vector made by ``get_weights``."""
-        flat = np.asarray(flat)
-        if flat.shape != self.flat_parameters.shape:
-            raise HandgradError(f"weights vector has shape {flat.shape}, this model needs {self.flat_parameters.shape}")
-        self.flat_parameters[...] = flat
+        """Overwrite all parameters from a vector made by ``get_weights`` (of any namespace)."""
+        flat = self.ops.asarray(flat)
+        if tuple(flat.shape) != tuple(self.flat_parameters.shape):
+            raise HandgradError(f"weights vector has shape {tuple(flat.shape)}, this model needs "
+                                f"{tuple(self.flat_parameters.shape)}")
+        self.ops.copyto(self.flat_parameters, flat)
 
     def config(self):
         return [layer.config() for layer in self.layers]
@@ -314,17 +419,18 @@ class Sequential:
         return cls(*(layer_from_config(c, resolve_dtype(dtype)) for c in config))
 
     def astype(self, dtype):
-        """A copy of this model with parameters (and buffers) in ``dtype``; every layer's settings kept."""
+        """A copy of this model with parameters (and buffers) in ``dtype``, where this one computes; every
+        layer's settings kept."""
         clone = Sequential.from_config(self.config(), dtype)
         for original, copy in zip(self.layers, clone.layers):
             copy.train(original.training)
         for _name, position, attribute, is_buffer in stored_arrays(self.config()):
-            value = getattr(self.layers[position], attribute)
+            value = to_numpy(getattr(self.layers[position], attribute))
             if is_buffer:
                 setattr(clone.layers[position], attribute, np.array(value, dtype=clone.dtype))
             else:
                 getattr(clone.layers[position], attribute)[...] = value
-        return clone
+        return clone.to(self.ops)
 
     def __repr__(self):
         inner = ", ".join(repr(layer) for layer in self.layers)
