@@ -16,12 +16,19 @@ arguments of its own is stored, and rebuilt, as itself.
 Scalars enter the NumPy updates as Python floats, so every operation runs in
 the parameters' dtype (a NumPy float64 scalar would silently promote a
 float32 update to float64 and round it back).
+
+Arrays.  An optimizer updates parameters in their own namespace and on
+their device (:mod:`handgrad.arrays`): its state arrays are made beside the
+parameters they follow, and moved there if the parameters move (or come
+back from a checkpoint, which holds host arrays).  The compiled update is
+NumPy's alone.
 """
 
 import math
 
 import numpy as np
 
+from handgrad.arrays import NUMPY, ops_for, to_numpy
 from handgrad.constraints import Boolean, Options, Pair, Real
 from handgrad.errors import HandgradError
 from handgrad.nn.objective import add_l2_gradient
@@ -106,27 +113,39 @@ class Optimizer(Registered, registry=OPTIMIZERS):
         Raises
         ------
         HandgradError
-            ``compiled=True`` without Numba (or with ``HANDGRAD_NO_NUMBA`` set).
+            ``compiled=True`` without Numba (or with ``HANDGRAD_NO_NUMBA`` set),
+            or for parameters that are not NumPy arrays.
         """
         check_compiled(compiled)
         if steps is not None:
             self._planned_steps = max(int(steps), self._planned_steps or 0)
         self._compiled = compiled
+        if ops_for(param) is not NUMPY:
+            if compiled:
+                raise HandgradError(f"compiled=True asks for the compiled optimizer update, which updates NumPy "
+                                    f"arrays only, and these parameters are {ops_for(param).name} arrays; "
+                                    "pass compiled=None")
+            return False
         return _fused.kernels_for(param.size, self._planned_steps, compiled) is not None
 
     def _ensure_state(self, params):
+        """The state for ``params``, made (or moved) beside them; returns their ops."""
         names = (*self.state_names, *self._WORK_BUFFERS)
+        ops = ops_for(params[0])
         if not self.state:
-            self.state = [{n: np.zeros_like(p) for n in names} for p in params]
-        elif [s[names[0]].shape for s in self.state] != [p.shape for p in params]:
+            self.state = [{n: ops.zeros_like(p) for n in names} for p in params]
+        elif [tuple(s[names[0]].shape) for s in self.state] != [tuple(p.shape) for p in params]:
             raise HandgradError("this optimizer was used with other parameters; make a new one for each model")
+        elif ops_for(self.state[0][names[0]]) is not ops:     # loaded from a file, or the model has moved
+            self.state = [{k: ops.asarray(v, copy=True) for k, v in s.items()} for s in self.state]
+        return ops
 
     def state_dict(self):
-        """Hyperparameters and copies of the state arrays, for checkpoints.
+        """Hyperparameters and copies of the state arrays, for checkpoints: NumPy arrays on the host.
 
         The copies do not change as training goes on; working buffers are left out.
         """
-        state = [{k: v.copy() for k, v in s.items() if k not in self._WORK_BUFFERS} for s in self.state]
+        state = [{k: to_numpy(v, copy=True) for k, v in s.items() if k not in self._WORK_BUFFERS} for s in self.state]
         return {"config": self.config(), "state": state, **self._counters()}
 
     def load_state_dict(self, state):
@@ -155,16 +174,20 @@ class Optimizer(Registered, registry=OPTIMIZERS):
     def _decay_scratch(self, param, n_decayed):
         """A private buffer for ``λ θ`` (not optimizer state: never saved)."""
         scratch = getattr(self, "_scratch", None)
-        if scratch is None or scratch.shape != (n_decayed,) or scratch.dtype != param.dtype:
-            scratch = self._scratch = np.empty(n_decayed, dtype=param.dtype)
+        ops = ops_for(param)
+        if (scratch is None or tuple(scratch.shape) != (n_decayed,) or ops_for(scratch) is not ops
+                or scratch.dtype != param.dtype):
+            scratch = self._scratch = ops.empty(n_decayed, dtype=param.dtype)
         return scratch
 
 
 def _compiled_kernels(optimizer, cls, param, grad):
     """The compiled kernels for ``cls``'s update, unless a subclass has its own ``step``.
 
-    They take contiguous float32 or float64 vectors, as a model's flat buffers are.
+    They take contiguous float32 or float64 NumPy vectors, as a model's flat buffers are on NumPy.
     """
+    if not (isinstance(param, np.ndarray) and isinstance(grad, np.ndarray)):
+        return None
     if type(optimizer).step is not cls.step or not (param.flags.c_contiguous and grad.flags.c_contiguous):
         return None
     if param.dtype not in (np.float32, np.float64) or grad.dtype != param.dtype:
@@ -216,17 +239,17 @@ class SGD(Optimizer):
             for p, g in zip(params, grads):
                 p -= self.lr * g
             return
-        self._ensure_state(params)
+        ops = self._ensure_state(params)
         mu = self.momentum
         for p, g, s in zip(params, grads, self.state):
             v, tmp = s["velocity"], s["scratch"]
             v *= mu
             v += g
             if self.nesterov:
-                np.multiply(v, mu, out=tmp)
+                ops.multiply(v, mu, out=tmp)
                 tmp += g
             else:
-                np.copyto(tmp, v)
+                ops.copyto(tmp, v)
             tmp *= self.lr
             p -= tmp
 
@@ -312,22 +335,22 @@ class Adam(Optimizer):
         return self.betas[1]
 
     def step(self, params, grads):
-        self._ensure_state(params)
+        ops = self._ensure_state(params)
         self.t += 1
         b1, b2 = self.beta1, self.beta2
         step_size, eps_hat = self._corrected()
         for p, g, s in zip(params, grads, self.state):
             m, v, tmp = s["m"], s["v"], s["scratch"]
             m *= b1
-            np.multiply(g, 1 - b1, out=tmp)
+            ops.multiply(g, 1 - b1, out=tmp)
             m += tmp                        # m ← β₁m + (1−β₁)g
             v *= b2
-            np.multiply(g, g, out=tmp)
+            ops.multiply(g, g, out=tmp)
             tmp *= 1 - b2
             v += tmp                        # v ← β₂v + (1−β₂)g²
-            np.sqrt(v, out=tmp)
+            ops.sqrt(v, out=tmp)
             tmp += eps_hat                  # √v + ε̂
-            np.divide(m, tmp, out=tmp)
+            ops.divide(m, tmp, out=tmp)
             tmp *= step_size
             p -= tmp
 

@@ -11,6 +11,13 @@ dropout masks come from generators seeded by ``(seed, purpose, epoch)``, so
 the same seed (and the same BLAS thread count) gives bit-identical weights,
 and a run resumed at epoch k shuffles and drops units exactly as the
 uninterrupted run did.
+
+Devices.  ``fit`` trains where the model is (:meth:`Sequential.to
+<handgrad.Sequential.to>`): the data is checked where it is given and copied
+to the model's device once; each epoch's order, the masks and the shifts are
+drawn on the host, by the same generators, and copied there; the losses,
+the figures and the divergence check read Python floats.  A seed therefore
+trains the same model on every backend, to rounding.
 """
 
 import sys
@@ -20,6 +27,7 @@ from numbers import Real
 
 import numpy as np
 
+from handgrad.arrays import to_numpy
 from handgrad.errors import HandgradError, TrainingDiverged
 from handgrad.nn.model import PREDICT_BATCH_SIZE
 from handgrad.nn.objective import data_gradient_step, objective_step
@@ -110,7 +118,10 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
     ----------
     X : (n, d) array, or a SciPy sparse matrix or array: minibatches are
         then rows sliced from its CSR form and the first Dense layer
-        multiplies them sparsely, so the data is never densified.
+        multiplies them sparsely, so the data is never densified.  An
+        array of any namespace: it is copied once to the model's namespace
+        and device (a model on a GPU trains on GPU copies of ``X`` and
+        ``y``); sparse data trains a model on NumPy only.
     optimizer : default ``Adam(1e-3)``.  Any object with a method
         ``step(params, grads)`` will do: each minibatch calls it with two
         one-element lists, the model's flat parameter vector and the
@@ -145,7 +156,9 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
         before the forward pass, e.g. :func:`handgrad.data.augment.shift_images`.
         ``rng`` is a NumPy generator seeded from ``(seed, epoch)``, so a run
         is reproducible and a resumed one exact.  Validation and evaluation
-        see the data as it is.
+        see the data as it is.  ``Xb`` is a NumPy array: for a model off
+        NumPy the batch is brought to the host, transformed there and its
+        result copied back to the device.
     callbacks : objects with ``on_train_begin/on_epoch_end/on_train_end`` (and
         optionally ``on_batch_end``, ``on_train_abort``): see :class:`Callback`.
     seed : seeds the split and the shuffles.
@@ -270,13 +283,11 @@ def _check_seed(seed):
 
 
 def _prepare_data(model, loss, X, y, validation_fraction, validation_data, seed, sample_weight=None):
-    X = check_features(X, model.dtype, model.n_features)
-    y = loss.check_targets(y, X.shape[0], model.n_outputs, model.dtype)
-    w = _check_weights(sample_weight, X.shape[0])
+    """The checked data, on the model's device (targets and weights are checked on the host)."""
+    X, y, w = _checked(model, loss, X, y, sample_weight)
     if validation_data is not None:
-        X_val = check_features(validation_data[0], model.dtype, model.n_features, name="X_val")
-        y_val = loss.check_targets(validation_data[1], X_val.shape[0], model.n_outputs, model.dtype)
-        w_val = _check_weights(validation_data[2], X_val.shape[0]) if len(validation_data) > 2 else None
+        X_val, y_val, w_val = _checked(model, loss, *validation_data[:2],
+                                       validation_data[2] if len(validation_data) > 2 else None, name="X_val")
         return _Data(X, y, X_val, y_val, w, w_val)
     if not validation_fraction:
         return _Data(X, y, w=w)
@@ -286,7 +297,19 @@ def _prepare_data(model, loss, X, y, validation_fraction, validation_data, seed,
                             "for validation; use more data or another fraction")
     order = np.random.default_rng([seed, _SPLIT]).permutation(X.shape[0])
     val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
-    return _Data(X, y, X[val], y[val], w, None if w is None else w[val], rows=train)
+    ops = model.ops
+    X_val = X[val] if is_sparse(X) else ops.take(X, ops.asarray(val), axis=0)
+    y_val, w_val = ops.take(y, ops.asarray(val), axis=0), None if w is None else ops.take(w, ops.asarray(val), axis=0)
+    return _Data(X, y, X_val, y_val, w, w_val, rows=train)
+
+
+def _checked(model, loss, X, y, sample_weight, name="X"):
+    """``(X, y, w)`` checked, and placed in the model's namespace and on its device."""
+    X = check_features(X, model.dtype, model.n_features, name=name)
+    y = loss.check_targets(y, X.shape[0], model.n_outputs, model.dtype)
+    w = _check_weights(sample_weight, X.shape[0])
+    ops = model.ops
+    return model.placed(X), ops.asarray(y), None if w is None else ops.asarray(w)
 
 
 def _check_weights(sample_weight, n):
@@ -294,7 +317,7 @@ def _check_weights(sample_weight, n):
     if sample_weight is None:
         return None
     try:
-        w = np.asarray(sample_weight, dtype=np.float64)
+        w = np.asarray(to_numpy(sample_weight), dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise HandgradError(f"sample_weight cannot be read as numbers ({exc}); pass one weight per sample") from None
     if w.shape != (n,) or not np.isfinite(w).all() or (w < 0).any():
@@ -317,12 +340,14 @@ def _assemble_callbacks(early_stopping, verbose, callbacks, has_validation):
     return cbs
 
 
-def _augmented(augment, Xb, rng):
+def _augmented(augment, Xb, rng, ops):
+    """``augment(Xb, rng)`` on the host batch, checked, on the model's device (for NumPy, the result itself)."""
+    Xb = to_numpy(Xb)
     out = augment(Xb, rng)
     if getattr(out, "shape", None) != Xb.shape or getattr(out, "dtype", None) != Xb.dtype:
         raise HandgradError(f"augment(Xb, rng) must return an array of Xb's shape {Xb.shape} and dtype {Xb.dtype}, "
                             f"got {type(out).__name__} {getattr(out, 'shape', '')} {getattr(out, 'dtype', '')}")
-    return out
+    return ops.asarray(out)
 
 
 def _epoch_order(ctx, shuffle, n):
@@ -338,6 +363,7 @@ def _epoch_order(ctx, shuffle, n):
 def _run_epoch(ctx, data, batch_size, penalties, lr_schedule, shuffle, batch_callbacks, augment=None):
     """One pass over the training data in shuffled minibatches."""
     model, loss, optimizer = ctx.model, ctx.loss, ctx.optimizer
+    ops = model.ops
     l2, alpha = penalties
     n = data.n_train
     batch_size = min(batch_size, n)
@@ -349,15 +375,17 @@ def _run_epoch(ctx, data, batch_size, penalties, lr_schedule, shuffle, batch_cal
     n_batches = -(-n // batch_size)
     snapshot = _Snapshot(model, optimizer)
     sparse = is_sparse(data.X)
-    X_buf = None if sparse else np.empty((batch_size, data.X.shape[1]), dtype=data.X.dtype)
-    y_buf = np.empty((batch_size,) + data.y.shape[1:], dtype=data.y.dtype)
+    rows = order if sparse else ops.asarray(order)  # the order where the data is (for NumPy, itself)
+    X_buf = None if sparse else ops.empty((batch_size, data.X.shape[1]), dtype=data.X.dtype)
+    y_buf = ops.empty((batch_size,) + tuple(data.y.shape[1:]), dtype=data.y.dtype)
     total_loss, scores = 0.0, task_of(loss).tally(loss)
     per_sample = getattr(loss, "reduction", "mean") == "mean"
     step_gradients, step_optimizer = _step_functions(optimizer)
     start = time.perf_counter()
     for b in range(n_batches):
-        idx = order[b * batch_size:(b + 1) * batch_size]
-        yb = y_buf[:len(idx)]
+        idx = rows[b * batch_size:min((b + 1) * batch_size, n)]
+        n_b = idx.shape[0]
+        yb = y_buf[:n_b, ...]
         # Contiguous gathers into reused buffers.  mode="clip" because NumPy
         # buffers `out` under the default mode="raise" (a 10x slower gather);
         # the indices come from a permutation of range(n), so none is clipped.
@@ -365,15 +393,15 @@ def _run_epoch(ctx, data, batch_size, penalties, lr_schedule, shuffle, batch_cal
         if sparse:
             Xb = data.X[idx]
         else:
-            Xb = X_buf[:len(idx)]
-            np.take(data.X, idx, axis=0, out=Xb, mode="clip")
-        np.take(data.y, idx, axis=0, out=yb, mode="clip")
+            Xb = X_buf[:n_b, ...]
+            ops.take(data.X, idx, axis=0, out=Xb, mode="clip")
+        ops.take(data.y, idx, axis=0, out=yb, mode="clip")
         if augment is not None:
-            Xb = _augmented(augment, Xb, augment_rng)
-        wb = None if data.w is None else data.w[idx]
+            Xb = _augmented(augment, Xb, augment_rng, ops)
+        wb = None if data.w is None else ops.take(data.w, idx, axis=0)
         lam = l2
         if alpha or wb is not None:
-            batch_weight = len(idx) if wb is None else float(wb.sum())
+            batch_weight = n_b if wb is None else float(ops.sum(wb))
             if batch_weight == 0:
                 continue                       # nothing to learn from: no loss, no step
             lam = l2 + alpha / batch_weight
@@ -384,15 +412,15 @@ def _run_epoch(ctx, data, batch_size, penalties, lr_schedule, shuffle, batch_cal
             raise snapshot.diverged(ctx, f"training loss became {value} in epoch {ctx.epoch + 1}, batch {b + 1}")
         scores.add(logits, yb)
         # a "mean" objective is per sample, a "sum" one already covers the batch
-        batch_total = value * len(idx) if per_sample else value
+        batch_total = value * n_b if per_sample else value
         total_loss += batch_total
         if ctx.loss_scale is None:
-            ctx.loss_scale = max(batch_total / len(idx), np.log(max(model.n_outputs, 2)))
+            ctx.loss_scale = max(batch_total / n_b, np.log(max(model.n_outputs, 2)))
         step_optimizer(model.flat_parameters, model.flat_gradients, lam, model.n_decayed)
         for cb in batch_callbacks:
             cb.on_batch_end(ctx, b, n_batches, value)
     seconds = time.perf_counter() - start
-    if not np.isfinite(model.flat_parameters).all():
+    if not ops.all_finite(model.flat_parameters):
         raise snapshot.diverged(ctx, f"weights became NaN or infinite in epoch {ctx.epoch + 1}")
     if total_loss / n > DIVERGENCE_FACTOR * ctx.loss_scale:
         raise snapshot.diverged(ctx, f"training loss rose to {total_loss / n:.4g} in epoch {ctx.epoch + 1}, over "
@@ -462,25 +490,25 @@ def evaluate(model, loss, X, y, batch_size=PREDICT_BATCH_SIZE, sample_weight=Non
     """
     if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
         raise HandgradError(f"batch_size must be a positive integer, got {batch_size!r}")
-    X = check_features(X, model.dtype, model.n_features)
-    y = loss.check_targets(y, X.shape[0], model.n_outputs, model.dtype)
-    w = _check_weights(sample_weight, X.shape[0])
+    X, y, w = _checked(model, loss, X, y, sample_weight)
     return _evaluate(model, loss, X, y, int(batch_size), sample_weight=w)
 
 
 def _evaluate(model, loss, X, y, batch_size=PREDICT_BATCH_SIZE, sample_weight=None):
-    """:func:`evaluate` on already-checked ``(X, y)`` (the validation data of ``fit``)."""
-    n = X.shape[0]
+    """:func:`evaluate` on already-checked ``(X, y)`` on the model's device (the validation data of ``fit``)."""
+    n, ops = X.shape[0], model.ops
     total, scores = 0.0, task_of(loss).tally(loss)
     with model.inference():
         for start in range(0, n, batch_size):
-            Xb, yb = X[start:start + batch_size], y[start:start + batch_size]
+            stop = min(start + batch_size, n)
+            Xb, yb = X[start:stop, ...], y[start:stop, ...]
             logits = model.forward(Xb)
             if sample_weight is None:
-                total += loss.forward(logits, yb) * (len(Xb) if loss.reduction == "mean" else 1)
+                total += loss.forward(logits, yb) * (Xb.shape[0] if loss.reduction == "mean" else 1)
             else:
-                wb = sample_weight[start:start + batch_size]
-                total += loss.forward(logits, yb, sample_weight=wb) * (wb.sum() if loss.reduction == "mean" else 1)
+                wb = sample_weight[start:stop]
+                weight = float(ops.sum(wb)) if loss.reduction == "mean" else 1
+                total += loss.forward(logits, yb, sample_weight=wb) * weight
             scores.add(logits, yb)
-    mean_over = n if sample_weight is None else max(float(sample_weight.sum()), np.finfo(float).tiny)
+    mean_over = n if sample_weight is None else max(float(ops.sum(sample_weight)), np.finfo(float).tiny)
     return {"val_loss": total / mean_over, **scores.figures("val")}
