@@ -36,6 +36,11 @@ evaluation drops the same units: the check differentiates the objective
 for one fixed mask, which is what backward claims to differentiate.
 Running statistics that training-mode evaluations update (BatchNorm) are
 put back afterwards, so a check leaves a model's buffers as it found them.
+
+Devices.  A model or layer is checked where it computes (a float64 copy of
+one that is not float64 stays in its namespace; its input is copied
+there), a loss where its logits are; the differences and the comparison
+are taken on the host, in float64.
 """
 
 from dataclasses import dataclass, replace
@@ -43,6 +48,7 @@ from numbers import Real
 
 import numpy as np
 
+from handgrad.arrays import ops_for, to_numpy
 from handgrad.errors import HandgradError
 from handgrad.nn.layers import Layer, layer_from_config
 from handgrad.nn.losses import Loss
@@ -110,6 +116,8 @@ def numerical_gradient(f, theta, step=STEP):
 def central_difference(f, theta, index, step=STEP):
     """``(f(θ + h e_i) − f(θ − h e_i)) / 2h`` for the entry ``index`` of ``theta`` (perturbed in place, restored)."""
     original = theta[index]
+    if not isinstance(original, np.generic):
+        original = float(original)      # an entry of another namespace may be a view of theta: keep its value
     theta[index] = original + step
     plus = f()
     theta[index] = original - step
@@ -120,7 +128,7 @@ def central_difference(f, theta, index, step=STEP):
 
 def compare(name, analytic, numeric, f_value, step=STEP, tolerance=TOLERANCE):
     """The :class:`GradcheckRow` for one parameter (``floor`` as in the module docstring)."""
-    analytic = np.asarray(analytic, dtype=np.float64)
+    analytic = np.asarray(to_numpy(analytic), dtype=np.float64)
     if analytic.shape != numeric.shape:
         raise HandgradError(f"gradient of {name} has shape {analytic.shape}, parameter has {numeric.shape}")
     _check_tolerance(tolerance)
@@ -225,7 +233,8 @@ def _check_model_entries(model, loss, X, y, l2, step, tolerance, entries, seed, 
     model = _float64_model(model)
     buffers = model.get_buffers()
     X = check_features(X, np.float64, model.n_features)
-    y = loss.check_targets(y, X.shape[0], model.n_outputs, np.float64)
+    y = model.ops.asarray(loss.check_targets(y, X.shape[0], model.n_outputs, np.float64))
+    X = model.placed(X)
 
     def objective():
         # The value alone: a difference quotient needs no backward pass, which would cost twice the forward.
@@ -244,7 +253,7 @@ def _check_model_entries(model, loss, X, y, l2, step, tolerance, entries, seed, 
                 numeric[k] = central_difference(objective, param, index, step)
                 if progress is not None:
                     progress(name, k + 1, len(indices))
-            analytic = np.array([grad[index] for index in indices], dtype=np.float64)
+            analytic = np.array([float(grad[index]) for index in indices], dtype=np.float64)
             row = compare(name, analytic, numeric, value, step, tolerance)
             where = indices[row.where[0]] if indices else ()
             rows.append(replace(row, shape=param.shape, where=tuple(int(i) for i in where)))
@@ -274,52 +283,55 @@ def _float64_model(model):
 
 
 def _check_loss(loss, Z, y, step, tolerance):
-    Z = check_features(Z, np.float64, name="Z").copy()      # a private copy: it is perturbed in place
-    y = loss.check_targets(y, Z.shape[0], Z.shape[1], np.float64)
+    Z = check_features(Z, np.float64, name="Z")
+    ops = ops_for(Z)
+    Z = ops.copy(Z)                                         # a private copy: it is perturbed in place
+    y = ops.asarray(loss.check_targets(y, Z.shape[0], Z.shape[1], np.float64))
     value = loss.forward(Z, y)
-    analytic = loss.backward().copy()
+    analytic = ops.copy(loss.backward())
     numeric = numerical_gradient(lambda: loss.forward(Z, y), Z, step)
     return GradcheckReport([compare("logits", analytic, numeric, value, step, tolerance)], tolerance)
 
 
 def _check_layer(layer, X, seed, step, tolerance):
     layer = _float64_layer(layer)
-    X = np.array(X, dtype=np.float64)
-    buffers = {name: np.array(getattr(layer, name)) for name in layer.buffer_names}
+    ops = layer.ops
+    X = ops.asarray(X, dtype=np.float64, copy=True)
+    buffers = {name: to_numpy(getattr(layer, name), copy=True) for name in layer.buffer_names}
 
     def forward():
         layer.reseed(seed)          # the same dropout mask at every evaluation
         return layer.forward(X)
 
     try:
-        R = np.random.default_rng(seed).standard_normal(np.shape(forward()))
+        R = ops.asarray(np.random.default_rng(seed).standard_normal(tuple(forward().shape)))
 
         def scalar():
-            return float(np.sum(forward() * R))
+            return float(ops.sum(forward() * R))
 
         value = scalar()
-        dX = np.array(layer.backward(R), dtype=np.float64)
-        grads = [np.array(g, dtype=np.float64) for g in layer.gradients()]
+        dX = np.array(to_numpy(layer.backward(R)), dtype=np.float64)
+        grads = [np.array(to_numpy(g), dtype=np.float64) for g in layer.gradients()]
         rows = [compare("input", dX, numerical_gradient(scalar, X, step), value, step)]
         for name, param, grad in zip(layer.parameter_names, layer.parameters(), grads):
             rows.append(compare(name, grad, numerical_gradient(scalar, param, step), value, step, tolerance))
     finally:
         for name, saved in buffers.items():
-            getattr(layer, name)[...] = saved
+            ops.copyto(getattr(layer, name), saved)
     return GradcheckReport(rows, tolerance)
 
 
 def _float64_layer(layer):
     """``layer`` itself with float64 parameters; a layer built with ``dtype=`` in another dtype is copied,
-    rebuilt from its configuration in float64; any other is refused."""
+    rebuilt from its configuration in float64 where it computes; any other is refused."""
     if layer.dtype is not None and layer.dtype != np.float64:
         copy = layer_from_config(layer.config(), np.float64)
         if copy.dtype == np.float64:
             for name in layer.parameter_names + layer.buffer_names:
-                getattr(copy, name)[...] = getattr(layer, name)
-            return copy.train(layer.training)
+                getattr(copy, name)[...] = to_numpy(getattr(layer, name))
+            return copy.train(layer.training).to(layer.ops)
     for name, param in zip(layer.parameter_names, layer.parameters()):
-        if np.asarray(param).dtype != np.float64:
+        if layer.ops.numpy_dtype(param.dtype) != np.float64:
             raise HandgradError(f"gradcheck needs float64 parameters, but {type(layer).__name__}.{name} is "
-                                f"{np.asarray(param).dtype}; build the layer in float64")
+                                f"{np.dtype(layer.ops.numpy_dtype(param.dtype))}; build the layer in float64")
     return layer
