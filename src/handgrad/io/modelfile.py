@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from handgrad.arrays import to_numpy
 from handgrad.errors import HandgradError
 from handgrad.io.files import atomic_write
 from handgrad.io.format import BEST_BUFFERS, BEST_WEIGHTS, FORMAT_NAME, FORMAT_VERSION, METADATA
@@ -200,4 +201,5 @@ def _json_number(value):
 
 
 def _parameter_arrays(model):
-    return {name: np.ascontiguousarray(array) for name, array in model.state_arrays().items()}
+    """The arrays a file stores, brought to the host wherever the model computes."""
+    return {name: np.ascontiguousarray(to_numpy(array)) for name, array in model.state_arrays().items()}
