@@ -33,6 +33,7 @@ flat buffer.  :func:`ops_for` checks that once per namespace and device and
 refuses one that does not (JAX, whose arrays are immutable).
 """
 
+import importlib
 import math
 from contextlib import nullcontext
 
@@ -156,6 +157,9 @@ class _NumPyOps:
     def __repr__(self):
         return "<ops numpy>"
 
+    def __reduce__(self):
+        return "NUMPY"                  # pickled by name: the one NumPy ops
+
 
 NUMPY = _NumPyOps()
 
@@ -192,6 +196,10 @@ class Ops:
 
     def __repr__(self):
         return f"<ops {self.name} on {self.device}>"
+
+    def __reduce__(self):
+        # By the namespace's module name and the device: an object holding ops (a loss) pickles and copies.
+        return _ops_named, (self.xp.__name__, self.device)
 
     # -- dtypes and placement ------------------------------------------------------
 
@@ -489,6 +497,10 @@ def ops_for(target=None, device=None):
     ops = Ops(xp, probe.device)
     _CACHE.append(ops)
     return ops
+
+
+def _ops_named(module, device):
+    return ops_for(importlib.import_module(module), device)
 
 
 def _cached(xp, device):
