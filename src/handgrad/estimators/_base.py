@@ -34,8 +34,20 @@ Fitted state.  ``coefs_[i]`` and ``intercepts_[i]`` are the network's own
 weight and bias arrays (views into its flat parameter vector): training
 changes them in place, and an array a user writes or assigns is read back
 into the network before the next prediction or fit.
+
+Arrays (scikit-learn's array API dispatch).  The network follows the input
+of ``fit``: with ``sklearn.config_context(array_api_dispatch=True)`` and an
+array of another namespace (a PyTorch tensor on a GPU), it moves there once
+(:meth:`handgrad.Sequential.to`) and trains there, and the predictions come
+back in that namespace and on that device.  Labels are encoded on the host,
+as scikit-learn encodes them (``classes_`` is a NumPy array); L-BFGS
+computes the objective and its gradient on the device and hands SciPy a
+NumPy vector each iteration.  Without dispatch, or for sparse input, the
+network computes on NumPy, and scikit-learn's validation turns any other
+input into NumPy arrays as it always does.
 """
 
+import copy
 import inspect
 import math
 import warnings
@@ -43,13 +55,16 @@ from itertools import pairwise
 from numbers import Integral, Real
 
 import numpy as np
+from sklearn import get_config
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
+from sklearn.utils._array_api import check_same_namespace, get_namespace
 from sklearn.utils._param_validation import Interval, InvalidParameterError, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from handgrad.arrays import is_foreign, ops_for, to_numpy
 from handgrad.errors import DataError, HandgradError
 from handgrad.estimators import _lbfgs
 from handgrad.estimators._common import (
@@ -186,8 +201,9 @@ class BaseMLP(BaseEstimator, Registered, registry=ESTIMATORS):
         rng = check_random_state(self.random_state)
         if first_pass:
             self._initialize(X.shape[1], rng, self._training_dtype(X))
-        X = _as_dtype(X, self._net.dtype)
         self._sync_network()
+        self._place_network(X)
+        X = _as_dtype(X, self._net.dtype)
         try:
             if self.solver == "lbfgs":
                 self._fit_lbfgs(X, targets, weights)
@@ -195,13 +211,13 @@ class BaseMLP(BaseEstimator, Registered, registry=ESTIMATORS):
                 self._fit_stochastic(X, targets, weights, stratify, rng, incremental)
         finally:
             self._release_buffers()
-        if not all(np.isfinite(a).all() for a in self.coefs_ + self.intercepts_):
+        if not all(self._net.ops.all_finite(a) for a in self.coefs_ + self.intercepts_):
             raise HandgradError("the solver produced non-finite weights; the input may hold very large values: "
                                 "scale it (e.g. sklearn.preprocessing.StandardScaler) or lower learning_rate_init")
         return self
 
     def _training_dtype(self, X):
-        return resolve_dtype(self.dtype) if self.dtype is not None else X.dtype.type
+        return resolve_dtype(self.dtype) if self.dtype is not None else ops_for(X).numpy_dtype(X.dtype)
 
     def _initialize(self, n_features, rng, dtype):
         """A fresh network, initialised as scikit-learn initialises its own, and fresh fitted attributes."""
@@ -326,19 +342,22 @@ class BaseMLP(BaseEstimator, Registered, registry=ESTIMATORS):
         return next_order
 
     def _split(self, X, targets, weights, stratify, rng):
-        """The training rows, and with ``early_stopping`` a held-out validation set (scikit-learn's split)."""
+        """The training rows, and with ``early_stopping`` a held-out validation set (scikit-learn's split).
+
+        The split is drawn on row numbers, which gives the rows that splitting
+        the arrays themselves gives (it depends on their count, ``stratify``
+        and ``rng`` only); the rows of ``X`` are then taken where ``X`` is.
+        """
         if not self.early_stopping:
             return _TrainingData(X, targets, weights)
-        arrays = [X, targets] + ([] if weights is None else [weights])
         with data_errors():
-            parts = train_test_split(*arrays, random_state=rng, test_size=self.validation_fraction,
-                                     stratify=stratify)
-        if parts[1].shape[0] < 2:
+            train, val = train_test_split(np.arange(X.shape[0]), random_state=rng, test_size=self.validation_fraction,
+                                          stratify=stratify)
+        if val.shape[0] < 2:
             raise DataError("The validation set is too small. Increase 'validation_fraction' or the size of "
                             "your dataset.")
-        X_train, X_val, t_train, t_val = parts[:4]
-        w_train, w_val = parts[4:] if weights is not None else (None, None)
-        return _TrainingData(X_train, t_train, w_train, X_val, t_val, w_val)
+        w_train, w_val = (None, None) if weights is None else (weights[train], weights[val])
+        return _TrainingData(_rows(X, train), targets[train], w_train, _rows(X, val), targets[val], w_val)
 
     def _resolved_batch_size(self, n):
         if self.batch_size == "auto":
@@ -350,7 +369,7 @@ class BaseMLP(BaseEstimator, Registered, registry=ESTIMATORS):
     def _update_no_improvement_count(self, data):
         """scikit-learn's rule: count epochs that fail to improve the best value by ``tol``."""
         if self.early_stopping:
-            logits = self._forward(data.X_val)
+            logits = to_numpy(self._forward(data.X_val))
             score = self._score_outputs(logits, data.targets_val, data.weights_val)
             self.validation_scores_.append(score)
             weights = {} if data.weights_val is None else {"sample_weight": data.weights_val}
@@ -414,6 +433,12 @@ class BaseMLP(BaseEstimator, Registered, registry=ESTIMATORS):
             if b is not layer.b:
                 layer.b = b
 
+    def _place_network(self, X):
+        """Move the network to ``X``'s namespace and device (module docstring); ``coefs_`` follow it."""
+        if ops_for(X) is not self._net.ops:
+            self._net.to(X)
+            self._point_attributes_at_network()
+
     def _network(self):
         """The fitted :class:`~handgrad.Sequential`, holding the current ``coefs_`` and ``intercepts_``."""
         self._sync_network()
@@ -424,25 +449,34 @@ class BaseMLP(BaseEstimator, Registered, registry=ESTIMATORS):
         self._net.release()
 
     def _forward(self, X):
-        """Logits of checked rows ``X`` (dense or CSR, the network's dtype), in inference mode, in chunks."""
+        """Logits of checked rows ``X`` (dense or CSR, the network's dtype), in inference mode, in chunks, in
+        ``X``'s namespace and on its device (the network's, unless it was fitted elsewhere)."""
         net = self._net
-        out = np.empty((X.shape[0], net.n_outputs), dtype=net.dtype)
+        rows, n = net.placed(X), X.shape[0]
+        out = net.ops.empty((n, net.n_outputs), dtype=net.dtype)
         with net.inference():
-            for start in range(0, X.shape[0], PREDICT_BATCH_SIZE):
-                stop = start + PREDICT_BATCH_SIZE
-                out[start:stop] = net.forward(X[start:stop])
-        return out
+            for start in range(0, n, PREDICT_BATCH_SIZE):
+                stop = min(start + PREDICT_BATCH_SIZE, n)
+                out[start:stop, ...] = net.forward(rows[start:stop, ...])
+        return ops_for(X).asarray(out)
 
-    def _logits(self, X):
-        """Logits of unchecked ``X`` after scikit-learn's checks (fitted, features, dtype)."""
+    def _logits(self, X, method):
+        """Logits of unchecked ``X`` after scikit-learn's checks (fitted, namespace, features, dtype), in ``X``'s
+        namespace; ``method`` is the public method asking, for the error a namespace other than fit's raises."""
         try:
             check_is_fitted(self, "coefs_")
         except Exception as exc:
             raise NotFitted(str(exc)) from None
+        check_same_namespace(X, self, attribute="_flat_parameters", method=method)
         with data_errors():
-            X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=(np.float64, np.float32), reset=False)
+            X = validate_data(self, X, accept_sparse=["csr", "csc"], dtype=_float_dtypes(X), reset=False)
         self._sync_network()
         return self._forward(_as_dtype(X, self._net.dtype))
+
+    @property
+    def _flat_parameters(self):
+        """The network's parameters as one array: where the namespace and device of fit are read from."""
+        return self._net.flat_parameters
 
     # -- pickling: the network travels as its configuration and arrays ---------------------
 
@@ -453,7 +487,7 @@ class BaseMLP(BaseEstimator, Registered, registry=ESTIMATORS):
             net = state["_net"]
             state = {k: v for k, v in state.items() if k not in ("coefs_", "intercepts_")}
             state["_net"] = {"config": net.config(), "dtype": np.dtype(net.dtype).name,
-                             "arrays": {k: v.copy() for k, v in net.state_arrays().items()}}
+                             "arrays": {k: to_numpy(v, copy=True) for k, v in net.state_arrays().items()}}
         return state
 
     def __setstate__(self, state):
@@ -467,9 +501,25 @@ class BaseMLP(BaseEstimator, Registered, registry=ESTIMATORS):
         if "_net" in state:
             self._point_attributes_at_network()
 
+    def __sklearn_array_api_convert__(self, converter):
+        """A copy of this estimator whose network computes where ``converter`` puts arrays.
+
+        scikit-learn's ``move_estimator_to(estimator, xp, device)`` calls it:
+        the network moves as a whole (its parameters stay views of one
+        buffer), and ``classes_`` stays on the host.
+        """
+        state = self.__getstate__()
+        moved = type(self).__new__(type(self))
+        moved.__setstate__(copy.deepcopy(state))
+        if "_net" in state:
+            moved._net.to(converter(self._net.flat_parameters))
+            moved._point_attributes_at_network()
+        return moved
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
+        tags.array_api_support = True
         return tags
 
     # -- persistence (hg.save / hg.load) ------------------------------------------------------
@@ -525,11 +575,33 @@ class BaseMLP(BaseEstimator, Registered, registry=ESTIMATORS):
 
 
 def _as_dtype(X, dtype):
-    """``X`` (dense or sparse) in ``dtype``, copied only if needed; sparse input becomes CSR."""
+    """``X`` (dense, sparse, or of another namespace) in ``dtype``, copied only if needed; sparse input becomes CSR."""
     if is_sparse(X):
         X = X.tocsr()
         return X if X.dtype == dtype else X.astype(dtype)
+    if is_foreign(X):
+        return ops_for(X).astype(X, dtype, copy=False)
     return np.ascontiguousarray(X, dtype=dtype)
+
+
+def _rows(X, rows):
+    """The rows ``rows`` (host indices) of ``X``, where ``X`` is."""
+    if is_sparse(X) or not is_foreign(X):
+        return X[rows]
+    ops = ops_for(X)
+    return ops.take(X, ops.asarray(rows), axis=0)
+
+
+def _float_dtypes(X):
+    """The float dtypes scikit-learn's validation keeps, in ``X``'s namespace (NumPy's without dispatch)."""
+    xp, _ = get_namespace(X)
+    return (xp.float64, xp.float32)
+
+
+def _on_host(y):
+    """Targets on the host: under array API dispatch they may be in any namespace (labels are encoded on the
+    host, as scikit-learn encodes them); without it, scikit-learn's own validation reads them."""
+    return to_numpy(y) if get_config()["array_api_dispatch"] and is_foreign(y) else y
 
 
 class _TrainingData:

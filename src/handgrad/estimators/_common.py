@@ -12,6 +12,7 @@ import numpy as np
 from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import InvalidParameterError, StrOptions
 
+from handgrad.arrays import to_numpy
 from handgrad.errors import DataError, HandgradError
 from handgrad.nn.activations import activations
 from handgrad.nn.losses import losses
@@ -91,7 +92,7 @@ def check_sample_weight(sample_weight, n):
     if sample_weight is None:
         return None
     with data_errors():
-        weights = np.asarray(sample_weight, dtype=np.float64)
+        weights = np.asarray(to_numpy(sample_weight), dtype=np.float64)
     if weights.ndim == 0:
         weights = np.full(n, float(weights))
     if weights.shape != (n,):

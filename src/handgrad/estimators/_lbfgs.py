@@ -11,7 +11,9 @@ scikit-learn's full-batch objective.  Its value and gradient are handgrad's
 own: one forward pass, the loss, and the hand-derived backward pass of
 :func:`handgrad.nn.objective.objective_step`, in float64 whatever the
 estimator's dtype, so the line search compares values that rounding cannot
-blur.
+blur.  They are computed where the model is (on a GPU for a model moved
+there); SciPy gets the host copy of each gradient, a NumPy vector, and its
+next point is copied back into the model's parameters.
 """
 
 import warnings
@@ -20,6 +22,7 @@ import numpy as np
 import scipy.optimize
 from sklearn.exceptions import ConvergenceWarning
 
+from handgrad.arrays import to_numpy
 from handgrad.nn.objective import objective_step
 
 
@@ -33,12 +36,14 @@ def minimize(model, loss, X, y, *, sample_weight, alpha, max_iter, max_fun, tol,
     """
     total = float(X.shape[0] if sample_weight is None else sample_weight.sum())
     l2 = alpha / total
-    theta = model.flat_parameters
+    ops, theta = model.ops, model.flat_parameters
+    y = ops.asarray(y)                                 # on the model's device once, not at every evaluation
+    sample_weight = None if sample_weight is None else ops.asarray(sample_weight)
 
     def objective(x):
-        theta[...] = x
+        ops.copyto(theta, x)
         value, _ = objective_step(model, loss, X, y, l2, sample_weight=sample_weight)
-        return value, model.flat_gradients.copy()
+        return value, to_numpy(model.flat_gradients, copy=True)
 
     curve = []
 
@@ -48,9 +53,9 @@ def minimize(model, loss, X, y, *, sample_weight, alpha, max_iter, max_fun, tol,
             print(f"Iteration {len(curve)}, loss = {curve[-1]:.8f}")
 
     with np.errstate(over="ignore", invalid="ignore"):    # a trial step may overshoot; the line search backs off
-        result = scipy.optimize.minimize(objective, theta.copy(), method="L-BFGS-B", jac=True, callback=callback,
-                                         options={"maxiter": max_iter, "maxfun": max_fun, "gtol": tol})
-    theta[...] = result.x
+        result = scipy.optimize.minimize(objective, to_numpy(theta, copy=True), method="L-BFGS-B", jac=True,
+                                         callback=callback, options={"maxiter": max_iter, "maxfun": max_fun, "gtol": tol})
+    ops.copyto(theta, result.x)
     n_iter = min(int(result.nit), max_iter)
     if result.status != 0:
         message = " ".join(str(result.message).split())

@@ -19,6 +19,11 @@ refused for multilabel targets.
 Log-probabilities come from the logits through the log-sum-exp (softmax) or
 ``log σ(z) = −softplus(−z)`` (logistic), so ``predict_log_proba`` stays
 finite where a probability underflows to 0.
+
+Under scikit-learn's array API dispatch the labels are encoded on the host
+(``classes_`` is NumPy), the network trains where ``X`` is, and ``predict``
+returns numeric labels in ``X``'s namespace and on its device (string labels
+stay NumPy, as scikit-learn's classifiers return them).
 """
 
 import numpy as np
@@ -30,8 +35,9 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import column_or_1d, validate_data
 
+from handgrad.arrays import ops_for, to_numpy
 from handgrad.errors import DataError
-from handgrad.estimators._base import BaseMLP
+from handgrad.estimators._base import BaseMLP, _float_dtypes, _on_host
 from handgrad.estimators._common import (
     ParameterError,
     RegistryOptions,
@@ -198,8 +204,9 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         first_call = not hasattr(self, "classes_")
         if first_call and classes is None:
             raise DataError("classes must be passed on the first call to partial_fit.")
+        y = _on_host(y)
         if classes is not None:
-            classes = unique_labels(classes)
+            classes = unique_labels(_on_host(classes))
             if not first_call and not np.array_equal(classes, self.classes_):
                 raise DataError(f"`classes={classes!r}` is not the same as on last call to partial_fit, "
                                 f"was: {self.classes_!r}")
@@ -219,8 +226,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     def _prepare_targets(self, X, y, incremental, first_pass):
         with data_errors():
-            X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
-                                 dtype=(np.float64, np.float32), reset=first_pass)
+            X, y = validate_data(self, X, _on_host(y), accept_sparse=["csr", "csc"], multi_output=True,
+                                 dtype=_float_dtypes(X), reset=first_pass)
             if is_sparse(y):
                 y = y.toarray()
             if y.ndim == 2 and y.shape[1] == 1:
@@ -307,29 +314,39 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     # -- prediction ------------------------------------------------------------------------
 
     def predict(self, X):
-        """Labels (n,) in the type of ``classes_``, or for multilabel an indicator matrix (n, k)."""
-        logits = self._logits(X)
+        """Labels (n,) in the type of ``classes_``, or for multilabel an indicator matrix (n, k).
+
+        Numeric labels come back in ``X``'s namespace (array API dispatch), strings as NumPy.
+        """
+        logits = self._logits(X, "predict")
+        ops = ops_for(logits)
         if self._encoding == "labels":
-            return self.classes_[logits.argmax(axis=1)]
-        if self._encoding == "binary":
-            return self.classes_[(logits[:, 0] > 0).astype(np.intp)]
-        return self._label_binarizer.inverse_transform((logits > 0).astype(np.int64))
+            labels = self.classes_[to_numpy(ops.argmax(logits, axis=1))]
+        elif self._encoding == "binary":
+            labels = self.classes_[to_numpy(logits[:, 0] > 0).astype(np.intp)]
+        else:
+            labels = self._label_binarizer.inverse_transform(to_numpy(logits > 0).astype(np.int64))
+        return labels if labels.dtype.kind in "OUS" else ops.asarray(labels)
 
     def predict_log_proba(self, X):
         """Log-probabilities (n, n_classes), columns in the order of ``classes_``."""
-        return self._log_proba(self._logits(X)).astype(self._net.dtype, copy=False)
+        logits = self._logits(X, "predict_log_proba")
+        return ops_for(logits).astype(self._log_proba(logits), self._net.dtype, copy=False)
 
     def predict_proba(self, X):
         """Probabilities (n, n_classes): per class (rows sum to 1), or per label for multilabel."""
-        return np.exp(self._log_proba(self._logits(X))).astype(self._net.dtype, copy=False)
+        logits = self._logits(X, "predict_proba")
+        ops = ops_for(logits)
+        return ops.astype(ops.exp(self._log_proba(logits)), self._net.dtype, copy=False)
 
     def _log_proba(self, logits):
-        Z = logits.astype(np.float64)
+        ops = ops_for(logits)
+        Z = ops.astype(logits, np.float64)
         if self._encoding == "labels":
             return log_softmax(Z)
         if self._encoding == "binary":
-            Z = np.hstack([-Z, Z])                   # log(1 − p) = log σ(−z)
-        return -np.logaddexp(0, -Z)                  # log σ(z) = −softplus(−z)
+            Z = ops.concat([-Z, Z], axis=1)          # log(1 − p) = log σ(−z)
+        return -ops.logaddexp(0, -Z)                 # log σ(z) = −softplus(−z)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

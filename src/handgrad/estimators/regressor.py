@@ -24,8 +24,9 @@ from sklearn.metrics import r2_score
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import column_or_1d, validate_data
 
+from handgrad.arrays import ops_for
 from handgrad.errors import DataError
-from handgrad.estimators._base import BaseMLP
+from handgrad.estimators._base import BaseMLP, _float_dtypes, _on_host
 from handgrad.estimators._common import RegistryOptions, data_errors, estimator_losses, output_activation
 from handgrad.tasks import REGRESSION
 
@@ -105,8 +106,8 @@ class MLPRegressor(RegressorMixin, BaseMLP):
 
     def _prepare_targets(self, X, y, incremental, first_pass):
         with data_errors():
-            X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True, y_numeric=True,
-                                 dtype=(np.float64, np.float32), reset=first_pass)
+            X, y = validate_data(self, X, _on_host(y), accept_sparse=["csr", "csc"], multi_output=True,
+                                 y_numeric=True, dtype=_float_dtypes(X), reset=first_pass)
             if y.ndim == 2 and y.shape[1] == 1:
                 y = column_or_1d(y, warn=True)
         n_outputs = 1 if y.ndim == 1 else y.shape[1]
@@ -136,10 +137,10 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         return float(r2_score(targets, predictions.reshape(targets.shape), sample_weight=sample_weight))
 
     def predict(self, X):
-        """Predicted values: (n,) for one output, (n, n_outputs) otherwise."""
-        logits = self._logits(X)
+        """Predicted values: (n,) for one output, (n, n_outputs) otherwise, in ``X``'s namespace (array API dispatch)."""
+        logits = self._logits(X, "predict")
         predictions = self._loss.predict(logits)
-        return predictions.ravel() if self.n_outputs_ == 1 else predictions
+        return ops_for(predictions).reshape(predictions, (-1,)) if self.n_outputs_ == 1 else predictions
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
