@@ -1,5 +1,7 @@
 """Fixtures shared by the test modules, and the test profile (see ``tests/support.py``)."""
 
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -7,6 +9,10 @@ import pytest
 from hypothesis import settings
 
 from support import PROFILE
+
+# scikit-learn runs its array API checks of the estimators (tests/test_estimator_sklearn_checks.py) only with
+# SciPy's own array API support on, which SciPy reads when it is first imported: no import above loads SciPy.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -72,8 +78,20 @@ def _registries_restored():
 
 @pytest.fixture
 def one_blas_thread():
-    """Small matrices (the estimator tests): one BLAS thread is fastest, and on a busy machine several thrash."""
+    """Small matrices (the estimator tests): one BLAS thread is fastest, and on a busy machine several thrash.
+
+    PyTorch's own thread pool, which threadpoolctl does not reach, is held to one thread too when PyTorch is
+    loaded (the array API tests): a 30 x 10 product then takes 40 µs instead of 600.
+    """
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else None
+    if torch is not None:
+        torch.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+    finally:
+        if torch is not None:
+            torch.set_num_threads(threads)

@@ -22,6 +22,8 @@ xs = pytest.importorskip("array_api_strict")
 torch = pytest.importorskip("torch")
 pytest.importorskip("array_api_compat")
 
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
+
 RTOL = 1e-12
 
 BACKENDS = {

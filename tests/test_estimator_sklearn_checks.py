@@ -5,10 +5,22 @@ enough for the suite's accuracy checks.  All run in float64 (``dtype=None``
 follows the suite's float64 data).  The quick test profile checks two of the
 configurations, CI's profile (``HANDGRAD_TEST_PROFILE=ci``) all six.  The checks that cannot pass are listed
 in ``EXPECTED_FAILURES`` with the reason, and in ``docs/estimator.md``.
+
+The estimators declare array API support, so the suite includes scikit-learn's
+array API checks: ``check_array_api_input`` on NumPy, array-api-strict (its CPU
+device in float64, "device1" in float32) and PyTorch (CPU in float64 and float32;
+CUDA, MPS and XPU where present), mixed namespaces for ``X`` and ``y``, and the
+refusal of another namespace after fit.  They run with ``SCIPY_ARRAY_API=1``,
+which ``tests/conftest.py`` sets before SciPy is imported.
 """
 
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
+
+try:
+    import torch  # noqa: F401 - loaded before the checks, so that one_blas_thread holds its threads to one
+except ImportError:
+    pass
 
 from handgrad.estimators import MLPClassifier, MLPRegressor
 from support import PROFILE
