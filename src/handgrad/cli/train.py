@@ -4,7 +4,9 @@ The run in order: settings (flags over the dataset's preset, or a
 checkpoint's for ``--resume``), output paths checked, data loaded and
 preprocessed, ``hg.fit`` with a :class:`Recorder` callback, then the test
 figures of the loss's task (accuracy; R² and RMSE; label and subset
-accuracy), the model file, the metrics log and the plots.
+accuracy), the model file, the metrics log and the plots.  ``--device cuda``
+trains on a GPU (:mod:`handgrad.cli.devices`); everything written is read
+back from the host, so the files are the same as a CPU run's.
 
 Faults.  The Recorder keeps, in memory, everything a checkpoint holds as of
 the end of the last finished epoch.  On Ctrl-C or SIGTERM that state is
@@ -27,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 import handgrad as hg
+from handgrad.arrays import to_numpy
 from handgrad.cli import settings as S
 from handgrad.cli.common import (
     TargetScaling,
@@ -38,6 +41,7 @@ from handgrad.cli.common import (
     scales_targets,
     write_text,
 )
+from handgrad.cli.devices import DEVICES, device_name, ops_for_device
 from handgrad.cli.interrupts import Interrupted, guard
 from handgrad.cli.presets import PRESETS, VARIANTS, text_table
 from handgrad.errors import HandgradError, TrainingDiverged
@@ -108,6 +112,8 @@ def add_parser(subparsers, parents):
     run = p.add_argument_group("execution")
     run.add_argument("--threads", type=t(S.optional_threads), metavar="N",
                      help="BLAS threads (same N: same weights)")
+    run.add_argument("--device", type=t(device_name), default=None, metavar="DEVICE",
+                     help=f"where to train: {DEVICES} (a GPU through PyTorch or CuPy; default cpu, NumPy)")
     progress = run.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None,
                           help="always show per-epoch progress on stderr")
@@ -358,11 +364,13 @@ class Run:
             self.outputs = _outputs(args)
         self.outputs.check()
         self.dtype = np.dtype(self.settings["dtype"]).type
+        self.device = ops_for_device(args.device)      # before any data is loaded: a missing GPU fails fast
 
     def execute(self):
         self.loss = S.build_loss(self.settings)
         self.data = self._data()
         self.model, self.optimizer, self.early_stopping, history, initial = self._start()
+        self.model.to(self.device)
         self.recorder = Recorder(self.early_stopping, self._write_checkpoint, self.outputs.checkpoint_every)
         status(self._plan(initial))
         saved = False
@@ -392,6 +400,8 @@ class Run:
         what = (f"{describe(self.model)} on {self.data.dataset.name}: {n} training samples{held_out}, "
                 f"{self._outputs_text()}")
         total = self.settings["epochs"]
+        if not self.device.is_numpy:
+            what += f", on {self.device.name} {self.device.device}"
         if self.checkpoint is not None and self.checkpoint.stopped:
             return (f"nothing left to train: early stopping ended this run after epoch {self.checkpoint.epoch} "
                     f"({what}); writing its model")
@@ -558,7 +568,8 @@ class Run:
                 plot_held_out(plot, held_out, folder / written[-1], title=f"{title}, test split")
         if d.image_shape is not None and min(d.image_shape) >= MIN_WEIGHT_IMAGE_SIDE:
             written.append(PLOT_FILES["first_layer_weights"])
-            plot_first_layer_weights(self.model.layers[0].W, d.image_shape, folder / written[-1], title=title)
+            plot_first_layer_weights(to_numpy(self.model.layers[0].W), d.image_shape, folder / written[-1],
+                                     title=title)
         remove_stale_plots(folder, written, owned=PLOT_FILES.values())
 
 
