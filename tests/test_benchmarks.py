@@ -79,3 +79,52 @@ def test_the_table_states_each_time_against_the_physical_floor_and_shows_cold_st
     assert notes[0] == ("physical floor = GEMMs without the first layer's G Wᵀ 0.0900 s + the optimizer step's "
                         "memory traffic 0.0100 s per epoch")
     assert "31.2 s wall, peak RSS 433 MB, test accuracy 0.9884" in notes[1]
+
+
+def test_the_gpu_benchmark_reads_its_jobs_from_the_best_preset_and_bench_job_2():
+    jobs = _script("gpu").jobs()
+    best, second = jobs["best"], jobs["2"]
+    assert (best.hidden, best.epochs, best.lr, best.input_dropout, best.dropout, best.shift, best.targets) == \
+        ((1024, 1024), 36, 0.1, 0.1, 0.3, 2, (0.99,))
+    assert (second.hidden, second.epochs, second.l2, second.targets) == ((512, 256), 12, 5e-5, (0.985, 0.99))
+    assert best.lr_at(0) == 0.1 and best.lr_at(18) == pytest.approx(0.05)
+
+
+def test_the_gpu_benchmark_runs_every_contender_on_the_cpu_and_names_the_device(tmp_path):
+    """Its dry run: a tiny job on PyTorch's CPU, through the same code a GPU run takes."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("array_api_compat")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                # tiny products: PyTorch's thread pool would only thrash
+    try:
+        _tiny_gpu_run(tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _tiny_gpu_run(tmp_path):
+    gpu = _script("gpu")
+    job = gpu.GpuJob("tiny", "a tiny job", hidden=(16,), epochs=2, batch_size=64, lr=0.1, momentum=0.9, l2=1e-4,
+                     input_dropout=0.1, dropout=0.2, shift=1, targets=(0.2, 0.99))
+    rng = np.random.default_rng(0)
+    X, y = rng.random((256, 784), dtype=np.float32), rng.integers(0, 10, size=256)
+    device = gpu.Device("cpu")
+    report = {"device": device.describe(), "quick": True, "date": "2026-12-04T00:00:00+00:00",
+              "jobs": {"tiny": gpu.run_job(job, (X, y, X[:64], y[:64]), device)}}
+    gpu.write(report, tmp_path, "run-test-gpu")
+    results = report["jobs"]["tiny"]["results"]
+    assert list(results) == ["floor", "handgrad-torch", "torch"]
+    for name in ("handgrad-torch", "torch"):
+        assert len(results[name]["curve"]) == 2 and {"time_to_0.200", "time_to_0.990"} <= set(results[name])
+    text = (tmp_path / "run-test-gpu.md").read_text()
+    assert "device: " in text and "CPU (a dry run)" in text
+    assert "| handgrad-torch |" in text and "| torch |" in text and "| matmul floor |" in text
+    assert "s to 20.0%" in text
+
+
+def test_the_gpu_benchmark_says_in_one_line_when_there_is_no_gpu():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    with pytest.raises(SystemExit, match="PyTorch sees no CUDA GPU here"):
+        _script("gpu").Device("cuda")
