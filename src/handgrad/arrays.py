@@ -234,7 +234,7 @@ class Ops:
         dtype = None if dtype is None else self.dtype(dtype)
         if is_foreign(x) and _namespace(x) is xp:
             if x.device != self.device:
-                x = x.to_device(self.device)
+                x = _to_device(x, self.device)
             elif copy:
                 x = xp.asarray(x, copy=True)
             return x if dtype is None else xp.astype(x, dtype, copy=False)
@@ -497,6 +497,15 @@ def ops_for(target=None, device=None):
     ops = Ops(xp, probe.device)
     _CACHE.append(ops)
     return ops
+
+
+def _to_device(x, device):
+    """``x`` copied to another device of its namespace (array-api-compat's helper: CuPy's arrays lack the method)."""
+    try:
+        import array_api_compat
+    except ImportError:
+        return x.to_device(device)
+    return array_api_compat.to_device(x, device)
 
 
 def _ops_named(module, device):
