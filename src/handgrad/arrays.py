@@ -97,6 +97,31 @@ def _vecdot(a, b, axis=-1):
     return np.einsum("ij,ij->j" if axis in (0, -2) else "ij,ij->i", a, b)
 
 
+# The reductions call the ufuncs' own ``reduce`` (what ``x.sum()`` and ``x.max()`` call), skipping the
+# argument handling of ``np.sum``/``np.max``: a step of a small network makes dozens of them.
+_add_reduce, _maximum_reduce = np.add.reduce, np.maximum.reduce
+
+
+def _sum(x, axis=None, dtype=None, keepdims=False, out=None):
+    return _add_reduce(x, axis, dtype, out, keepdims)
+
+
+def _max(x, axis=None, keepdims=False):
+    return _maximum_reduce(x, axis, None, None, keepdims)
+
+
+def _argmax(x, axis=None):
+    return x.argmax(axis=axis)
+
+
+def _mean(x, axis=None):
+    return x.mean(axis=axis)
+
+
+def _take(a, indices, axis=None, out=None, mode="raise"):
+    return a.take(indices, axis=axis, out=out, mode=mode)
+
+
 def _erfc_numpy(x, out=None):
     # SciPy is imported on first use: ``import handgrad`` stays fast.
     from scipy.special import erfc
@@ -116,10 +141,10 @@ class _NumPyOps:
     def __init__(self):
         for function in ("add", "subtract", "multiply", "divide", "maximum", "minimum", "greater", "greater_equal",
                          "negative", "abs", "exp", "expm1", "log", "log1p", "sqrt", "square", "tanh", "logaddexp",
-                         "signbit", "matmul", "dot", "sum", "max", "argmax", "mean", "take", "where", "copyto",
-                         "reshape", "empty", "zeros", "ones", "empty_like", "zeros_like", "arange", "errstate",
-                         "count_nonzero"):
+                         "signbit", "matmul", "dot", "where", "copyto", "reshape", "empty", "zeros", "ones",
+                         "empty_like", "zeros_like", "arange", "errstate", "count_nonzero"):
             setattr(self, function, getattr(np, function))
+        self.sum, self.max, self.argmax, self.mean, self.take = _sum, _max, _argmax, _mean, _take
         self.concat = np.concatenate
         self.vecdot = _vecdot
         self.pick, self.put, self.one_hot = _pick, _put, _one_hot
