@@ -56,7 +56,7 @@ def assert_on(ops, array):
 # -- the ops module ----------------------------------------------------------------------
 
 def test_numpy_ops_are_numpys_own_functions():
-    assert NUMPY.multiply is np.multiply and NUMPY.matmul is np.matmul and NUMPY.take is np.take
+    assert NUMPY.multiply is np.multiply and NUMPY.matmul is np.matmul and NUMPY.copyto is np.copyto
     assert ops_for(np.zeros(3)) is NUMPY and ops_for(np) is NUMPY and ops_for([1.0, 2.0]) is NUMPY
 
 
