@@ -6,8 +6,10 @@ instead of calling NumPy directly: ``ops.multiply(G, A, out=out)``,
 two kinds:
 
 * :data:`NUMPY`, whose attributes *are* NumPy's functions (``NUMPY.multiply``
-  is ``np.multiply``), so the NumPy path writes into its ``out=`` buffers in
-  place and pays nothing for the indirection;
+  is ``np.multiply``; the reductions and ``take`` are the ufuncs' ``reduce``
+  and the array methods that ``np.sum`` and ``np.take`` end in), so the
+  NumPy path writes into its ``out=`` buffers in place and pays nothing for
+  the indirection;
 * :class:`Ops` for any other namespace of the `array API standard
   <https://data-apis.org/array-api/>`_ (PyTorch and CuPy through
   ``array-api-compat``, ``array-api-strict``), one per namespace and device.
@@ -34,7 +36,6 @@ refuses one that does not (JAX, whose arrays are immutable).
 """
 
 import importlib
-import math
 from contextlib import nullcontext
 
 import numpy as np
@@ -139,10 +140,9 @@ class _NumPyOps:
     supports_float64 = True
 
     def __init__(self):
-        for function in ("add", "subtract", "multiply", "divide", "maximum", "minimum", "greater", "greater_equal",
-                         "negative", "abs", "exp", "expm1", "log", "log1p", "sqrt", "square", "tanh", "logaddexp",
-                         "signbit", "matmul", "dot", "where", "copyto", "reshape", "empty", "zeros", "ones",
-                         "empty_like", "zeros_like", "arange", "errstate", "count_nonzero"):
+        for function in ("add", "subtract", "multiply", "divide", "maximum", "minimum", "greater", "negative", "abs",
+                         "exp", "expm1", "log", "log1p", "sqrt", "square", "tanh", "logaddexp", "signbit", "matmul",
+                         "dot", "where", "copyto", "reshape", "empty", "zeros", "empty_like", "zeros_like", "errstate"):
             setattr(self, function, getattr(np, function))
         self.sum, self.max, self.argmax, self.mean, self.take = _sum, _max, _argmax, _mean, _take
         self.concat = np.concatenate
@@ -281,17 +281,11 @@ class Ops:
     def zeros(self, shape, dtype=None):
         return self.xp.zeros(shape, dtype=None if dtype is None else self.dtype(dtype), device=self.device)
 
-    def ones(self, shape, dtype=None):
-        return self.xp.ones(shape, dtype=None if dtype is None else self.dtype(dtype), device=self.device)
-
     def empty_like(self, x):
         return self.xp.empty_like(x)
 
     def zeros_like(self, x):
         return self.xp.zeros_like(x)
-
-    def arange(self, n):
-        return self.xp.arange(n, device=self.device)
 
     def reshape(self, x, shape):
         return self.xp.reshape(x, shape)
@@ -344,9 +338,6 @@ class Ops:
 
     def greater(self, a, b, out=None):
         return self._binary(self.xp.greater, a, b, out)
-
-    def greater_equal(self, a, b, out=None):
-        return self._binary(self.xp.greater_equal, a, b, out)
 
     def logaddexp(self, a, b, out=None):
         return self._binary(self.xp.logaddexp, a, b, out)
@@ -432,9 +423,6 @@ class Ops:
 
     def mean(self, x, axis=None):
         return self.xp.mean(x, axis=axis)
-
-    def count_nonzero(self, x, axis=None):
-        return self.xp.count_nonzero(x, axis=axis)
 
     def all_finite(self, x):
         return bool(self.xp.all(self.xp.isfinite(x)))
@@ -579,7 +567,3 @@ def _check_views(xp, probe):
                             "parameters as views of one buffer, updated in place, and needs a namespace whose slices "
                             "are writable views: NumPy, CuPy, PyTorch or array-api-strict")
 
-
-def size(x):
-    """The number of entries of an array of any namespace (PyTorch's ``.size`` is a method)."""
-    return math.prod(x.shape)
