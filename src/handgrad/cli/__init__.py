@@ -15,6 +15,7 @@ from handgrad._version import __version__
 from handgrad.cli import check, derive, evaluate, predict, train
 from handgrad.cli.interrupts import Interrupted, guard
 from handgrad.errors import HandgradError
+from handgrad.io.files import os_error_message
 
 EXAMPLES = """\
 examples:
@@ -68,7 +69,6 @@ def main(argv=None):
 
 
 def _one_line(exc):
-    if isinstance(exc, OSError) and exc.strerror:
-        where = f" {exc.filename}" if exc.filename else ""
-        return f"{exc.strerror}:{where}; check the path and its permissions"
+    if isinstance(exc, OSError):
+        return os_error_message(exc)
     return " ".join(str(exc).split())

@@ -10,7 +10,7 @@ import numpy as np
 
 from handgrad.cli.interrupts import guard
 from handgrad.errors import DataError, HandgradError, ModelFileError
-from handgrad.io.files import atomic_write
+from handgrad.io.files import atomic_write, os_error_message
 from handgrad.nn.activations import Activation
 from handgrad.nn.batchnorm import BatchNorm
 from handgrad.nn.dropout import Dropout
@@ -39,8 +39,7 @@ def check_writable(path, what, folder=False):
     try:
         _probe(existing, make_folder=existing != parent)
     except OSError as exc:
-        raise HandgradError(f"{what} {path} cannot be written ({exc.strerror or exc} in {existing}); "
-                            "choose another path") from None
+        raise HandgradError(f"{what} {path} cannot be written ({os_error_message(exc, existing)})") from None
 
 
 def _probe(folder, make_folder):
