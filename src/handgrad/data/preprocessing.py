@@ -67,7 +67,7 @@ class Preprocessor:
         self.scale = scale
 
     @classmethod
-    def fit(cls, X, kind, dtype=None, names=None):
+    def fit(cls, X, kind, dtype=None, names=None, name="training X"):
         """Fit the rule for ``kind`` on training features ``X`` of shape (n, d).
 
         Parameters
@@ -78,6 +78,8 @@ class Preprocessor:
             The model's; the fitted numbers must be usable in it.
         names : list of str, optional
             The columns' names, for messages.
+        name : str
+            What ``X`` is, for messages.
 
         Raises
         ------
@@ -88,23 +90,23 @@ class Preprocessor:
         if kind not in KINDS:
             raise DataError(f"unknown preprocessing kind {kind!r}; use 'image' or 'tabular'")
         if kind == "image":
-            X = check_features(X, None, name="training X")     # pixels as stored: no float64 copy to find a maximum
+            X = check_features(X, None, name=name)     # pixels as stored: no float64 copy to find a maximum
             largest = float(np.abs(X).max())
             fitted = cls(kind, X.shape[1], 0.0, largest if largest > 0 else 1.0)
         else:
-            X = check_features(X, np.float64, name="training X")
+            X = check_features(X, np.float64, name=name)
             fitted = cls(kind, X.shape[1], *_column_stats(X))
-        fitted._check_fitted(X, float_dtype(dtype), names)
+        fitted._check_fitted(X, float_dtype(dtype), names, name)
         return fitted
 
-    def _check_fitted(self, X, dtype, names):
+    def _check_fitted(self, X, dtype, names, name):
         """Refuse fitted numbers outside :attr:`constraints`, naming the column and its largest value."""
         state = self.to_dict()
         try:
             check_settings("Preprocessor", self.constraints, state, dtype)
         except HandgradError as exc:
             if self.kind == "image":
-                raise DataError(f"training X cannot be scaled by its largest value {self.scale:g} ({exc}); "
+                raise DataError(f"{name} cannot be scaled by its largest value {self.scale:g} ({exc}); "
                                 f"{_REMEDY}") from None
             bad = ~np.isfinite(self.offset) | ~np.isfinite(self.scale) | (self.scale <= 0)
             if dtype is not None:
@@ -112,9 +114,10 @@ class Preprocessor:
                 bad |= (self.scale < info.tiny) | (self.scale > info.max)
             j = int(np.argmax(bad))
             i = int(np.argmax(np.abs(X[:, j])))
-            column = names[j] if names is not None and j < len(names) else f"column {j}"
-            raise DataError(f"training X {column!r} cannot be standardised (mean {self.offset[j]:g}, standard "
-                            f"deviation {self.scale[j]:g}; its largest value is {X[i, j]:g}, in row {i}): "
+            column = repr(names[j]) if names is not None and j < len(names) else str(j)
+            where = f" in {dtype.name}" if dtype is not None else ""
+            raise DataError(f"{name}: column {column} cannot be standardised{where} (mean {self.offset[j]:g}, "
+                            f"standard deviation {self.scale[j]:g}; its largest value is {X[i, j]:g}, in row {i}): "
                             f"{_REMEDY}") from None
 
     def transform(self, X, dtype=np.float64, name="X"):

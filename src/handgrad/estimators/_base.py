@@ -197,6 +197,9 @@ class BaseMLP(BaseEstimator, Registered, registry=ESTIMATORS):
         try:
             if self.solver == "lbfgs":
                 self._fit_lbfgs(X, targets, weights)
+                if not math.isfinite(self.loss_):       # L-BFGS-B stops at once on a non-finite objective
+                    raise TrainingDiverged(f"the L-BFGS objective is {self.loss_}", history=self.loss_curve_,
+                                           epoch=self.n_iter_)
             else:
                 self._fit_stochastic(X, targets, weights, stratify, rng, incremental)
         except TrainingDiverged as exc:

@@ -307,8 +307,9 @@ def _check_solver(estimator, optimizer):
         return
     expected = _SOLVER_OPTIMIZERS.get(estimator.solver)
     if expected is None or not isinstance(optimizer, expected):
-        raise HandgradError(f"solver is {estimator.solver!r} but the file stores a {type(optimizer).__name__} "
-                            f"optimizer state ({', '.join(STOCHASTIC_SOLVERS)} keep one, lbfgs none)")
+        raise HandgradError(f"solver is {estimator.solver!r} but the file stores the state of a "
+                            f"{type(optimizer).__name__} optimizer ({', '.join(STOCHASTIC_SOLVERS)} keep one, "
+                            "lbfgs none)")
 
 
 def _check_network(estimator, network, fitted):

@@ -11,6 +11,7 @@ import errno
 import os
 import re
 import secrets
+import tempfile
 import time
 import warnings
 import zipfile
@@ -151,6 +152,18 @@ def atomic_write(path, write, *, make_folder=False):
         raise
     _fsync_folder(path.parent)
     remove_stale_temporaries(path)
+
+
+def fallback_paths(path):
+    """Where to write what could not be written at ``path``: beside it, then in the temporary folder.
+
+    The name keeps the target's and adds ``.rescued-<local time>-<process
+    id>`` before its suffix (``model.npz`` → ``model.rescued-20261201-145501-4242.npz``),
+    so a fallback never replaces another file, and shows what it holds.
+    """
+    path = Path(path)
+    name = f"{path.stem}.rescued-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}{path.suffix}"
+    return [path.with_name(name), Path(tempfile.gettempdir()) / name]
 
 
 # A temporary this old belongs to a writer that died: no write of a model, a plot or a
