@@ -183,8 +183,9 @@ def refuse_non_finite(loaded, X, model_path, source, *outputs):
     overflow the model's dtype (weights of 3e38) ends here instead of
     printing figures or writing predictions computed from NaN.
     """
-    finite = np.isfinite(loaded.model(X)).all() and all(np.isfinite(np.asarray(o, dtype=np.float64)).all()
-                                                        for o in outputs if o is not None)
+    with np.errstate(all="ignore"):
+        finite = np.isfinite(loaded.model(X)).all() and all(np.isfinite(np.asarray(o, dtype=np.float64)).all()
+                                                            for o in outputs if o is not None)
     if not finite:
         raise ModelFileError(f"{model_path}: the model's outputs on {source} are not finite numbers (its weights or "
                              f"settings overflow {np.dtype(loaded.model.dtype).name}); nothing was reported or "

@@ -85,7 +85,8 @@ def run_evaluate(args):
     # The targets first: targets that do not fit the model also explain features that do not.
     y = task.model_targets(y, dataset.classes.tolist(), loaded.classes, source)
     X = model_features(loaded, raw, source)
-    predicted = predictions(loaded.model, loaded.loss, X, TargetScaling.of_model(loaded))
+    with np.errstate(all="ignore"):        # outputs that overflow are refused below, in one line
+        predicted = predictions(loaded.model, loaded.loss, X, TargetScaling.of_model(loaded))
     refuse_non_finite(loaded, X, args.model, source, predicted)
     names = printable_labels(class_names(loaded))        # text from the file, escaped for the terminal
     _print_header(args, loaded, source, len(y))

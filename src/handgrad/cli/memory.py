@@ -97,15 +97,15 @@ def training_bytes(n_rows, widths, dtype, batch_size, optimizer_states, validati
 
 
 def memory_limits():
-    """``[(bytes this process may still take, what sets it)]``, one entry per limit that applies."""
+    """``[(bytes this process may still take, what sets it, how to get more)]``, one entry per limit that applies."""
     limits = []
     available = _meminfo("MemAvailable")
     if available is not None:
-        limits.append((available, "available physical memory"))
+        limits.append((available, "available physical memory", "free memory"))
     soft, _ = resource.getrlimit(resource.RLIMIT_AS) if resource is not None else (None, None)
     if soft is not None and soft != resource.RLIM_INFINITY:
         limits.append((max(soft - (_own_size() or 0), 0), f"what the address-space limit (RLIMIT_AS, {human(soft)}) "
-                                                          "leaves"))
+                                                          "leaves", "raise the limit (ulimit -v)"))
     cgroup = _cgroup_room()
     if cgroup is not None:
         limits.append(cgroup)
@@ -129,22 +129,23 @@ def check_fits(estimate, lower):
     limits = memory_limits()
     if not limits:
         return
-    room, source = min(limits)
+    room, source, more = min(limits)
     if estimate.total <= room:
         return
     raise HandgradError(f"this run needs about {human(estimate.total)} of memory (data {human(estimate.data)}, "
                         f"model and optimizer {human(estimate.model)} for {estimate.parameters:,} weights, "
                         f"activations {human(estimate.activations)}) but only {human(room)} is free ({source}); "
-                        f"lower {lower}, or free memory")
+                        f"lower {lower}, or {more}")
 
 
 def out_of_memory(exc):
     """The one line for a ``MemoryError`` that happened despite the estimate."""
     detail = " ".join(str(exc).split())
     limits = memory_limits()
-    room = f"; {human(min(limits)[0])} is free ({min(limits)[1]})" if limits else ""
-    return (f"out of memory{f' ({detail})' if detail else ''}{room}; nothing was written: free memory or raise the "
-            "limit, or ask for less (a smaller --hidden or --batch-size, --dtype float32, fewer rows)")
+    room, source, more = min(limits) if limits else (None, None, "free memory")
+    free = f"; {human(room)} is free ({source})" if limits else ""
+    return (f"out of memory{f' ({detail})' if detail else ''}{free}; nothing was written: {more}, or ask for less "
+            "(a smaller --hidden or --batch-size, --dtype float32, fewer rows)")
 
 
 def human(n):
@@ -206,5 +207,6 @@ def _cgroup_room():
                 continue
             if limit >= 1 << 60:        # v1 writes "no limit" as a huge number, v2 as "max" (not an int)
                 return None
-            return max(limit - used, 0), f"what the cgroup memory limit ({human(limit)}) leaves"
+            return (max(limit - used, 0), f"what the cgroup memory limit ({human(limit)}) leaves",
+                    "raise the container's memory limit")
     return None

@@ -269,8 +269,9 @@ def _prepare(settings, dtype, loss, preprocessor=None):
               if len(dataset.X_test) else dataset.X_test)
     scaling, y_train = None, dataset.y_train
     if scales_targets(loss):
-        scaling = TargetScaling.fit(dataset.y_train)
-        y_train = scaling.transform(dataset.y_train)
+        with np.errstate(over="ignore", invalid="ignore"):     # targets too large are refused just below
+            scaling = TargetScaling.fit(dataset.y_train)
+            y_train = scaling.transform(dataset.y_train)
         _check_scaled_targets(dataset, y_train, dtype)
     fingerprint = _fingerprint(dataset)
     return Prepared(_without_raw_features(dataset), preprocessor, X_train, X_test, y_train, scaling, fingerprint)
@@ -283,7 +284,8 @@ def _check_memory(settings, dataset, dtype):
     states = len(S.build_optimizer(settings).state_names)
     estimate = training_bytes(n_rows, widths, dtype, settings["batch_size"], states,
                               settings["validation_fraction"], settings["batch_norm"])
-    check_fits(estimate, "--hidden or --batch-size, use --dtype float32, or train on fewer rows")
+    smaller = ", use --dtype float32," if np.dtype(dtype) != np.float32 else ""
+    check_fits(estimate, f"--hidden or --batch-size{smaller or ','} or train on fewer rows")
 
 
 def _check_scaled_targets(dataset, y_train, dtype):
