@@ -39,7 +39,9 @@ def check_writable(path, what, folder=False):
     try:
         _probe(existing, make_folder=existing != parent)
     except OSError as exc:
-        raise HandgradError(f"{what} {path} cannot be written ({os_error_message(exc, existing)})") from None
+        # The probe's own name would mislead: the error is about the folder.
+        reason = os_error_message(OSError(exc.errno, exc.strerror or str(exc)), existing)
+        raise HandgradError(f"{what} {path} cannot be written ({reason})") from None
 
 
 def _probe(folder, make_folder):
