@@ -150,6 +150,19 @@ def test_1_a_declared_width_shorter_than_a_label_is_refused(estimator_file, tmp_
         hg.load(short)
 
 
+def test_1_a_preprocessing_sized_for_other_features_is_refused_at_load_and_never_written(table, tmp_path):
+    def wide(meta, arrays):
+        meta["preprocessing"] = {"kind": "tabular", "mean": [0.0] * 200_000, "std": [1.0] * 200_000}
+
+    path = _edited(table["folder"] / "model.npz", tmp_path / "wide.npz", wide)
+    error, peak = _peak(lambda: load_model(path))
+    assert isinstance(error, ModelFileError) and "for 200000 features but the model reads 3" in str(error)
+    assert peak < 50 * path.stat().st_size + 2**20
+    with pytest.raises(HandgradError, match="for 4 features but the model reads 3"):
+        save_model(tmp_path / "m.npz", hg.mlp(3, [2], 2), loss=None, classes=[0, 1],
+                   preprocessing=Preprocessor.fit(np.ones((2, 4)), "tabular"))
+
+
 # -- 2. text from a file ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -198,6 +198,11 @@ def _metadata(kind, model, loss, classes, preprocessing, settings, history, extr
                                 "pass one label per output")
     if preprocessing is not None and not isinstance(preprocessing, dict):
         preprocessing = preprocessing.to_dict()
+    if isinstance(preprocessing, dict):            # the reader refuses a file whose sizes disagree
+        width = preprocessing.get("n_features", len(preprocessing.get("mean") or ()))
+        if width != model.n_features:
+            raise HandgradError(f"the preprocessing is for {width} features but the model reads {model.n_features}; "
+                                "fit the preprocessing on the model's input columns")
     return {
         "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "kind": kind,
         "architecture": model.config(), "dtype": np.dtype(model.dtype).name, "loss": None if loss is None else loss.config(),
