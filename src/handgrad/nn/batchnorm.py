@@ -154,6 +154,12 @@ class BatchNorm(Layer):
         out *= scale
         return out
 
+    def export(self, graph, x):
+        """Inference mode, ``γ ⊙ (X − r_μ)/√(r_v + ε) + β``, as one ONNX BatchNormalization."""
+        return graph.op("BatchNormalization", x, graph.constant(self.gamma, name="gamma"),
+                        graph.constant(self.beta, name="beta"), graph.constant(self.running_mean, name="running_mean"),
+                        graph.constant(self.running_var, name="running_var"), epsilon=self.eps)
+
 
 def _check_arguments(n_features, momentum, eps):
     if isinstance(n_features, bool) or not isinstance(n_features, (int, np.integer)) or n_features < 1:
