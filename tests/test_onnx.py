@@ -7,7 +7,9 @@ with one loss; the CI profile runs every pair.
 """
 
 import itertools
+import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -15,7 +17,7 @@ import pytest
 import handgrad as hg
 from handgrad.data.preprocessing import Preprocessor
 from handgrad.io.modelfile import load_model, save_model
-from support import PROFILE
+from support import PROFILE, ci_only
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -193,3 +195,109 @@ def test_without_onnx_the_error_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(hg.HandgradError, match=r'pip install "handgrad\[onnx\]"'):
         hg.to_onnx(network(hg.ReLU))
+
+
+# -- the estimators, through hg.to_onnx and skl2onnx -------------------------------------------
+
+def _classification(kind, dtype):
+    from sklearn.datasets import make_classification, make_multilabel_classification
+
+    if kind == "multilabel":
+        X, y = make_multilabel_classification(120, 6, n_classes=3, random_state=0)
+    else:
+        X, y = make_classification(120, 6, n_informative=4, n_classes=3 if kind == "multiclass" else 2,
+                                   random_state=0)
+        y = np.array(["no", "yes"])[y] if kind == "binary" else y + 10
+    estimator = hg.MLPClassifier((8,), max_iter=15, random_state=0, batch_norm=True, dtype=np.dtype(dtype).name)
+    return _fit(estimator, X, y), X.astype(dtype)
+
+
+def _regression(loss, n_targets, dtype):
+    from sklearn.datasets import make_regression
+
+    X, y = make_regression(120, 6, n_targets=n_targets, random_state=0)
+    y = np.abs(y) / 50 if loss == "poisson" else y
+    estimator = hg.MLPRegressor(loss=loss, hidden_layer_sizes=(8,), activation="tanh", max_iter=15, random_state=0,
+                                dtype=np.dtype(dtype).name)
+    return _fit(estimator, X, y), X.astype(dtype)
+
+
+def _fit(estimator, X, y):
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)     # 15 epochs: enough to have weights to export
+        return estimator.fit(X, y)
+
+
+def assert_estimator_outputs(estimator, X, outputs, label="label", probabilities="probabilities"):
+    dtype = estimator._net.dtype
+    if not hasattr(estimator, "classes_"):
+        assert_close(outputs["variable"], estimator.predict(X).reshape(len(X), -1), dtype)
+        return
+    np.testing.assert_array_equal(outputs[label], estimator.predict(X))
+    assert_close(outputs[probabilities], estimator.predict_proba(X), dtype)
+
+
+ESTIMATORS = [("multiclass", np.float32), ("binary", np.float32), ("multilabel", np.float32),
+              ("multiclass", np.float64), ("squared_error", 1), ("squared_error", 3), ("poisson", 2)]
+
+
+@pytest.fixture(scope="module", params=ESTIMATORS, ids=[f"{a}-{b if isinstance(b, int) else np.dtype(b).name}"
+                                                        for a, b in ESTIMATORS])
+def fitted(request):
+    kind, detail = request.param
+    if kind in ("multiclass", "binary", "multilabel"):
+        return _classification(kind, detail)
+    return _regression(kind, detail, np.float32)
+
+
+def test_estimators_export_through_hg_to_onnx(fitted):
+    estimator, X = fitted
+    assert_estimator_outputs(estimator, X, run(hg.to_onnx(estimator, X[:1]), X))
+
+
+def test_a_saved_estimator_exports_from_its_file(tmp_path):
+    estimator, X = _classification("binary", np.float32)
+    hg.save(estimator, tmp_path / "estimator.npz")
+    assert_estimator_outputs(estimator, X, run(hg.to_onnx(tmp_path / "estimator.npz"), X))
+
+
+def test_skl2onnx_converts_the_estimators_as_scikit_learns(fitted):
+    skl2onnx = pytest.importorskip("skl2onnx")
+    estimator, X = fitted
+    if not hasattr(estimator, "classes_"):
+        assert_estimator_outputs(estimator, X, run(skl2onnx.to_onnx(estimator, X[:1]), X))
+        return
+    plain = run(skl2onnx.to_onnx(estimator, X[:1], options={"zipmap": False}), X)
+    assert_estimator_outputs(estimator, X, plain)
+    if X.dtype == np.float32:                            # ZipMap reads float32 probabilities only
+        zipped = run(skl2onnx.to_onnx(estimator, X[:1]), X)
+        assert set(zipped) == {"output_label", "output_probability"}
+        np.testing.assert_array_equal(zipped["output_label"], plain["label"])
+        assert zipped["output_probability"][0] == pytest.approx(dict(zip(_keys(estimator), plain["probabilities"][0])))
+
+
+def _keys(estimator):
+    classes = estimator.classes_
+    return [int(c) for c in classes] if classes.dtype.kind in "iu" else list(classes)
+
+
+def test_skl2onnx_refuses_an_opset_before_20_in_one_line():
+    skl2onnx = pytest.importorskip("skl2onnx")
+    estimator, X = _regression("squared_error", 1, np.float32)
+    with pytest.raises(hg.HandgradError, match="handgrad writes ONNX opset 20 or later"):
+        skl2onnx.to_onnx(estimator, X[:1], target_opset=17)
+
+
+@ci_only
+@pytest.mark.parametrize("order", ["handgrad first", "skl2onnx first"])
+def test_skl2onnx_knows_the_estimators_whichever_is_imported_first(order):
+    imports = ["from handgrad import MLPRegressor", "import skl2onnx"]
+    program = "\n".join(imports if order == "handgrad first" else imports[::-1]) + (
+        "\nimport numpy as np\nX = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)"
+        "\nr = MLPRegressor(hidden_layer_sizes=(4,), max_iter=3).fit(X, X[:, 0])"
+        "\nprint([o.name for o in skl2onnx.to_onnx(r, X[:1]).graph.output])")
+    result = subprocess.run([sys.executable, "-W", "ignore", "-c", program], capture_output=True, text=True,
+                            timeout=600)
+    assert result.stdout.strip() == "['variable']", result.stderr
