@@ -6,6 +6,7 @@ absolute below), 1e-9 in float64.  The quick profile pairs each activation
 with one loss; the CI profile runs every pair.
 """
 
+import csv
 import itertools
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 import handgrad as hg
+from handgrad.cli import main
 from handgrad.data.preprocessing import Preprocessor
 from handgrad.io.modelfile import load_model, save_model
 from support import PROFILE, ci_only
@@ -301,3 +303,81 @@ def test_skl2onnx_knows_the_estimators_whichever_is_imported_first(order):
     result = subprocess.run([sys.executable, "-W", "ignore", "-c", program], capture_output=True, text=True,
                             timeout=600)
     assert result.stdout.strip() == "['variable']", result.stderr
+
+
+# -- the command line -------------------------------------------------------------------------
+
+def _cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _csv(path):
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    return rows[0], rows[1:]
+
+
+@pytest.mark.parametrize("network_flags", [[], ["--dropout", "0.2", "--batch-norm", "--activation", "gelu"]],
+                         ids=["preset", "dropout-batch-norm-gelu"])
+def test_export_of_a_digits_model_predicts_as_handgrad_predict_from_raw_pixels(tmp_path, capsys, network_flags):
+    from sklearn.datasets import load_digits
+
+    model = tmp_path / "run" / "model.npz"
+    code, _, err = _cli(capsys, "train", "--epochs", "2", "--hidden", "16", *network_flags, "--no-plots",
+                        "--no-progress", "--threads", "1", "--out", model)
+    assert code == 0, err
+    code, _, err = _cli(capsys, "export", model, "--format", "onnx", "--out", tmp_path / "m.onnx")
+    assert code == 0, err
+    assert "input X float32 (N, 64); outputs label int64 (N,), probabilities float32 (N, 10)" in err
+    pixels = load_digits().data[:200]                    # raw 0..16: the graph scales them itself
+    np.savez(tmp_path / "rows.npz", X=pixels)
+    assert _cli(capsys, "predict", model, tmp_path / "rows.npz", "--out", tmp_path / "pred.csv")[0] == 0
+    header, rows = _csv(tmp_path / "pred.csv")
+    outputs = run(onnx.load(tmp_path / "m.onnx"), pixels.astype(np.float32))
+    np.testing.assert_array_equal(outputs["label"], [int(row[0]) for row in rows])
+    np.testing.assert_allclose(outputs["probabilities"], np.array([row[1:] for row in rows], float), atol=1e-5)
+    loaded = load_model(model)
+    X = loaded.preprocessor.transform(pixels, np.float32)
+    assert_close(outputs["probabilities"], loaded.model.predict_proba(X))
+
+
+def test_export_of_a_regressor_trained_on_a_csv_predicts_values_in_the_targets_units(tmp_path, capsys):
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(120, 3)) * [1, 10, 100] + [0, 50, 1000]
+    price = 5000 + 300 * X[:, 0] - 20 * X[:, 1] + 0.5 * X[:, 2] + rng.normal(size=120)
+    with open(tmp_path / "houses.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["a", "b", "price", "c"])
+        writer.writerows([[x[0], x[1], p, x[2]] for x, p in zip(X.round(4), price.round(3))])
+    model = tmp_path / "houses.npz"
+    code, _, err = _cli(capsys, "train", "--dataset", tmp_path / "houses.csv", "--target", "price", "--loss",
+                        "squared-error", "--epochs", "2", "--no-plots", "--no-progress", "--threads", "1",
+                        "--out", model)
+    assert code == 0, err
+    assert load_model(model).metadata["extra"]["target_scaling"]["scale"] > 1
+    assert _cli(capsys, "export", model)[0] == 0                 # --out defaults to houses.onnx
+    assert _cli(capsys, "predict", model, tmp_path / "houses.csv", "--out", tmp_path / "pred.csv")[0] == 0
+    header, rows = _csv(tmp_path / "pred.csv")
+    outputs = run(onnx.load(tmp_path / "houses.onnx"), X.round(4).astype(np.float32))
+    assert header == ["price"]
+    assert_close(outputs["variable"][:, 0], [float(row[0]) for row in rows])
+
+
+def test_export_has_help_with_examples(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["export", "--help"])
+    assert stop.value.code == 0 and "examples:" in capsys.readouterr().out
+
+
+def test_export_refuses_bad_input_in_one_line_with_exit_code_2(tmp_path, capsys):
+    code, out, err = _cli(capsys, "export", tmp_path / "missing.npz")
+    assert code == 2 and out == "" and err.count("\n") == 1 and "no such file" in err
+    (tmp_path / "folder.onnx").mkdir()
+    save_model(tmp_path / "m.npz", network(hg.ReLU), loss=hg.SoftmaxCrossEntropy(), classes=[0, 1, 2])
+    code, _, err = _cli(capsys, "export", tmp_path / "m.npz", "--out", tmp_path / "folder.onnx")
+    assert code == 2 and err.count("\n") == 1 and "is a folder" in err
+    with pytest.raises(SystemExit) as usage:
+        main(["export", str(tmp_path / "m.npz"), "--format", "tflite"])
+    assert usage.value.code == 2 and "invalid choice: 'tflite'" in capsys.readouterr().err
