@@ -94,7 +94,7 @@ def write_text(path, text):
 
 def describe(model):
     """``"64-128-10 relu"``: layer widths and the hidden activation (``", batch norm, dropout 0.2"`` with those)."""
-    widths = [model.n_features] + [layer.n_out for layer in model.layers if hasattr(layer, "n_out")]
+    widths = model.layer_sizes
     acts = sorted({layer.name for layer in model.layers if isinstance(layer, Activation) and layer.name})
     text = "-".join(map(str, widths)) + (f" {'/'.join(acts)}" if acts else "")
     if any(isinstance(layer, BatchNorm) for layer in model.layers):

@@ -18,10 +18,7 @@ from handgrad.estimators._common import NotFitted, ParameterError, estimator_act
 from handgrad.estimators._onnx import register_with_skl2onnx
 from handgrad.estimators.classifier import MLPClassifier
 from handgrad.estimators.regressor import MLPRegressor
-from handgrad.registry import ESTIMATORS
 
-ESTIMATORS.add(MLPClassifier)
-ESTIMATORS.add(MLPRegressor)
 register_with_skl2onnx()        # skl2onnx.to_onnx converts them (see ._onnx)
 
 __all__ = ["MLPClassifier", "MLPRegressor", "NotFitted", "ParameterError", "estimator_activations",

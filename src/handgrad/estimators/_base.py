@@ -66,6 +66,7 @@ from handgrad.nn.dropout import Dropout
 from handgrad.nn.layers import Dense
 from handgrad.nn.model import PREDICT_BATCH_SIZE, Sequential
 from handgrad.optim.optimizers import SGD, Adam
+from handgrad.registry import ESTIMATORS, Registered
 from handgrad.training.callbacks import Callback
 from handgrad.training.loop import fit as fit_network
 from handgrad.validation import is_sparse, resolve_dtype
@@ -81,8 +82,16 @@ _ADAPTIVE_FACTOR, _ADAPTIVE_FLOOR = 5.0, 1e-6
 _STOCHASTIC_ATTRIBUTES = ("best_loss_", "validation_scores_", "best_validation_score_", "validation_loss_curve_")
 
 
-class BaseMLP(BaseEstimator):
-    """Parameters, training and prediction shared by the classifier and the regressor."""
+class BaseMLP(BaseEstimator, Registered, registry=ESTIMATORS):
+    """Parameters, training and prediction shared by the classifier and the regressor.
+
+    Every subclass (``MLPClassifier``, ``MLPRegressor``, a user's own) is
+    registered in ``handgrad.registry.ESTIMATORS`` under its class name,
+    which is how ``hg.load`` finds it again; it is saved through
+    :meth:`to_state` and rebuilt by :meth:`from_state`.
+    """
+
+    name = None
 
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
@@ -283,13 +292,15 @@ class BaseMLP(BaseEstimator):
         bookkeeping = _EpochBookkeeping(self, data, n)
         # One run of fit_network for all the epochs, so its checks and set-up happen once, not
         # once an epoch (on a small table an epoch is one minibatch); the callback keeps
-        # scikit-learn's per-epoch rules.
+        # scikit-learn's per-epoch rules.  Each epoch is judged for divergence against its own
+        # first minibatch: a run of scikit-learn's loop may climb a long way before it settles,
+        # and scikit-learn stops none.
         try:
             fit_network(self._net, self._loss, data.X, data.targets, optimizer=self._optimizer,
                         epochs=self._epochs_trained + epochs, initial_epoch=self._epochs_trained,
                         batch_size=batch_size, alpha=self.alpha, sample_weight=data.weights,
                         shuffle=self._epoch_orders(n, rng) if self.shuffle else False, seed=self._mask_seed,
-                        callbacks=[bookkeeping])
+                        callbacks=[bookkeeping], divergence_reference="epoch")
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=4)
         if not incremental and not bookkeeping.converged and self.n_iter_ == self.max_iter:
@@ -473,18 +484,54 @@ class BaseMLP(BaseEstimator):
 
     # -- persistence (hg.save / hg.load) ------------------------------------------------------
 
-    def _to_state(self):
-        """What ``hg.save`` writes (see :mod:`handgrad.estimators._persist`)."""
+    def config(self):
+        """``{"type": class name, **get_params()}``: scikit-learn's constructor arguments (``dtype`` included)."""
+        return {"type": type(self).__name__, **self.get_params(deep=False)}
+
+    def to_state(self):
+        """What ``hg.save`` writes: an :class:`~handgrad.io.format.EstimatorState`.
+
+        Returns
+        -------
+        EstimatorState
+            The network, loss, optimizer (with its state; None after
+            L-BFGS), history, and as ``entry`` the encoded parameters and
+            fitted attributes (see :mod:`handgrad.estimators._persist` and
+            docs/model-format.md).
+
+        Raises
+        ------
+        HandgradError
+            The estimator is not fitted.
+        """
         from handgrad.estimators._persist import estimator_state
 
         return estimator_state(self)
 
     @classmethod
-    def _from_state(cls, network, loss, optimizer, metadata):
-        """The fitted estimator ``hg.load`` rebuilds from a checked file (see :mod:`._persist`)."""
+    def from_state(cls, state):
+        """The fitted estimator that ``hg.load`` rebuilds from an :class:`~handgrad.io.format.EstimatorState`.
+
+        Parameters
+        ----------
+        state : EstimatorState
+            Its network, loss and optimizer as the model-file reader checked
+            them; ``state.entry`` as the file holds it, checked here field by
+            field.
+
+        Returns
+        -------
+        BaseMLP
+            A fitted instance of ``cls``.
+
+        Raises
+        ------
+        HandgradError
+            A field of the wrong type or range, or parts that disagree.
+        """
         from handgrad.estimators._persist import restore_estimator
 
-        return restore_estimator(cls, network, loss, optimizer, metadata)
+        return restore_estimator(cls, state)
 
 
 def _as_dtype(X, dtype):
@@ -517,9 +564,6 @@ class _EpochBookkeeping(Callback):
         self.converged = False
 
     def on_epoch_end(self, ctx, record):
-        # Each epoch's loss is judged for divergence against that epoch's first minibatch (a run of
-        # scikit-learn's loop may climb a long way before it settles, and scikit-learn stops none).
-        ctx.loss_scale = None
         est = self.estimator
         est._epochs_trained += 1
         est.n_iter_ += 1

@@ -1,9 +1,11 @@
 """A fitted estimator as a handgrad model file, and back: ``hg.save(estimator, path)``, ``hg.load(path)``.
 
-The network goes into the file as any model does (its layer configuration
-and arrays, read back by the same validating reader), the optimizer's state
-as a checkpoint's, and everything else as JSON in the metadata's
-``estimator`` entry:
+The two halves of the estimators' ``to_state``/``from_state`` (the protocol
+of :class:`handgrad.io.format.EstimatorState`).  The network goes into the
+file as any model does (its layer configuration and arrays, read back by the
+same validating reader), the optimizer's state as a checkpoint's (its class
+name and constructor arguments, so a user's optimizer class comes back as
+itself), and everything else as JSON in the metadata's ``estimator`` entry:
 
 * ``params``: ``get_params()``, each value a JSON number, string, bool,
   null or list.  ``n_iter_no_change=inf`` is stored as ``"inf"``;
@@ -29,6 +31,7 @@ from sklearn.preprocessing import LabelBinarizer
 
 from handgrad.errors import HandgradError
 from handgrad.estimators._common import output_activation
+from handgrad.io.format import EstimatorState
 from handgrad.nn.layers import Dense
 from handgrad.nn.losses import Loss
 
@@ -42,7 +45,7 @@ _MAX_LIST = 10_000_000
 # -- writing -------------------------------------------------------------------
 
 def estimator_state(estimator):
-    """``{"type", "network", "loss", "optimizer", "metadata", "history"}`` for :func:`handgrad.save`."""
+    """The :class:`~handgrad.io.format.EstimatorState` of a fitted estimator, for :func:`handgrad.save`."""
     if not hasattr(estimator, "coefs_"):
         raise HandgradError(f"this {type(estimator).__name__} is not fitted yet; call fit before hg.save")
     estimator._sync_network()
@@ -58,10 +61,10 @@ def estimator_state(estimator):
                               "values": [_plain(v) for v in classes.tolist()]}
         fitted["y_type_"] = estimator._label_binarizer.y_type_
         fitted["_encoding"] = estimator._encoding
-    return {"type": type(estimator).__name__, "network": estimator._net, "loss": estimator._loss,
-            "optimizer": getattr(estimator, "_optimizer", None),
-            "metadata": {"params": _encode_params(estimator.get_params()), "fitted": fitted},
-            "history": _history(estimator)}
+    return EstimatorState(network=estimator._net, loss=estimator._loss,
+                          optimizer=getattr(estimator, "_optimizer", None),
+                          entry={"params": _encode_params(estimator.get_params()), "fitted": fitted},
+                          history=_history(estimator))
 
 
 _NUMBERS = ("n_features_in_", "n_iter_", "t_", "n_layers_", "n_outputs_", "loss_", "best_loss_",
@@ -127,8 +130,10 @@ def _finite_or_none(value):
 
 # -- reading -------------------------------------------------------------------
 
-def restore_estimator(cls, network, loss, optimizer, metadata):
-    """A fitted ``cls`` from the checked network, loss and optimizer and the unchecked ``metadata``."""
+def restore_estimator(cls, state):
+    """A fitted ``cls`` from an :class:`~handgrad.io.format.EstimatorState`: its checked network, loss and
+    optimizer, and its unchecked ``entry``, which every use below checks."""
+    network, loss, optimizer, metadata = state.network, state.loss, state.optimizer, state.entry
     if not isinstance(metadata, dict) or set(metadata) != {"params", "fitted"}:
         raise HandgradError("the estimator entry must hold exactly 'params' and 'fitted'")
     estimator = cls(**_decode_params(cls, metadata["params"]))

@@ -45,7 +45,7 @@ def save(obj, path, *, loss=None, classes=None, history=()):
     classes, parameters, fitted attributes, optimizer state and history.
     See docs/model-format.md.
     """
-    if type(obj).__name__ in ESTIMATORS and ESTIMATORS.get(type(obj).__name__) is type(obj):
+    if getattr(type(obj), "registry", None) is ESTIMATORS:
         save_estimator(path, obj)
         return
     if not isinstance(obj, Sequential):
@@ -121,20 +121,27 @@ def save_checkpoint(path, model, *, loss, classes, optimizer_state, epoch, prepr
 def save_estimator(path, estimator):
     """Write a fitted estimator: its network as a model file's arrays, the rest as metadata.
 
-    Beside the model file's fields the metadata holds ``estimator``:
-    ``{"type": class name, "optimizer": ..., **the estimator's own metadata}``,
-    and the arrays include the optimizer's state (``optimizer.<g>.<name>``,
-    as in a checkpoint) when it has one.
+    The estimator gives its parts through ``to_state()`` (the protocol of
+    :class:`handgrad.io.format.EstimatorState`).  Beside the model file's
+    fields the metadata holds ``estimator``: ``{"type": class name,
+    "optimizer": ..., **state.entry}``, and the arrays include the
+    optimizer's state (``optimizer.<g>.<name>``, as in a checkpoint) when it
+    has one.
+
+    Raises
+    ------
+    HandgradError
+        The estimator is not fitted, or its entry uses a reserved key.
     """
-    state = estimator._to_state()
-    model = state["network"]
-    metadata = _metadata("estimator", model, state["loss"], None, None, None, state.get("history", ()), None)
-    arrays = _parameter_arrays(model)
-    optimizer = None
-    if state.get("optimizer") is not None:
-        optimizer_state = state["optimizer"].state_dict()
-        optimizer = _optimizer_entry(optimizer_state, arrays)
-    metadata["estimator"] = {"type": state["type"], "optimizer": optimizer, **state["metadata"]}
+    state = estimator.to_state()
+    reserved = {"type", "optimizer"} & set(state.entry)
+    if reserved:
+        raise HandgradError(f"{type(estimator).__name__}.to_state() returned an entry with the reserved key(s) "
+                            f"{', '.join(sorted(reserved))}; rename them")
+    metadata = _metadata("estimator", state.network, state.loss, None, None, None, state.history, None)
+    arrays = _parameter_arrays(state.network)
+    optimizer = None if state.optimizer is None else _optimizer_entry(state.optimizer.state_dict(), arrays)
+    metadata["estimator"] = {"type": type(estimator).__name__, "optimizer": optimizer, **state.entry}
     _write(path, metadata, arrays)
 
 

@@ -328,11 +328,10 @@ def inference_parts(obj, loss=None, classes=None):
     if isinstance(obj, LoadedModel):
         head = TaskHead(SoftmaxCrossEntropy() if obj.loss is None else obj.loss, obj.classes, target_scaling(obj))
         return InferenceParts(obj.model, head, obj.preprocessor)
-    name = type(obj).__name__
-    if name in ESTIMATORS and ESTIMATORS.get(name) is type(obj):
+    if getattr(type(obj), "registry", None) is ESTIMATORS:
         return obj._inference_parts()
     raise HandgradError(f"ONNX export takes a handgrad Sequential, a fitted handgrad estimator or a model file's "
-                        f"path, got {name}")
+                        f"path, got {type(obj).__name__}")
 
 
 def target_scaling(loaded):

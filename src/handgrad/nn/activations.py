@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from handgrad.errors import HandgradError
+from handgrad.constraints import Real
 from handgrad.nn.derivation import Derivation
 from handgrad.nn.layers import Layer
 from handgrad.registry import LAYERS
@@ -29,11 +29,10 @@ def _empty_like(X, out):
     return np.empty_like(X) if out is None else out
 
 
-def _non_negative(value, what, remedy):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value) or value < 0:
-        raise HandgradError(f"{what} must be a finite number ≥ 0, got {value!r}; {remedy}")
-    return float(value)
+# LeakyReLU's slope and ELU's α scale the negative inputs.  They must be ≥ 0 (so that the output
+# keeps the sign of z, which backward reads) and are capped at 1e6: larger ones serve no model,
+# and a finite setting near float32's 3.4e38 would make every negative output infinite.
+_MAX_SCALE = 1e6
 
 
 class Activation(Layer):
@@ -200,11 +199,12 @@ class LeakyReLU(Activation):
     name = "leaky-relu"
     initializer = "he"
     in_place = True
+    constraints = {"negative_slope": Real(0, cap=_MAX_SCALE, remedy=(
+        "a non-negative slope keeps the sign of z in the output, which backward reads, and a slope up to 1e6 "
+        "keeps float32 outputs finite; 0.01 is usual"))}
 
     def __init__(self, negative_slope=0.01):
-        self.negative_slope = _non_negative(
-            negative_slope, "LeakyReLU negative_slope",
-            "a non-negative slope keeps the sign of z in the output, which backward reads")
+        self.negative_slope = float(negative_slope)
 
     def forward(self, Z, out=None):
         out = _empty_like(Z, out)
@@ -248,10 +248,12 @@ class ELU(Activation):
 
     initializer = "he"
     in_place = True
+    constraints = {"alpha": Real(0, cap=_MAX_SCALE, remedy=(
+        "alpha is the size of the negative saturation −alpha: ≥ 0 so that the output keeps the sign of z, "
+        "up to 1e6 so that float32 outputs stay finite; 1.0 is usual"))}
 
     def __init__(self, alpha=1.0):
-        self.alpha = _non_negative(alpha, "ELU alpha",
-                                   "alpha is the size of the negative saturation −alpha (1.0 is usual)")
+        self.alpha = float(alpha)
 
     def forward(self, Z, out=None):
         out = _empty_like(Z, out)

@@ -21,9 +21,10 @@ for the batch), ``y_t`` the target of class ``t``, ``lse(z) = log Σ_k e^{z_k}``
 
 import numpy as np
 
+from handgrad.constraints import Options
 from handgrad.errors import DataError, HandgradError
 from handgrad.nn.derivation import Derivation
-from handgrad.registry import LOSSES, constructor_arguments, snake_case
+from handgrad.registry import LOSSES, Registered
 from handgrad.tasks import CLASSIFICATION, MULTILABEL, REGRESSION, one_hot
 from handgrad.tasks import get as task_named
 
@@ -50,12 +51,13 @@ def softmax(Z, out=None):
     return out
 
 
-class Loss:
-    """Base class of losses on logits.  Defining a subclass registers it (see :mod:`handgrad.registry`).
+class Loss(Registered, registry=LOSSES):
+    """Base class of losses on logits.  Defining a subclass registers it (see :class:`handgrad.registry.Registered`).
 
     ``name`` is the spelling users type (``--loss``; the estimator's ``loss=``
     with underscores).  ``config()`` is ``{"type": class name, **constructor
-    arguments}``, rebuilt as ``cls(**arguments)``.
+    arguments}``, rebuilt as ``cls(**arguments)``; ``constraints`` declares
+    the valid settings (``reduction``: "mean" or "sum").
 
     ``task`` (a :class:`~handgrad.tasks.Task`, or its name) says what the
     targets are: it checks them (:meth:`check_targets` asks it) and picks the
@@ -72,17 +74,13 @@ class Loss:
     name = None
     task = CLASSIFICATION
     derivation = None
+    constraints = {"reduction": Options(*REDUCTIONS)}
 
     def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        if "name" not in cls.__dict__:
-            cls.name = snake_case(cls.__name__).replace("_", "-")
-        cls.task = task_named(cls.task)       # a task given by its name becomes the Task
-        LOSSES.add(cls)
+        super().__init_subclass__(**kwargs)     # registers it (handgrad.registry.Registered)
+        cls.task = task_named(cls.task)         # a task given by its name becomes the Task
 
     def __init__(self, reduction="mean"):
-        if reduction not in REDUCTIONS:
-            raise HandgradError(f"unknown reduction {reduction!r}; choose 'mean' or 'sum'")
         self.reduction = reduction
 
     def _scale(self, n):
@@ -130,13 +128,6 @@ class Loss:
 
     def __call__(self, Z, y):
         return self.forward(Z, y)
-
-    def config(self):
-        return {"type": type(self).__name__, **constructor_arguments(self)}
-
-    def __repr__(self):
-        arguments = ", ".join(f"{k}={v!r}" for k, v in constructor_arguments(self).items())
-        return f"{type(self).__name__}({arguments})"
 
     def export(self, graph, Z):
         """Write what the loss reads its logits as into an ONNX graph (see :meth:`handgrad.Layer.export`).
