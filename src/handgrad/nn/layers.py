@@ -230,6 +230,19 @@ class Layer(Registered, registry=LAYERS):
     def __call__(self, X):
         return self.forward(X)
 
+    def export(self, graph, x):
+        """Write the layer's inference-mode forward pass into an ONNX graph; return its output's name.
+
+        ``graph`` is a :class:`handgrad.io.onnx.GraphWriter`: ``graph.op(type,
+        *inputs, **attributes)`` adds a node of the standard ONNX domain,
+        ``graph.constant(array)`` stores a parameter, and both return the
+        name the value is read by.  ``x`` names the input, of the network's
+        dtype.  A layer that does not define it cannot be exported.
+        """
+        name = type(self).__name__
+        raise HandgradError(f"{name} has no ONNX exporter; define {name}.export(self, graph, x), which writes its "
+                            "inference-mode forward pass with graph.op and returns the output (see docs/onnx.md)")
+
 
 INITIALIZERS = ("auto", "glorot", "he")
 
@@ -412,6 +425,10 @@ class Dense(Layer):
 
     def __repr__(self):
         return f"Dense({self.n_in}, {self.n_out})"
+
+    def export(self, graph, x):
+        """``X W + b`` as one ONNX Gemm."""
+        return graph.op("Gemm", x, graph.constant(self._W, name="W"), graph.constant(self._b, name="b"))
 
 
 def layer_from_config(config, dtype=np.float32):
