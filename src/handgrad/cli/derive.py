@@ -41,17 +41,13 @@ a few rows of the dataset (a sample of entries per array: two forward passes
 per entry) and exits with 1 if any error reaches the tolerance (1e-6).
 """
 
-TRAIN_GROUPS = ("data", "model")       # train's argument groups adopted whole
-TRAIN_FLAGS = ("l2", "seed")           # and these flags of its other groups
-
-
 def add_parser(subparsers, parents):
     p = subparsers.add_parser(
         "derive", parents=parents, help="print the derivation of a network, with shapes and seeds",
         description="Print the derivation of one network: every layer's forward and backward equations with "
                     "their shapes, the loss's gradient and the L2 term; optionally check each gradient.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    network = _adopt_train_flags(p)
+    network = add_network_flags(p)
     t = S.argument_type
     source = p.add_argument_group("a saved network")
     source.add_argument("--model", metavar="FILE", help="derive this model file's network instead "
@@ -68,29 +64,19 @@ def add_parser(subparsers, parents):
     p.set_defaults(run=run_derive, network_flags=network)
 
 
-def _adopt_train_flags(parser):
+def add_network_flags(parser):
     """Add ``train``'s data and model flags, ``--l2`` and ``--seed`` to ``parser``; return the network's dests.
 
-    The arguments are taken from a scratch ``train`` parser, so each flag has
+    The flags are defined once, by ``train``'s own functions, so each has
     train's spelling, checker and help, and a flag train gains in those
     groups is offered here too.  The network's dests (the model group and
     ``--seed``) are the ones that cannot be combined with ``--model``.
     """
-    commands = argparse.ArgumentParser(add_help=False).add_subparsers()
-    train.add_parser(commands, [])
-    groups = {group.title: group for group in commands.choices["train"]._action_groups}
-    network = []
-    for title in TRAIN_GROUPS:
-        target = parser.add_argument_group(title)
-        for action in groups[title]._group_actions:
-            target._add_action(action)
-            if title == "model":
-                network.append(action.dest)
-    target = parser.add_argument_group("objective and initialisation")
-    for group in groups.values():
-        for action in group._group_actions:
-            if action.dest in TRAIN_FLAGS:
-                target._add_action(action)
+    train.add_data_flags(parser)
+    network = train.add_model_flags(parser)
+    objective = parser.add_argument_group("objective and initialisation")
+    train.add_l2_flag(objective)
+    train.add_seed_flag(objective)
     return network + ["seed"]
 
 
@@ -110,7 +96,7 @@ def run_derive(args):
                                 f"or --model")
         model, loss, l2, rows = _from_file(args)
     else:
-        model, loss, l2, rows = _from_flags(args)
+        model, loss, l2, rows = network_from_flags(args, args.check_rows if args.check else None)
     doc = document(model, loss, l2=l2, check=rows and rows.data, entries=args.check_entries,
                    rows=rows and rows.label)
     text = render(doc, args.format)
@@ -123,8 +109,13 @@ def run_derive(args):
     return 1 if doc.passed is False else 0
 
 
-def _from_flags(args):
-    """The network ``handgrad train`` would start with these flags, its loss and L2, and rows to check on."""
+def network_from_flags(args, rows=None):
+    """The network ``handgrad train`` would start with these flags, its loss and L2, and ``rows`` rows.
+
+    ``rows`` (a count, or None for none) are the first rows of the training
+    split, preprocessed as ``train`` preprocesses them: ``(X, y)`` in
+    ``rows.data``, with a description in ``rows.label``.
+    """
     from handgrad.data.loaders import load_dataset
     from handgrad.data.preprocessing import Preprocessor
 
@@ -136,13 +127,13 @@ def _from_flags(args):
     dataset = load_dataset(settings["dataset"], data_dir=settings["data_dir"], target=settings["target"],
                            test_fraction=settings["test_fraction"], parts=("train",), task=loss.task)
     model = S.build_model(settings, dataset.n_features, dataset.n_outputs, dtype)
-    rows = None
-    if args.check:
-        preprocessor = Preprocessor.fit(dataset.X_train, dataset.kind)
-        X = preprocessor.transform(dataset.X_train[:args.check_rows], dtype=dtype)   # what training feeds it
-        rows = SimpleNamespace(data=(X, dataset.y_train[:args.check_rows]),
-                               label=f"the first {len(X)} training rows of {dataset.name}, preprocessed as train does")
-    return model, loss, settings["l2"], rows
+    if rows is None:
+        return model, loss, settings["l2"], None
+    preprocessor = Preprocessor.fit(dataset.X_train, dataset.kind)
+    X = preprocessor.transform(dataset.X_train[:rows], dtype=dtype)   # what training feeds it
+    return model, loss, settings["l2"], SimpleNamespace(
+        data=(X, dataset.y_train[:rows]),
+        label=f"the first {len(X)} training rows of {dataset.name}, preprocessed as train does")
 
 
 def _from_file(args):

@@ -80,36 +80,8 @@ def add_parser(subparsers, parents):
                     "held-out figures; write the model and plots.",
         epilog=EXAMPLES.format(presets=text_table()), formatter_class=argparse.RawDescriptionHelpFormatter)
     t = S.argument_type
-    data = p.add_argument_group("data")
-    data.add_argument("--dataset", metavar="NAME|PATH",
-                      help="digits (default), mnist, fashion-mnist, or PATH.csv / PATH.npz")
-    data.add_argument("--data-dir", metavar="DIR",
-                      help="folder holding mnist/ and fashion-mnist/ (else $HANDGRAD_DATA, the cache)")
-    data.add_argument("--target", type=t(S.target), metavar="COLUMN[,COLUMN...]",
-                      help="CSV label column (default: the last column); for regression one or more numeric "
-                           "columns, for multilabel several 0/1 columns (then --loss defaults to sigmoid-bce)")
-    data.add_argument("--preset", choices=list(VARIANTS), default=None,
-                      help="which preset fills unset flags: standard (default), or best (mnist: the most accurate "
-                           "recipe found, about ten minutes on two cores)")
-    data.add_argument("--shift", type=t(S.shift), metavar="PIXELS",
-                      help="move each training image by up to PIXELS in each direction, anew every epoch "
-                           "(image datasets; default 0: none)")
-    data.add_argument("--test-fraction", type=t(S.fraction), metavar="F",
-                      help=f"share held out for testing (digits, CSV, NPZ; default {PRESETS['file']['test_fraction']:g})")
-    model = p.add_argument_group("model", PRESET_NOTE)
-    model.add_argument("--hidden", type=t(S.hidden_sizes), metavar="N,N,...", help="hidden layer widths, e.g. 256,128")
-    _choice(model, "--activation", S.activation_names(), "hidden activation")
-    model.add_argument("--input-dropout", type=t(S.input_dropout), metavar="P",
-                       help="a Dropout(P) before the first layer: drops input features in training (default 0)")
-    model.add_argument("--dropout", type=t(S.dropout), metavar="P",
-                       help="a Dropout(P) after every hidden activation: P in [0, 1) is the share of units "
-                            "dropped in training (default 0: none)")
-    model.add_argument("--batch-norm", action="store_true", default=None,
-                       help="a BatchNorm before every hidden activation")
-    _choice(model, "--loss", S.loss_names(),
-            "the loss, which sets the task: classification (cross-entropy, softmax-bce), regression "
-            "(squared-error, poisson) or multilabel (sigmoid-bce)")
-    _choice(model, "--dtype", S.DTYPES, "floating-point type of weights and data")
+    add_data_flags(p)
+    add_model_flags(p)
     opt = p.add_argument_group("optimization", PRESET_NOTE)
     _choice(opt, "--optimizer", S.optimizer_names(), "Adam, or SGD with --momentum")
     opt.add_argument("--lr", type=t(S.positive_float), help="learning rate")
@@ -118,9 +90,8 @@ def add_parser(subparsers, parents):
     opt.add_argument("--warmup", type=t(S.non_negative_float), metavar="EPOCHS", help="cosine warm-up, in epochs")
     opt.add_argument("--epochs", type=t(S.positive_int), help="number of epochs (with --resume: the new total)")
     opt.add_argument("--batch-size", type=t(S.positive_int), metavar="N", help="minibatch size")
-    opt.add_argument("--l2", type=t(S.non_negative_float), help="L2 penalty λ of (λ/2)·Σ‖W‖²")
-    opt.add_argument("--seed", type=t(S.non_negative_int),
-                     help="seeds the initialisation, the validation split and the shuffles (not the test split)")
+    add_l2_flag(opt)
+    add_seed_flag(opt)
     opt.add_argument("--validation-fraction", type=t(S.fraction), metavar="F",
                      help="share of training data held out per epoch")
     opt.add_argument("--early-stopping", type=t(S.non_negative_int), nargs="?", const=10, metavar="PATIENCE",
@@ -145,12 +116,66 @@ def add_parser(subparsers, parents):
     p.set_defaults(run=run_train)
 
 
+def add_data_flags(parser):
+    """The "data" group: which dataset, where it is, its target columns, preset and split."""
+    t = S.argument_type
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", metavar="NAME|PATH",
+                      help="digits (default), mnist, fashion-mnist, or PATH.csv / PATH.npz")
+    data.add_argument("--data-dir", metavar="DIR",
+                      help="folder holding mnist/ and fashion-mnist/ (else $HANDGRAD_DATA, the cache)")
+    data.add_argument("--target", type=t(S.target), metavar="COLUMN[,COLUMN...]",
+                      help="CSV label column (default: the last column); for regression one or more numeric "
+                           "columns, for multilabel several 0/1 columns (then --loss defaults to sigmoid-bce)")
+    data.add_argument("--preset", choices=list(VARIANTS), default=None,
+                      help="which preset fills unset flags: standard (default), or best (mnist: the most accurate "
+                           "recipe found, about ten minutes on two cores)")
+    data.add_argument("--shift", type=t(S.shift), metavar="PIXELS",
+                      help="move each training image by up to PIXELS in each direction, anew every epoch "
+                           "(image datasets; default 0: none)")
+    data.add_argument("--test-fraction", type=t(S.fraction), metavar="F",
+                      help=f"share held out for testing (digits, CSV, NPZ; default {PRESETS['file']['test_fraction']:g})")
+
+
+def add_model_flags(parser):
+    """The "model" group: the network and its loss; return the destinations of its flags."""
+    t = S.argument_type
+    model = parser.add_argument_group("model", PRESET_NOTE)
+    flags = [
+        model.add_argument("--hidden", type=t(S.hidden_sizes), metavar="N,N,...",
+                           help="hidden layer widths, e.g. 256,128"),
+        _choice(model, "--activation", S.activation_names(), "hidden activation"),
+        model.add_argument("--input-dropout", type=t(S.input_dropout), metavar="P",
+                           help="a Dropout(P) before the first layer: drops input features in training (default 0)"),
+        model.add_argument("--dropout", type=t(S.dropout), metavar="P",
+                           help="a Dropout(P) after every hidden activation: P in [0, 1) is the share of units "
+                                "dropped in training (default 0: none)"),
+        model.add_argument("--batch-norm", action="store_true", default=None,
+                           help="a BatchNorm before every hidden activation"),
+        _choice(model, "--loss", S.loss_names(),
+                "the loss, which sets the task: classification (cross-entropy, softmax-bce), regression "
+                "(squared-error, poisson) or multilabel (sigmoid-bce)"),
+        _choice(model, "--dtype", S.DTYPES, "floating-point type of weights and data")]
+    return [action.dest for action in flags]
+
+
+def add_l2_flag(group):
+    """``--l2``, the L2 coefficient of the objective."""
+    group.add_argument("--l2", type=S.argument_type(S.non_negative_float), help="L2 penalty λ of (λ/2)·Σ‖W‖²")
+
+
+def add_seed_flag(group):
+    """``--seed``, which seeds the initialisation (and, in train, the split and the shuffles)."""
+    group.add_argument("--seed", type=S.argument_type(S.non_negative_int),
+                       help="seeds the initialisation, the validation split and the shuffles (not the test split)")
+
+
 PRESET_NOTE = "unset flags take the dataset's preset (table below)"
 
 
 def _choice(group, flag, options, help):
-    """A flag taking one of ``options``, listed in the usage line like argparse's ``choices``."""
-    group.add_argument(flag, type=S.argument_type(S.choice(options)), metavar="{" + ",".join(options) + "}",
+    """A flag taking one of ``options``, listed in the usage line like argparse's ``choices``; its action."""
+    return group.add_argument(flag, type=S.argument_type(S.choice(options)), metavar="{" + ",".join(options) + "}",
                        help=help)
 
 
