@@ -1,0 +1,1 @@
+"""The derivation tooling: print a network's derivation, diagnose a hand-written gradient."""
