@@ -6,14 +6,18 @@ mistake injected on request, and the seed documents' formulas are transcribed
 in each seed's own layout (as in ``tests/test_seeds.py``).
 """
 
+import re
+import shlex
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy.special import erfc
-from support import count
 
 import handgrad as hg
 from handgrad.cli import main
 from handgrad.derivations.mistakes import KINDS
+from support import count
 
 # -- a learner: backpropagation by hand, with one mistake on request ----------------------------
 
@@ -628,3 +632,25 @@ def test_bad_input_to_the_command_is_one_line_and_exit_2(tmp_path, capsys, sourc
     assert captured.out == ""
     assert captured.err.startswith("handgrad diagnose: error: ") and message in captured.err
     assert captured.err.count("\n") == 1
+
+
+# -- the learners' page ------------------------------------------------------------------------------
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "diagnose.md"
+
+
+def _fenced(text, language):
+    return re.findall(rf"```{language}\n(.*?)```", text, re.S)
+
+
+def test_the_worked_example_of_the_docs_prints_the_report_the_page_shows(tmp_path, capsys, monkeypatch):
+    section = DOC.read_text().split("## 2. A worked example")[1].split("## 3.")[0]
+    learner, fix = _fenced(section, "python")
+    command = shlex.split(_fenced(section, "bash")[0])
+    monkeypatch.chdir(tmp_path)
+    Path("seed003.py").write_text(learner)
+    assert main(command[1:]) == 1
+    assert capsys.readouterr().out == _fenced(section, "text")[0]
+    Path("seed003.py").write_text(re.sub(r' *grads\["W2"\] \+=.*\n', lambda _: fix, learner))
+    assert main(command[1:]) == 0
+    assert "passed: all 4 gradients right" in capsys.readouterr().out

@@ -707,8 +707,8 @@ def _finding(case, batches, name, chosen):
 
 
 def _worst_entry(name, row, batch):
-    """``Worst entry: W2[3, 1] is 0.01234 where −0.04567 is right (batch of 8 rows).``"""
-    return (f"Worst entry: {name}[{', '.join(map(str, row.where))}] is {_value_text(row.analytic)} where "
+    """``Worst entry: W2[3,1] is 0.01234 where −0.04567 is right (batch of 8 rows).``"""
+    return (f"Worst entry: {name}[{','.join(map(str, row.where))}] is {_value_text(row.analytic)} where "
             f"{_value_text(row.numeric)} is right (batch of {batch.n} rows).")
 
 
@@ -791,7 +791,7 @@ def _scale_cause(case, e):
         return (": it is divided by the batch size n once more than the mean does" if case.mean
                 else ": it is divided by the batch size n, but the loss sums over the samples")
     if e.p == 0 and e.alpha in (2.0, 0.5):
-        return ": a factor of 2 too many" if e.alpha == 2 else ": half the right size (a factor ½)"
+        return ": a factor of 2 too many" if e.alpha == 2 else ": half the right size (a factor of ½, 0.5)"
     return ""
 
 
