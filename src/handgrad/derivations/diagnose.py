@@ -137,10 +137,14 @@ class Diagnosis:
 
     Examples
     --------
-    >>> report = hg.diagnose(model, loss, X, y, gradients)      # doctest: +SKIP
-    >>> report.passed, report["W2"].mistake                        # doctest: +SKIP
-    (False, 'missing-target-term')
-    >>> print(report)                                             # doctest: +SKIP
+    Continuing the example of :func:`diagnose`:
+
+    >>> [(finding.name, finding.correct, finding.mistake) for finding in report]
+    [('W1', False, 'scale'), ('b1', False, 'scale')]
+    >>> print(report)                                  # doctest: +ELLIPSIS
+    diagnosis of Dense(4, 3), loss cross-entropy (mean), λ = 0, rows layout
+    ...
+    FAILED: 2 of 2 gradients wrong: W1 (scale), b1 (scale)
     """
 
     def __init__(self, findings, title, sizes):
@@ -179,6 +183,8 @@ class Diagnosis:
         if wrong:
             listed = ", ".join(f"{f.name} ({f.mistake})" for f in wrong)
             lines.append(f"FAILED: {len(wrong)} of {len(self.findings)} gradients wrong: {listed}")
+        elif len(self.findings) == 1:
+            lines.append("passed: the gradient returned is right")
         else:
             lines.append(f"passed: all {len(self.findings)} gradients right")
         return "\n".join(lines)
@@ -661,7 +667,7 @@ def _matches(U, prediction, value):
 
 
 def _snap(x):
-    """``x`` as a simple fraction (denominator up to 16) or 0 when within 1e-6 of one, else ``x``."""
+    """``x`` snapped: 0 within 1e-6 of it, a fraction of denominator ≤ 16 within 1e-6 relative of it, else ``x``."""
     if x is None or abs(x) <= 1e-6:
         return None if x is None else 0.0
     fraction = Fraction(x).limit_denominator(16)
@@ -760,7 +766,7 @@ def _factor_mistakes(case, name, e, layer_factors, alone):
     if l2_wrong:
         found.append(_l2_factor(case, name, e, data_right=alone and data in fine))
     if e.gamma is not None and bias and e.gamma != 0:
-        found.append(("extra-l2", f"{name} carries an L2 term {_factor_text(e.gamma, e.q)}·λ{name} "
+        found.append(("extra-l2", f"{name} carries an L2 term {_times(e.gamma, e.q, f'λ{name}')} "
                                   f"(λ = {case.l2:g}), but biases are not penalised: ∂J/∂{name} has no λ term."))
     return found
 
@@ -808,7 +814,7 @@ def _l2_factor(case, name, e, data_right):
            (0.5, 0): ": halved; the derivative of (λ/2)‖W‖² is λW",
            (1.0, -1): ": divided by the batch size n, but (λ/2)Σ‖W‖² is added once per batch, not per sample",
            (1.0, 1): ": multiplied by the batch size n, as if the penalty were added once per sample"}
-    return ("l2-factor", f"{name}'s L2 term is {_factor_text(*factor)}·λ{name} where λ{name} belongs"
+    return ("l2-factor", f"{name}'s L2 term is {_times(*factor, f'λ{name}')} where λ{name} belongs"
                          f"{why.get(factor, '')} (λ = {case.l2:g}){rest}.")
 
 
@@ -853,6 +859,11 @@ def _activation_after(case, index):
     return following if isinstance(following, Activation) else None
 
 
+def _times(alpha, p, term):
+    """``λW1``, ``2·λW1``, ``1/n·λW1``: ``term`` with its factor."""
+    return term if (alpha, p) == (1.0, 0) else f"{_factor_text(alpha, p)}·{term}"
+
+
 def _factor_text(alpha, p):
     number = _number_text(alpha)
     if p == 0:
@@ -894,7 +905,7 @@ def _unknown_text(case, batches, name):
             else "differs from the right gradient")
     parts = [f"{name} {text}, and no mistake in the catalogue explains the difference (worst relative error "
              f"{row.max_error:.2g}). {_worst_entry(name, row, batch)}",
-             _spread_text(case, name, U, case.to_user(batch.truth[name]), batch.value),
+             _spread_text(U, case.to_user(batch.truth[name]), batch.value),
              _batches_text(batches, rows), _samples_text(case, batch, name, transposed)]
     return " ".join(part for part in parts if part)
 
@@ -903,7 +914,7 @@ def _comparable(case, batches, name, transposed=False):
     return all(row is not None for row in _comparisons(case, batches, name, transposed))
 
 
-def _spread_text(case, name, U, T, value):
+def _spread_text(U, T, value):
     """Which rows and columns of the array differ (as the learner holds it)."""
     def differs(index):
         return compare("", U[index], T[index], value).max_error >= TOLERANCE
