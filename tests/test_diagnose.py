@@ -460,6 +460,31 @@ def test_two_mistakes_in_one_gradient_name_the_first_and_list_the_other():
     assert "Also: W1 is n times the right gradient" in finding.detail
 
 
+def test_the_output_gradient_of_another_loss_is_loss_gradient():
+    rng = np.random.default_rng(14)
+    X, y = problem("cross-entropy", rng, 40, 4, 3)
+    cross_entropy = learner("tanh", "cross-entropy", 2)
+    report = hg.diagnose(network([4, 5, 3], "tanh"), hg.SoftmaxBinaryCrossEntropy(), X, y, cross_entropy)
+    assert set(mistakes_found(report).values()) == {"loss-gradient"}
+    assert "the gradient of the cross-entropy loss" in report["W2"].detail
+
+
+def test_a_bias_summed_over_the_units_is_bias_reduction_even_where_those_sums_vanish():
+    """A softmax's ∂L/∂Z rows sum to 0: the output bias summed over the classes is 0 on every batch."""
+    rng = np.random.default_rng(15)
+    X, y = problem("cross-entropy", rng, 40, 4, 3)
+    right = learner("tanh", "cross-entropy", 2)
+
+    def across(params, X, y):
+        Z2 = np.tanh(X @ params["W1"] + params["b1"]) @ params["W2"] + params["b2"]
+        G2 = (hg.softmax(Z2) - np.eye(3)[y]) / len(X)
+        return {"b2": G2.sum(axis=1, keepdims=True), "b1": right(params, X, y)["b1"] / len(X)}
+
+    report = hg.diagnose(network([4, 5, 3], "tanh"), hg.SoftmaxCrossEntropy(), X, y, across)
+    assert mistakes_found(report) == {"b1": "bias-reduction", "b2": "bias-reduction"}
+    assert "summed over the units instead of over the samples" in report["b2"].detail
+
+
 def test_an_unknown_mistake_says_where_the_difference_lives():
     finding = _diagnose("unknown")["W1"]
     assert finding.mistake == "unknown" and not finding.correct

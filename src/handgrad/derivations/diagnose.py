@@ -596,15 +596,22 @@ def _fitting_explanations(case, batches, wrong, readings):
                 bases = [_basis(case, name, how, grads, deltas, user.shape)
                          for (grads, deltas), user in zip(passes, users)]
                 penalties = _penalties(case, name, how, batches)
-                found[name] += [_Explanation(how, step, *fit) for fit in _fits(users, bases, penalties, batches)]
+                right_l2 = None if penalties is None else float(name in case.decayed)   # γ of a right L2 term
+                found[name] += [_Explanation(how, step, *fit)
+                                for fit in _fits(users, bases, penalties, batches, right_l2)]
     return found
 
 
-def _fits(users, bases, penalties, batches):
-    """Every ``(α, p, γ, q)`` with ``U = α nᵖ B + γ n^q L`` on every batch to gradcheck's tolerance."""
+def _fits(users, bases, penalties, batches, right_l2):
+    """Every ``(α, p, γ, q)`` with ``U = α nᵖ B + γ n^q L`` on every batch to gradcheck's tolerance.
+
+    ``α = 1, γ = right_l2`` (no factor at all) is tried first as it is: where ``B``
+    is zero to the tolerance (a softmax's row sums), least squares cannot fit
+    a factor, but the reading itself may still be the one that fits.
+    """
     gram = _gram(users, bases, penalties)
     sizes = [float(batch.n) for batch in batches]
-    fits = []
+    fits = [fit for fit in [_confirmed(users, bases, penalties, batches, 0, 0, 1.0, right_l2)] if fit]
     for p in POWERS:
         for q in POWERS if penalties is not None else (None,):
             coefficients = _least_squares(gram, sizes, p, q)
