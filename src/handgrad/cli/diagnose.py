@@ -40,8 +40,8 @@ missing-target-term, activation-derivative, ... (docs/diagnose.md).  Exit code:
 def add_parser(subparsers, parents):
     p = subparsers.add_parser(
         "diagnose", parents=parents, help="name the mistake in a hand-written gradient",
-        description="Check the gradients FILE.py's gradients(params, X, y) returns against handgrad's, "
-                    "and name the mistake in each wrong one.",
+        description="Call FILE.py's gradients(params, X, y) on random batches, compare each gradient it returns "
+                    "with handgrad's, and name the mistake in each wrong one.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", metavar="FILE.py", help="a Python file defining gradients(params, X, y)")
     derive.add_network_flags(p)
