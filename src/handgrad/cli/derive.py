@@ -2,8 +2,8 @@
 
 The network is the one ``handgrad train`` would train with the same flags, or
 the one a model file holds.  It cannot drift from ``train``: the data and
-model flags (with ``--l2`` and ``--seed``) are ``train``'s own argument
-definitions, adopted from its parser, the settings come from the same preset
+model flags (with ``--l2`` and ``--seed``) are added by ``train``'s own
+functions (:func:`handgrad.cli.train.add_data_flags` and its siblings), the settings come from the same preset
 merge (:func:`handgrad.cli.settings.from_flags`), and the model is built by
 the function ``train`` builds it with (:func:`handgrad.cli.settings.build_model`,
 ``--dropout`` and ``--batch-norm`` included).  The text itself comes from the
@@ -47,7 +47,12 @@ def add_parser(subparsers, parents):
         description="Print the derivation of one network: every layer's forward and backward equations with "
                     "their shapes, the loss's gradient and the L2 term; optionally check each gradient.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    network = add_network_flags(p)
+    train.add_data_flags(p)
+    network = train.add_model_flags(p)
+    objective = p.add_argument_group("objective and initialisation")
+    train.add_l2_flag(objective)
+    train.add_seed_flag(objective)
+    network.append("seed")
     t = S.argument_type
     source = p.add_argument_group("a saved network")
     source.add_argument("--model", metavar="FILE", help="derive this model file's network instead "
@@ -62,22 +67,6 @@ def add_parser(subparsers, parents):
     out.add_argument("--format", choices=FORMATS, default="text", help="plain text, or Markdown with LaTeX")
     out.add_argument("--out", metavar="FILE", help="write to FILE (atomically) instead of standard output")
     p.set_defaults(run=run_derive, network_flags=network)
-
-
-def add_network_flags(parser):
-    """Add ``train``'s data and model flags, ``--l2`` and ``--seed`` to ``parser``; return the network's dests.
-
-    The flags are defined once, by ``train``'s own functions, so each has
-    train's spelling, checker and help, and a flag train gains in those
-    groups is offered here too.  The network's dests (the model group and
-    ``--seed``) are the ones that cannot be combined with ``--model``.
-    """
-    train.add_data_flags(parser)
-    network = train.add_model_flags(parser)
-    objective = parser.add_argument_group("objective and initialisation")
-    train.add_l2_flag(objective)
-    train.add_seed_flag(objective)
-    return network + ["seed"]
 
 
 def _flag(dest):

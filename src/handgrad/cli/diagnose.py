@@ -1,7 +1,8 @@
 """``handgrad diagnose FILE.py``: name the mistake in a hand-written gradient.
 
 ``FILE.py`` defines ``gradients(params, X, y)``; the network is the one
-``handgrad derive`` prints for the same flags (built by the same function,
+``handgrad derive`` prints for the same flags (``train``'s own data and model
+flags, ``--l2`` and ``--seed``, built by the same function,
 :func:`handgrad.cli.derive.network_from_flags`), and the batches are drawn
 from the first rows of the dataset's training split, preprocessed as
 ``train`` does.  The report is :func:`handgrad.diagnose`'s.  Exit codes: 0
@@ -15,7 +16,7 @@ import traceback
 from pathlib import Path
 
 import handgrad as hg
-from handgrad.cli import derive
+from handgrad.cli import derive, train
 from handgrad.derivations.diagnose import LAYOUTS
 from handgrad.errors import HandgradError
 
@@ -44,7 +45,11 @@ def add_parser(subparsers, parents):
                     "with handgrad's, and name the mistake in each wrong one.",
         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", metavar="FILE.py", help="a Python file defining gradients(params, X, y)")
-    derive.add_network_flags(p)
+    train.add_data_flags(p)                 # the flags derive takes, defined once by train
+    train.add_model_flags(p)
+    objective = p.add_argument_group("objective and initialisation")
+    train.add_l2_flag(objective)
+    train.add_seed_flag(objective)
     p.add_argument_group("diagnosis").add_argument(
         "--layout", choices=LAYOUTS, default="rows",
         help="rows: X is n×d, W in×out, b (out,) (handgrad's); columns: X is d×n, W out×in, b out×1 (the seeds')")

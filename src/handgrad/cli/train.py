@@ -79,9 +79,9 @@ def add_parser(subparsers, parents):
         description="Train a classifier (or a regressor, or a multilabel classifier) on a dataset; print its "
                     "held-out figures; write the model and plots.",
         epilog=EXAMPLES.format(presets=text_table()), formatter_class=argparse.RawDescriptionHelpFormatter)
-    t = S.argument_type
     add_data_flags(p)
     add_model_flags(p)
+    t = S.argument_type
     opt = p.add_argument_group("optimization", PRESET_NOTE)
     _choice(opt, "--optimizer", S.optimizer_names(), "Adam, or SGD with --momentum")
     opt.add_argument("--lr", type=t(S.positive_float), help="learning rate")
@@ -116,8 +116,11 @@ def add_parser(subparsers, parents):
     p.set_defaults(run=run_train)
 
 
+PRESET_NOTE = "unset flags take the dataset's preset (table below)"
+
+
 def add_data_flags(parser):
-    """The "data" group: which dataset, where it is, its target columns, preset and split."""
+    """The "data" group: which dataset, where, which target columns, which preset, augmentation, the test split."""
     t = S.argument_type
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", metavar="NAME|PATH",
@@ -138,10 +141,10 @@ def add_data_flags(parser):
 
 
 def add_model_flags(parser):
-    """The "model" group: the network and its loss; return the destinations of its flags."""
+    """The "model" group: the network and its loss.  Returns the settings it adds (their dests)."""
     t = S.argument_type
     model = parser.add_argument_group("model", PRESET_NOTE)
-    flags = [
+    actions = [
         model.add_argument("--hidden", type=t(S.hidden_sizes), metavar="N,N,...",
                            help="hidden layer widths, e.g. 256,128"),
         _choice(model, "--activation", S.activation_names(), "hidden activation"),
@@ -155,26 +158,22 @@ def add_model_flags(parser):
         _choice(model, "--loss", S.loss_names(),
                 "the loss, which sets the task: classification (cross-entropy, softmax-bce), regression "
                 "(squared-error, poisson) or multilabel (sigmoid-bce)"),
-        _choice(model, "--dtype", S.DTYPES, "floating-point type of weights and data")]
-    return [action.dest for action in flags]
+        _choice(model, "--dtype", S.DTYPES, "floating-point type of weights and data"),
+    ]
+    return [action.dest for action in actions]
 
 
 def add_l2_flag(group):
-    """``--l2``, the L2 coefficient of the objective."""
     group.add_argument("--l2", type=S.argument_type(S.non_negative_float), help="L2 penalty λ of (λ/2)·Σ‖W‖²")
 
 
 def add_seed_flag(group):
-    """``--seed``, which seeds the initialisation (and, in train, the split and the shuffles)."""
     group.add_argument("--seed", type=S.argument_type(S.non_negative_int),
                        help="seeds the initialisation, the validation split and the shuffles (not the test split)")
 
 
-PRESET_NOTE = "unset flags take the dataset's preset (table below)"
-
-
 def _choice(group, flag, options, help):
-    """A flag taking one of ``options``, listed in the usage line like argparse's ``choices``; its action."""
+    """A flag taking one of ``options``, listed in the usage line like argparse's ``choices``; returns its action."""
     return group.add_argument(flag, type=S.argument_type(S.choice(options)), metavar="{" + ",".join(options) + "}",
                        help=help)
 

@@ -966,7 +966,7 @@ def _samples_text(case, batch, name, transposed):
     if len(wrong) == batch.n:
         return f"Called one sample at a time, it is wrong for every sample of that batch ({batch.n})."
     labels = ""
-    if case.loss.task == "classification" and batch.y.ndim == 1:
+    if batch.y.ndim == 1 and np.issubdtype(batch.y.dtype, np.integer):       # class labels
         labels = f" (label{'s' if len(wrong) > 1 else ''} {', '.join(str(int(batch.y[r])) for r in wrong)})"
     return (f"Called one sample at a time, it is wrong for sample{'s' if len(wrong) > 1 else ''} "
             f"{', '.join(map(str, wrong))}{labels} of that batch's {batch.n} and right for the others.")
