@@ -1,7 +1,7 @@
 """The package's layers: every import of a handgrad module runs downward (or within a layer).
 
 From the base up: errors, validation, files, the registry and the version; nn; optim;
-training; derivations; data; io; report; the estimator; the command line.  The package's
+training; data; io; report; the estimator; the command line.  The package's
 ``__init__`` (the public facade) and ``__main__`` may import anything.
 Imports inside functions count too: a lazy import still ties the layers.
 """

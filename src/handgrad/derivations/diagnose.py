@@ -80,7 +80,7 @@ from handgrad.nn.layers import Activation, Dense
 from handgrad.nn.losses import Loss, softmax
 from handgrad.nn.model import Sequential, stored_arrays
 from handgrad.nn.objective import loss_and_gradients
-from handgrad.validation import check_features, is_sparse, one_hot
+from handgrad.validation import check_features, is_sparse
 
 LAYOUTS = ("rows", "columns")
 BATCH_SIZES = (3, 8, 5, 4)
@@ -446,7 +446,7 @@ class _Batch:
         loss.forward(A, self.y)
         self.G = loss.backward().copy()
         self.kappa = 1.0 / self.n if self.case.mean else 1.0
-        self.Y = self.y if self.y.ndim == 2 else one_hot(self.y, A.shape[1], np.float64)
+        self.Y = self.y if self.y.ndim == 2 else np.eye(A.shape[1])[self.y]        # labels as one-hot rows
         self.P = softmax(A)
 
     def backward(self, step=None):
