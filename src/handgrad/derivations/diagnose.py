@@ -34,7 +34,9 @@ How a diagnosis is reached
    by least squares over all batches at once, so a factor must be the same on
    every batch or the same multiple of ``n``; each is snapped to a simple
    fraction when that fits, and a hypothesis counts only when its prediction
-   matches ``U`` on every batch to the tolerance of step 3.  The data term and
+   matches ``U`` on every batch to the tolerance of step 3.  Each reading and
+   slip is also tried with no factor at all, which needs no fit (a softmax's
+   row sums are zero, and least squares cannot scale zero).  The data term and
    the L2 term are so tested separately and together: ``α = n, γ = 1`` is a
    data term scaled by ``n`` ("scale"), ``α = γ = −1`` a whole gradient of the
    wrong sign ("sign"), ``α = 1, γ = 0`` a missing ``λW``.
@@ -62,6 +64,24 @@ shape is read as transposed; a bias with one row (rows) or one column
 (columns) per sample as not summed; a bias with one entry per sample ((n,),
 (1, n) or (n, 1)) as summed over the units; any other shape is bad input, and
 so is a float32 gradient: its rounding alone exceeds the tolerance.
+
+Decisions
+---------
+* Four kinds beyond the ones the issue named: "chain-rule" (seed 000's
+  hidden layer multiplies each unit by its own output where the output
+  weights belong and follows one score), "softmax-jacobian" (seed 004's
+  intermediate line puts ``p_y`` where ``p_k`` belongs), "layer-input" (seed
+  000's output formula read with the network's ``X``) and "loss-gradient"
+  (another loss's ``∂L/∂Z``).  A weight matrix left untransposed on the way
+  back is "transpose", like a gradient returned transposed.
+* The parameter values are drawn near the model's, not taken as they are:
+  a fresh network's zero biases would hide an L2 term on a bias.
+* One slipped step per gradient is looked for, with any factors on top;
+  the search over two slips would grow with the square of the network and
+  find coincidences, so two slips read as "unknown" with their location.
+* Dropout and BatchNorm are refused: a learner's hand-written gradient of a
+  random mask or of batch statistics is not what the seeds teach, and the
+  slips above are written for Dense layers and activations.
 """
 
 import textwrap
