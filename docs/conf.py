@@ -77,3 +77,8 @@ sphinx_gallery_conf = {
 }
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "2")
+# The MNIST example reads the original IDX files: from the shared data folder beside the repository where
+# there is one (as in CI), else from $HANDGRAD_DATA or the per-user cache, where handgrad downloads them once.
+SHARED_DATA = HERE.parents[1] / "shared" / "data"
+if (SHARED_DATA / "mnist").is_dir():
+    os.environ.setdefault("HANDGRAD_DATA", str(SHARED_DATA))

@@ -51,7 +51,7 @@ history = hg.fit(model, hg.SoftmaxCrossEntropy(), X[:1400], y[:1400], optimizer=
                  batch_size=32, l2=lam, validation_fraction=0.1, seed=0)
 print(f"held-out accuracy {np.mean(model.predict(X[1400:]) == y[1400:]):.3f}")
 
-fig, ax = plt.subplots(figsize=(6, 3.5))
+fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
 ax.plot(history["epoch"], history["train_loss"], label="training: loss + L2 term")
 ax.plot(history["epoch"], history["val_loss"], label="validation: loss")
 ax.set(xlabel="epoch", ylabel="objective", title="Seed 000's network on digits")

@@ -1,6 +1,6 @@
 """
 Seed 001: softmax regression, and the 1/N the seed drops
-=======================================================
+========================================================
 
 Seed document 001 derives the gradient of softmax regression,
 ``f(x) = W x + b`` with ``L = −(1/N) Σ_j Σ_i Y'_ji log Y_ji``, and writes
@@ -53,7 +53,7 @@ history = hg.fit(model, loss, X[:1400], y[:1400], optimizer=hg.Adam(0.05), epoch
                  validation_fraction=0.1, seed=0)
 print(f"held-out accuracy {np.mean(model.predict(X[1400:]) == y[1400:]):.3f}")
 
-fig, ax = plt.subplots(figsize=(6, 3.5))
+fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
 ax.plot(history["epoch"], history["train_accuracy"], label="training")
 ax.plot(history["epoch"], history["val_accuracy"], label="validation")
 ax.set(xlabel="epoch", ylabel="accuracy", title="Softmax regression on digits")

@@ -44,7 +44,7 @@ print("library:", np.round(library, 6), "\nseed:   ", np.round(seed, 6))
 # %%
 # Training with each loss
 # -----------------------
-fig, ax = plt.subplots(figsize=(6, 3.5))
+fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
 for loss in (hg.SoftmaxBinaryCrossEntropy(), hg.SoftmaxCrossEntropy()):
     model = hg.mlp(64, [64], 10, activation="tanh", seed=0)
     history = hg.fit(model, loss, X[:1400], y[:1400], optimizer=hg.Adam(5e-3), epochs=20, batch_size=32,

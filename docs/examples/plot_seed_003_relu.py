@@ -10,7 +10,7 @@ against central differences, and trains it on scikit-learn's digits.
 
 # %%
 # The network and its derivation
-# -------------------------------
+# ------------------------------
 # ``hg.derive`` reads the declaration each piece carries (its forward and
 # backward equations) and fills in this network's widths.
 import matplotlib.pyplot as plt
@@ -41,7 +41,7 @@ history = hg.fit(model, loss, X_train, y_train, optimizer=hg.Adam(1e-2), epochs=
 accuracy = (model.predict(X_test) == y_test).mean()
 print(f"test accuracy {accuracy:.3f} after {len(history)} epochs")
 
-fig, ax = plt.subplots(figsize=(6, 3.5))
+fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
 ax.plot(history["epoch"], history["train_loss"], label="training loss")
 ax.plot(history["epoch"], history["val_loss"], label="validation loss")
 ax.set(xlabel="epoch", ylabel="cross-entropy", title="Seed 003's network on digits")

@@ -54,7 +54,7 @@ print("w2:", np.abs(g2 - np.column_stack([db2, dW2.T])).max(), " w1:", np.abs(g1
 history = hg.fit(model, hg.SoftmaxCrossEntropy(), X[:1400], y[:1400], optimizer=hg.Adam(5e-3), epochs=20,
                  batch_size=32, validation_fraction=0.1, seed=0)
 print(f"held-out accuracy {np.mean(model.predict(X[1400:]) == y[1400:]):.3f}")
-fig, ax = plt.subplots(figsize=(6, 3.5))
+fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
 ax.plot(history["epoch"], history["train_loss"], label="training")
 ax.plot(history["epoch"], history["val_loss"], label="validation")
 ax.set(xlabel="epoch", ylabel="cross-entropy", title="Seed 004's network on digits")
