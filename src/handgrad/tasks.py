@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from handgrad.errors import DataError, HandgradError
-from handgrad.registry import Registry
+from handgrad.registry import Registered, Registry
 from handgrad.report import metrics
 
 TASKS = Registry("task")
@@ -61,7 +61,7 @@ class Figure:
     format: str = ".4f"
 
 
-class Task:
+class Task(Registered, registry=TASKS):
     """Base class: what a kind of target needs from the rest of handgrad.
 
     A subclass sets :attr:`name` and answers each question below; defining it
@@ -100,10 +100,6 @@ class Task:
     target_remedy = ""
     test_plots = ()
     evaluate_plots = ()
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        TASKS.add(cls)
 
     def __eq__(self, other):
         if isinstance(other, Task):
