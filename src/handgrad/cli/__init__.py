@@ -1,4 +1,4 @@
-"""The ``handgrad`` command: train, evaluate, predict, check.
+"""The ``handgrad`` command: train, evaluate, predict, check, derive, diagnose, export.
 
 Every user mistake (a :class:`~handgrad.errors.HandgradError`, or an
 ``OSError`` from a file that cannot be read or written) ends as one line on
@@ -14,7 +14,7 @@ import sys
 import traceback
 
 from handgrad._version import __version__
-from handgrad.cli import check, derive, evaluate, predict, train
+from handgrad.cli import check, derive, diagnose, evaluate, export, predict, train
 from handgrad.cli.interrupts import Interrupted, guard
 from handgrad.cli.memory import out_of_memory
 from handgrad.errors import HandgradError
@@ -28,6 +28,7 @@ examples:
   handgrad evaluate handgrad-out/model.npz
   handgrad predict handgrad-out/model.npz samples.csv --out predictions.csv
   handgrad check
+  handgrad export handgrad-out/model.npz --format onnx --out model.onnx
 
 Run 'handgrad COMMAND --help' for the options of each command.
 """
@@ -47,7 +48,7 @@ def build_parser():
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show the traceback of an error")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in (train, evaluate, predict, check, derive):
+    for module in (train, evaluate, predict, check, derive, diagnose, export):
         module.add_parser(commands, [common])
     return parser
 

@@ -84,7 +84,7 @@ def run_derive(args):
                                 f"or --model")
         model, loss, l2, rows = _from_file(args)
     else:
-        model, loss, l2, rows = _from_flags(args)
+        model, loss, l2, rows = network_from_flags(args, args.check_rows if args.check else None)
     doc = document(model, loss, l2=l2, check=rows and rows.data, entries=args.check_entries,
                    rows=rows and rows.label)
     text = render(doc, args.format)
@@ -97,8 +97,13 @@ def run_derive(args):
     return 1 if doc.passed is False else 0
 
 
-def _from_flags(args):
-    """The network ``handgrad train`` would start with these flags, its loss and L2, and rows to check on."""
+def network_from_flags(args, rows=None):
+    """The network ``handgrad train`` would start with these flags, its loss and L2, and ``rows`` rows.
+
+    ``rows`` (a count, or None for none) are the first rows of the training
+    split, preprocessed as ``train`` preprocesses them: ``(X, y)`` in
+    ``rows.data``, with a description in ``rows.label``.
+    """
     from handgrad.data.loaders import load_dataset
     from handgrad.data.preprocessing import Preprocessor
 
@@ -110,13 +115,13 @@ def _from_flags(args):
     dataset = load_dataset(settings["dataset"], data_dir=settings["data_dir"], target=settings["target"],
                            test_fraction=settings["test_fraction"], parts=("train",), task=loss.task)
     model = S.build_model(settings, dataset.n_features, dataset.n_outputs, dtype)
-    rows = None
-    if args.check:
-        preprocessor = Preprocessor.fit(dataset.X_train, dataset.kind)
-        X = preprocessor.transform(dataset.X_train[:args.check_rows], dtype=dtype)   # what training feeds it
-        rows = SimpleNamespace(data=(X, dataset.y_train[:args.check_rows]),
-                               label=f"the first {len(X)} training rows of {dataset.name}, preprocessed as train does")
-    return model, loss, settings["l2"], rows
+    if rows is None:
+        return model, loss, settings["l2"], None
+    preprocessor = Preprocessor.fit(dataset.X_train, dataset.kind)
+    X = preprocessor.transform(dataset.X_train[:rows], dtype=dtype)   # what training feeds it
+    return model, loss, settings["l2"], SimpleNamespace(
+        data=(X, dataset.y_train[:rows]),
+        label=f"the first {len(X)} training rows of {dataset.name}, preprocessed as train does")
 
 
 def _from_file(args):

@@ -192,6 +192,17 @@ class Preprocessor:
     def __repr__(self):
         return f"Preprocessor(kind={self.kind!r}, n_features={self.n_features})"
 
+    def export(self, graph, x):
+        """Write :meth:`transform` into an ONNX graph (see :meth:`handgrad.Layer.export`), in its precision.
+
+        Images are converted to the network's dtype, then divided by the
+        scale; tables are standardised in float64, then converted.
+        """
+        if self.kind == "image":
+            return graph.op("Div", graph.cast(x, graph.dtype), graph.constant(self.scale, name="scale"))
+        centred = graph.op("Sub", graph.cast(x, np.float64), graph.constant(self.offset, np.float64, "mean"))
+        return graph.cast(graph.op("Div", centred, graph.constant(self.scale, np.float64, "std")), graph.dtype)
+
 
 def _column_stats(X):
     """Column means and population standard deviations (a constant column gets 1).

@@ -460,6 +460,16 @@ class BaseMLP(BaseEstimator, Registered, registry=ESTIMATORS):
         self._sync_network()
         return self._forward(_as_dtype(X, self._net.dtype))
 
+    def _inference_parts(self):
+        """What an ONNX graph of the fitted estimator computes, for ``hg.to_onnx`` and skl2onnx (see :mod:`._onnx`)."""
+        try:
+            check_is_fitted(self, "coefs_")
+        except Exception as exc:
+            raise NotFitted(str(exc)) from None
+        from handgrad.estimators._onnx import inference_parts
+
+        return inference_parts(self)
+
     # -- pickling: the network travels as its configuration and arrays ---------------------
 
     def __getstate__(self):

@@ -165,3 +165,8 @@ class BatchNorm(Layer):
         out *= scale
         return out
 
+    def export(self, graph, x):
+        """Inference mode, ``γ ⊙ (X − r_μ)/√(r_v + ε) + β``, as one ONNX BatchNormalization."""
+        return graph.op("BatchNormalization", x, graph.constant(self.gamma, name="gamma"),
+                        graph.constant(self.beta, name="beta"), graph.constant(self.running_mean, name="running_mean"),
+                        graph.constant(self.running_var, name="running_var"), epsilon=self.eps)
