@@ -3,7 +3,9 @@
 Every user mistake (a :class:`~handgrad.errors.HandgradError`, or an
 ``OSError`` from a file that cannot be read or written) ends as one line on
 stderr naming the problem and the fix, with exit code 2 and no traceback
-(``--debug`` shows it).  Ctrl-C and SIGTERM end with 130 and 143 after the
+(``--debug`` shows it); so does running out of memory (a ``MemoryError``),
+after which nothing has been written, as every write is atomic.  Text from
+files in those lines is escaped (:func:`handgrad.io.text.printable`).  Ctrl-C and SIGTERM end with 130 and 143 after the
 command has saved what it can (see :mod:`.interrupts`).
 """
 
@@ -14,7 +16,10 @@ import traceback
 from handgrad._version import __version__
 from handgrad.cli import check, derive, diagnose, evaluate, export, predict, train
 from handgrad.cli.interrupts import Interrupted, guard
+from handgrad.cli.memory import out_of_memory
 from handgrad.errors import HandgradError
+from handgrad.io.files import os_error_message
+from handgrad.io.text import printable
 
 EXAMPLES = """\
 examples:
@@ -59,17 +64,18 @@ def main(argv=None):
         with guard.installed():
             return args.run(args)
     except Interrupted as stop:
-        print(f"handgrad: interrupted by {stop.name}; {stop.note}", file=sys.stderr)
+        print(printable(f"handgrad: interrupted by {stop.name}; {stop.note}"), file=sys.stderr)
         return stop.exit_code
-    except (HandgradError, OSError) as exc:
+    except (HandgradError, OSError, MemoryError) as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"handgrad {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"handgrad {args.command}: error: {printable(_one_line(exc))}", file=sys.stderr)
         return 2
 
 
 def _one_line(exc):
-    if isinstance(exc, OSError) and exc.strerror:
-        where = f" {exc.filename}" if exc.filename else ""
-        return f"{exc.strerror}:{where}; check the path and its permissions"
+    if isinstance(exc, OSError):
+        return os_error_message(exc)
+    if isinstance(exc, MemoryError):
+        return out_of_memory(exc)
     return " ".join(str(exc).split())

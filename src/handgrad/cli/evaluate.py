@@ -18,10 +18,12 @@ from handgrad.cli.common import (
     describe,
     model_features,
     predictions,
+    refuse_non_finite,
     remove_stale_plots,
 )
 from handgrad.errors import DataError
 from handgrad.io.modelfile import load_model
+from handgrad.io.text import printable, printable_labels
 
 EXAMPLES = """\
 examples:
@@ -83,8 +85,10 @@ def run_evaluate(args):
     # The targets first: targets that do not fit the model also explain features that do not.
     y = task.model_targets(y, dataset.classes.tolist(), loaded.classes, source)
     X = model_features(loaded, raw, source)
-    predicted = predictions(loaded.model, loaded.loss, X, TargetScaling.of_model(loaded))
-    names = class_names(loaded)
+    with np.errstate(all="ignore"):        # outputs that overflow are refused below, in one line
+        predicted = predictions(loaded.model, loaded.loss, X, TargetScaling.of_model(loaded))
+    refuse_non_finite(loaded, X, args.model, source, predicted)
+    names = printable_labels(class_names(loaded))        # text from the file, escaped for the terminal
     _print_header(args, loaded, source, len(y))
     print(task.summary(y, predicted, names))
     if args.plots:
@@ -97,8 +101,8 @@ def run_evaluate(args):
 
 def _print_header(args, loaded, source, n):
     loss = "none stored" if loaded.loss is None else loaded.loss.config()["type"]
-    print(f"model {args.model}: {describe(loaded.model)}, loss {loss}")
-    print(f"data {source}: {n} samples")
+    print(printable(f"model {args.model}: {describe(loaded.model)}, loss {loss}"))
+    print(printable(f"data {source}: {n} samples"))
 
 
 MAX_MISCLASSIFIED = 36          # images drawn in misclassified.png: six rows of six stay legible

@@ -289,7 +289,7 @@ class Adam(Optimizer):
     constraints = {
         # β = 1 would never forget (and divide by 1 − βᵗ = 0 in the correction).
         "betas": Pair(Real(0, 1, closed="left"), remedy="(0.9, 0.999) is usual"),
-        "eps": Real(0, closed="neither", remedy="it keeps the step finite where v is 0; 1e-8 is usual"),
+        "eps": Real(0, closed="neither", in_dtype=True, remedy="it keeps the step finite where v is 0; 1e-8 is usual"),
         "eps_on": Options(*EPS_PLACEMENTS, remedy="'v_hat' adds ε to the corrected √v̂ (as PyTorch), "
                                                   "'v' adds it to √v (as scikit-learn)"),
     }
