@@ -289,8 +289,9 @@ static PyObject *py_bias_activation(PyObject *self, PyObject *const *args, Py_ss
             return NULL;
         }
     }
-    if (overlap_problem(Z, A, "A", "Z") || (Phi && (overlap_problem(Z, Phi, "Phi", "Z") ||
-                                                   overlap_problem(A, Phi, "Phi", "A")))) {
+    if (overlap_problem(Z, A, "A", "Z") || overlap_problem(Z, b, "b", "Z") || overlap_problem(A, b, "b", "A") ||
+        (Phi && (overlap_problem(Z, Phi, "Phi", "Z") || overlap_problem(A, Phi, "Phi", "A") ||
+                 overlap_problem(b, Phi, "Phi", "b")))) {
         return NULL;
     }
     void *z = PyArray_DATA(Z), *a = PyArray_DATA(A), *phi = Phi ? PyArray_DATA(Phi) : NULL;
