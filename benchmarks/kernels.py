@@ -7,7 +7,8 @@ times each; a measurement is the mean time of one call over enough calls
 to fill about 20 ms, and the table keeps each side's fastest measurement
 (the least disturbed by other processes).  The optimizer rows time
 ``step_flat`` itself, as ``fit`` calls it (L2 decay 1e-4 on the weights),
-with ``compiled=False`` and ``compiled=True``; the rows "1 thread" and
+with ``compiled=False`` and ``compiled=True`` (on the threads
+``handgrad._compiled.update_threads`` chooses); the columns "1 thread" and
 "2 threads" call the Adam kernel directly with each thread count.  The
 layer rows time the NumPy lines each kernel replaces
 (``handgrad._compiled.numpy_*``) against one kernel call.
@@ -186,8 +187,9 @@ def markdown(report):
         threads = [f"{t[k]:.1f}" if k in t else "" for k in ("1 thread", "2 threads")]
         lines.append(f"| {r['case']} | {t['numpy']:.1f} | {t['compiled']:.1f} | {t['numpy'] / t['compiled']:.1f} | "
                      f"{threads[0]} | {threads[1]} |")
-    lines += ["", f"step_flat runs the compiled update on two threads from {report['two_threads_from']:,} parameters "
-                  "(when two CPUs are available)."]
+    threshold = report["two_threads_from"]
+    lines += ["", "step_flat ran the compiled update on one thread at every size" if threshold is None else
+              f"step_flat ran the compiled update on two threads from {threshold:,} parameters (with two CPUs)"]
     return "\n".join(lines) + "\n"
 
 

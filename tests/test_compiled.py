@@ -421,10 +421,13 @@ def test_compiled_true_without_the_extension_is_refused_in_one_line(compiled_swi
     hg.fit(hg.mlp(4, [5], 2, seed=0), hg.SoftmaxCrossEntropy(), X, y, epochs=1)     # automatic: NumPy, no error
 
 
-def test_updates_go_to_two_threads_only_from_the_measured_size(monkeypatch):
+def test_updates_go_to_two_threads_only_from_the_threshold_and_with_two_cpus(monkeypatch):
     monkeypatch.setattr(_compiled, "_usable_cpus", lambda: 2)
-    assert _compiled.update_threads(_compiled.TWO_THREADS_FROM - 1) == 1
-    assert _compiled.update_threads(_compiled.TWO_THREADS_FROM) == 2
+    monkeypatch.setattr(_compiled, "TWO_THREADS_FROM", None)          # as measured so far: one thread always
+    assert _compiled.update_threads(10**9) == 1
+    monkeypatch.setattr(_compiled, "TWO_THREADS_FROM", 1 << 20)
+    assert _compiled.update_threads((1 << 20) - 1) == 1
+    assert _compiled.update_threads(1 << 20) == 2
     monkeypatch.setattr(_compiled, "_usable_cpus", lambda: 1)
     assert _compiled.update_threads(10**9) == 1
 

@@ -59,10 +59,12 @@ SWITCHES = ("HANDGRAD_NO_COMPILED", "HANDGRAD_NO_NUMBA")
 _UNLOADED = object()
 _kernels = _UNLOADED
 
-# Updates of at least this many parameters run on two threads when the
-# process may use two CPUs: below it, waking the second thread costs more
-# than it saves (benchmarks/results/kernels.md).
-TWO_THREADS_FROM = 1 << 18
+# Updates of at least this many parameters run on two threads when the process
+# may use two CPUs; None: always one.  Measured on the 2-core benchmark machine
+# under its usual load (benchmarks/NOTES.md, "Third rung"), two threads ran the
+# Adam kernel at 0.63-1.02x the speed of one from 262k to 8.4M parameters, so
+# the update stays on one thread until a quiet machine shows a size where two pay.
+TWO_THREADS_FROM = None
 
 # The activations the kernels know, by class name (handgrad.nn.activations), numbered as
 # csrc/kernels.h numbers them, with the attribute that holds the activation's parameter.
@@ -145,7 +147,9 @@ def loaded():
 
 def update_threads(size):
     """Threads for an update of ``size`` parameters: 2 from :data:`TWO_THREADS_FROM` on, if two CPUs are ours."""
-    return 2 if size >= TWO_THREADS_FROM and _usable_cpus() >= 2 else 1
+    if TWO_THREADS_FROM is None or size < TWO_THREADS_FROM:
+        return 1
+    return 2 if _usable_cpus() >= 2 else 1
 
 
 def _usable_cpus():
