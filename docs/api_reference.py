@@ -51,5 +51,5 @@ def write_api_page(app):
 
 
 def setup(app):
-    app.connect("builder-inited", write_api_page, priority=100)      # before autosummary writes the stubs
+    app.connect("config-inited", lambda app, config: write_api_page(app))    # before the sources are listed
     return {"parallel_read_safe": True}
