@@ -13,6 +13,8 @@ and a run resumed at epoch k shuffles and drops units exactly as the
 uninterrupted run did.
 """
 
+import difflib
+import operator
 import sys
 import time
 from dataclasses import dataclass
@@ -41,7 +43,29 @@ DIVERGENCE_FACTOR = 100.0
 
 
 class History:
-    """Per-epoch records: ``history["val_accuracy"]`` is a list over epochs."""
+    """What ``fit`` recorded: a sequence of epoch records that also reads as a table of columns.
+
+    An integer or a slice indexes the **epochs**, a string names a **column**:
+
+    * ``len(history)`` is the number of epochs; ``for record in history``
+      visits each epoch's record (a dict, see :func:`fit`) in order;
+      ``history[-1]`` is the last one, ``history[2:5]`` a ``History`` of
+      three; ``history.records`` is the list itself.
+    * ``history["val_accuracy"]`` is that column as a list over the epochs
+      (``None`` for an epoch that did not record it); ``"val_accuracy" in
+      history`` asks whether any epoch recorded it; ``history.keys()`` lists
+      the columns in the order they first appear.
+
+    An epoch that is not there raises :class:`IndexError`, a column that is
+    not there :class:`KeyError` naming the columns there are.  ``in`` asks
+    about columns only, as ``in`` asks a dict about its keys.
+
+    Examples
+    --------
+    >>> history = hg.History([{"epoch": 1, "train_loss": 0.9}, {"epoch": 2, "train_loss": 0.5}])
+    >>> history["train_loss"], history[-1]["epoch"], "val_loss" in history
+    ([0.9, 0.5], 2, False)
+    """
 
     def __init__(self, records=None):
         self.records = list(records or [])
@@ -49,14 +73,48 @@ class History:
     def append(self, record):
         self.records.append(record)
 
+    def keys(self):
+        """The column names, in the order the records first hold them."""
+        return list(dict.fromkeys(key for record in self.records for key in record))
+
     def __getitem__(self, key):
-        return [r.get(key) for r in self.records]
+        if isinstance(key, str):
+            if key not in self:
+                raise KeyError(self._missing_column(key))
+            return [record.get(key) for record in self.records]
+        if isinstance(key, slice):
+            return History(self.records[key])
+        try:
+            position = operator.index(key)
+        except TypeError:
+            raise TypeError(f"a History is indexed by an epoch position (int or slice) or a column name (str), "
+                            f"not {type(key).__name__}") from None
+        try:
+            return self.records[position]
+        except IndexError:
+            raise IndexError(f"epoch position {position} is out of range: the history holds {len(self)} "
+                             f"epoch{'s' if len(self) != 1 else ''}") from None
+
+    def _missing_column(self, key):
+        columns = self.keys()
+        if not columns:
+            return f"no column {key!r}: the history is empty"
+        near = difflib.get_close_matches(key, columns, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        return f"no column {key!r}{hint}; the columns are {', '.join(columns)}"
+
+    def __contains__(self, key):
+        return isinstance(key, str) and any(key in record for record in self.records)
+
+    def __iter__(self):
+        return iter(self.records)
 
     def __len__(self):
         return len(self.records)
 
     def __repr__(self):
-        return f"History({len(self)} epochs)"
+        columns = f"; columns {', '.join(self.keys())}" if self.records else ""
+        return f"History({len(self)} epoch{'s' if len(self) != 1 else ''}{columns})"
 
 
 @dataclass
