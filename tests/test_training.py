@@ -179,6 +179,21 @@ def test_train_loss_of_an_epoch_without_updates_is_the_mean_sample_loss(small_di
     assert history["train_accuracy"][0] == expected["val_accuracy"]
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_the_records_say_how_much_of_the_training_loss_is_the_l2_term(small_digits, reduction):
+    X, y = small_digits
+    model, loss, l2 = fresh_model(dtype=np.float64), hg.SoftmaxCrossEntropy(reduction), 0.5
+    # No weight moves (see above): the epoch's L2 term is the initial weights' (λ/2)·Σ‖W‖².
+    history = hg.fit(model, loss, X, y, optimizer=hg.SGD(1e-300), epochs=1, batch_size=64, l2=l2, seed=0)
+    weights = np.concatenate([layer.W.ravel() for layer in model.layers if isinstance(layer, hg.Dense)])
+    # averaged as train_loss is: per sample for a "mean" loss; a "sum" objective has one term per minibatch
+    per_sample = 1 if reduction == "mean" else -(-len(X) // 64) / len(X)
+    assert history["l2_term"][0] == pytest.approx(0.5 * l2 * weights @ weights * per_sample, rel=1e-12)
+    data_loss = hg.evaluate(model, loss, X, y)["val_loss"]
+    assert history["train_loss"][0] - history["l2_term"][0] == pytest.approx(data_loss, rel=1e-12)
+    assert "l2_term" not in hg.fit(fresh_model(), loss, X, y, epochs=1, seed=0)       # no penalty, no column
+
+
 def test_train_loss_is_on_the_per_sample_scale_of_val_loss_for_summed_losses(small_digits):
     X, y = small_digits
     model = fresh_model(dtype=np.float64)

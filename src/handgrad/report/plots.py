@@ -40,18 +40,26 @@ PLOT_FILES = {
 # ones come from samples the run never trains on.
 TRAINING_LABEL = "training (running mean over the epoch's minibatches)"
 VALIDATION_LABEL = "validation (held out from training)"
-# The training loss is the objective each step minimised, so it carries the L2 term; the validation loss does not.
+# The training loss is the objective each step minimised, so it carries the L2 term; the validation loss does
+# not.  Where the records say how much of it is the L2 term (``l2_term``), the panel draws the training loss
+# without it, so the two curves compare like with like, and the term on its own: a strong penalty (the file
+# preset's 0.03) would otherwise lift the training curve far above the validation one.
 TRAINING_LOSS_LABEL = "training: loss + L2 term (mean over the minibatches)"
+TRAINING_DATA_LOSS_LABEL = "training: loss only (mean over the minibatches)"
+L2_TERM_LABEL = "L2 term (λ/2)·Σ‖W‖² (included in the objective)"
 VALIDATION_LOSS_LABEL = "validation: loss only (held out)"
 
 
-def plot_learning_curves(records, path, title=None):
+def plot_learning_curves(records, path, title=None, kept_epoch=None, note=None):
     """The loss and the task's figures per epoch, training and validation, one panel each.
 
     The figures are those of the task whose figures the records hold (see
     :attr:`handgrad.tasks.Task.figures`): accuracy for classification (two
     panels), R² and RMSE for regression, label and subset accuracy for
-    multilabel classification (three panels).
+    multilabel classification (three panels).  A figure no record holds a
+    value of (the RMSE of several targets in different units) gets no panel.
+    With an L2 penalty (records holding ``l2_term``), the loss panel draws
+    the training loss without the penalty, beside the penalty itself.
 
     Parameters
     ----------
@@ -62,6 +70,8 @@ def plot_learning_curves(records, path, title=None):
         the run had validation data, ``val_loss`` and the same ``val_`` figures.
     path : where to write the PNG.
     title : what was trained, e.g. ``"digits, 64-128-10 relu"``; prefixes each panel's title.
+    kept_epoch : the epoch whose weights the model kept (early stopping), marked on every panel.
+    note : a line under the title, e.g. why and when early stopping ended the run.
     """
     records = list(records)
     if not records:
@@ -69,14 +79,20 @@ def plot_learning_curves(records, path, title=None):
     for key in ("epoch", "train_loss"):
         if any(key not in r for r in records):
             raise HandgradError(f"history records lack {key!r}; pass hg.History.records from hg.fit")
-    figures = _task_figures(records)
+    figures = {key: label for key, label in _task_figures(records).items()
+               if any(r.get(f"{prefix}_{key}") is not None for r in records for prefix in ("train", "val"))}
     epochs = np.array([r["epoch"] for r in records])         # counted from 1, as the console shows them
     panels = {"loss": "loss", **figures}
     fig = Figure(figsize=(5 * len(panels), 4), dpi=_DPI, layout="constrained")
-    for ax, (metric, label) in zip(fig.subplots(1, len(panels)), panels.items()):
-        loss_panel = metric == "loss"
-        _plot_series(ax, epochs, records, f"train_{metric}", TRAINING_LOSS_LABEL if loss_panel else TRAINING_LABEL)
-        _plot_series(ax, epochs, records, f"val_{metric}", VALIDATION_LOSS_LABEL if loss_panel else VALIDATION_LABEL)
+    for ax, (metric, label) in zip(np.atleast_1d(fig.subplots(1, len(panels))), panels.items()):
+        if metric == "loss":
+            _plot_losses(ax, epochs, records)
+        else:
+            _plot_series(ax, epochs, records, f"train_{metric}", TRAINING_LABEL)
+            _plot_series(ax, epochs, records, f"val_{metric}", VALIDATION_LABEL)
+        if kept_epoch is not None:
+            ax.axvline(kept_epoch, color="0.35", linestyle=":", linewidth=1.2,
+                       label=f"weights kept: epoch {kept_epoch}")
         ax.set(title=label, xlabel="epoch", ylabel=label)
         if metric == "r2":
             _clip_r2_axis(ax, records)
@@ -84,9 +100,22 @@ def plot_learning_curves(records, path, title=None):
         ax.legend(fontsize="small")
         # Whole epochs only: a run of three epochs should not be labelled 1.5, 2.5.
         ax.xaxis.get_major_locator().set_params(integer=True)
-    if title:
-        fig.suptitle(title)         # once for the figure: a long network description fits the whole width
+    heading = "\n".join(part for part in (title, note) if part)
+    if heading:
+        fig.suptitle(heading)       # once for the figure: a long network description fits the whole width
     _save(fig, path)
+
+
+def _plot_losses(ax, epochs, records):
+    """The loss panel: training and validation loss, the training one without the L2 term where it is known."""
+    penalty = [r.get("l2_term") for r in records]
+    if all(value is not None for value in penalty):
+        data_loss = [{"loss": r["train_loss"] - r["l2_term"]} for r in records]
+        _plot_series(ax, epochs, data_loss, "loss", TRAINING_DATA_LOSS_LABEL)
+        _plot_series(ax, epochs, records, "l2_term", L2_TERM_LABEL, linestyle="--", color="0.5")
+    else:
+        _plot_series(ax, epochs, records, "train_loss", TRAINING_LOSS_LABEL)
+    _plot_series(ax, epochs, records, "val_loss", VALIDATION_LOSS_LABEL, color="C1")
 
 
 def _clip_r2_axis(ax, records):
@@ -111,12 +140,18 @@ def _task_figures(records):
                         "pass hg.History.records from hg.fit")
 
 
-def _plot_series(ax, epochs, records, key, label):
-    """Draw ``key`` against epoch where the records hold it (validation may be absent)."""
+def _plot_series(ax, epochs, records, key, label, linestyle="-", color=None):
+    """Draw ``key`` against epoch where the records hold it (validation may be absent).
+
+    Training curves take the first colour of the cycle and validation ones the second, on every panel.
+    """
     values = np.array([np.nan if r.get(key) is None else r[key] for r in records], dtype=np.float64)
     if np.isnan(values).all():
         return
-    ax.plot(epochs, values, marker="o" if len(epochs) <= 30 else None, markersize=3, label=label)
+    if color is None:
+        color = "C1" if key.startswith("val_") else "C0"
+    ax.plot(epochs, values, marker="o" if len(epochs) <= 30 else None, markersize=3, label=label,
+            linestyle=linestyle, color=color)
 
 
 def plot_confusion_matrix(cm, class_names, path, title=None):

@@ -43,7 +43,12 @@ class EarlyStopping(Callback):
     ``mode="min"`` for losses, ``"max"`` for accuracies.  With
     ``restore_best=True`` the model ends with the weights of its best epoch,
     and with that epoch's buffers (a batch norm's running statistics, kept
-    in memory: a checkpoint stores the best weights only).
+    in memory: a checkpoint stores the best weights only), whether or not
+    the patience ran out.
+
+    After the run, ``best_epoch`` (counted from 1) and ``best`` say which
+    epoch that was and what it scored, and ``stopped_epoch`` the epoch
+    after which the patience ran out (None if it never did).
     """
 
     def __init__(self, monitor="val_loss", patience=10, min_delta=0.0, mode="min", restore_best=True):
@@ -55,6 +60,7 @@ class EarlyStopping(Callback):
         self.mode, self.restore_best = mode, restore_best
         self.best, self.best_epoch, self.best_weights, self.wait = None, None, None, 0
         self.best_buffers = None
+        self.stopped_epoch = None
 
     def _improved(self, value):
         if self.best is None:
@@ -77,6 +83,7 @@ class EarlyStopping(Callback):
             self.wait += 1
             if self.wait >= self.patience:
                 ctx.stop = True
+                self.stopped_epoch = record["epoch"]
 
     def on_train_end(self, ctx):
         if self.restore_best and self.best_weights is not None:
@@ -86,10 +93,12 @@ class EarlyStopping(Callback):
 
     def state_dict(self):
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
-                "best_weights": self.best_weights, "best_buffers": self.best_buffers}
+                "best_weights": self.best_weights, "best_buffers": self.best_buffers,
+                "stopped_epoch": self.stopped_epoch}
 
     def load_state_dict(self, state):
         self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], int(state["wait"])
+        self.stopped_epoch = state.get("stopped_epoch")
         weights = state.get("best_weights")
         self.best_weights = None if weights is None else np.array(weights)
         buffers = state.get("best_buffers")
