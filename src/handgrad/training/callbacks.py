@@ -108,8 +108,14 @@ class EarlyStopping(Callback):
 class EpochLogger(Callback):
     """Progress on ``stream`` (default stderr): a bar per epoch, then a summary line.
 
-    During an epoch a tqdm bar advances per minibatch with the running mean
-    loss and the elapsed time (accuracy is known only at the epoch's end).
+    On a terminal, during an epoch a tqdm bar advances per minibatch with
+    the running mean loss and the elapsed time (accuracy is known only at
+    the epoch's end).  Elsewhere (a log file, a pipe, a job scheduler) there
+    is no bar, but an epoch that runs longer than ``heartbeat_seconds`` gets
+    a line every ``heartbeat_seconds`` while it runs::
+
+        epoch 3/10  batch 200/469  loss 0.1234  10.0s
+
     When the epoch ends the bar gives way to one line::
 
         epoch 3/10  loss 0.1234  acc 0.9650  val_loss 0.1500  val_acc 0.9500  0.41s
@@ -124,27 +130,51 @@ class EpochLogger(Callback):
         file or a pipe hold just the summary lines; ``True`` always draws it
         (on a non-terminal tqdm writes plain text), ``False`` never.
     refresh_seconds : least time between two redraws of the bar.
+    heartbeat_seconds : without a bar, the time between two lines within a
+        long epoch; None for none.
     """
 
-    def __init__(self, stream=None, bar="auto", refresh_seconds=0.1):
+    def __init__(self, stream=None, bar="auto", refresh_seconds=0.1, heartbeat_seconds=10.0):
         if bar not in (True, False, "auto"):
             raise HandgradError(f"bar must be True, False or 'auto', got {bar!r}")
         if not refresh_seconds >= 0:
             raise HandgradError(f"refresh_seconds must be a non-negative number, got {refresh_seconds!r}")
+        if heartbeat_seconds is not None and not heartbeat_seconds > 0:
+            raise HandgradError(f"heartbeat_seconds must be a positive number or None, got {heartbeat_seconds!r}")
         self.stream, self.bar, self.refresh_seconds = stream, bar, float(refresh_seconds)
+        self.heartbeat_seconds = heartbeat_seconds
         self._out, self._draw_bar, self._progress = None, False, None
+        self._beat, self._epoch_start = None, None
 
     def on_train_begin(self, ctx):
         self._out = self.stream if self.stream is not None else sys.stderr
         self._draw_bar = self.bar is True or (self.bar == "auto" and _is_terminal(self._out))
+        self._epoch_start = time.perf_counter()
 
     def on_batch_end(self, ctx, batch, n_batches, loss):
         if not self._draw_bar:
+            if self.heartbeat_seconds is not None:
+                self._heartbeat(ctx, batch, n_batches, loss)
             return
         if batch == 0:
             self._close_bar()
             self._progress = _EpochBar(self._out, ctx.epoch, ctx.epochs, n_batches, self.refresh_seconds)
         self._progress.batch_done(loss)
+
+    def _heartbeat(self, ctx, batch, n_batches, loss):
+        """A line now and then within a long epoch, where no bar shows that the run is alive."""
+        now = time.perf_counter()
+        if self._beat is None or self._beat["epoch"] != ctx.epoch:
+            start = self._epoch_start if self._epoch_start is not None else now
+            self._beat = {"epoch": ctx.epoch, "start": start, "last": start, "loss_sum": 0.0, "batches": 0}
+        beat = self._beat
+        beat["loss_sum"] += loss
+        beat["batches"] += 1
+        if now - beat["last"] >= self.heartbeat_seconds and batch + 1 < n_batches:
+            beat["last"] = now
+            print(f"epoch {ctx.epoch + 1}/{ctx.epochs}  batch {batch + 1}/{n_batches}  "
+                  f"loss {beat['loss_sum'] / beat['batches']:.4f}  {now - beat['start']:.1f}s",
+                  file=self._out, flush=True)
 
     def on_epoch_end(self, ctx, record):
         self._close_bar()
@@ -156,6 +186,7 @@ class EpochLogger(Callback):
             parts.extend(_figures(figures, record, "val_", "val_"))
         parts.append(f"{record['seconds']:.2f}s")
         print("  ".join(parts), file=self._out, flush=True)
+        self._epoch_start = time.perf_counter()
 
     def on_train_end(self, ctx):
         self._close_bar()
