@@ -7,8 +7,8 @@ import pytest
 from sklearn.metrics import accuracy_score, hamming_loss, mean_squared_error, r2_score
 
 import handgrad as hg
-from handgrad.training.loop import evaluate
 from handgrad.tasks import of as task_of
+from handgrad.training.loop import evaluate
 
 
 def regression_data(n=300, seed=0):

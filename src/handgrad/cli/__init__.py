@@ -1,10 +1,11 @@
-"""The ``handgrad`` command: train, evaluate, predict, check.
+"""The ``handgrad`` command: train, evaluate, predict, check, derive.
 
 Every user mistake (a :class:`~handgrad.errors.HandgradError`, or an
 ``OSError`` from a file that cannot be read or written) ends as one line on
 stderr naming the problem and the fix, with exit code 2 and no traceback
-(``--debug`` shows it).  Ctrl-C and SIGTERM end with 130 and 143 after the
-command has saved what it can (see :mod:`.interrupts`).
+(``--debug`` shows it).  A reader that stops reading early (``| head``)
+cuts nothing short (see :mod:`.console`).  Ctrl-C and SIGTERM end with 130
+and 143 after the command has saved what it can (see :mod:`.interrupts`).
 """
 
 import argparse
@@ -12,7 +13,7 @@ import sys
 import traceback
 
 from handgrad._version import __version__
-from handgrad.cli import check, derive, evaluate, predict, train
+from handgrad.cli import check, console, derive, evaluate, predict, train
 from handgrad.cli.interrupts import Interrupted, guard
 from handgrad.errors import HandgradError
 
@@ -37,7 +38,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser():
     parser = _Parser(prog="handgrad", description="Neural-network classifiers trained by hand-derived backpropagation.",
-                     epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                     epilog=EXAMPLES, formatter_class=console.HelpFormatter)
     parser.add_argument("--version", action="version", version=f"handgrad {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show the traceback of an error")
@@ -48,12 +49,22 @@ def build_parser():
 
 
 def main(argv=None):
-    """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit code.
+
+    Output to a reader that has gone (``| head``) is dropped quietly and the
+    command runs to its end (see :mod:`.console`).
+    """
+    with console.session():
+        return _run(argv)
+
+
+def _run(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    console.set_command(args.command)
     try:
         with guard.installed():
             return args.run(args)

@@ -10,7 +10,6 @@ the function ``train`` builds it with (:func:`handgrad.cli.settings.build_model`
 pieces' declarations (:func:`handgrad.derive`).
 """
 
-import argparse
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,8 +17,8 @@ from types import SimpleNamespace
 import numpy as np
 
 import handgrad as hg
+from handgrad.cli import console, train
 from handgrad.cli import settings as S
-from handgrad.cli import train
 from handgrad.cli.common import check_writable, model_features, write_text
 from handgrad.derivations.derive import FORMATS, document, render
 from handgrad.errors import HandgradError
@@ -45,7 +44,7 @@ def add_parser(subparsers, parents):
         "derive", parents=parents, help="print the derivation of a network, with shapes and seeds",
         description="Print the derivation of one network: every layer's forward and backward equations with "
                     "their shapes, the loss's gradient and the L2 term; optionally check each gradient.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EXAMPLES, formatter_class=console.HelpFormatter)
     train.add_data_flags(p)
     network = train.add_model_flags(p)
     objective = p.add_argument_group("objective and initialisation")

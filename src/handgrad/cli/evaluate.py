@@ -5,12 +5,12 @@ Regression: R², RMSE and MAE, over all targets and per target.  Multilabel:
 label and subset accuracy, and per label accuracy, precision and recall.
 """
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 
 from handgrad import tasks
+from handgrad.cli import console
 from handgrad.cli.common import (
     TargetScaling,
     check_writable,
@@ -46,7 +46,7 @@ def add_parser(subparsers, parents):
         "evaluate", parents=parents, help="report a model's accuracy (or R² and RMSE) on a labelled dataset",
         description="Evaluate a model file: accuracy, per-class precision/recall and the confusion matrix; "
                     "R², RMSE and MAE for a regressor; label and subset accuracy for a multilabel model.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EXAMPLES, formatter_class=console.HelpFormatter)
     p.add_argument("model", metavar="MODEL", help="model (or checkpoint) file written by handgrad train")
     p.add_argument("--dataset", metavar="NAME|PATH",
                    help="digits, mnist, fashion-mnist, PATH.csv or PATH.npz (default: the training data)")

@@ -1,10 +1,10 @@
 """``handgrad predict``: labels and class probabilities (or predicted values) for unlabelled samples, as CSV."""
 
-import argparse
 import sys
 from pathlib import Path
 
 from handgrad import tasks
+from handgrad.cli import console
 from handgrad.cli.common import TargetScaling, check_writable, class_names, model_features, predictions, write_text
 from handgrad.errors import DataError
 from handgrad.io.modelfile import load_model
@@ -31,7 +31,7 @@ def add_parser(subparsers, parents):
     p = subparsers.add_parser(
         "predict", parents=parents, help="predict labels and probabilities (or values) for new samples",
         description="Predict the class of each sample in INPUT (.csv, .npz with X, or IDX images).",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EXAMPLES, formatter_class=console.HelpFormatter)
     p.add_argument("model", metavar="MODEL", help="model (or checkpoint) file written by handgrad train")
     p.add_argument("input", metavar="INPUT", help="samples: PATH.csv, PATH.npz (array X) or an IDX images file")
     p.add_argument("--out", metavar="PRED.csv", help="write the predictions here (default: standard output)")

@@ -16,7 +16,6 @@ the exit code is 2.  ``--resume`` continues from a checkpoint with
 uninterrupted one (same seed, same thread count).
 """
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 import handgrad as hg
+from handgrad.cli import console
 from handgrad.cli import settings as S
 from handgrad.cli.common import (
     TargetScaling,
@@ -39,7 +39,7 @@ from handgrad.cli.common import (
     write_text,
 )
 from handgrad.cli.interrupts import Interrupted, guard
-from handgrad.cli.presets import PRESETS, VARIANTS, text_table
+from handgrad.cli.presets import PRESETS, VARIANTS, preset_values, text_table
 from handgrad.errors import HandgradError, TrainingDiverged
 from handgrad.io.modelfile import load_checkpoint, save_checkpoint, save_model
 
@@ -54,8 +54,9 @@ examples:
   handgrad train                                  digits, its preset; writes handgrad-out/
   handgrad train --dataset mnist --data-dir ../shared/data
   handgrad train --dataset iris.csv --target species --hidden 32,16 --epochs 200
-  handgrad train --dataset houses.csv --target price --loss squared-error     a regressor
-  handgrad train --dataset tags.csv --target a,b,c                           multilabel (sigmoid-bce)
+  handgrad train --dataset houses.csv --target price --loss squared-error   a regressor
+  handgrad train --dataset tags.csv --target a,b,c                         multilabel, sigmoid-bce
+  handgrad train --dataset people.csv --target income --drop id            leave a column out
   handgrad train --dropout 0.2 --batch-norm --activation gelu
   handgrad train --hidden 256,128 --activation tanh --optimizer sgd --lr 0.05 --momentum 0.9
   handgrad train --epochs 40 --checkpoint-every 5 --out runs/a.npz --log runs/a.jsonl
@@ -78,7 +79,7 @@ def add_parser(subparsers, parents):
         "train", parents=parents, help="train a classifier or regressor and write the model file and plots",
         description="Train a classifier (or a regressor, or a multilabel classifier) on a dataset; print its "
                     "held-out figures; write the model and plots.",
-        epilog=EXAMPLES.format(presets=text_table()), formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EXAMPLES.format(presets=text_table()), formatter_class=console.HelpFormatter)
     add_data_flags(p)
     add_model_flags(p)
     t = S.argument_type
@@ -135,7 +136,7 @@ def add_data_flags(parser):
                            "recipe found, about ten minutes on two cores)")
     data.add_argument("--shift", type=t(S.shift), metavar="PIXELS",
                       help="move each training image by up to PIXELS in each direction, anew every epoch "
-                           "(image datasets; default 0: none)")
+                           f"(image datasets; 0: none; default the preset's: {preset_values('shift')})")
     data.add_argument("--test-fraction", type=t(S.fraction), metavar="F",
                       help=f"share held out for testing (digits, CSV, NPZ; default {PRESETS['file']['test_fraction']:g})")
 
@@ -149,10 +150,11 @@ def add_model_flags(parser):
                            help="hidden layer widths, e.g. 256,128"),
         _choice(model, "--activation", S.activation_names(), "hidden activation"),
         model.add_argument("--input-dropout", type=t(S.input_dropout), metavar="P",
-                           help="a Dropout(P) before the first layer: drops input features in training (default 0)"),
+                           help="a Dropout(P) before the first layer: drops input features in training "
+                                f"(0: none; default the preset's: {preset_values('input_dropout')})"),
         model.add_argument("--dropout", type=t(S.dropout), metavar="P",
                            help="a Dropout(P) after every hidden activation: P in [0, 1) is the share of units "
-                                "dropped in training (default 0: none)"),
+                                f"dropped in training (0: none; default the preset's: {preset_values('dropout')})"),
         model.add_argument("--batch-norm", action="store_true", default=None,
                            help="a BatchNorm before every hidden activation"),
         _choice(model, "--loss", S.loss_names(),
