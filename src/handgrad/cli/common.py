@@ -3,11 +3,13 @@
 import math
 import os
 import tempfile
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from handgrad.cli.console import warn
 from handgrad.cli.interrupts import guard
 from handgrad.errors import DataError, HandgradError, ModelFileError
 from handgrad.io.files import atomic_write
@@ -63,6 +65,43 @@ def remove_stale_plots(folder, written, owned):
         path = Path(folder) / name
         if path.is_file():
             path.unlink()
+
+
+def draw_plots(folder, jobs, debug=False):
+    """Draw a command's plots into ``folder``; a plot that cannot be drawn is a warning, never an error.
+
+    ``jobs()`` returns ``([(file name, draw), ...], owned)``: ``draw(path)``
+    writes one PNG (or returns False when the plot does not apply to the
+    data), ``owned`` are the plot names the command may write (see
+    :func:`remove_stale_plots`).  Commands call this after their
+    results are printed and their files written, so a figure that fails
+    (matplotlib missing or broken, data a plot cannot show, a full disk)
+    costs that figure alone: the others are drawn, the command exits with
+    its own code, and stderr says which one is missing and why.  A signal
+    (Ctrl-C) still stops it.  Returns ``(written, owned)``: the names drawn.
+    """
+    try:
+        plots, owned = jobs()
+    except Exception as exc:        # noqa: BLE001 - any failure to prepare the plots only costs the plots
+        _plot_warning("no plots were drawn", exc, debug)
+        return [], ()
+    written = []
+    for name, draw in plots:
+        try:
+            drawn = draw(Path(folder) / name) is not False
+        except Exception as exc:    # noqa: BLE001 - any failure of one figure only costs that figure
+            _plot_warning(f"{name} was not drawn", exc, debug)
+        else:
+            if drawn:
+                written.append(name)
+    return written, owned
+
+
+def _plot_warning(what, exc, debug):
+    if debug:
+        traceback.print_exc()
+    reason = " ".join(str(exc).split()) or "no message"
+    warn(f"{what} ({type(exc).__name__}: {reason[:300]}); the results above are complete and the files written")
 
 
 def class_names(loaded):

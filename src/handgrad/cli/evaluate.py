@@ -16,6 +16,7 @@ from handgrad.cli.common import (
     check_writable,
     class_names,
     describe,
+    draw_plots,
     model_features,
     predictions,
     remove_stale_plots,
@@ -88,10 +89,8 @@ def run_evaluate(args):
     _print_header(args, loaded, source, len(y))
     print(task.summary(y, predicted, names))
     if args.plots:
-        from handgrad.report.plots import HeldOut
-
-        held_out = HeldOut(y, predicted, names, raw, dataset.image_shape)
-        _plots(task, held_out, Path(args.plots), f"{dataset.name} {args.split} split, {describe(loaded.model)}")
+        held_out = (y, predicted, names, raw, dataset.image_shape)
+        _plots(args, task, held_out, Path(args.plots), f"{dataset.name} {args.split} split, {describe(loaded.model)}")
     return 0
 
 
@@ -106,18 +105,32 @@ MAX_MISCLASSIFIED = 36          # images drawn in misclassified.png: six rows of
 SPLIT_PARTS = {"test": ("test",), "train": ("train",), "all": ("train", "test")}
 
 
-def _plots(task, held_out, folder, title):
-    """The task's plots of ``held_out``; those of this command that did not apply are removed as stale."""
-    from handgrad.report.plots import PLOT_FILES, plot_held_out
+def _plots(args, task, held_out, folder, title):
+    """The task's plots of ``held_out`` (the arguments of :class:`~handgrad.report.plots.HeldOut`), after the
+    report; one that cannot be drawn is a warning.  This command's plots that did not apply are removed as stale.
+    """
+    lines = []
 
-    written = []
-    for plot in (*task.test_plots, *task.evaluate_plots):
-        line = plot_held_out(plot, held_out, folder / PLOT_FILES[plot], title=title, max_images=MAX_MISCLASSIFIED)
-        if line is not None:
-            written.append(PLOT_FILES[plot])
-            print(line)
-    owned = {PLOT_FILES[plot] for other in tasks.all_tasks() for plot in (*other.test_plots, *other.evaluate_plots)}
+    def jobs():
+        from handgrad.report.plots import PLOT_FILES, HeldOut, plot_held_out
+
+        data = HeldOut(*held_out)
+
+        def drawer(plot):
+            def draw(path):
+                line = plot_held_out(plot, data, path, title=title, max_images=MAX_MISCLASSIFIED)
+                if line is None:
+                    return False            # does not apply to these data: nothing drawn
+                lines.append(line)
+            return draw
+
+        owned = {PLOT_FILES[p] for other in tasks.all_tasks() for p in (*other.test_plots, *other.evaluate_plots)}
+        return [(PLOT_FILES[plot], drawer(plot)) for plot in (*task.test_plots, *task.evaluate_plots)], owned
+
+    written, owned = draw_plots(folder, jobs, debug=args.debug)
     remove_stale_plots(folder, written, owned=owned)
+    for line in lines:
+        print(line)
 
 
 def _trained_data(settings):

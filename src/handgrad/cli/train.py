@@ -33,6 +33,7 @@ from handgrad.cli.common import (
     check_count_targets,
     check_writable,
     describe,
+    draw_plots,
     predictions,
     remove_stale_plots,
     scales_targets,
@@ -42,12 +43,15 @@ from handgrad.cli.interrupts import Interrupted, guard
 from handgrad.cli.presets import PRESETS, VARIANTS, preset_values, text_table
 from handgrad.errors import HandgradError, TrainingDiverged
 from handgrad.io.modelfile import load_checkpoint, save_checkpoint, save_model
+from handgrad.training.loop import validation_split
 
 DEFAULT_OUT = Path("handgrad-out") / "model.npz"
 # First-layer weights are drawn only for images at least this many pixels on each
 # side: a tile of 8x8 (scikit-learn's digits) is too coarse to show a stroke, so the
 # figure read as noise there.
 MIN_WEIGHT_IMAGE_SIDE = 16
+# Without a terminal (no progress bar), a line this often within an epoch that runs longer.
+HEARTBEAT_SECONDS = 10.0
 
 EXAMPLES = """\
 examples:
@@ -111,9 +115,10 @@ def add_parser(subparsers, parents):
                      help="BLAS threads (same N: same weights)")
     progress = run.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None,
-                          help="always show per-epoch progress on stderr")
+                          help="show progress on stderr (the default): a bar and a line per epoch on a "
+                               "terminal, else a line per epoch and one every 10 s within a long epoch")
     progress.add_argument("--no-progress", dest="progress", action="store_false",
-                          help="never show it (default: only on a terminal)")
+                          help="show no progress")
     p.set_defaults(run=run_train)
 
 
@@ -370,7 +375,7 @@ class Run:
         saved = False
         try:
             history = self._fit(history, initial)
-            scores = self._test_scores()
+            scores = {**self._train_scores(), **self._test_scores()}
             with guard.deferred():     # a signal now waits until the model file is complete
                 self.outputs.model.parent.mkdir(parents=True, exist_ok=True)
                 save_model(self.outputs.model, self.model, loss=self.loss, classes=self._classes(),
@@ -378,7 +383,9 @@ class Run:
                            extra=self._extra(**scores))
                 self._write_log(history.records)
                 saved = True
+            # The figures first, the plots after them: a plot that cannot be drawn hides no result.
             self._report(history, scores)
+            self._draw_plots(history)
         except Interrupted as stop:
             if saved:
                 stop.note = f"the model was saved to {self.outputs.model}, the plots may be incomplete"
@@ -429,6 +436,8 @@ class Run:
             raise HandgradError("the checkpoint's early-stopping state does not match its settings; start a new run")
         if early_stopping is not None:
             early_stopping.load_state_dict(c.early_stopping)
+            if c.stopped:
+                early_stopping.stopped_epoch = c.epoch      # a checkpoint records that it stopped, not when
         if c.model.n_features != self.data.X_train.shape[1] or c.model.n_outputs != self.data.dataset.n_outputs:
             raise HandgradError("the checkpoint's model does not fit its data; start a new run")
         initial = s["epochs"] if c.stopped else c.epoch
@@ -439,10 +448,12 @@ class Run:
 
     def _fit(self, history, initial):
         s = self.settings
-        progress = sys.stderr.isatty() if self.args.progress is None else self.args.progress
+        # Progress unless --no-progress: a bar and a line per epoch on a terminal; elsewhere (a log file,
+        # a pipe) the line per epoch, and a line every 10 s within a long epoch, so a run is never silent.
+        progress = self.args.progress is not False
         # The progress line, and the recorder, read each record after its RMSE is in the targets' units.
         callbacks = [TargetUnits(self.data.target_scaling.scale)] if self.data.target_scaling else []
-        callbacks += [hg.EpochLogger()] if progress else []
+        callbacks += [hg.EpochLogger(heartbeat_seconds=HEARTBEAT_SECONDS)] if progress else []
         try:
             # Overflow on the way to a NaN loss is reported once, as TrainingDiverged, not as warnings.
             with _threads(s.get("threads")), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -513,6 +524,26 @@ class Run:
                 "target_scaling": None if scaling is None else scaling.to_dict(),
                 "fingerprint": self.data.fingerprint, "outputs": self.outputs.to_dict(), **more}
 
+    def _train_scores(self):
+        """``{"train_<figure>": value}``: the saved model on the rows it trained on, in inference mode.
+
+        No dropout, no shifts, the weights as they are written (the best
+        epoch's with early stopping): the training figures of the run's
+        records are running means over each epoch's minibatches instead,
+        taken while the weights changed and on augmented images.
+        """
+        predicted = predictions(self.model, self.loss, self.data.X_train, self.data.target_scaling)
+        rows = self._training_rows()
+        scores = self.loss.task.scores(self.data.dataset.y_train[rows], predicted[rows])
+        return {f"train_{key}": value for key, value in scores.items()}
+
+    def _training_rows(self):
+        """The indices of the training rows ``fit`` trained on: all but its validation split."""
+        n, fraction = len(self.data.X_train), self.settings["validation_fraction"]
+        if not fraction:
+            return np.arange(n)
+        return validation_split(n, fraction, self.settings["seed"])[0]
+
     def _test_scores(self):
         """``{"test_<figure>": value}`` of the loss's task on the test split (each None without one).
 
@@ -527,20 +558,40 @@ class Run:
         return {f"test_{key}": value for key, value in task.scores(self.data.dataset.y_test, predicted).items()}
 
     def _report(self, history, scores):
-        if self.outputs.plots is not None:
-            self._plots(history)
-        last = history.records[-1] if history.records else {}
-        trained = self.loss.task.figures_text(last, "train")
+        """The results on standard output: how early stopping ended the run, the figures, the model file."""
+        stopping = self._stopping()
+        if stopping is not None:
+            print(f"early stopping: {stopping.text(len(history), self.settings['epochs'])}")
+        task = self.loss.task
+        trained = task.figures_text(scores, "train")
         if trained:
-            print(f"train {trained} after {len(history)} epochs")
-        tested = self.loss.task.figures_text(scores, "test")
+            n = len(self._training_rows())
+            print(f"train {trained} after {len(history)} epochs, on the {n:,} training rows "
+                  "(the saved model, in inference mode)")
+        tested = task.figures_text(scores, "test")
         if tested:
-            print(f"test {tested} on {len(self.data.X_test)} held-out samples")
+            print(f"test {tested} on {len(self.data.X_test):,} held-out samples")
         print(f"model written to {self.outputs.model}")
-        if self.outputs.plots is not None:
-            print(f"plots written to {self.outputs.plots}")
 
-    def _plots(self, history):
+    def _stopping(self):
+        """What early stopping did, or None when the run has none."""
+        e = self.early_stopping
+        if e is None or e.best_epoch is None:
+            return None
+        return StoppingReport(e.monitor, e.patience, e.best_epoch, e.best, e.stopped_epoch)
+
+    def _draw_plots(self, history):
+        """Every plot of the run; one that cannot be drawn is a warning, and the others are still drawn."""
+        if self.outputs.plots is None:
+            return
+        folder = self.outputs.plots
+        written, owned = draw_plots(folder, lambda: self._plot_jobs(history), debug=self.args.debug)
+        remove_stale_plots(folder, written, owned=owned)
+        if written:
+            print(f"plots written to {folder}: {', '.join(written)}")
+
+    def _plot_jobs(self, history):
+        """``[(file name, draw(path)), ...]`` for this run, and the names the command owns in a plots folder."""
         from handgrad.report.plots import (
             PLOT_FILES,
             HeldOut,
@@ -549,19 +600,48 @@ class Run:
             plot_learning_curves,
         )
 
-        folder, d = self.outputs.plots, self.data.dataset
+        d = self.data.dataset
         title = f"{d.name}, {describe(self.model)}"
-        written = [PLOT_FILES["learning_curves"]]
-        plot_learning_curves(history.records, folder / written[-1], title=title)
+        stopping = self._stopping()
+        jobs = [(PLOT_FILES["learning_curves"], lambda path: plot_learning_curves(
+            history.records, path, title=title, kept_epoch=stopping and stopping.best_epoch,
+            note=stopping and stopping.plot_note(len(history))))]
         if self._test_predicted is not None:
             held_out = HeldOut(d.y_test, self._test_predicted, self._class_names())
             for plot in self.loss.task.test_plots:
-                written.append(PLOT_FILES[plot])
-                plot_held_out(plot, held_out, folder / written[-1], title=f"{title}, test split")
-        if d.image_shape is not None and min(d.image_shape) >= MIN_WEIGHT_IMAGE_SIDE:
-            written.append(PLOT_FILES["first_layer_weights"])
-            plot_first_layer_weights(self.model.layers[0].W, d.image_shape, folder / written[-1], title=title)
-        remove_stale_plots(folder, written, owned=PLOT_FILES.values())
+                jobs.append((PLOT_FILES[plot], lambda path, plot=plot: plot_held_out(
+                    plot, held_out, path, title=f"{title}, test split")))
+        first = next((layer for layer in self.model.layers if isinstance(layer, hg.Dense)), None)
+        if first is not None and d.image_shape is not None and min(d.image_shape) >= MIN_WEIGHT_IMAGE_SIDE:
+            jobs.append((PLOT_FILES["first_layer_weights"], lambda path: plot_first_layer_weights(
+                first.W, d.image_shape, path, title=title)))
+        return jobs, PLOT_FILES.values()
+
+
+@dataclass
+class StoppingReport:
+    """What early stopping did in a run: the figure it watched, and which epoch's weights the model has."""
+
+    monitor: str
+    patience: int
+    best_epoch: int
+    best: float
+    stopped_epoch: int = None
+
+    def text(self, epochs_run, epochs_planned):
+        """The console's sentence: why the run ended, and which weights the model keeps."""
+        kept = f"the model has the weights of epoch {self.best_epoch} ({self.monitor} {self.best:.4g}, its best)"
+        if self.stopped_epoch is not None:
+            return (f"stopped after epoch {self.stopped_epoch} of {epochs_planned}, as {self.monitor} had not "
+                    f"improved for {self.patience} epochs; {kept}")
+        return f"ran all {epochs_run} epochs (patience {self.patience} never ran out); {kept}"
+
+    def plot_note(self, epochs_run):
+        """The learning curves' line about it."""
+        if self.stopped_epoch is not None:
+            return (f"early stopping after epoch {self.stopped_epoch}: no better {self.monitor} for "
+                    f"{self.patience} epochs; weights of epoch {self.best_epoch} kept")
+        return f"early stopping never triggered; weights of epoch {self.best_epoch} (best {self.monitor}) kept"
 
 
 def _threads(n):
