@@ -333,21 +333,26 @@ class Recorder(hg.Callback):
 
 
 class TargetUnits(hg.Callback):
-    """Puts each epoch's RMSE into the targets' own units, before anything else reads the record.
+    """Puts each epoch's RMSE into the target's own units, before anything else reads the record.
 
     ``fit`` measures it on the standardised targets it trains on (see
-    :class:`~handgrad.cli.common.TargetScaling`), whose one common scale makes
-    the conversion exact: RMSE times the scale.  R² does not change; the
-    losses stay in the standardised units.
+    :class:`~handgrad.cli.common.TargetScaling`).  For one target the
+    conversion is exact: RMSE times the column's scale.  Several targets
+    have units of their own, and an RMSE over all of them has none (nor
+    could it be recovered from the standardised one), so their per-epoch
+    RMSE is left out (None); R², the mean over the columns of a figure each
+    column's scale leaves unchanged, is the per-epoch figure then, and the
+    test report gives each target's RMSE in its units.  The losses stay in
+    the standardised units.
     """
 
     def __init__(self, scale):
-        self.scale = scale
+        self.scale = np.asarray(scale, dtype=np.float64).reshape(-1)
 
     def on_epoch_end(self, ctx, record):
         for key in ("train_rmse", "val_rmse"):
             if record.get(key) is not None:
-                record[key] = record[key] * self.scale
+                record[key] = float(record[key] * self.scale[0]) if len(self.scale) == 1 else None
 
 
 class Run:
