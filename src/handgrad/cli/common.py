@@ -233,6 +233,47 @@ def model_features(loaded, X, source):
     return loaded.preprocessor.transform(X, dtype=loaded.model.dtype)
 
 
+def stored_feature_names(loaded):
+    """The feature (column) names a model file stores, or None where it stores none usable."""
+    names = loaded.metadata.get("extra", {}).get("feature_names")
+    return names if isinstance(names, list) and names and all(isinstance(n, str) for n in names) else None
+
+
+def columns_not_read(spec, loaded, target):
+    """The columns of the CSV ``spec`` that are neither the model's features nor its targets, or None.
+
+    ``evaluate`` (and ``derive --model --check``) leave them out when they
+    read the file, as ``predict`` does: a column the run dropped (``--drop``,
+    an id that need not even be a number) or one the training file lacked.
+    ``target``: the target columns as the command will name them (None: the
+    last column).
+    """
+    features = stored_feature_names(loaded)
+    if features is None or not str(spec).lower().endswith(".csv"):
+        return None
+    from handgrad.data.loaders import target_columns
+    from handgrad.data.tabular import read_csv_header
+
+    header = read_csv_header(spec)
+    targets = target_columns(target) or header[-1:]
+    extra = [name for name in header if name not in features and name not in targets]
+    return extra or None
+
+
+def in_model_order(loaded, dataset, X, source):
+    """A table's feature columns ``X`` (in ``dataset.feature_names`` order) put in the model's order, by name."""
+    features = stored_feature_names(loaded)
+    found = dataset.feature_names
+    if features is None or found is None or list(found) == features:
+        return X
+    absent = [name for name in features if name not in found]
+    if absent:
+        shown = ", ".join(repr(name) for name in absent[:6]) + (" ..." if len(absent) > 6 else "")
+        raise DataError(f"{source} lacks the feature columns {shown}, which the model was trained on; "
+                        "pass a table with the training columns")
+    return X[:, [list(found).index(name) for name in features]]
+
+
 def check_count_targets(loss, dataset):
     """Refuse, before training, a negative target for a loss of counts (the Poisson deviance), naming the column."""
     if not isinstance(loss, PoissonDeviance):

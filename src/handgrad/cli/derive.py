@@ -19,7 +19,7 @@ import numpy as np
 import handgrad as hg
 from handgrad.cli import console, train
 from handgrad.cli import settings as S
-from handgrad.cli.common import check_writable, model_features, write_text
+from handgrad.cli.common import check_writable, columns_not_read, in_model_order, model_features, write_text
 from handgrad.derivations.derive import FORMATS, document, render
 from handgrad.errors import HandgradError
 
@@ -107,7 +107,8 @@ def _from_flags(args):
     # As train's _prepare loads it, without preprocessing every row: only the checked rows are used,
     # and only the training split is read (and fetched) for MNIST-style data.
     dataset = load_dataset(settings["dataset"], data_dir=settings["data_dir"], target=settings["target"],
-                           test_fraction=settings["test_fraction"], parts=("train",), task=loss.task)
+                           test_fraction=settings["test_fraction"], parts=("train",), task=loss.task,
+                           drop=settings["drop"])
     model = S.build_model(settings, dataset.n_features, dataset.n_outputs, dtype)
     rows = None
     if args.check:
@@ -159,8 +160,9 @@ def _file_rows(args, loaded, saved):
     if not loss.task.label_column and target is None and str(spec).lower().endswith(".csv"):
         target = ",".join(map(str, loaded.classes))     # the model's outputs are named after its target columns
     dataset = load_dataset(spec, data_dir=data_dir, target=target, test_fraction=fraction, parts=("train",),
-                           task=loss.task)
+                           task=loss.task, drop=columns_not_read(spec, loaded, target))
     source = f"{spec} (training split)"
-    X = model_features(loaded, dataset.X_train[:k], source).astype(np.float64)
+    raw = in_model_order(loaded, dataset, dataset.X_train[:k], source)
+    X = model_features(loaded, raw, source).astype(np.float64)
     y = loss.task.model_targets(dataset.y_train[:k], dataset.classes.tolist(), loaded.classes, source)
     return SimpleNamespace(data=(X, y), label=f"the first {len(X)} training rows of {dataset.name}")

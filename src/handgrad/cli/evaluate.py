@@ -15,8 +15,10 @@ from handgrad.cli.common import (
     TargetScaling,
     check_writable,
     class_names,
+    columns_not_read,
     describe,
     draw_plots,
+    in_model_order,
     model_features,
     predictions,
     remove_stale_plots,
@@ -78,11 +80,12 @@ def run_evaluate(args):
         target = ",".join(map(str, loaded.classes))     # the model's outputs are named after its target columns
     dataset = load_dataset(spec, data_dir=args.data_dir or trained.get("data_dir"), target=target,
                            test_fraction=trained.get("test_fraction", 0.2) if same else 0.2,
-                           parts=SPLIT_PARTS[args.split], task=task)
+                           parts=SPLIT_PARTS[args.split], task=task, drop=columns_not_read(spec, loaded, target))
     raw, y = _split(dataset, args.split)
     source = f"{spec} ({args.split} split)"
     # The targets first: targets that do not fit the model also explain features that do not.
     y = task.model_targets(y, dataset.classes.tolist(), loaded.classes, source)
+    raw = in_model_order(loaded, dataset, raw, source)
     X = model_features(loaded, raw, source)
     predicted = predictions(loaded.model, loaded.loss, X, TargetScaling.of_model(loaded))
     names = class_names(loaded)

@@ -136,6 +136,9 @@ def add_data_flags(parser):
     data.add_argument("--target", type=t(S.target), metavar="COLUMN[,COLUMN...]",
                       help="CSV label column (default: the last column); for regression one or more numeric "
                            "columns, for multilabel several 0/1 columns (then --loss defaults to sigmoid-bce)")
+    data.add_argument("--drop", type=t(S.columns), metavar="COLUMN[,COLUMN...]",
+                      help="CSV columns to leave out of the features, such as an id; the model file records "
+                           "them, so evaluate and predict leave them out too")
     data.add_argument("--preset", choices=list(VARIANTS), default=None,
                       help="which preset fills unset flags: standard (default), or best (mnist: the most accurate "
                            "recipe found, about ten minutes on two cores)")
@@ -262,7 +265,7 @@ def _prepare(settings, dtype, loss, preprocessor=None):
     from handgrad.data.preprocessing import Preprocessor
 
     dataset = load_dataset(settings["dataset"], data_dir=settings["data_dir"], target=settings["target"],
-                           test_fraction=settings["test_fraction"], task=loss.task)
+                           test_fraction=settings["test_fraction"], task=loss.task, drop=settings["drop"])
     check_count_targets(loss, dataset)
     if preprocessor is None:
         preprocessor = Preprocessor.fit(dataset.X_train, dataset.kind)
