@@ -13,6 +13,7 @@ import handgrad as hg
 from handgrad.cli import console
 from handgrad.cli.common import describe
 from handgrad.cli.settings import argument_type, non_negative_int, positive_int
+from handgrad.cli.unused_flags import warn_unused
 from handgrad.io.modelfile import load_model
 
 # Entries differenced per parameter array of a saved model: every entry costs two
@@ -53,7 +54,7 @@ def add_parser(subparsers, parents):
         epilog=EXAMPLES, formatter_class=console.HelpFormatter)
     p.add_argument("--model", metavar="FILE", help="check this saved model's architecture instead")
     sample = p.add_mutually_exclusive_group()
-    sample.add_argument("--entries", type=argument_type(positive_int), default=DEFAULT_ENTRIES, metavar="N",
+    sample.add_argument("--entries", type=argument_type(positive_int), metavar="N",
                         help=f"with --model: entries checked per parameter array, a seeded sample "
                              f"(default {DEFAULT_ENTRIES})")
     sample.add_argument("--all", action="store_true", help="with --model: check every entry (slow for large models)")
@@ -67,6 +68,7 @@ def run_check(args):
 
     # The checks multiply matrices of a few rows: one BLAS thread is faster, and a
     # second one waiting for a busy core made a model check ten times slower.
+    warn_unused("check", args)
     with threadpool_limits(limits=1, user_api="blas"):
         return _run(args)
 
@@ -95,7 +97,7 @@ def _run(args):
 
 def _check_model_file(args, rng):
     loaded = load_model(args.model)
-    entries = None if args.all else args.entries
+    entries = None if args.all else args.entries or DEFAULT_ENTRIES
     sizes = [p.size for p in loaded.model.parameters()]
     checked = sum(sizes) if entries is None else sum(min(size, entries) for size in sizes)
     how = "every entry" if entries is None else f"a seeded sample of up to {entries} entries per array; --all for every entry"

@@ -222,13 +222,24 @@ def predictions(model, loss, X, scaling=None):
     return P if scaling is None else scaling.invert(P)
 
 
-def model_features(loaded, X, source):
-    """``X`` (raw features) checked against the model's input width and preprocessed."""
+def model_features(loaded, X, source, images=False):
+    """``X`` (raw features) checked against the model's input width and preprocessed.
+
+    ``images``: ``X`` holds images (a built-in dataset, an IDX file).  A
+    model file without preprocessing (``hg.save`` of a ``Sequential`` stores
+    none) then gets a warning: the pixels go in as they are, which a network
+    trained on scaled pixels reads wrongly.
+    """
     n_features = loaded.model.n_features
     if X.shape[1] != n_features:
         raise DataError(f"{source} has {X.shape[1]} features but the model expects {n_features}; "
                         "pass data with the same columns as in training")
     if loaded.preprocessor is None:
+        if images and len(X):
+            warn(f"the model file stores no preprocessing, so the pixels of {source} go into the network as "
+                 f"they are (0..{float(np.max(X)):g}); if it was trained on scaled pixels its predictions are "
+                 "off: store the scaling in the file (save_model(..., preprocessing=...), docs/model-format.md), "
+                 "or train it with handgrad train, which does")
         return np.ascontiguousarray(X, dtype=loaded.model.dtype)
     return loaded.preprocessor.transform(X, dtype=loaded.model.dtype)
 

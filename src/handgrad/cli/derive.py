@@ -20,6 +20,7 @@ import handgrad as hg
 from handgrad.cli import console, train
 from handgrad.cli import settings as S
 from handgrad.cli.common import check_writable, columns_not_read, in_model_order, model_features, write_text
+from handgrad.cli.unused_flags import warn_unused
 from handgrad.derivations.derive import FORMATS, document, render
 from handgrad.errors import HandgradError
 
@@ -57,14 +58,17 @@ def add_parser(subparsers, parents):
                                                         f"(not with {', '.join(_flag(d) for d in network)})")
     check = p.add_argument_group("check")
     check.add_argument("--check", action="store_true", help="measure each gradient against central differences")
-    check.add_argument("--check-rows", type=t(S.positive_int), default=4, metavar="N",
-                       help="rows of the training data to check on (default 4)")
-    check.add_argument("--check-entries", type=t(S.non_negative_int), default=20, metavar="N",
-                       help="entries sampled per array (default 20; 0: every entry)")
+    check.add_argument("--check-rows", type=t(S.positive_int), metavar="N",
+                       help=f"rows of the training data to check on (default {CHECK_ROWS})")
+    check.add_argument("--check-entries", type=t(S.non_negative_int), metavar="N",
+                       help=f"entries sampled per array (default {CHECK_ENTRIES}; 0: every entry)")
     out = p.add_argument_group("output")
     out.add_argument("--format", choices=FORMATS, default="text", help="plain text, or Markdown with LaTeX")
     out.add_argument("--out", metavar="FILE", help="write to FILE (atomically) instead of standard output")
     p.set_defaults(run=run_derive, network_flags=network)
+
+
+CHECK_ROWS, CHECK_ENTRIES = 4, 20          # --check-rows and --check-entries when not given
 
 
 def _flag(dest):
@@ -81,11 +85,12 @@ def run_derive(args):
             raise HandgradError(f"{', '.join(given)} describe{'s' if len(given) == 1 else ''} a network to build, "
                                 f"but --model names a built one; drop {'it' if len(given) == 1 else 'them'} "
                                 f"or --model")
+        warn_unused("derive", args)
         model, loss, l2, rows = _from_file(args)
     else:
         model, loss, l2, rows = _from_flags(args)
-    doc = document(model, loss, l2=l2, check=rows and rows.data, entries=args.check_entries,
-                   rows=rows and rows.label)
+    entries = CHECK_ENTRIES if args.check_entries is None else args.check_entries
+    doc = document(model, loss, l2=l2, check=rows and rows.data, entries=entries, rows=rows and rows.label)
     text = render(doc, args.format)
     if out is None:
         sys.stdout.write(text)
@@ -102,6 +107,7 @@ def _from_flags(args):
     from handgrad.data.preprocessing import Preprocessor
 
     settings = S.from_flags(args)
+    warn_unused("derive", args, settings)
     dtype = np.dtype(settings["dtype"]).type
     loss = S.build_loss(settings)
     # As train's _prepare loads it, without preprocessing every row: only the checked rows are used,
@@ -113,10 +119,14 @@ def _from_flags(args):
     rows = None
     if args.check:
         preprocessor = Preprocessor.fit(dataset.X_train, dataset.kind)
-        X = preprocessor.transform(dataset.X_train[:args.check_rows], dtype=dtype)   # what training feeds it
-        rows = SimpleNamespace(data=(X, dataset.y_train[:args.check_rows]),
+        X = preprocessor.transform(dataset.X_train[:_check_rows(args)], dtype=dtype)   # what training feeds it
+        rows = SimpleNamespace(data=(X, dataset.y_train[:len(X)]),
                                label=f"the first {len(X)} training rows of {dataset.name}, preprocessed as train does")
     return model, loss, settings["l2"], rows
+
+
+def _check_rows(args):
+    return CHECK_ROWS if args.check_rows is None else args.check_rows
 
 
 def _from_file(args):
@@ -142,7 +152,7 @@ def _file_rows(args, loaded, saved):
     from handgrad.data.loaders import load_dataset
 
     spec = args.dataset or (saved.get("dataset") if isinstance(saved.get("dataset"), str) else None)
-    k = args.check_rows
+    k = _check_rows(args)
     loss = loaded.loss or hg.SoftmaxCrossEntropy()
     if spec is None:
         rng = np.random.default_rng(0)
@@ -163,6 +173,6 @@ def _file_rows(args, loaded, saved):
                            task=loss.task, drop=columns_not_read(spec, loaded, target))
     source = f"{spec} (training split)"
     raw = in_model_order(loaded, dataset, dataset.X_train[:k], source)
-    X = model_features(loaded, raw, source).astype(np.float64)
+    X = model_features(loaded, raw, source, images=dataset.kind == "image").astype(np.float64)
     y = loss.task.model_targets(dataset.y_train[:k], dataset.classes.tolist(), loaded.classes, source)
     return SimpleNamespace(data=(X, y), label=f"the first {len(X)} training rows of {dataset.name}")

@@ -23,6 +23,7 @@ from handgrad.cli.common import (
     predictions,
     remove_stale_plots,
 )
+from handgrad.cli.unused_flags import warn_unused
 from handgrad.errors import DataError
 from handgrad.io.modelfile import load_model
 
@@ -70,6 +71,7 @@ def run_evaluate(args):
 
     if args.plots:
         check_writable(args.plots, "--plots", folder=True)
+    warn_unused("evaluate", args)
     loaded = load_model(args.model)
     task = tasks.of(loaded.loss)
     trained = _trained_data(loaded.settings)
@@ -86,7 +88,7 @@ def run_evaluate(args):
     # The targets first: targets that do not fit the model also explain features that do not.
     y = task.model_targets(y, dataset.classes.tolist(), loaded.classes, source)
     raw = in_model_order(loaded, dataset, raw, source)
-    X = model_features(loaded, raw, source)
+    X = model_features(loaded, raw, source, images=dataset.kind == "image")
     predicted = predictions(loaded.model, loaded.loss, X, TargetScaling.of_model(loaded))
     names = class_names(loaded)
     _print_header(args, loaded, source, len(y))

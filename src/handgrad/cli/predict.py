@@ -49,7 +49,7 @@ def run_predict(args):
         names = None                     # no names (or unusable ones): take a CSV's columns in order
     _check_format(args.input, loaded, names)
     raw = load_features(args.input, feature_names=names if args.input.lower().endswith(".csv") else None)
-    X = model_features(loaded, raw, args.input)
+    X = model_features(loaded, raw, args.input, images=Path(args.input).suffix.lower() not in (".csv", ".npz"))
     task = tasks.of(loaded.loss)
     predicted = predictions(loaded.model, loaded.loss, X, TargetScaling.of_model(loaded))
     text = task.prediction_table(loaded.classes, class_names(loaded), predicted,

@@ -39,8 +39,10 @@ from handgrad.cli.common import (
     scales_targets,
     write_text,
 )
+from handgrad.cli.console import warn
 from handgrad.cli.interrupts import Interrupted, guard
 from handgrad.cli.presets import PRESETS, VARIANTS, preset_values, text_table
+from handgrad.cli.unused_flags import warn_unused
 from handgrad.errors import HandgradError, TrainingDiverged
 from handgrad.io.modelfile import load_checkpoint, save_checkpoint, save_model
 from handgrad.training.loop import validation_split
@@ -50,6 +52,10 @@ DEFAULT_OUT = Path("handgrad-out") / "model.npz"
 # side: a tile of 8x8 (scikit-learn's digits) is too coarse to show a stroke, so the
 # figure read as noise there.
 MIN_WEIGHT_IMAGE_SIDE = 16
+# A label column of more distinct numbers than this, trained as classes because no --loss was given,
+# gets a hint that it may be a quantity to predict (--loss squared-error).  Class codes rarely run past
+# twenty; a measured number (a price, a score: diabetes' target has 214 values in 442 rows) usually does.
+MAX_NUMERIC_CLASSES = 20
 # Without a terminal (no progress bar), a line this often within an epoch that runs longer.
 HEARTBEAT_SECONDS = 10.0
 
@@ -279,6 +285,44 @@ def _prepare(settings, dtype, loss, preprocessor=None):
     return Prepared(_without_raw_features(dataset), preprocessor, X_train, X_test, y_train, scaling, fingerprint)
 
 
+def _hint_numeric_target(dataset, settings):
+    """Warn when a table's label column looks like a number to predict rather than classes.
+
+    The rule: the run has a classification loss only because no --loss was
+    given, the column is in a table, every one of its values is a number, and
+    it holds more than :data:`MAX_NUMERIC_CLASSES` distinct ones.  A warning,
+    not an error: a table may code 26 letters or 100 classes as numbers, and
+    then ``--loss cross-entropy`` says so and silences it.
+    """
+    classes = dataset.classes
+    if dataset.kind != "tabular" or len(classes) <= MAX_NUMERIC_CLASSES or not _all_numbers(classes):
+        return
+    column = settings["target"] or _last_column(settings["dataset"])
+    rows = len(dataset.y_train) + len(dataset.y_test)
+    warn(f"the target column {column!r} holds {len(classes)} distinct numbers in {rows} rows, so this trains a "
+         f"classifier of {len(classes)} classes; to predict the number, pass --loss squared-error (or --loss "
+         "poisson for counts); to keep the classes, pass --loss cross-entropy")
+
+
+def _last_column(path):
+    """The name of the column a table's labels default to: a CSV's last one, an NPZ's ``y``."""
+    if not str(path).lower().endswith(".csv"):
+        return "y"
+    from handgrad.data.tabular import read_csv_header
+
+    return read_csv_header(path)[-1]
+
+
+def _all_numbers(values):
+    if np.asarray(values).dtype.kind in "iuf":
+        return True
+    try:
+        [float(value) for value in values]
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _without_raw_features(dataset):
     """``dataset`` with its raw feature rows released (MNIST's: 55 MB of bytes) once they are scaled.
 
@@ -372,11 +416,14 @@ class Run:
             self.settings = S.from_flags(args)
             self.outputs = _outputs(args)
         self.outputs.check()
+        warn_unused("train", args, {**self.settings, "checkpoint_every": self.outputs.checkpoint_every})
         self.dtype = np.dtype(self.settings["dtype"]).type
 
     def execute(self):
         self.loss = S.build_loss(self.settings)
         self.data = self._data()
+        if self.checkpoint is None and self.args.loss is None:
+            _hint_numeric_target(self.data.dataset, self.settings)
         self.model, self.optimizer, self.early_stopping, history, initial = self._start()
         self.recorder = Recorder(self.early_stopping, self._write_checkpoint, self.outputs.checkpoint_every)
         status(self._plan(initial))
