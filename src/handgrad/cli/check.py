@@ -6,6 +6,7 @@ with 1 if any relative error reaches the tolerance.
 """
 
 import sys
+import time
 
 import numpy as np
 
@@ -15,6 +16,7 @@ from handgrad.cli.common import describe
 from handgrad.cli.settings import argument_type, non_negative_int, positive_int
 from handgrad.cli.unused_flags import warn_unused
 from handgrad.io.modelfile import load_model
+from handgrad.training.callbacks import draws_bars
 
 # Entries differenced per parameter array of a saved model: every entry costs two
 # forward passes, so the MNIST preset's 235,146 weights take minutes in full,
@@ -32,6 +34,8 @@ def preset_network(dataset="mnist"):
 
 
 _WIDTHS, _PARAMETERS = preset_network()
+# Without a visible bar, a line this often while one array is checked.
+HEARTBEAT_SECONDS = 10.0
 
 EXAMPLES = f"""\
 examples:
@@ -119,11 +123,12 @@ def _check_saved(loaded, rng, entries, progress):
 
 
 class _Progress:
-    """Per parameter array: a tqdm bar on a terminal, else one line when the array is done."""
+    """Per parameter array: a tqdm bar where one can be seen, else a line when the array is done and one
+    every :data:`HEARTBEAT_SECONDS` while a large array is checked (``--all``: minutes for MNIST's first layer)."""
 
     def __init__(self, stream=None):
         self.stream = stream or sys.stderr
-        self.bar, self.name = None, None
+        self.bar, self.name, self.started, self.last = None, None, None, None
 
     def __enter__(self):
         return self
@@ -134,14 +139,21 @@ class _Progress:
     def __call__(self, name, done, total):
         if name != self.name:
             self._close()
-            self.name = name
-            if self.stream.isatty():
+            self.name, self.started = name, time.perf_counter()
+            self.last = self.started
+            if draws_bars(self.stream):
                 from tqdm import tqdm
 
                 self.bar = tqdm(total=total, desc=f"checking {name}", unit="entry", file=self.stream,
                                 leave=False, mininterval=0.2)
         if self.bar is not None:
             self.bar.update(1)
+        elif done < total:
+            now = time.perf_counter()
+            if now - self.last >= HEARTBEAT_SECONDS:
+                self.last = now
+                print(f"  {name}: {done:,} of {total:,} entries checked, {now - self.started:.0f} s",
+                      file=self.stream, flush=True)
         if done == total:
             self._close()
             print(f"  {name}: {total:,} entries checked", file=self.stream, flush=True)

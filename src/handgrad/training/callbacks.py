@@ -6,6 +6,7 @@ A callback may stop training by setting ``ctx.stop = True`` in
 of the run: the model, loss, optimizer, history and current epoch.
 """
 
+import os
 import sys
 import time
 
@@ -126,8 +127,9 @@ class EpochLogger(Callback):
     Parameters
     ----------
     stream : a text stream; ``None`` means ``sys.stderr`` as it is when training starts.
-    bar : ``"auto"`` draws the bar only on a terminal, so logs written to a
-        file or a pipe hold just the summary lines; ``True`` always draws it
+    bar : ``"auto"`` draws the bar only on a terminal that reports its width
+        (:func:`draws_bars`), so logs written to a file or a pipe hold just
+        the summary lines (and the heartbeat's); ``True`` always draws it
         (on a non-terminal tqdm writes plain text), ``False`` never.
     refresh_seconds : least time between two redraws of the bar.
     heartbeat_seconds : without a bar, the time between two lines within a
@@ -148,7 +150,7 @@ class EpochLogger(Callback):
 
     def on_train_begin(self, ctx):
         self._out = self.stream if self.stream is not None else sys.stderr
-        self._draw_bar = self.bar is True or (self.bar == "auto" and _is_terminal(self._out))
+        self._draw_bar = self.bar is True or (self.bar == "auto" and draws_bars(self._out))
         self._epoch_start = time.perf_counter()
 
     def on_batch_end(self, ctx, batch, n_batches, loss):
@@ -236,8 +238,19 @@ class _EpochBar:
         self.bar.close()
 
 
-def _is_terminal(stream):
+def draws_bars(stream):
+    """Whether a progress bar on ``stream`` can be seen: a terminal that reports a width.
+
+    A pseudo-terminal opened by a program (a job runner, ``script``, a test)
+    often reports 0 columns, where tqdm draws nothing at all; progress then
+    takes the form of plain lines instead.
+    """
     try:
-        return stream.isatty()
-    except (AttributeError, ValueError):     # no isatty, or a closed stream
+        if not stream.isatty():
+            return False
+    except (AttributeError, ValueError):        # no isatty, or a closed stream
         return False
+    try:
+        return os.get_terminal_size(stream.fileno()).columns > 0
+    except (AttributeError, ValueError, OSError):
+        return True         # a terminal without a descriptor to ask (an editor's console): take its word
