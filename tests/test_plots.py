@@ -326,8 +326,11 @@ def test_with_an_l2_term_the_training_loss_is_drawn_without_it_beside_the_term(m
 
     records = [{**r, "l2_term": 0.5} for r in _records(4)]
     fig = _drawn_figure(monkeypatch, lambda: plot_learning_curves(records, "unused.png"))
-    lines = {line.get_label(): line.get_ydata() for line in fig.axes[0].get_lines()}
+    loss_panel, twin = fig.axes[0], fig.axes[-1]          # the term on an axis of its own, the legend shared
+    lines = {line.get_label(): line.get_ydata() for ax in (loss_panel, twin) for line in ax.get_lines()}
     assert set(lines) == {TRAINING_DATA_LOSS_LABEL, L2_TERM_LABEL, VALIDATION_LOSS_LABEL}
+    assert [line.get_label() for line in twin.get_lines()] == [L2_TERM_LABEL]
+    assert L2_TERM_LABEL in [text.get_text() for text in loss_panel.get_legend().get_texts()]
     np.testing.assert_allclose(lines[TRAINING_DATA_LOSS_LABEL], [r["train_loss"] - 0.5 for r in records])
     np.testing.assert_allclose(lines[L2_TERM_LABEL], 0.5)
 

@@ -46,7 +46,7 @@ VALIDATION_LABEL = "validation (held out from training)"
 # preset's 0.03) would otherwise lift the training curve far above the validation one.
 TRAINING_LOSS_LABEL = "training: loss + L2 term (mean over the minibatches)"
 TRAINING_DATA_LOSS_LABEL = "training: loss only (mean over the minibatches)"
-L2_TERM_LABEL = "L2 term (λ/2)·Σ‖W‖² (included in the objective)"
+L2_TERM_LABEL = "L2 term (λ/2)·Σ‖W‖², right axis (part of the objective)"
 VALIDATION_LOSS_LABEL = "validation: loss only (held out)"
 
 
@@ -85,8 +85,9 @@ def plot_learning_curves(records, path, title=None, kept_epoch=None, note=None):
     panels = {"loss": "loss", **figures}
     fig = Figure(figsize=(5 * len(panels), 4), dpi=_DPI, layout="constrained")
     for ax, (metric, label) in zip(np.atleast_1d(fig.subplots(1, len(panels))), panels.items()):
+        twin = None
         if metric == "loss":
-            _plot_losses(ax, epochs, records)
+            twin = _plot_losses(ax, epochs, records)
         else:
             _plot_series(ax, epochs, records, f"train_{metric}", TRAINING_LABEL)
             _plot_series(ax, epochs, records, f"val_{metric}", VALIDATION_LABEL)
@@ -97,7 +98,11 @@ def plot_learning_curves(records, path, title=None, kept_epoch=None, note=None):
         if metric == "r2":
             _clip_r2_axis(ax, records)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        handles, labels = ax.get_legend_handles_labels()
+        if twin is not None:                    # the L2 term's line, on its own axis, in the same legend
+            more = twin.get_legend_handles_labels()
+            handles, labels = handles + more[0], labels + more[1]
+        ax.legend(handles, labels, fontsize="small")
         # Whole epochs only: a run of three epochs should not be labelled 1.5, 2.5.
         ax.xaxis.get_major_locator().set_params(integer=True)
     heading = "\n".join(part for part in (title, note) if part)
@@ -107,15 +112,24 @@ def plot_learning_curves(records, path, title=None, kept_epoch=None, note=None):
 
 
 def _plot_losses(ax, epochs, records):
-    """The loss panel: training and validation loss, the training one without the L2 term where it is known."""
-    penalty = [r.get("l2_term") for r in records]
-    if all(value is not None for value in penalty):
-        data_loss = [{"loss": r["train_loss"] - r["l2_term"]} for r in records]
-        _plot_series(ax, epochs, data_loss, "loss", TRAINING_DATA_LOSS_LABEL)
-        _plot_series(ax, epochs, records, "l2_term", L2_TERM_LABEL, linestyle="--", color="0.5")
-    else:
+    """The loss panel: training and validation loss, the training one without the L2 term where it is known.
+
+    The L2 term then goes on an axis of its own, on the right (returned): on
+    the losses' axis a strong penalty (3.0 at the start of an iris run with
+    the file preset) would flatten both loss curves against the bottom.
+    """
+    if any(r.get("l2_term") is None for r in records):
         _plot_series(ax, epochs, records, "train_loss", TRAINING_LOSS_LABEL)
-    _plot_series(ax, epochs, records, "val_loss", VALIDATION_LOSS_LABEL, color="C1")
+        _plot_series(ax, epochs, records, "val_loss", VALIDATION_LOSS_LABEL)
+        return None
+    data_loss = [{"loss": r["train_loss"] - r["l2_term"]} for r in records]
+    _plot_series(ax, epochs, data_loss, "loss", TRAINING_DATA_LOSS_LABEL)
+    _plot_series(ax, epochs, records, "val_loss", VALIDATION_LOSS_LABEL)
+    twin = ax.twinx()
+    _plot_series(twin, epochs, records, "l2_term", L2_TERM_LABEL, linestyle="--", color="0.5")
+    twin.set_ylabel("L2 term (right axis)", color="0.4")
+    twin.tick_params(axis="y", colors="0.4")
+    return twin
 
 
 def _clip_r2_axis(ax, records):
