@@ -660,7 +660,7 @@ class Run:
         stopping = self._stopping()
         jobs = [(PLOT_FILES["learning_curves"], lambda path: plot_learning_curves(
             history.records, path, title=title, kept_epoch=stopping and stopping.best_epoch,
-            note=stopping and stopping.plot_note(len(history))))]
+            note=stopping and stopping.plot_note()))]
         if self._test_predicted is not None:
             held_out = HeldOut(d.y_test, self._test_predicted, self._class_names())
             for plot in self.loss.task.test_plots:
@@ -691,7 +691,7 @@ class StoppingReport:
                     f"improved for {self.patience} epochs; {kept}")
         return f"ran all {epochs_run} epochs (patience {self.patience} never ran out); {kept}"
 
-    def plot_note(self, epochs_run):
+    def plot_note(self):
         """The learning curves' line about it."""
         if self.stopped_epoch is not None:
             return (f"early stopping after epoch {self.stopped_epoch}: no better {self.monitor} for "
