@@ -127,6 +127,10 @@ def _plot_losses(ax, epochs, records):
     _plot_series(ax, epochs, records, "val_loss", VALIDATION_LOSS_LABEL)
     twin = ax.twinx()
     _plot_series(twin, epochs, records, "l2_term", L2_TERM_LABEL, linestyle="--", color="0.5")
+    # From 0, so a small term that grows does not look like a large one; its curve kept to the lower part of
+    # the panel, where the losses have come down to, so the legend finds a free corner above it.
+    top = max(r["l2_term"] for r in records)
+    twin.set_ylim(0, 2.5 * top if top > 0 else 1.0)
     twin.set_ylabel("L2 term (right axis)", color="0.4")
     twin.tick_params(axis="y", colors="0.4")
     return twin
