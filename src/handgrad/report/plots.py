@@ -44,7 +44,7 @@ VALIDATION_LABEL = "validation (held out from training)"
 # not.  Where the records say how much of it is the L2 term (``l2_term``), the panel draws the training loss
 # without it, so the two curves compare like with like, and the term on its own: a strong penalty (the file
 # preset's 0.03) would otherwise lift the training curve far above the validation one.
-TRAINING_LOSS_LABEL = "training: loss + L2 term (mean over the minibatches)"
+TRAINING_LOSS_LABEL = "training: minibatch mean, any L2 term included"
 TRAINING_DATA_LOSS_LABEL = "training: loss only (mean over the minibatches)"
 L2_TERM_LABEL = "L2 term (λ/2)·Σ‖W‖², right axis (part of the objective)"
 VALIDATION_LOSS_LABEL = "validation: loss only (held out)"
@@ -105,6 +105,8 @@ def plot_learning_curves(records, path, title=None, kept_epoch=None, note=None):
         ax.legend(handles, labels, fontsize="small")
         # Whole epochs only: a run of three epochs should not be labelled 1.5, 2.5.
         ax.xaxis.get_major_locator().set_params(integer=True)
+        if len(epochs) == 1:
+            ax.set_xticks(epochs)       # one epoch: its number alone, not 0.96 ... 1.04 around it
     heading = "\n".join(part for part in (title, note) if part)
     if heading:
         fig.suptitle(heading)       # once for the figure: a long network description fits the whole width
