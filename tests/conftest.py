@@ -54,14 +54,20 @@ def rng():
 
 @pytest.fixture(autouse=True)
 def _registries_restored():
-    """Pieces a test defines register for that test only: every registry is put back afterwards."""
-    from handgrad.registry import LAYERS, LOSSES, OPTIMIZERS
+    """Pieces a test defines register for that test only: every registry is put back afterwards.
 
-    saved = [(registry, dict(registry._by_type)) for registry in (LAYERS, LOSSES, OPTIMIZERS)]
+    handgrad's own classes that registered during the test (the estimators, imported on first
+    use) stay: their modules are imported once, so they would not register again.
+    """
+    from handgrad.registry import ESTIMATORS, LAYERS, LOSSES, OPTIMIZERS, SCHEDULES
+
+    saved = [(registry, dict(registry._by_type)) for registry in (LAYERS, LOSSES, OPTIMIZERS, SCHEDULES, ESTIMATORS)]
     yield
     for registry, entries in saved:
+        imported = {name: cls for name, cls in registry._by_type.items()
+                    if name not in entries and cls.__module__.startswith("handgrad.")}
         registry._by_type.clear()
-        registry._by_type.update(entries)
+        registry._by_type.update({**entries, **imported})
 
 
 @pytest.fixture

@@ -61,7 +61,7 @@ def _digits_as_idx(path, count):
     return y[-count:]
 
 
-COMMANDS = [None, "train", "evaluate", "predict", "check", "derive"]
+COMMANDS = [None, "train", "evaluate", "predict", "check", "derive", "diagnose", "export"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

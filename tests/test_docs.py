@@ -78,7 +78,7 @@ def test_every_command_in_the_docs_is_accepted_by_the_parser(text):
     parser = build_parser()
     for argv in commands:
         args = parser.parse_args(argv[1:])
-        assert args.command in ("train", "evaluate", "predict", "check", "derive"), argv
+        assert args.command in ("train", "evaluate", "predict", "check", "derive", "diagnose", "export"), argv
 
 
 def test_the_docs_name_the_machine_their_numbers_come_from():

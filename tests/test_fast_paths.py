@@ -2,8 +2,12 @@
 
 ``fit`` lets handgrad's optimizers add the L2 gradient inside their update
 (``step_flat``), compiled by Numba when it is installed.  Both must reproduce
-``objective_step`` followed by ``step`` exactly, bit for bit.
+``objective_step`` followed by ``step`` exactly, bit for bit.  The tests
+choose the update through the public ``compiled=`` argument; the last ones
+test the automatic policy of :mod:`handgrad.optim._fused` itself.
 """
+
+import os
 
 import numpy as np
 import pytest
@@ -21,17 +25,13 @@ OPTIMIZERS = {
 
 
 @pytest.fixture(params=["numba", "numpy"])
-def kernel_path(request, monkeypatch):
-    """Run a test once with the compiled kernels and once with NumPy alone."""
+def compiled(request):
+    """Run a test once with the compiled kernels (``compiled=True``, whatever the size) and once with NumPy alone."""
     if request.param == "numba":
         pytest.importorskip("numba", reason="the compiled kernels need the optional numba package")
-        monkeypatch.setattr(_fused, "_kernels", _fused._UNLOADED)
-        monkeypatch.delenv("HANDGRAD_NO_NUMBA", raising=False)
-        monkeypatch.setattr(_fused, "MIN_SIZE", 0)    # the tests' small models take the compiled path too
-        assert _fused.kernels() is not None
-    else:
-        monkeypatch.setattr(_fused, "_kernels", None)
-    return request.param
+        if os.environ.get("HANDGRAD_NO_NUMBA"):
+            pytest.skip("HANDGRAD_NO_NUMBA is set: the compiled kernels are switched off")
+    return request.param == "numba"
 
 
 def _problem(dtype, rng):
@@ -46,7 +46,8 @@ def _reference_steps(model, optimizer, X, y, l2, steps):
         optimizer.step([model.flat_parameters], [model.flat_gradients])
 
 
-def _flat_steps(model, optimizer, X, y, l2, steps):
+def _flat_steps(model, optimizer, X, y, l2, steps, compiled):
+    optimizer.prepare(model.flat_parameters, compiled=compiled)
     for _ in range(steps):
         data_gradient_step(model, hg.SoftmaxCrossEntropy(), X, y, l2)
         optimizer.step_flat(model.flat_parameters, model.flat_gradients, l2, model.n_decayed)
@@ -55,13 +56,13 @@ def _flat_steps(model, optimizer, X, y, l2, steps):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 @pytest.mark.parametrize("l2", [0.0, 0.03])
-def test_step_flat_matches_step_bit_for_bit(kernel_path, name, dtype, l2, rng):
+def test_step_flat_matches_step_bit_for_bit(compiled, name, dtype, l2, rng):
     X, y = _problem(dtype, rng)
     reference = hg.mlp(6, [8, 5], 3, dtype=dtype, seed=3)
     fused = hg.mlp(6, [8, 5], 3, dtype=dtype, seed=3)
     ref_opt, fused_opt = OPTIMIZERS[name](), OPTIMIZERS[name]()
     _reference_steps(reference, ref_opt, X, y, l2, steps=7)
-    _flat_steps(fused, fused_opt, X, y, l2, steps=7)
+    _flat_steps(fused, fused_opt, X, y, l2, steps=7, compiled=compiled)
     np.testing.assert_array_equal(fused.flat_parameters, reference.flat_parameters)
     # the gradient left behind includes the decay term, as objective_step leaves it
     np.testing.assert_array_equal(fused.flat_gradients, reference.flat_gradients)
@@ -90,26 +91,24 @@ class _PlainAdam:
         self.inner.load_state_dict(state)
 
 
-def test_fit_with_handgrad_optimizer_equals_fit_with_foreign_optimizer(kernel_path, rng):
+def test_fit_with_handgrad_optimizer_equals_fit_with_foreign_optimizer(compiled, rng):
     X, y = _problem(np.float32, rng)
-    kwargs = dict(epochs=3, batch_size=16, l2=1e-2, seed=5, lr_schedule=hg.schedules.cosine(1e-2, 3))
+    kwargs = dict(epochs=3, batch_size=16, l2=1e-2, seed=5, lr_schedule=hg.schedules.Cosine(1e-2, 3))
     native, foreign = hg.mlp(6, [8], 3, seed=1), hg.mlp(6, [8], 3, seed=1)
-    h_native = hg.fit(native, hg.SoftmaxCrossEntropy(), X, y, optimizer=hg.Adam(1e-2), **kwargs)
+    h_native = hg.fit(native, hg.SoftmaxCrossEntropy(), X, y, optimizer=hg.Adam(1e-2), compiled=compiled, **kwargs)
     h_foreign = hg.fit(foreign, hg.SoftmaxCrossEntropy(), X, y, optimizer=_PlainAdam(1e-2), **kwargs)
     np.testing.assert_array_equal(native.flat_parameters, foreign.flat_parameters)
     assert h_native["train_loss"] == h_foreign["train_loss"]
 
 
-def test_fused_kernels_equal_numpy_kernels_over_a_whole_fit(monkeypatch, rng):
+def test_fused_kernels_equal_numpy_kernels_over_a_whole_fit(rng):
     pytest.importorskip("numba", reason="the compiled kernels need the optional numba package")
     X, y = _problem(np.float32, rng)
-    monkeypatch.setattr(_fused, "MIN_SIZE", 0)
     results = []
-    for kernels in (_fused._UNLOADED, None):
-        monkeypatch.setattr(_fused, "_kernels", kernels)
+    for compiled in (True, False):
         model = hg.mlp(6, [8, 8], 3, seed=2)
         hg.fit(model, hg.SoftmaxCrossEntropy(), X, y, optimizer=hg.Adam(1e-2), epochs=4, batch_size=8,
-               l2=1e-3, seed=0)
+               l2=1e-3, seed=0, compiled=compiled)
         results.append(model.get_weights())
     np.testing.assert_array_equal(results[0], results[1])
 
@@ -125,6 +124,21 @@ def test_buffers_do_not_leak_between_batch_sizes(rng):
     for g, ref in zip(grads, small_grads):
         np.testing.assert_array_equal(g, ref)
     assert model.predict(X[:3]).tolist() == model.predict(X)[:3].tolist()
+
+
+def test_compiled_true_without_numba_is_refused_with_the_remedy(monkeypatch, rng):
+    monkeypatch.setattr(_fused, "_kernels", None)                 # as in a process without Numba
+    X, y = _problem(np.float32, rng)
+    with pytest.raises(hg.HandgradError, match="compiled=True asks for the compiled optimizer update, but .*; "
+                                               "install numba"):
+        hg.fit(hg.mlp(6, [8], 3, seed=0), hg.SoftmaxCrossEntropy(), X, y, epochs=1, compiled=True)
+
+
+def test_compiled_false_never_loads_numba_however_long_the_run(monkeypatch):
+    monkeypatch.setattr(_fused, "_kernels", _fused._UNLOADED)
+    param = np.zeros(_fused.MIN_SIZE, dtype=np.float32)
+    assert hg.Adam().prepare(param, steps=10**9, compiled=False) is False
+    assert _fused._kernels is _fused._UNLOADED
 
 
 def test_disabling_numba_by_environment_variable(monkeypatch):
@@ -162,7 +176,7 @@ def test_fit_announces_its_steps_so_a_short_run_never_loads_numba(monkeypatch, r
     assert _fused._kernels is _fused._UNLOADED
 
 
-def test_a_subclass_with_its_own_step_is_not_bypassed(kernel_path, rng):
+def test_a_subclass_with_its_own_step_is_not_bypassed(compiled, rng):
     class CountingAdam(hg.Adam):
         calls = 0
 
@@ -172,17 +186,18 @@ def test_a_subclass_with_its_own_step_is_not_bypassed(kernel_path, rng):
 
     X, y = _problem(np.float32, rng)
     hg.fit(hg.mlp(6, [8], 3, seed=1), hg.SoftmaxCrossEntropy(), X, y, optimizer=CountingAdam(1e-2), epochs=2,
-           batch_size=10, seed=0)
+           batch_size=10, seed=0, compiled=compiled)
     assert CountingAdam.calls == 8
 
 
-def test_step_flat_on_strided_vectors_takes_the_numpy_update(kernel_path, monkeypatch, rng):
-    monkeypatch.setattr(_fused, "MIN_SIZE", 0)
+def test_step_flat_on_strided_vectors_takes_the_numpy_update(compiled, rng):
     param = rng.standard_normal(40).astype(np.float32)
     grad = rng.standard_normal(40).astype(np.float32)
     strided_param, strided_grad = param.copy()[::2], grad.copy()[::2]
     reference_param, reference_grad = param[::2].copy(), grad[::2].copy()
-    hg.Adam(1e-2).step_flat(strided_param, strided_grad, 0.1, 5)
+    adam = hg.Adam(1e-2)
+    adam.prepare(strided_param, compiled=compiled)
+    adam.step_flat(strided_param, strided_grad, 0.1, 5)
     reference_grad[:5] += np.float32(0.1) * reference_param[:5]
     hg.Adam(1e-2).step([reference_param], [reference_grad])
     np.testing.assert_array_equal(strided_param, reference_param)

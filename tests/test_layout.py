@@ -1,6 +1,6 @@
 """The package's layers: every import of a handgrad module runs downward (or within a layer).
 
-From the base up: errors, validation, the registry, the version and the file primitives
+From the base up: errors, validation, the settings rules, the registry, the version and the file primitives
 (``io.files``); the metrics (numbers and text, no plotting); the tasks; nn; optim; training; the derivation tooling; data; io (the model-file
 format); report; the estimators; the command line.  A module belongs to the most specific
 entry that names it (``io.files`` before ``io``).  The package's ``__init__`` (the public
@@ -18,7 +18,7 @@ import handgrad
 
 PACKAGE = Path(handgrad.__file__).parent
 LAYERS = [
-    {"errors", "validation", "registry", "_version", "io.files"},
+    {"errors", "validation", "constraints", "registry", "_version", "io.files"},
     {"report.metrics"},
     {"tasks"},
     {"nn"},

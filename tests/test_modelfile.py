@@ -32,7 +32,7 @@ def _trained(digits, epochs=2, optimizer=None, early_stopping=False, dtype=np.fl
 def model_file(tmp_path, digits):
     model, _, history = _trained(digits)
     path = tmp_path / "model.npz"
-    pre = Preprocessor.fit(np.arange(12.0).reshape(3, 4), "tabular")
+    pre = Preprocessor.fit(np.arange(192.0).reshape(3, 64), "tabular")
     save_model(path, model, loss=hg.SoftmaxBinaryCrossEntropy(reduction="sum"), classes=list("abcdefghij"),
                preprocessing=pre, settings={"lr": 0.01, "hidden": [16]}, history=history.records,
                extra={"dataset": "digits"})
@@ -50,8 +50,8 @@ def test_model_round_trip_restores_weights_loss_classes_and_settings(model_file,
     assert loaded.classes == list("abcdefghij")
     assert loaded.settings == {"lr": 0.01, "hidden": [16]}
     assert len(loaded.history) == 2 and loaded.metadata["extra"] == {"dataset": "digits"}
-    assert np.array_equal(loaded.preprocessor.transform(np.ones((1, 4))),
-                          Preprocessor.fit(np.arange(12.0).reshape(3, 4), "tabular").transform(np.ones((1, 4))))
+    assert np.array_equal(loaded.preprocessor.transform(np.ones((1, 64))),
+                          Preprocessor.fit(np.arange(192.0).reshape(3, 64), "tabular").transform(np.ones((1, 64))))
 
 
 def test_model_file_is_a_plain_npz_with_json_metadata(model_file):
@@ -220,6 +220,51 @@ def test_inconsistent_metadata_is_refused_with_a_model_file_error(model_file, ed
     _rewrite(path, change_metadata=edit)
     with pytest.raises(ModelFileError, match=message):
         load_model(path)
+
+
+@pytest.mark.parametrize("layer, setting, value, message", [
+    (1, "eps", -1, r"its layer 1 is invalid \(BatchNorm eps must be a positive number, got -1; "),
+    (1, "momentum", float("inf"), r"its layer 1 is invalid \(BatchNorm momentum must lie in \[0, 1\], got inf"),
+    (2, "negative_slope", 1e308, r"its layer 2 is invalid \(LeakyReLU negative_slope must be at most 1e\+06, "
+                                 r"got 1e\+308"),
+    (3, "p", 1.0, r"its layer 3 is invalid \(Dropout p is the probability of dropping a unit and must lie in"),
+    (0, "init", "xavier", r"its layer 0 is invalid \(unknown init 'xavier' for Dense"),
+    (0, "n_out", 2.5, r"its layer 0 is invalid \(Dense n_out must be a positive integer, got 2\.5"),
+    (4, "n_in", True, r"its layer 4 is invalid \(Dense n_in must be a positive integer, got True"),
+])
+def test_a_stored_setting_out_of_its_declared_range_is_refused_with_the_layer_and_the_rule(
+        tmp_path, layer, setting, value, message):
+    model = hg.Sequential(hg.Dense(4, 5), hg.BatchNorm(5), hg.LeakyReLU(), hg.Dropout(0.2), hg.Dense(5, 3), seed=0)
+    save_model(tmp_path / "m.npz", model, loss=hg.SoftmaxCrossEntropy(), classes=[0, 1, 2])
+    _rewrite(tmp_path / "m.npz", change_metadata=lambda meta: meta["architecture"][layer].update({setting: value}))
+    with pytest.raises(ModelFileError, match=message) as info:
+        load_model(tmp_path / "m.npz")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"betas": [0.9, 1.5]}, r"optimizer configuration is invalid \(Adam betas must lie in \[0, 1\), both of them"),
+    ({"eps": 0}, r"optimizer configuration is invalid \(Adam eps must be a positive number"),
+    ({"lr": -1}, r"optimizer configuration is invalid \(Adam lr must be a positive number"),
+    ({"type": "AdamW"}, r"optimizer configuration is invalid \(unknown optimizer type 'AdamW'"),
+])
+def test_a_checkpoint_whose_optimizer_settings_break_their_rules_is_refused(tmp_path, digits, edit, message):
+    model, optimizer, history = _trained(digits)
+    save_checkpoint(tmp_path / "c.npz", model, loss=hg.SoftmaxCrossEntropy(), classes=list(range(10)),
+                    optimizer_state=optimizer.state_dict(), epoch=2, history=history.records)
+    _rewrite(tmp_path / "c.npz", change_metadata=lambda meta: meta["checkpoint"]["optimizer"]["config"].update(edit))
+    with pytest.raises(ModelFileError, match=message):
+        load_checkpoint(tmp_path / "c.npz")
+
+
+def test_a_checkpoint_written_before_adam_stored_eps_on_and_with_betas_as_a_list_still_loads(tmp_path, digits):
+    model, optimizer, history = _trained(digits)
+    save_checkpoint(tmp_path / "c.npz", model, loss=hg.SoftmaxCrossEntropy(), classes=list(range(10)),
+                    optimizer_state=optimizer.state_dict(), epoch=2, history=history.records)
+    old = {"type": "Adam", "lr": 0.01, "betas": [0.9, 0.999], "eps": 1e-08}       # as files from before eps_on hold it
+    _rewrite(tmp_path / "c.npz", change_metadata=lambda meta: meta["checkpoint"]["optimizer"].update(config=old))
+    loaded = load_checkpoint(tmp_path / "c.npz").optimizer
+    assert loaded.config() == {**old, "betas": (0.9, 0.999), "eps_on": "v_hat"} and loaded.t == optimizer.t
 
 
 @pytest.mark.parametrize("edit, message", [

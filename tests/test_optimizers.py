@@ -206,7 +206,7 @@ def test_prepare_loads_what_step_flat_will_use_and_changes_nothing(monkeypatch):
     from handgrad.optim import _fused
 
     asked = []
-    monkeypatch.setattr(_fused, "kernels_for", lambda size, steps: asked.append((size, steps)))
+    monkeypatch.setattr(_fused, "kernels_for", lambda size, steps, compiled: asked.append((size, steps)))
     adam, param = hg.Adam(), np.ones(10, dtype=np.float32)
     adam.prepare(param)
     adam.prepare(param, 500)

@@ -1,5 +1,6 @@
 """One declaration per piece: a class defined here reaches every part of handgrad with no other edit."""
 
+import json
 import warnings
 
 import numpy as np
@@ -8,9 +9,10 @@ import torch
 
 import handgrad as hg
 from handgrad.cli import build_parser, main
+from handgrad.constraints import Real
 from handgrad.errors import HandgradError, ModelFileError
-from handgrad.io.modelfile import load_model
-from handgrad.registry import LAYERS, LOSSES, OPTIMIZERS
+from handgrad.io.modelfile import load_checkpoint, load_model, save_checkpoint
+from handgrad.registry import ESTIMATORS, LAYERS, LOSSES, OPTIMIZERS, SCHEDULES
 
 
 @pytest.fixture
@@ -166,6 +168,145 @@ def test_initialisation_follows_what_the_next_activation_declares():
     glorot = hg.Sequential(hg.Dense(2000, 50), hg.Tanh(), hg.Dense(50, 2), seed=0).layers[0].W
     assert he.std() == pytest.approx(np.sqrt(2 / 2000), rel=0.02)
     assert np.abs(glorot).max() <= np.sqrt(6 / 2050) * (1 + 1e-6)
+
+
+
+# -- one convention for every saved piece: a user's subclass comes back as itself ----------
+
+@pytest.fixture
+def AdamW():  # noqa: N802 - a fixture that hands out a class
+    """A user's optimizer with an argument of its own: Adam with decoupled weight decay."""
+
+    class AdamW(hg.Adam):
+        constraints = {"weight_decay": Real(0, remedy="0.01 is usual")}
+
+        def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+            super().__init__(lr, betas, eps)
+            self.weight_decay = weight_decay
+
+        def step(self, params, grads):
+            for p in params:
+                p *= 1 - self.lr * self.weight_decay          # θ ← θ − η λ θ, outside the gradient
+            super().step(params, grads)
+
+    return AdamW
+
+
+def test_every_kind_names_its_pieces_by_one_rule():
+    assert set(OPTIMIZERS.choices()) >= {"sgd", "adam"}
+    assert set(SCHEDULES.choices()) >= {"constant", "cosine", "step-decay"}
+    assert hg.LeakyReLU.name == "leaky-relu" and hg.SigmoidBinaryCrossEntropy.name == "sigmoid-bce"
+    assert ESTIMATORS.get("MLPRegressor").name == "mlp-regressor"
+    assert "Activation" not in LAYERS and "Schedule" not in SCHEDULES and "BaseMLP" not in ESTIMATORS
+
+
+def test_a_user_optimizer_round_trips_through_a_checkpoint_and_resumes_as_itself(AdamW, tmp_path):
+    assert AdamW.name == "adam-w" and OPTIMIZERS.get("AdamW") is AdamW
+    with pytest.raises(HandgradError, match="AdamW weight_decay must be a finite number ≥ 0, got -1"):
+        AdamW(weight_decay=-1)
+    with pytest.raises(HandgradError, match="AdamW lr must be a positive number"):
+        AdamW(lr=0)
+    X, y = _digits()
+    X, y = X[:300], y[:300]
+
+    def run(epochs, model=None, optimizer=None, **resume):
+        model = model or hg.mlp(64, [16], 10, seed=3)
+        history = hg.fit(model, hg.SoftmaxCrossEntropy(), X, y, optimizer=optimizer or AdamW(1e-2, weight_decay=0.05),
+                         epochs=epochs, batch_size=50, seed=1, **resume)
+        return model, history
+
+    full, _ = run(4)
+    optimizer = AdamW(1e-2, weight_decay=0.05)
+    half, history = run(2, optimizer=optimizer)
+    save_checkpoint(tmp_path / "c.npz", half, loss=hg.SoftmaxCrossEntropy(), classes=list(range(10)),
+                    optimizer_state=optimizer.state_dict(), epoch=2, history=history.records)
+    ckpt = load_checkpoint(tmp_path / "c.npz")
+    assert type(ckpt.optimizer) is AdamW and ckpt.optimizer.weight_decay == 0.05 and ckpt.optimizer.t == 12
+    assert ckpt.optimizer.config() == optimizer.config()
+    resumed, _ = run(4, model=ckpt.model, optimizer=ckpt.optimizer, initial_epoch=2, history=hg.History(ckpt.history))
+    np.testing.assert_array_equal(resumed.get_weights(), full.get_weights())
+
+
+def test_a_user_estimator_and_its_user_optimizer_round_trip_through_an_estimator_file(AdamW, tmp_path):
+    class DecayedClassifier(hg.MLPClassifier):
+        def _new_optimizer(self):
+            return AdamW(self.learning_rate_init, weight_decay=0.05)
+
+    X, y = _digits()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")     # three epochs do not converge, and are not meant to
+        clf = DecayedClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(X[:200], y[:200])
+    hg.save(clf, tmp_path / "e.npz")
+    loaded = hg.load(tmp_path / "e.npz")
+    assert type(loaded) is DecayedClassifier and ESTIMATORS.get("DecayedClassifier") is DecayedClassifier
+    state = loaded.to_state()
+    assert type(state.optimizer) is AdamW and state.optimizer.weight_decay == 0.05
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    del ESTIMATORS._by_type["DecayedClassifier"]
+    with pytest.raises(ModelFileError, match="'DecayedClassifier' is not registered.*define or import the class"):
+        hg.load(tmp_path / "e.npz")
+
+
+def test_a_user_loss_with_a_setting_round_trips_and_a_file_breaking_its_rule_is_refused(tmp_path):
+    class ScaledCrossEntropy(hg.SoftmaxCrossEntropy):
+        """``s`` times the cross-entropy: its gradient is ``s`` times the fused ``(P − Y)/n``."""
+
+        constraints = {"scale": Real(0, closed="neither")}
+
+        def __init__(self, reduction="mean", scale=2.0):
+            super().__init__(reduction)
+            self.scale = scale
+
+        def forward(self, Z, y, sample_weight=None):
+            return self.scale * super().forward(Z, y, sample_weight=sample_weight)
+
+        def backward(self, out=None):
+            G = super().backward(out)
+            G *= self.scale
+            return G
+
+    with pytest.raises(HandgradError, match="unknown reduction 'average' for ScaledCrossEntropy"):
+        ScaledCrossEntropy("average")
+    model = hg.mlp(64, [8], 10, seed=0)
+    hg.save(model, tmp_path / "m.npz", loss=ScaledCrossEntropy("sum", scale=0.5))
+    loaded = load_model(tmp_path / "m.npz").loss
+    assert type(loaded) is ScaledCrossEntropy and (loaded.reduction, loaded.scale) == ("sum", 0.5)
+    path = tmp_path / "m.npz"
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(arrays.pop("metadata").tobytes())
+    meta["loss"]["scale"] = -1.0
+    np.savez(path, metadata=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+    with pytest.raises(ModelFileError, match=r"its loss is invalid \(ScaledCrossEntropy scale must be a positive"):
+        load_model(path)
+
+
+def test_a_user_schedule_is_registered_and_rebuilt_from_its_configuration(small_digits):
+    class Exponential(hg.schedules.Schedule):
+        """``lr · gamma^t``."""
+
+        constraints = {"lr": Real(0, closed="neither"), "gamma": Real(0, 1, closed="right")}
+
+        def __init__(self, lr, gamma=0.5):
+            self.lr, self.gamma = lr, gamma
+
+        def __call__(self, t):
+            return self.lr * self.gamma ** t
+
+    schedule = Exponential(0.1, gamma=0.25)
+    assert Exponential.name == "exponential" and schedule.config() == {"type": "Exponential", "lr": 0.1, "gamma": 0.25}
+    rebuilt = SCHEDULES.build(schedule.config())
+    assert type(rebuilt) is Exponential and [rebuilt(t) for t in (0, 1, 2)] == [0.1, 0.025, 0.00625]
+    with pytest.raises(HandgradError, match=r"Exponential gamma must lie in \(0, 1\], got 2"):
+        SCHEDULES.build({**schedule.config(), "gamma": 2})
+    for builtin in (hg.schedules.Constant(0.1), hg.schedules.Cosine(0.1, 10, warmup=1, final_lr=0.01),
+                    hg.schedules.StepDecay(0.1, 3, factor=0.5)):
+        again = SCHEDULES.build(builtin.config())
+        assert type(again) is type(builtin) and [again(t) for t in range(12)] == [builtin(t) for t in range(12)]
+    X, y = small_digits
+    history = hg.fit(hg.mlp(64, [8], 10, seed=0), hg.SoftmaxCrossEntropy(), X, y, optimizer=hg.SGD(1.0), epochs=2,
+                     batch_size=300, lr_schedule=rebuilt, seed=0)
+    assert history["lr"] == [0.1, 0.025]
 
 
 # -- no silent wrong gradient ---------------------------------------------------

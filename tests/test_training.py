@@ -113,8 +113,8 @@ def test_lr_schedule_is_called_before_every_batch_and_sets_the_optimizer_rate(sm
 def test_a_schedule_changes_the_updates_exactly_as_setting_lr_would(small_digits):
     X, y = small_digits
     weights = []
-    for kwargs in (dict(optimizer=hg.SGD(0.05)), dict(optimizer=hg.SGD(0.9), lr_schedule=hg.schedules.constant(0.05)),
-                   dict(optimizer=hg.SGD(0.05), lr_schedule=hg.schedules.cosine(0.05, 2))):
+    for kwargs in (dict(optimizer=hg.SGD(0.05)), dict(optimizer=hg.SGD(0.9), lr_schedule=hg.schedules.Constant(0.05)),
+                   dict(optimizer=hg.SGD(0.05), lr_schedule=hg.schedules.Cosine(0.05, 2))):
         model = fresh_model()
         hg.fit(model, hg.SoftmaxCrossEntropy(), X, y, epochs=2, batch_size=50, seed=0, **kwargs)
         weights.append(model.get_weights())
@@ -315,6 +315,25 @@ def test_a_trained_model_meeting_new_labels_is_judged_against_chance_not_its_own
     assert len(history) == 2
 
 
+def test_the_divergence_reference_is_the_runs_first_minibatch_or_each_epochs(small_digits):
+    X, y = small_digits
+    targets = 10.0 * np.eye(10)[y]          # squared error starts far above ln C and falls as the model learns
+    scales = {}
+
+    class Scale(hg.Callback):
+        def __init__(self, reference):
+            self.seen = scales.setdefault(reference, [])
+
+        def on_epoch_end(self, ctx, record):
+            self.seen.append(ctx.loss_scale)
+
+    for reference in ("run", "epoch"):
+        hg.fit(fresh_model(), hg.SquaredError(), X, targets, optimizer=hg.Adam(1e-2), epochs=3, batch_size=50,
+               seed=0, divergence_reference=reference, callbacks=[Scale(reference)])
+    assert scales["run"] == [scales["run"][0]] * 3
+    assert scales["epoch"][0] == scales["run"][0] and scales["epoch"][2] < scales["epoch"][1] < scales["epoch"][0]
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(epochs=0), "epochs must be a positive integer"),
     (dict(batch_size=0), "batch_size must be a positive integer"),
@@ -324,6 +343,8 @@ def test_a_trained_model_meeting_new_labels_is_judged_against_chance_not_its_own
     (dict(seed=-1), "seed must be a non-negative integer"),
     (dict(initial_epoch=5, epochs=3), "initial_epoch must lie in"),
     (dict(early_stopping="yes"), "early_stopping must be"),
+    (dict(divergence_reference="batch"), "divergence_reference must be 'run'"),
+    (dict(compiled="yes"), "compiled must be None"),
 ])
 def test_bad_training_settings_are_refused_before_any_change(small_digits, kwargs, message):
     X, y = small_digits
@@ -375,7 +396,7 @@ def test_a_step_only_optimizer_that_diverges_gets_its_weights_restored(digits):
 
 @pytest.mark.parametrize("optimizer, kwargs, message", [
     (object(), {}, r"^the optimizer object has no step\(params, grads\) method; pass hg.Adam\(\)"),
-    (StepOnly(), {"lr_schedule": hg.schedules.constant(0.1)}, "^lr_schedule sets optimizer.lr, but StepOnly has no lr"),
+    (StepOnly(), {"lr_schedule": hg.schedules.Constant(0.1)}, "^lr_schedule sets optimizer.lr, but StepOnly has no lr"),
 ])
 def test_an_unusable_optimizer_is_refused_in_one_line_before_any_change(small_digits, optimizer, kwargs, message):
     X, y = small_digits

@@ -8,8 +8,10 @@ independent autodiff engine.  See ``docs/derivations.md``.
 from handgrad import registry
 from handgrad._version import __version__  # noqa: F401 - the package's version, re-exported
 from handgrad.derivations.derive import derive
+from handgrad.derivations.diagnose import diagnose
 from handgrad.errors import DataError, HandgradError, ModelFileError, TrainingDiverged
 from handgrad.io.modelfile import load, save
+from handgrad.io.onnx import to_onnx
 from handgrad.nn.activations import (
     ELU,
     GELU,
@@ -75,5 +77,5 @@ __all__ = [
     "SquaredError", "Tanh", "TrainingContext", "TrainingDiverged", "activations", "check_function", "evaluate",
     "fit", "gradcheck", "load", "log_softmax", "loss_and_gradients", "losses", "mlp", "registry", "save",
     "schedules", "softmax",
-    "Derivation", "derive",
+    "Derivation", "derive", "diagnose", "to_onnx",
 ]

@@ -1,30 +1,45 @@
-"""One name → class table per kind of piece: layers, losses, optimizers, estimators.
+"""One name → class table per kind of saved piece, and the one base class that fills them.
 
-A piece is declared once, as a class.  Defining a subclass of ``hg.Layer``,
-``hg.Loss`` or ``hg.Optimizer`` adds it to its kind's registry under its class
-name, and everything that offers a choice of pieces reads that registry: the
+A piece is declared once, as a class.  Layers, losses, optimizers, learning-rate
+schedules and estimators all derive from :class:`Registered`: defining a
+subclass of ``hg.Layer``, ``hg.Loss``, ``hg.Optimizer``, a schedule or an
+estimator adds it to its kind's registry under its class name, and
+everything that offers a choice of pieces reads that registry: the
 model-file reader, the command line's ``--activation``/``--loss``/
 ``--optimizer`` choices, the estimator's ``activation=``/``loss=`` names,
 ``handgrad check`` and the tests.  Nothing else keeps a list of names.
 
-Each class also carries a short ``name`` (``"relu"``, ``"cross-entropy"``,
-``"adam"``), the spelling users type; the class name is what files store.
-A base class that sets ``name = None`` in its own body (``hg.Activation``)
-is not registered: it is a kind of piece, not a piece.
+Each class also carries a short ``name``, the spelling users type, by one
+rule: the class name in snake case with hyphens (``LeakyReLU`` →
+``"leaky-relu"``, ``SGD`` → ``"sgd"``, ``StepDecay`` → ``"step-decay"``)
+unless the class sets its own (``"cross-entropy"``).  The class name is what
+files store.  A base class that sets ``name = None`` in its own body
+(``hg.Activation``) is not registered: it is a kind of piece, not a piece.
 
-Rebuilding from a configuration calls ``cls(**arguments)``: a piece's
-configuration is its constructor's arguments (see :func:`constructor_arguments`),
-so every setting survives a save and a load.
+A piece's configuration is its constructor's arguments (see
+:func:`constructor_arguments`), ``{"type": class name, **arguments}``, and
+rebuilding one is ``cls(**arguments)`` (:meth:`Registry.build`), so every
+setting survives a save and a load, and a user's subclass comes back as
+itself.  The valid range of each setting is declared once per class
+(``constraints``, see :mod:`handgrad.constraints`) and checked by the
+constructor and by the model-file reader alike.
 """
 
 import inspect
 import re
 
+from handgrad.constraints import check_settings, checking_settings, float_dtype
 from handgrad.errors import HandgradError
 
 
 class Registry:
-    """The classes of one kind, by class name and by short name."""
+    """The classes of one kind, by class name and by short name.
+
+    Parameters
+    ----------
+    kind : str
+        What the classes are ("layer", "optimizer"), for messages.
+    """
 
     def __init__(self, kind):
         self.kind = kind
@@ -40,6 +55,7 @@ class Registry:
         self._providers.update({name: load for name in type_names})
 
     def add(self, cls):
+        """Register ``cls`` under its class name, unless it is a base class (``name = None`` in its body)."""
         if "name" in cls.__dict__ and cls.name is None:
             return cls        # a base class: not a piece
         self._by_type[cls.__name__] = cls
@@ -78,12 +94,39 @@ class Registry:
             raise HandgradError(f"unknown {what or self.kind} {name!r}; choose one of {', '.join(options)}")
         return cls
 
-    def build(self, config, **extra):
-        """``cls(**arguments)`` from a ``config()`` dictionary (``{"type": ..., **arguments}``)."""
+    def check(self, config, dtype=None):
+        """``(cls, arguments)`` of a ``config()`` dictionary, checked without building anything.
+
+        The type must be registered, the arguments must fit the class's
+        constructor (none unknown, none missing), and each must obey the
+        class's ``constraints``, in ``dtype`` (the model's floating-point
+        type) where a rule asks for it.  The model-file reader calls this
+        before it reads a layer's arrays, so a hostile setting is refused
+        before any allocation.
+
+        Raises
+        ------
+        HandgradError
+            One line naming the type, or the setting and its rule.
+        """
         if not isinstance(config, dict):
             raise HandgradError(f"a {self.kind} configuration is a dictionary, got {type(config).__name__}")
         arguments = dict(config)
         cls = self.get(arguments.pop("type", None))
+        try:
+            inspect.signature(cls.__init__).bind(None, **arguments)
+        except TypeError as exc:
+            raise HandgradError(f"{cls.__name__} cannot be built from {arguments!r} ({exc})") from None
+        check_settings(cls.__name__, getattr(cls, "constraints", {}), arguments, float_dtype(dtype))
+        return cls, arguments
+
+    def build(self, config, **extra):
+        """``cls(**arguments)`` from a ``config()`` dictionary (``{"type": ..., **arguments}``), checked by :meth:`check`.
+
+        ``extra`` arguments (a layer's ``dtype``) are passed to classes whose
+        constructor takes them.
+        """
+        cls, arguments = self.check(config, extra.get("dtype"))
         accepted = inspect.signature(cls.__init__).parameters
         extra = {key: value for key, value in extra.items() if key in accepted}
         try:
@@ -95,6 +138,7 @@ class Registry:
 LAYERS = Registry("layer")
 LOSSES = Registry("loss")
 OPTIMIZERS = Registry("optimizer")
+SCHEDULES = Registry("schedule")
 ESTIMATORS = Registry("estimator")
 
 
@@ -122,3 +166,71 @@ def constructor_arguments(obj, skip=("self", "dtype")):
         value = getattr(obj, name)
         arguments[name] = value.item() if hasattr(value, "item") and not hasattr(value, "__len__") else value
     return arguments
+
+
+class Registered:
+    """Base of every piece handgrad saves by its configuration: registration, naming, ``config()``, checks.
+
+    A kind's base class names its registry in its class statement and sets
+    ``name = None`` in its body, so that it is not registered itself::
+
+        class Layer(Registered, registry=LAYERS):
+            name = None
+
+    Every subclass is then registered in that registry under its class name
+    (a later class of the same name replaces the earlier one), and gets the
+    short ``name`` of the one rule (see the module docstring) unless it sets
+    its own.
+
+    ``constraints`` declares the valid range of constructor settings,
+    ``{setting: rule}`` (see :mod:`handgrad.constraints`).  A subclass's
+    declaration adds to its parents' (a rule it names replaces theirs), and
+    every ``__init__`` of a class that has rules checks its arguments
+    against them before it runs, so a subclass never repeats a check.  A
+    class without rules is not checked.
+
+    ``config()`` is ``{"type": class name, **constructor arguments}``: a
+    piece keeps each constructor argument in an attribute of the same name
+    (as scikit-learn's estimators do), so its configuration follows from its
+    signature.  :meth:`Registry.build` rebuilds it as ``cls(**arguments)``.
+
+    Examples
+    --------
+    >>> import handgrad as hg
+    >>> class AdamW(hg.Adam):
+    ...     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
+    ...         super().__init__(lr, betas, eps)
+    ...         self.weight_decay = weight_decay
+    >>> AdamW(weight_decay=0.1).config()["type"], AdamW.name
+    ('AdamW', 'adam-w')
+    >>> hg.registry.OPTIMIZERS.build(AdamW(weight_decay=0.1).config()).weight_decay
+    0.1
+    """
+
+    name = None
+    registry = None
+    constraints = {}
+
+    def __init_subclass__(cls, registry=None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if registry is not None:
+            cls.registry = registry
+        if "name" not in cls.__dict__:
+            cls.name = snake_case(cls.__name__).replace("_", "-")
+        inherited = {}
+        for base in reversed(cls.__mro__[1:]):
+            inherited.update(base.__dict__.get("constraints", {}))
+        cls.constraints = {**inherited, **cls.__dict__.get("constraints", {})}
+        init = cls.__dict__.get("__init__")
+        if cls.constraints and init is not None and not getattr(init, "checks_settings", False):
+            cls.__init__ = checking_settings(init)
+        if cls.registry is not None:
+            cls.registry.add(cls)
+
+    def config(self):
+        """``{"type": class name, **constructor arguments}``, from which the kind's registry rebuilds the piece."""
+        return {"type": type(self).__name__, **constructor_arguments(self)}
+
+    def __repr__(self):
+        arguments = ", ".join(f"{k}={v!r}" for k, v in constructor_arguments(self).items())
+        return f"{type(self).__name__}({arguments})"

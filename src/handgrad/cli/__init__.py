@@ -1,11 +1,14 @@
-"""The ``handgrad`` command: train, evaluate, predict, check, derive.
+"""The ``handgrad`` command: train, evaluate, predict, check, derive, diagnose, export.
 
 Every user mistake (a :class:`~handgrad.errors.HandgradError`, or an
 ``OSError`` from a file that cannot be read or written) ends as one line on
 stderr naming the problem and the fix, with exit code 2 and no traceback
-(``--debug`` shows it).  A reader that stops reading early (``| head``)
-cuts nothing short (see :mod:`.console`).  Ctrl-C and SIGTERM end with 130
-and 143 after the command has saved what it can (see :mod:`.interrupts`).
+(``--debug`` shows it); so does running out of memory (a ``MemoryError``),
+after which nothing has been written, as every write is atomic.  Text from
+files in those lines is escaped (:func:`handgrad.io.text.printable`).  A
+reader that stops reading early (``| head``) cuts nothing short (see
+:mod:`.console`).  Ctrl-C and SIGTERM end with 130 and 143 after the command
+has saved what it can (see :mod:`.interrupts`).
 """
 
 import argparse
@@ -13,9 +16,12 @@ import sys
 import traceback
 
 from handgrad._version import __version__
-from handgrad.cli import check, console, derive, evaluate, predict, train
+from handgrad.cli import check, console, derive, diagnose, evaluate, export, predict, train
 from handgrad.cli.interrupts import Interrupted, guard
+from handgrad.cli.memory import out_of_memory
 from handgrad.errors import HandgradError
+from handgrad.io.files import os_error_message
+from handgrad.io.text import printable
 
 EXAMPLES = """\
 examples:
@@ -24,6 +30,7 @@ examples:
   handgrad evaluate handgrad-out/model.npz
   handgrad predict handgrad-out/model.npz samples.csv --out predictions.csv
   handgrad check
+  handgrad export handgrad-out/model.npz --format onnx --out model.onnx
 
 Run 'handgrad COMMAND --help' for the options of each command.
 """
@@ -43,7 +50,7 @@ def build_parser():
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show the traceback of an error")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in (train, evaluate, predict, check, derive):
+    for module in (train, evaluate, predict, check, derive, diagnose, export):
         module.add_parser(commands, [common])
     return parser
 
@@ -69,17 +76,18 @@ def _run(argv):
         with guard.installed():
             return args.run(args)
     except Interrupted as stop:
-        print(f"handgrad: interrupted by {stop.name}; {stop.note}", file=sys.stderr)
+        print(printable(f"handgrad: interrupted by {stop.name}; {stop.note}"), file=sys.stderr)
         return stop.exit_code
-    except (HandgradError, OSError) as exc:
+    except (HandgradError, OSError, MemoryError) as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"handgrad {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"handgrad {args.command}: error: {printable(_one_line(exc))}", file=sys.stderr)
         return 2
 
 
 def _one_line(exc):
-    if isinstance(exc, OSError) and exc.strerror:
-        where = f" {exc.filename}" if exc.filename else ""
-        return f"{exc.strerror}:{where}; check the path and its permissions"
+    if isinstance(exc, OSError):
+        return os_error_message(exc)
+    if isinstance(exc, MemoryError):
+        return out_of_memory(exc)
     return " ".join(str(exc).split())

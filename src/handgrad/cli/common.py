@@ -11,7 +11,7 @@ import numpy as np
 from handgrad.cli.console import warn
 from handgrad.cli.interrupts import guard
 from handgrad.errors import DataError, HandgradError, ModelFileError
-from handgrad.io.files import atomic_write
+from handgrad.io.files import atomic_write, os_error_message
 from handgrad.nn.activations import Activation
 from handgrad.nn.batchnorm import BatchNorm
 from handgrad.nn.dropout import Dropout
@@ -40,8 +40,9 @@ def check_writable(path, what, folder=False):
     try:
         _probe(existing, make_folder=existing != parent)
     except OSError as exc:
-        raise HandgradError(f"{what} {path} cannot be written ({exc.strerror or exc} in {existing}); "
-                            "choose another path") from None
+        # The probe's own name would mislead: the error is about the folder.
+        reason = os_error_message(OSError(exc.errno, exc.strerror or str(exc)), existing)
+        raise HandgradError(f"{what} {path} cannot be written ({reason})") from None
 
 
 def _probe(folder, make_folder):
@@ -132,7 +133,7 @@ def write_text(path, text):
 
 def describe(model):
     """``"64-128-10 relu"``: layer widths and the hidden activation (``", batch norm, dropout 0.2"`` with those)."""
-    widths = [model.n_features] + [layer.n_out for layer in model.layers if hasattr(layer, "n_out")]
+    widths = model.layer_sizes
     acts = sorted({layer.name for layer in model.layers if isinstance(layer, Activation) and layer.name})
     text = "-".join(map(str, widths)) + (f" {'/'.join(acts)}" if acts else "")
     if any(isinstance(layer, BatchNorm) for layer in model.layers):
@@ -222,6 +223,25 @@ def predictions(model, loss, X, scaling=None):
     return P if scaling is None else scaling.invert(P)
 
 
+def refuse_non_finite(loaded, X, model_path, source, *outputs):
+    """Refuse, naming the model file, a model whose outputs on ``X`` are not finite.
+
+    The logits are checked (a classifier's predicted labels are indices,
+    finite even when every logit is NaN), and so is every array in
+    ``outputs`` derived from them (values in the targets' units,
+    probabilities).  A file whose weights or settings are finite but
+    overflow the model's dtype (weights of 3e38) ends here instead of
+    printing figures or writing predictions computed from NaN.
+    """
+    with np.errstate(all="ignore"):
+        finite = np.isfinite(loaded.model(X)).all() and all(np.isfinite(np.asarray(o, dtype=np.float64)).all()
+                                                            for o in outputs if o is not None)
+    if not finite:
+        raise ModelFileError(f"{model_path}: the model's outputs on {source} are not finite numbers (its weights or "
+                             f"settings overflow {np.dtype(loaded.model.dtype).name}); nothing was reported or "
+                             "written: re-create the model with handgrad train, or restore a good copy")
+
+
 def model_features(loaded, X, source, images=False):
     """``X`` (raw features) checked against the model's input width and preprocessed.
 
@@ -241,7 +261,7 @@ def model_features(loaded, X, source, images=False):
                  "off: store the scaling in the file (save_model(..., preprocessing=...), docs/model-format.md), "
                  "or train it with handgrad train, which does")
         return np.ascontiguousarray(X, dtype=loaded.model.dtype)
-    return loaded.preprocessor.transform(X, dtype=loaded.model.dtype)
+    return loaded.preprocessor.transform(X, dtype=loaded.model.dtype, name=source)
 
 
 def stored_feature_names(loaded):

@@ -88,7 +88,7 @@ def run_derive(args):
         warn_unused("derive", args)
         model, loss, l2, rows = _from_file(args)
     else:
-        model, loss, l2, rows = _from_flags(args)
+        model, loss, l2, rows = network_from_flags(args, _check_rows(args) if args.check else None)
     entries = CHECK_ENTRIES if args.check_entries is None else args.check_entries
     doc = document(model, loss, l2=l2, check=rows and rows.data, entries=entries, rows=rows and rows.label)
     text = render(doc, args.format)
@@ -101,13 +101,18 @@ def run_derive(args):
     return 1 if doc.passed is False else 0
 
 
-def _from_flags(args):
-    """The network ``handgrad train`` would start with these flags, its loss and L2, and rows to check on."""
+def network_from_flags(args, rows=None):
+    """The network ``handgrad train`` would start with these flags, its loss and L2, and ``rows`` rows.
+
+    ``rows`` (a count, or None for none) are the first rows of the training
+    split, preprocessed as ``train`` preprocesses them: ``(X, y)`` in
+    ``rows.data``, with a description in ``rows.label``.
+    """
     from handgrad.data.loaders import load_dataset
     from handgrad.data.preprocessing import Preprocessor
 
     settings = S.from_flags(args)
-    warn_unused("derive", args, settings)
+    warn_unused(args.command, args, settings)          # derive's flags, or diagnose's
     dtype = np.dtype(settings["dtype"]).type
     loss = S.build_loss(settings)
     # As train's _prepare loads it, without preprocessing every row: only the checked rows are used,
@@ -116,13 +121,13 @@ def _from_flags(args):
                            test_fraction=settings["test_fraction"], parts=("train",), task=loss.task,
                            drop=settings["drop"])
     model = S.build_model(settings, dataset.n_features, dataset.n_outputs, dtype)
-    rows = None
-    if args.check:
-        preprocessor = Preprocessor.fit(dataset.X_train, dataset.kind)
-        X = preprocessor.transform(dataset.X_train[:_check_rows(args)], dtype=dtype)   # what training feeds it
-        rows = SimpleNamespace(data=(X, dataset.y_train[:len(X)]),
-                               label=f"the first {len(X)} training rows of {dataset.name}, preprocessed as train does")
-    return model, loss, settings["l2"], rows
+    if rows is None:
+        return model, loss, settings["l2"], None
+    preprocessor = Preprocessor.fit(dataset.X_train, dataset.kind)
+    X = preprocessor.transform(dataset.X_train[:rows], dtype=dtype)   # what training feeds it
+    return model, loss, settings["l2"], SimpleNamespace(
+        data=(X, dataset.y_train[:rows]),
+        label=f"the first {len(X)} training rows of {dataset.name}, preprocessed as train does")
 
 
 def _check_rows(args):

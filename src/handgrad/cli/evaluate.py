@@ -21,11 +21,13 @@ from handgrad.cli.common import (
     in_model_order,
     model_features,
     predictions,
+    refuse_non_finite,
     remove_stale_plots,
 )
 from handgrad.cli.unused_flags import warn_unused
 from handgrad.errors import DataError
 from handgrad.io.modelfile import load_model
+from handgrad.io.text import printable, printable_labels
 
 EXAMPLES = """\
 examples:
@@ -89,8 +91,10 @@ def run_evaluate(args):
     y = task.model_targets(y, dataset.classes.tolist(), loaded.classes, source)
     raw = in_model_order(loaded, dataset, raw, source)
     X = model_features(loaded, raw, source, images=dataset.kind == "image")
-    predicted = predictions(loaded.model, loaded.loss, X, TargetScaling.of_model(loaded))
-    names = class_names(loaded)
+    with np.errstate(all="ignore"):        # outputs that overflow are refused below, in one line
+        predicted = predictions(loaded.model, loaded.loss, X, TargetScaling.of_model(loaded))
+    refuse_non_finite(loaded, X, args.model, source, predicted)
+    names = printable_labels(class_names(loaded))        # text from the file, escaped for the terminal
     _print_header(args, loaded, source, len(y))
     print(task.summary(y, predicted, names))
     if args.plots:
@@ -101,8 +105,8 @@ def run_evaluate(args):
 
 def _print_header(args, loaded, source, n):
     loss = "none stored" if loaded.loss is None else loaded.loss.config()["type"]
-    print(f"model {args.model}: {describe(loaded.model)}, loss {loss}")
-    print(f"data {source}: {n} samples")
+    print(printable(f"model {args.model}: {describe(loaded.model)}, loss {loss}"))
+    print(printable(f"data {source}: {n} samples"))
 
 
 MAX_MISCLASSIFIED = 36          # images drawn in misclassified.png: six rows of six stay legible

@@ -3,11 +3,22 @@
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from handgrad import tasks
 from handgrad.cli import console
-from handgrad.cli.common import TargetScaling, check_writable, class_names, model_features, predictions, write_text
+from handgrad.cli.common import (
+    TargetScaling,
+    check_writable,
+    class_names,
+    model_features,
+    predictions,
+    refuse_non_finite,
+    write_text,
+)
 from handgrad.errors import DataError
 from handgrad.io.modelfile import load_model
+from handgrad.io.text import printable, printable_labels
 
 EXAMPLES = """\
 examples:
@@ -51,12 +62,16 @@ def run_predict(args):
     raw = load_features(args.input, feature_names=names if args.input.lower().endswith(".csv") else None)
     X = model_features(loaded, raw, args.input, images=Path(args.input).suffix.lower() not in (".csv", ".npz"))
     task = tasks.of(loaded.loss)
-    predicted = predictions(loaded.model, loaded.loss, X, TargetScaling.of_model(loaded))
-    text = task.prediction_table(loaded.classes, class_names(loaded), predicted,
-                                 task.probabilities(loaded.model, loaded.loss, X))
+    with np.errstate(all="ignore"):        # outputs that overflow are refused below, in one line
+        predicted = predictions(loaded.model, loaded.loss, X, TargetScaling.of_model(loaded))
+        probabilities = task.probabilities(loaded.model, loaded.loss, X)
+    refuse_non_finite(loaded, X, args.model, args.input, predicted, probabilities)
+    # Labels and names come from the model file: escaped, so the CSV is valid UTF-8 and inert on a terminal.
+    text = task.prediction_table(printable_labels(loaded.classes), printable_labels(class_names(loaded)), predicted,
+                                 probabilities)
     if args.out:
         write_text(args.out, text)
-        print(f"{len(X)} predictions written to {args.out}", file=sys.stderr)
+        print(f"{len(X)} predictions written to {printable(args.out)}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0

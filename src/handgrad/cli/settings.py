@@ -340,7 +340,7 @@ def build_optimizer(settings):
 
 def build_schedule(settings):
     if settings["schedule"] == "cosine":
-        return hg.schedules.cosine(settings["lr"], settings["epochs"], warmup=settings["warmup"])
+        return hg.schedules.Cosine(settings["lr"], settings["epochs"], warmup=settings["warmup"])
     return None
 
 

@@ -41,10 +41,13 @@ from handgrad.cli.common import (
 )
 from handgrad.cli.console import warn
 from handgrad.cli.interrupts import Interrupted, guard
+from handgrad.cli.memory import check_fits, training_bytes
 from handgrad.cli.presets import PRESETS, VARIANTS, preset_values, text_table
 from handgrad.cli.unused_flags import warn_unused
 from handgrad.errors import HandgradError, TrainingDiverged
-from handgrad.io.modelfile import load_checkpoint, save_checkpoint, save_model
+from handgrad.io.files import fallback_paths, os_error_message
+from handgrad.io.modelfile import check_model_metadata, load_checkpoint, save_checkpoint, save_model
+from handgrad.io.text import printable
 from handgrad.training.loop import validation_split
 
 DEFAULT_OUT = Path("handgrad-out") / "model.npz"
@@ -273,16 +276,49 @@ def _prepare(settings, dtype, loss, preprocessor=None):
     dataset = load_dataset(settings["dataset"], data_dir=settings["data_dir"], target=settings["target"],
                            test_fraction=settings["test_fraction"], task=loss.task, drop=settings["drop"])
     check_count_targets(loss, dataset)
+    _check_memory(settings, dataset, dtype)       # before the scaled copies, the network and the optimizer
     if preprocessor is None:
-        preprocessor = Preprocessor.fit(dataset.X_train, dataset.kind)
-    X_train = preprocessor.transform(dataset.X_train, dtype=dtype)
-    X_test = preprocessor.transform(dataset.X_test, dtype=dtype) if len(dataset.X_test) else dataset.X_test
+        preprocessor = Preprocessor.fit(dataset.X_train, dataset.kind, dtype, names=dataset.feature_names,
+                                        name=f"{dataset.name} (training split)")
+    X_train = preprocessor.transform(dataset.X_train, dtype=dtype, name=f"{dataset.name} (training split)")
+    X_test = (preprocessor.transform(dataset.X_test, dtype=dtype, name=f"{dataset.name} (test split)")
+              if len(dataset.X_test) else dataset.X_test)
     scaling, y_train = None, dataset.y_train
     if scales_targets(loss):
-        scaling = TargetScaling.fit(dataset.y_train)
-        y_train = scaling.transform(dataset.y_train)
+        with np.errstate(over="ignore", invalid="ignore"):     # targets too large are refused just below
+            scaling = TargetScaling.fit(dataset.y_train)
+            y_train = scaling.transform(dataset.y_train)
+        _check_scaled_targets(dataset, y_train, dtype)
     fingerprint = _fingerprint(dataset)
     return Prepared(_without_raw_features(dataset), preprocessor, X_train, X_test, y_train, scaling, fingerprint)
+
+
+def _check_memory(settings, dataset, dtype):
+    """Refuse, before allocating it, a run that cannot fit in memory (see :mod:`handgrad.cli.memory`)."""
+    n_rows = len(dataset.X_train) + len(dataset.X_test)
+    widths = [dataset.X_train.shape[1], *settings["hidden"], dataset.n_outputs]
+    states = len(S.build_optimizer(settings).state_names)
+    estimate = training_bytes(n_rows, widths, dtype, settings["batch_size"], states,
+                              settings["validation_fraction"], settings["batch_norm"])
+    smaller = ", use --dtype float32," if np.dtype(dtype) != np.float32 else ""
+    check_fits(estimate, f"--hidden or --batch-size{smaller or ','} or train on fewer rows")
+
+
+def _check_scaled_targets(dataset, y_train, dtype):
+    """Refuse targets whose squared errors overflow ``dtype`` even after scaling, naming the column and the value.
+
+    Standardised targets lie within ±√n; only a column whose variance itself
+    overflows float64 (values near 1e300) stays this large.
+    """
+    limit = np.sqrt(np.finfo(dtype).max)
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.abs(y_train) <= limit)
+    if bad.any():
+        row, col = np.argwhere(bad.reshape(len(y_train), -1))[0]
+        value = np.asarray(dataset.y_train).reshape(len(y_train), -1)[row, col]
+        raise HandgradError(f"{dataset.name}: the target column {str(dataset.classes[col])!r} holds {value:g} "
+                            f"(training row {row}), too large to train on: its squared error overflows "
+                            f"{np.dtype(dtype).name}; rescale the column (divide it by a power of ten)")
 
 
 def _hint_numeric_target(dataset, settings):
@@ -427,15 +463,14 @@ class Run:
         self.model, self.optimizer, self.early_stopping, history, initial = self._start()
         self.recorder = Recorder(self.early_stopping, self._write_checkpoint, self.outputs.checkpoint_every)
         status(self._plan(initial))
+        # Everything the model file will hold but the run's figures, checked now rather than after the run.
+        check_model_metadata(self.model, **self._model_file_parts(history.records, {}))
         saved = False
         try:
             history = self._fit(history, initial)
             scores = {**self._train_scores(), **self._test_scores()}
             with guard.deferred():     # a signal now waits until the model file is complete
-                self.outputs.model.parent.mkdir(parents=True, exist_ok=True)
-                save_model(self.outputs.model, self.model, loss=self.loss, classes=self._classes(),
-                           preprocessing=self.data.preprocessor, settings=self.settings, history=history.records,
-                           extra=self._extra(**scores))
+                self._save_model(self._model_file_parts(history.records, scores))
                 self._write_log(history.records)
                 saved = True
             # The figures first, the plots after them: a plot that cannot be drawn hides no result.
@@ -448,6 +483,38 @@ class Run:
                 self._save_interrupted(stop)
             raise
         return 0
+
+    def _model_file_parts(self, records, scores):
+        """save_model's arguments; a test figure that is not a finite number is stored as null."""
+        scores = {key: None if value is None or not np.isfinite(value) else value for key, value in scores.items()}
+        return dict(loss=self.loss, classes=self._classes(), preprocessing=self.data.preprocessor,
+                    settings=self.settings, history=records, extra=self._extra(**scores))
+
+    def _save_model(self, parts):
+        """Write the model file; if that fails, write it beside the target or in the temporary folder instead.
+
+        A finished run is never lost to a full disk or a folder whose
+        permissions changed during the run: the model goes to the first
+        fallback that takes it (:func:`handgrad.io.files.fallback_paths`),
+        and the one-line error names the failure and where the model is.
+        """
+        target = self.outputs.model
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            save_model(target, self.model, **parts)
+            return
+        except OSError as exc:
+            failure = os_error_message(exc, target)
+        for fallback in fallback_paths(target):
+            try:
+                save_model(fallback, self.model, **parts)
+            except OSError:
+                continue
+            raise HandgradError(f"the model file could not be written ({failure}); the trained model was saved to "
+                                f"{fallback} instead: move it where you want it, or pass it to evaluate and predict "
+                                "as it is")
+        raise HandgradError(f"the model file could not be written ({failure}), nor beside it or in the temporary "
+                            "folder; the trained model is lost: free space and train again")
 
     def _plan(self, initial):
         """The line announcing what the run will train, or that it has nothing left to train."""
@@ -710,7 +777,7 @@ def _threads(n):
 
 
 def status(message):
-    print(message, file=sys.stderr, flush=True)
+    print(printable(message), file=sys.stderr, flush=True)     # names from the data, escaped
 
 
 def run_train(args):

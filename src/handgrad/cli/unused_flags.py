@@ -95,8 +95,8 @@ def _without_check(view):
 RULES = (
     Rule("momentum", ("train",), _optimizer_without_momentum),
     Rule("warmup", ("train",), _constant_schedule),
-    Rule("test_fraction", ("train", "derive"), _official_test_set),
-    Rule("data_dir", ("train", "derive", "evaluate"), _no_data_folder),
+    Rule("test_fraction", ("train", "derive", "diagnose"), _official_test_set),
+    Rule("data_dir", ("train", "derive", "diagnose", "evaluate"), _no_data_folder),
     Rule("plots", ("train",), _no_plots),
     Rule("checkpoint_every", ("train",), _checkpoint_never_due),
     Rule("entries", ("check",), _without_model),

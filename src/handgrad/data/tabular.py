@@ -25,7 +25,7 @@ from operator import itemgetter
 import numpy as np
 
 from handgrad.errors import DataError
-from handgrad.io.files import ARCHIVE_ERRORS, NpyError, NpyMember
+from handgrad.io.files import ARCHIVE_ERRORS, NpyError, NpyMember, os_error_message
 
 _MAX_NAMES_SHOWN = 8
 
@@ -217,7 +217,7 @@ def _csv_rows(path):
     except csv.Error as exc:
         raise DataError(f"{path} line {reader.line_num} is not valid CSV ({exc}); check quotes and field lengths") from None
     except OSError as exc:
-        raise DataError(f"cannot read {path} ({exc.strerror or exc}); check its permissions") from None
+        raise DataError(f"cannot read {os_error_message(exc, path)}") from None
 
 
 def _blocks(rows, path):

@@ -28,7 +28,6 @@ from handgrad.errors import HandgradError
 from handgrad.nn.activations import Activation
 from handgrad.nn.derivation import Derivation
 from handgrad.nn.gradcheck import STEP, TOLERANCE, central_difference, compare, gradcheck
-from handgrad.nn.layers import Dense
 from handgrad.nn.losses import Loss
 from handgrad.nn.model import Sequential, stored_arrays
 from handgrad.nn.objective import l2_value, loss_and_gradients
@@ -157,7 +156,7 @@ def document(model, loss, l2=0.0, check=None, entries=20, seed=0, rows=None):
 
 
 def _describe(model):
-    widths = [model.n_features] + [layer.n_out for layer in model.layers if isinstance(layer, Dense)]
+    widths = model.layer_sizes
     acts = sorted({layer.name for layer in model.layers if isinstance(layer, Activation) and layer.name})
     return "-".join(map(str, widths)) + (f" {'/'.join(acts)}" if acts else "")
 
@@ -176,14 +175,14 @@ def _shape(array):
 def _layer_parts(model, measured):
     names = {(position, attribute): name for name, position, attribute, is_buffer in stored_arrays(model.config())
              if not is_buffer}
-    parts, n_in = [], model.n_features
+    parts = []
     for position, layer in enumerate(model.layers):
-        n_out = layer.n_out if isinstance(getattr(layer, "n_out", None), (int, np.integer)) else n_in
+        n_in, n_out = model.widths[position], model.widths[position + 1]
         values = {**_arguments(layer), "in": n_in, "out": n_out}
         values.update({attribute: tuple(np.shape(getattr(layer, attribute))) for attribute in layer.parameter_names})
         declared = getattr(layer, "derivation", None)
         part = _part(f"layer {position + 1}", layer, declared, values)
-        skipped = position == 0 and isinstance(layer, Dense)      # Sequential.backward skips it
+        skipped = position == 0 and layer.input_grad_optional      # Sequential.backward skips it
         if declared is None:
             part.rows.append(Row("shapes", shapes=f"n×{n_in} → n×{n_out}",
                                  remark="no derivation declared; see its docstring"))
@@ -208,7 +207,6 @@ def _layer_parts(model, measured):
         for key in extra:                      # declared gradients the layer does not name as parameters
             part.rows.append(Row(key, fill(declared.backward[key], values), _shapes(declared, key, values, None, None)))
         parts.append(part)
-        n_in = n_out
     return parts
 
 
@@ -305,7 +303,7 @@ def _measure_on_one_thread(model, loss, X, y, l2, entries, seed):
         inputs.append(A)
         A = np.array(layer.forward(A), dtype=np.float64)
     for position, layer in enumerate(model.layers):
-        if position == 0 and isinstance(layer, Dense):
+        if position == 0 and layer.input_grad_optional:
             continue                    # never computed: the data's gradient
         measured[position] = _layer_input(layer, inputs[position].copy(), entries, rng, seed)
     model.reseed(seed)

@@ -50,7 +50,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, InvalidParameterError, Options, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from handgrad.errors import DataError, HandgradError
+from handgrad.errors import DataError, HandgradError, TrainingDiverged
 from handgrad.estimators import _lbfgs
 from handgrad.estimators._common import (
     NotFitted,
@@ -66,6 +66,7 @@ from handgrad.nn.dropout import Dropout
 from handgrad.nn.layers import Dense
 from handgrad.nn.model import PREDICT_BATCH_SIZE, Sequential
 from handgrad.optim.optimizers import SGD, Adam
+from handgrad.registry import ESTIMATORS, Registered
 from handgrad.training.callbacks import Callback
 from handgrad.training.loop import fit as fit_network
 from handgrad.validation import is_sparse, resolve_dtype
@@ -81,8 +82,16 @@ _ADAPTIVE_FACTOR, _ADAPTIVE_FLOOR = 5.0, 1e-6
 _STOCHASTIC_ATTRIBUTES = ("best_loss_", "validation_scores_", "best_validation_score_", "validation_loss_curve_")
 
 
-class BaseMLP(BaseEstimator):
-    """Parameters, training and prediction shared by the classifier and the regressor."""
+class BaseMLP(BaseEstimator, Registered, registry=ESTIMATORS):
+    """Parameters, training and prediction shared by the classifier and the regressor.
+
+    Every subclass (``MLPClassifier``, ``MLPRegressor``, a user's own) is
+    registered in ``handgrad.registry.ESTIMATORS`` under its class name,
+    which is how ``hg.load`` finds it again; it is saved through
+    :meth:`to_state` and rebuilt by :meth:`from_state`.
+    """
+
+    name = None
 
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
@@ -111,7 +120,8 @@ class BaseMLP(BaseEstimator):
         "max_fun": [Interval(Integral, 1, None, closed="left")],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "batch_norm": ["boolean"],
-        "dtype": [None, StrOptions({"float32", "float64"})],
+        # A name or the NumPy type itself, as NumPy's own dtype= arguments take either.
+        "dtype": [None, StrOptions({"float32", "float64"}), Options(type, {np.float32, np.float64})],
     }
 
     # -- what the subclasses provide -------------------------------------------------
@@ -136,6 +146,11 @@ class BaseMLP(BaseEstimator):
             self._validate_params()
         except InvalidParameterError as exc:
             raise ParameterError(str(exc)) from None
+        sizes = np.atleast_1d(np.asarray(self.hidden_layer_sizes, dtype=object)).ravel().tolist()
+        if not all(isinstance(s, Integral) and not isinstance(s, (bool, np.bool_)) for s in sizes):
+            # scikit-learn fails on such a width too (a TypeError); ParameterError is a TypeError and a ValueError.
+            raise ParameterError(f"hidden_layer_sizes must hold integers, got {self.hidden_layer_sizes!r}; "
+                                 "pass whole numbers of units, e.g. (100,) or (64, 32)")
         if np.any(np.asarray(self._hidden_sizes()) <= 0):
             raise ParameterError(f"hidden_layer_sizes must be > 0, got {list(self._hidden_sizes())}")
         if self.solver == "lbfgs" and self.dropout > 0:
@@ -182,13 +197,24 @@ class BaseMLP(BaseEstimator):
         try:
             if self.solver == "lbfgs":
                 self._fit_lbfgs(X, targets, weights)
+                if not math.isfinite(self.loss_):       # L-BFGS-B stops at once on a non-finite objective
+                    raise TrainingDiverged(f"the L-BFGS objective is {self.loss_}", history=self.loss_curve_,
+                                           epoch=self.n_iter_)
             else:
                 self._fit_stochastic(X, targets, weights, stratify, rng, incremental)
+        except TrainingDiverged as exc:
+            cause = extreme_inputs(X, targets, weights, self._net.dtype)
+            if cause is None:
+                raise
+            raise TrainingDiverged(f"training diverged because {cause}", history=exc.history,
+                                   epoch=exc.epoch) from None
         finally:
             self._release_buffers()
         if not all(np.isfinite(a).all() for a in self.coefs_ + self.intercepts_):
-            raise HandgradError("the solver produced non-finite weights; the input may hold very large values: "
-                                "scale it (e.g. sklearn.preprocessing.StandardScaler) or lower learning_rate_init")
+            cause = extreme_inputs(X, targets, weights, self._net.dtype)
+            raise HandgradError("the solver produced non-finite weights; " + (
+                cause or "the input may need scaling (e.g. sklearn.preprocessing.StandardScaler), or lower "
+                         "learning_rate_init"))
         return self
 
     def _training_dtype(self, X):
@@ -196,18 +222,9 @@ class BaseMLP(BaseEstimator):
 
     def _initialize(self, n_features, rng, dtype):
         """A fresh network, initialised as scikit-learn initialises its own, and fresh fitted attributes."""
-        hidden = self._hidden_sizes()
-        units = [n_features, *hidden, self.n_outputs_]
-        activation = activation_class(estimator_activations()[self.activation])
-        layers = []
-        for i, (fan_in, fan_out) in enumerate(pairwise(units)):
-            layers.append(Dense(fan_in, fan_out, dtype=dtype))
-            if i < len(hidden):
-                if self.batch_norm:
-                    layers.append(BatchNorm(fan_out, dtype=dtype))
-                layers.append(activation())
-                if self.dropout > 0:
-                    layers.append(Dropout(self.dropout))
+        units = [n_features, *self._hidden_sizes(), self.n_outputs_]
+        layers = [cls(*arguments, dtype=dtype) if cls in (Dense, BatchNorm) else cls(*arguments)
+                  for cls, arguments in layer_plan(self._architecture(), n_features, self.n_outputs_)]
         net = Sequential(*layers, seed=0)
         factor = 2.0 if estimator_activations()[self.activation] == "sigmoid" else 6.0
         for layer in net.layers:
@@ -283,15 +300,25 @@ class BaseMLP(BaseEstimator):
         bookkeeping = _EpochBookkeeping(self, data, n)
         # One run of fit_network for all the epochs, so its checks and set-up happen once, not
         # once an epoch (on a small table an epoch is one minibatch); the callback keeps
-        # scikit-learn's per-epoch rules.
+        # scikit-learn's per-epoch rules.  Each epoch is judged for divergence against its own
+        # first minibatch: a run of scikit-learn's loop may climb a long way before it settles,
+        # and scikit-learn stops none.
         try:
             fit_network(self._net, self._loss, data.X, data.targets, optimizer=self._optimizer,
                         epochs=self._epochs_trained + epochs, initial_epoch=self._epochs_trained,
                         batch_size=batch_size, alpha=self.alpha, sample_weight=data.weights,
                         shuffle=self._epoch_orders(n, rng) if self.shuffle else False, seed=self._mask_seed,
-                        callbacks=[bookkeeping])
+                        callbacks=[bookkeeping], divergence_reference="epoch")
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=4)
+        except TrainingDiverged as exc:
+            if not self.early_stopping:
+                raise
+            # As scikit-learn's MLPs end such a fit: a warning, and the best validation epoch's
+            # weights, so that one bad candidate does not end a whole grid search.
+            cause = extreme_inputs(X, targets, weights, self._net.dtype)
+            warnings.warn(f"Training diverged after {self.n_iter_} epochs ({cause or exc}); keeping the weights "
+                          "of the best validation epoch.", ConvergenceWarning, stacklevel=4)
         if not incremental and not bookkeeping.converged and self.n_iter_ == self.max_iter:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
                           "optimization hasn't converged yet.", ConvergenceWarning, stacklevel=4)
@@ -433,6 +460,16 @@ class BaseMLP(BaseEstimator):
         self._sync_network()
         return self._forward(_as_dtype(X, self._net.dtype))
 
+    def _inference_parts(self):
+        """What an ONNX graph of the fitted estimator computes, for ``hg.to_onnx`` and skl2onnx (see :mod:`._onnx`)."""
+        try:
+            check_is_fitted(self, "coefs_")
+        except Exception as exc:
+            raise NotFitted(str(exc)) from None
+        from handgrad.estimators._onnx import inference_parts
+
+        return inference_parts(self)
+
     # -- pickling: the network travels as its configuration and arrays ---------------------
 
     def __getstate__(self):
@@ -463,18 +500,103 @@ class BaseMLP(BaseEstimator):
 
     # -- persistence (hg.save / hg.load) ------------------------------------------------------
 
-    def _to_state(self):
-        """What ``hg.save`` writes (see :mod:`handgrad.estimators._persist`)."""
+    def config(self):
+        """``{"type": class name, **get_params()}``: scikit-learn's constructor arguments (``dtype`` included)."""
+        return {"type": type(self).__name__, **self.get_params(deep=False)}
+
+    def to_state(self):
+        """What ``hg.save`` writes: an :class:`~handgrad.io.format.EstimatorState`.
+
+        Returns
+        -------
+        EstimatorState
+            The network, loss, optimizer (with its state; None after
+            L-BFGS), history, and as ``entry`` the encoded parameters and
+            fitted attributes (see :mod:`handgrad.estimators._persist` and
+            docs/model-format.md).
+
+        Raises
+        ------
+        HandgradError
+            The estimator is not fitted.
+        """
         from handgrad.estimators._persist import estimator_state
 
         return estimator_state(self)
 
     @classmethod
-    def _from_state(cls, network, loss, optimizer, metadata):
-        """The fitted estimator ``hg.load`` rebuilds from a checked file (see :mod:`._persist`)."""
+    def from_state(cls, state):
+        """The fitted estimator that ``hg.load`` rebuilds from an :class:`~handgrad.io.format.EstimatorState`.
+
+        Parameters
+        ----------
+        state : EstimatorState
+            Its network, loss and optimizer as the model-file reader checked
+            them; ``state.entry`` as the file holds it, checked here field by
+            field.
+
+        Returns
+        -------
+        BaseMLP
+            A fitted instance of ``cls``.
+
+        Raises
+        ------
+        HandgradError
+            A field of the wrong type or range, or parts that disagree.
+        """
         from handgrad.estimators._persist import restore_estimator
 
-        return restore_estimator(cls, network, loss, optimizer, metadata)
+        return restore_estimator(cls, state)
+
+
+def layer_plan(architecture, n_features, n_outputs):
+    """``[(layer class, positional arguments), ...]`` of the network an architecture describes.
+
+    ``architecture`` is :meth:`BaseMLP._architecture`'s ``(widths,
+    activation, dropout, batch_norm)``: a Dense layer per pair of widths,
+    and after each hidden one a BatchNorm (with ``batch_norm``), the
+    activation, and a Dropout (when ``dropout > 0``).  Training builds the
+    network from it; loading checks a stored network against it.
+    """
+    widths, activation, dropout, batch_norm = architecture
+    hidden = activation_class(estimator_activations()[activation])
+    units = [n_features, *widths, n_outputs]
+    plan = []
+    for i, (fan_in, fan_out) in enumerate(pairwise(units)):
+        plan.append((Dense, (fan_in, fan_out)))
+        if i < len(widths):
+            if batch_norm:
+                plan.append((BatchNorm, (fan_out,)))
+            plan.append((hidden, ()))
+            if dropout > 0:
+                plan.append((Dropout, (dropout,)))
+    return plan
+
+
+def extreme_inputs(X, targets, weights, dtype):
+    """What in the training data is large enough to overflow ``dtype`` on its own, in words, or None.
+
+    A squared error of targets beyond ``√max`` overflows, as do sums of
+    features that large, and a sample weight within a few powers of ten of
+    the largest float turns the weighted loss infinite whatever the
+    learning rate.
+    """
+    info = np.finfo(dtype)
+    root = math.sqrt(float(info.max))
+    if weights is not None:
+        largest = float(np.max(weights))
+        if not math.isfinite(float(np.sum(weights))) or largest > float(info.max) / 1e4:
+            return (f"sample_weight reaches {largest:g}, so the weighted loss overflows {info.dtype}: divide the "
+                    "weights by a common factor (only their ratios matter, with alpha scaled alike)")
+    if targets.dtype.kind == "f" and targets.size and float(np.max(np.abs(targets))) > root:
+        return (f"y reaches {float(np.max(np.abs(targets))):g}, so squared errors overflow {info.dtype}: scale the "
+                "targets (e.g. sklearn.compose.TransformedTargetRegressor with a StandardScaler)")
+    values = X.data if is_sparse(X) else X
+    if values.size and float(np.max(np.abs(values))) > root:
+        return (f"X reaches {float(np.max(np.abs(values))):g}, so the network's sums overflow {info.dtype}: the "
+                "input may need scaling (e.g. sklearn.preprocessing.StandardScaler)")
+    return None
 
 
 def _as_dtype(X, dtype):
@@ -507,9 +629,6 @@ class _EpochBookkeeping(Callback):
         self.converged = False
 
     def on_epoch_end(self, ctx, record):
-        # Each epoch's loss is judged for divergence against that epoch's first minibatch (a run of
-        # scikit-learn's loop may climb a long way before it settles, and scikit-learn stops none).
-        ctx.loss_scale = None
         est = self.estimator
         est._epochs_trained += 1
         est.n_iter_ += 1

@@ -4,7 +4,7 @@
 writes files and :mod:`handgrad.io.reader` reads them.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -53,3 +53,43 @@ class Checkpoint(LoadedModel):
     early_stopping: dict = None
     epoch: int = 0
     stopped: bool = False
+
+
+@dataclass
+class EstimatorState:
+    """A fitted estimator as an estimator file holds it: the protocol between an estimator class and :mod:`handgrad.io`.
+
+    An estimator class registered in ``handgrad.registry.ESTIMATORS``
+    (every subclass of ``hg.MLPClassifier`` or ``hg.MLPRegressor``, a
+    user's included) is saved and loaded through two public methods:
+
+    * ``estimator.to_state()`` returns an ``EstimatorState``; ``hg.save``
+      writes its network, loss, optimizer and history as a checkpoint's, and
+      ``entry`` as JSON in ``metadata["estimator"]``, beside ``"type"`` (the
+      class name) and ``"optimizer"``;
+    * ``cls.from_state(state)`` returns the fitted estimator.  ``hg.load``
+      looks ``cls`` up by the stored type in the registry and hands it the
+      parts it has read and checked as it checks a model file's; ``entry``
+      comes from the file unchecked, and ``from_state`` must check every
+      field it uses, raising :class:`~handgrad.HandgradError` (which
+      ``hg.load`` reports as a :class:`~handgrad.ModelFileError`).
+
+    Attributes
+    ----------
+    network : Sequential
+        The trained network.
+    loss : Loss
+        The loss it was trained with.
+    optimizer : Optimizer or None
+        The optimizer, with its state, to continue training (None after L-BFGS).
+    entry : dict
+        The estimator's own fields, JSON-ready (no keys ``"type"`` or ``"optimizer"``).
+    history : list of dict
+        Per-epoch records, for readers that know nothing of estimators.
+    """
+
+    network: Sequential
+    loss: object
+    optimizer: object = None
+    entry: dict = field(default_factory=dict)
+    history: list = field(default_factory=list)

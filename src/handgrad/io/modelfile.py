@@ -16,6 +16,7 @@ mixture; concurrent writers to one path leave one complete file.
 """
 
 import json
+import math
 from datetime import datetime, timezone
 
 import numpy as np
@@ -27,8 +28,8 @@ from handgrad.io.reader import load_checkpoint, load_model, read
 from handgrad.nn.model import Sequential
 from handgrad.registry import ESTIMATORS
 
-__all__ = ["FORMAT_VERSION", "load", "load_checkpoint", "load_model", "save", "save_checkpoint", "save_estimator",
-           "save_model"]
+__all__ = ["FORMAT_VERSION", "check_model_metadata", "load", "load_checkpoint", "load_model", "save", "save_checkpoint",
+           "save_estimator", "save_model"]
 
 
 # -- the public pair ------------------------------------------------------------
@@ -45,7 +46,7 @@ def save(obj, path, *, loss=None, classes=None, history=()):
     classes, parameters, fitted attributes, optimizer state and history.
     See docs/model-format.md.
     """
-    if type(obj).__name__ in ESTIMATORS and ESTIMATORS.get(type(obj).__name__) is type(obj):
+    if getattr(type(obj), "registry", None) is ESTIMATORS:
         save_estimator(path, obj)
         return
     if not isinstance(obj, Sequential):
@@ -119,20 +120,27 @@ def save_checkpoint(path, model, *, loss, classes, optimizer_state, epoch, prepr
 def save_estimator(path, estimator):
     """Write a fitted estimator: its network as a model file's arrays, the rest as metadata.
 
-    Beside the model file's fields the metadata holds ``estimator``:
-    ``{"type": class name, "optimizer": ..., **the estimator's own metadata}``,
-    and the arrays include the optimizer's state (``optimizer.<g>.<name>``,
-    as in a checkpoint) when it has one.
+    The estimator gives its parts through ``to_state()`` (the protocol of
+    :class:`handgrad.io.format.EstimatorState`).  Beside the model file's
+    fields the metadata holds ``estimator``: ``{"type": class name,
+    "optimizer": ..., **state.entry}``, and the arrays include the
+    optimizer's state (``optimizer.<g>.<name>``, as in a checkpoint) when it
+    has one.
+
+    Raises
+    ------
+    HandgradError
+        The estimator is not fitted, or its entry uses a reserved key.
     """
-    state = estimator._to_state()
-    model = state["network"]
-    metadata = _metadata("estimator", model, state["loss"], None, None, None, state.get("history", ()), None)
-    arrays = _parameter_arrays(model)
-    optimizer = None
-    if state.get("optimizer") is not None:
-        optimizer_state = state["optimizer"].state_dict()
-        optimizer = _optimizer_entry(optimizer_state, arrays)
-    metadata["estimator"] = {"type": state["type"], "optimizer": optimizer, **state["metadata"]}
+    state = estimator.to_state()
+    reserved = {"type", "optimizer"} & set(state.entry)
+    if reserved:
+        raise HandgradError(f"{type(estimator).__name__}.to_state() returned an entry with the reserved key(s) "
+                            f"{', '.join(sorted(reserved))}; rename them")
+    metadata = _metadata("estimator", state.network, state.loss, None, None, None, state.history, None)
+    arrays = _parameter_arrays(state.network)
+    optimizer = None if state.optimizer is None else _optimizer_entry(state.optimizer.state_dict(), arrays)
+    metadata["estimator"] = {"type": type(estimator).__name__, "optimizer": optimizer, **state.entry}
     _write(path, metadata, arrays)
 
 
@@ -148,13 +156,33 @@ def _optimizer_entry(optimizer_state, arrays):
             "counters": {k: _json_number(v) for k, v in counters.items()}}
 
 
-def _write(path, metadata, arrays):
+def check_model_metadata(model, *, loss, classes, preprocessing=None, settings=None, history=(), extra=None):
+    """Raise now, not after a long run, if :func:`save_model` could not store these arguments.
+
+    Takes :func:`save_model`'s arguments but the path; builds the metadata
+    and encodes it as the writer would, writing nothing.  ``handgrad train``
+    calls it before training, so a value that JSON cannot hold (a NaN, an
+    infinity, an object) is refused before the run rather than after it.
+
+    Raises
+    ------
+    HandgradError
+        What cannot be stored, in one line.
+    """
+    _encode(_metadata("model", model, loss, classes, preprocessing, settings, history, extra))
+
+
+def _encode(metadata):
+    """The metadata as UTF-8 JSON bytes (strict JSON: no NaN or infinity)."""
     try:
-        text = json.dumps(metadata, allow_nan=False)
+        return json.dumps(metadata, allow_nan=False).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise HandgradError(f"model metadata cannot be stored as JSON ({exc}); "
                             "pass plain numbers and strings") from None
-    members = {METADATA: np.frombuffer(text.encode("utf-8"), dtype=np.uint8), **arrays}
+
+
+def _write(path, metadata, arrays):
+    members = {METADATA: np.frombuffer(_encode(metadata), dtype=np.uint8), **arrays}
     atomic_write(path, lambda f: np.savez(f, **members))
 
 
@@ -168,6 +196,11 @@ def _metadata(kind, model, loss, classes, preprocessing, settings, history, extr
                                 "pass one label per output")
     if preprocessing is not None and not isinstance(preprocessing, dict):
         preprocessing = preprocessing.to_dict()
+    if isinstance(preprocessing, dict):            # the reader refuses a file whose sizes disagree
+        width = preprocessing.get("n_features", len(preprocessing.get("mean") or ()))
+        if width != model.n_features:
+            raise HandgradError(f"the preprocessing is for {width} features but the model reads {model.n_features}; "
+                                "fit the preprocessing on the model's input columns")
     return {
         "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "kind": kind,
         "architecture": model.config(), "dtype": np.dtype(model.dtype).name, "loss": None if loss is None else loss.config(),
@@ -187,7 +220,9 @@ def _json_class(label):
 
 
 def _json_number(value):
-    return value.item() if isinstance(value, np.generic) else value
+    """A plain number; a float that is not finite (a figure a run could not compute) becomes None."""
+    value = value.item() if isinstance(value, np.generic) else value
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _parameter_arrays(model):

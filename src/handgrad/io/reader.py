@@ -29,12 +29,13 @@ from handgrad.io.format import (
     KINDS,
     METADATA,
     Checkpoint,
+    EstimatorState,
     LoadedModel,
 )
 from handgrad.nn.losses import loss_from_config
 from handgrad.nn.model import Sequential, stored_arrays
 from handgrad.optim.optimizers import optimizer_from_config
-from handgrad.registry import ESTIMATORS, LAYERS
+from handgrad.registry import ESTIMATORS, LAYERS, OPTIMIZERS
 
 _MAX_MEMBERS = 10_000
 _MAX_LAYERS = 1_000
@@ -191,7 +192,7 @@ class _Reader:
         model = self._model(architecture, dtype)
         loss = self._loss(meta.get("loss"))
         classes = self._classes(meta.get("classes"), model.n_outputs)
-        preprocessor = self._preprocessor(meta.get("preprocessing"))
+        preprocessor = self._preprocessor(meta.get("preprocessing"), model)
         settings, history = self._dict(meta, "settings"), self._records(meta.get("history"))
         self._dict(meta, "extra")
         parts = dict(model=model, loss=loss, classes=classes, preprocessor=preprocessor, settings=settings,
@@ -210,21 +211,22 @@ class _Reader:
         if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
             self.fail("marked as an estimator but has no estimator entry")
         if entry["type"] not in ESTIMATORS:
-            self.fail(f"its estimator type {entry['type']!r} is not one handgrad stores "
-                      f"({', '.join(ESTIMATORS.type_names())})")
+            self.fail(f"its estimator type {entry['type']!r} is not registered "
+                      f"(known: {', '.join(ESTIMATORS.type_names())})",
+                      f"define or import the class {entry['type']} (a subclass of a handgrad estimator) before loading")
         cls = ESTIMATORS.get(entry["type"])
         dtype = DTYPES.get(meta.get("dtype"))
         if dtype is None:
             self.fail(f"its dtype {meta.get('dtype')!r} is not float32 or float64")
         model = self._model(self._architecture(meta.get("architecture")), dtype)
         loss = self._loss(meta.get("loss"))
-        self._records(meta.get("history"))
+        history = self._records(meta.get("history"))
         optimizer = None if entry.get("optimizer") is None else self._optimizer(entry["optimizer"], model)
         if self.unread:
             self.fail(f"holds unexpected arrays: {', '.join(sorted(self.unread))}")
         fields = {k: v for k, v in entry.items() if k not in ("type", "optimizer")}
         try:
-            return cls._from_state(model, loss, optimizer, fields)
+            return cls.from_state(EstimatorState(model, loss, optimizer, fields, history))
         except (HandgradError, *ARCHIVE_ERRORS) as exc:
             self.fail(f"its {entry['type']} entry is invalid ({_one_line(exc)})")
 
@@ -242,15 +244,19 @@ class _Reader:
     def _model(self, architecture, dtype):
         """The model, with its arrays read before anything is built wherever their shapes are known.
 
-        Built-in layers state their shapes from their configuration, so a
-        file that claims a huge layer fails on its missing bytes, not by
-        allocating; only a user-defined layer that states none is built first.
+        Each layer's configuration is checked first against its class's
+        ``constraints`` (:meth:`handgrad.registry.Registry.check`): a setting
+        out of range is refused with the layer's position and the setting's
+        rule.  Built-in layers then state their shapes from their
+        configuration, so a file that claims a huge layer fails on its
+        missing bytes, not by allocating; only a user-defined layer that
+        states none is built first.
         """
         shapes = {}
         for position, layer in enumerate(architecture):
-            arguments = {k: v for k, v in layer.items() if k != "type"}
             try:
-                known = LAYERS.get(layer["type"]).parameter_shapes(arguments)
+                cls, arguments = LAYERS.check(layer, dtype)    # each setting within its class's declared range
+                known = cls.parameter_shapes(arguments)
             except HandgradError as exc:
                 self.fail(f"its layer {position} is invalid ({_one_line(exc)})")
             if known is None:
@@ -297,15 +303,20 @@ class _Reader:
             self.fail("its class labels are not unique")
         return classes
 
-    def _preprocessor(self, spec):
+    def _preprocessor(self, spec, model):
+        """The preprocessing, its numbers checked in the model's dtype (:attr:`Preprocessor.constraints`)."""
         if spec is None:
             return None
         if not isinstance(spec, dict):
             self.fail("its preprocessing entry is not a dictionary")
         try:
-            return Preprocessor.from_dict(spec)
+            preprocessor = Preprocessor.from_dict(spec, model.dtype)
         except (HandgradError, *ARCHIVE_ERRORS) as exc:
             self.fail(f"its preprocessing entry is invalid ({_one_line(exc)})")
+        if preprocessor.n_features != model.n_features:
+            self.fail(f"its preprocessing is for {preprocessor.n_features} features but the model reads "
+                      f"{model.n_features}")
+        return preprocessor
 
     def _dict(self, meta, key):
         value = meta.get(key, {})
@@ -332,6 +343,7 @@ class _Reader:
         if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
             self.fail("its optimizer entry is missing")
         try:
+            OPTIMIZERS.check(spec["config"], model.dtype)    # settings such as eps, in the model's dtype
             optimizer = optimizer_from_config(spec["config"])
         except (HandgradError, *ARCHIVE_ERRORS) as exc:
             self.fail(f"its optimizer configuration is invalid ({_one_line(exc)})")

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from handgrad.errors import HandgradError
+from handgrad.constraints import Real
 from handgrad.nn.derivation import Derivation
 from handgrad.nn.layers import Layer
 from handgrad.registry import LAYERS
@@ -29,11 +29,10 @@ def _empty_like(X, out):
     return np.empty_like(X) if out is None else out
 
 
-def _non_negative(value, what, remedy):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(value) or value < 0:
-        raise HandgradError(f"{what} must be a finite number ≥ 0, got {value!r}; {remedy}")
-    return float(value)
+# LeakyReLU's slope and ELU's α scale the negative inputs.  They must be ≥ 0 (so that the output
+# keeps the sign of z, which backward reads) and are capped at 1e6: larger ones serve no model,
+# and a finite setting near float32's 3.4e38 would make every negative output infinite.
+_MAX_SCALE = 1e6
 
 
 class Activation(Layer):
@@ -64,6 +63,10 @@ class Identity(Activation):
         out = _empty_like(G, out)
         np.copyto(out, G)
         return out
+
+    def export(self, graph, x):
+        """Nothing to write: the output is the input."""
+        return x
 
 
 class Sigmoid(Activation):
@@ -108,6 +111,10 @@ class Sigmoid(Activation):
         out *= G                     # G ⊙ A (1 − A)
         return out
 
+    def export(self, graph, x):
+        """ONNX Sigmoid."""
+        return graph.op("Sigmoid", x)
+
 
 class Tanh(Activation):
     """Hyperbolic tangent, seed 004's hidden layer ``h``.
@@ -134,6 +141,10 @@ class Tanh(Activation):
         np.subtract(1, out, out=out)  # 1 − A²
         out *= G
         return out
+
+    def export(self, graph, x):
+        """ONNX Tanh."""
+        return graph.op("Tanh", x)
 
 
 class ReLU(Activation):
@@ -165,6 +176,10 @@ class ReLU(Activation):
         out *= G
         return out
 
+    def export(self, graph, x):
+        """ONNX Relu."""
+        return graph.op("Relu", x)
+
 
 class LeakyReLU(Activation):
     """ReLU with a small slope ``s`` (``negative_slope``) for negative inputs.
@@ -184,11 +199,12 @@ class LeakyReLU(Activation):
     name = "leaky-relu"
     initializer = "he"
     in_place = True
+    constraints = {"negative_slope": Real(0, cap=_MAX_SCALE, remedy=(
+        "a non-negative slope keeps the sign of z in the output, which backward reads, and a slope up to 1e6 "
+        "keeps float32 outputs finite; 0.01 is usual"))}
 
     def __init__(self, negative_slope=0.01):
-        self.negative_slope = _non_negative(
-            negative_slope, "LeakyReLU negative_slope",
-            "a non-negative slope keeps the sign of z in the output, which backward reads")
+        self.negative_slope = float(negative_slope)
 
     def forward(self, Z, out=None):
         out = _empty_like(Z, out)
@@ -205,6 +221,10 @@ class LeakyReLU(Activation):
         np.multiply(G, self.negative_slope, out=out)     # G s where A ≤ 0 …
         np.copyto(out, G, where=self._A > 0)             # … and G where A > 0
         return out
+
+    def export(self, graph, x):
+        """ONNX LeakyRelu (``x`` for ``x ≥ 0``, ``s x`` otherwise: the same function for any ``s ≥ 0``)."""
+        return graph.op("LeakyRelu", x, alpha=self.negative_slope)
 
 
 class ELU(Activation):
@@ -228,10 +248,12 @@ class ELU(Activation):
 
     initializer = "he"
     in_place = True
+    constraints = {"alpha": Real(0, cap=_MAX_SCALE, remedy=(
+        "alpha is the size of the negative saturation −alpha: ≥ 0 so that the output keeps the sign of z, "
+        "up to 1e6 so that float32 outputs stay finite; 1.0 is usual"))}
 
     def __init__(self, alpha=1.0):
-        self.alpha = _non_negative(alpha, "ELU alpha",
-                                   "alpha is the size of the negative saturation −alpha (1.0 is usual)")
+        self.alpha = float(alpha)
 
     def forward(self, Z, out=None):
         out = _empty_like(Z, out)
@@ -250,6 +272,10 @@ class ELU(Activation):
         np.copyto(out, 1, where=A > 0)             # 1 where z > 0
         out *= G
         return out
+
+    def export(self, graph, x):
+        """ONNX Elu."""
+        return graph.op("Elu", x, alpha=self.alpha)
 
 
 class Softplus(Activation):
@@ -290,6 +316,10 @@ class Softplus(Activation):
         np.negative(out, out=out)                # σ(z) = −expm1(−A)
         out *= G
         return out
+
+    def export(self, graph, x):
+        """ONNX Softplus (ONNX Runtime's is stable for large ``|z|`` too: ``softplus(200) = 200``)."""
+        return graph.op("Softplus", x)
 
 
 _SQRT_HALF = math.sqrt(0.5)
@@ -343,6 +373,10 @@ class GELU(Activation):
         out += self._Phi                                    # Φ(z) + z φ(z)
         out *= G
         return out
+
+    def export(self, graph, x):
+        """ONNX Gelu, exact (erf) form: opset 20 on."""
+        return graph.op("Gelu", x)
 
 
 def activation(name):

@@ -24,10 +24,9 @@ column, whose backward is ``∂L/∂X = G ⊙ γ/√(r_v + ε)`` with the same
 ``∂L/∂γ`` and ``∂L/∂β`` (``X̂`` now normalised by the running statistics).
 """
 
-import math
-
 import numpy as np
 
+from handgrad.constraints import Integer, Real
 from handgrad.errors import HandgradError
 from handgrad.nn.derivation import Derivation
 from handgrad.nn.layers import Layer
@@ -44,7 +43,8 @@ class BatchNorm(Layer):
 
     ``initializer`` is None, so the Dense layer before a BatchNorm is
     initialised for the activation after it.  ``in_place``: backward reads
-    ``X̂`` and ``1/σ``, which forward keeps, never the input.
+    ``X̂`` and ``1/σ``, which forward keeps, never the input.  Its width is
+    ``n_features``, in and out.
     """
 
     derivation = Derivation(
@@ -59,9 +59,15 @@ class BatchNorm(Layer):
     decayed_names = ()
     buffer_names = ("running_mean", "running_var")
     in_place = True
+    # eps only keeps 1/√(v + ε) finite for a constant column: it must be positive, and at most 1,
+    # or it would swamp the variances it is added to (features scaled to unit variance).
+    constraints = {
+        "n_features": Integer(1, remedy="give the width of the layer before, e.g. BatchNorm(128)"),
+        "momentum": Real(0, 1, remedy="it is the weight of each batch in the running statistics; 0.1 is usual"),
+        "eps": Real(0, closed="neither", cap=1.0, in_dtype=True, remedy="it keeps 1/√(v + eps) finite; 1e-5 is usual"),
+    }
 
     def __init__(self, n_features, momentum=0.1, eps=1e-5, dtype=np.float32):
-        _check_arguments(n_features, momentum, eps)
         self.n_features, self.momentum, self.eps = int(n_features), float(momentum), float(eps)
         dtype = resolve_dtype(dtype)
         self.gamma = np.ones(self.n_features, dtype=dtype)
@@ -76,12 +82,17 @@ class BatchNorm(Layer):
     def dtype(self):
         return self.gamma.dtype.type
 
+    def input_width(self):
+        return self.n_features
+
+    def width_problem(self, width):
+        if width == self.n_features:
+            return None
+        return f"normalises {self.n_features}; build it as {type(self).__name__}({width})"
+
     @classmethod
     def parameter_shapes(cls, config):
-        n = config.get("n_features")
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise HandgradError(f"a BatchNorm layer's n_features must be a positive integer, got {n!r}")
-        return {name: (n,) for name in cls.parameter_names + cls.buffer_names}
+        return {name: (config["n_features"],) for name in cls.parameter_names + cls.buffer_names}
 
     def stored_state_problem(self, name):
         """A running variance read from a file must not be negative: ``√(v + ε)`` would be NaN at inference."""
@@ -154,19 +165,8 @@ class BatchNorm(Layer):
         out *= scale
         return out
 
-
-def _check_arguments(n_features, momentum, eps):
-    if isinstance(n_features, bool) or not isinstance(n_features, (int, np.integer)) or n_features < 1:
-        raise HandgradError(f"BatchNorm n_features must be a positive integer (the width of the layer before), "
-                            f"got {n_features!r}")
-    if not _is_real(momentum) or not 0 <= momentum <= 1:
-        raise HandgradError(f"BatchNorm momentum must lie in [0, 1] (the weight of each batch in the running "
-                            f"statistics), got {momentum!r}; 0.1 is usual")
-    if not _is_real(eps) or not eps > 0:
-        raise HandgradError(f"BatchNorm eps must be a positive number (it keeps 1/√(v + eps) finite), "
-                            f"got {eps!r}; 1e-5 is usual")
-
-
-def _is_real(value):
-    return not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating)) \
-        and math.isfinite(value)
+    def export(self, graph, x):
+        """Inference mode, ``γ ⊙ (X − r_μ)/√(r_v + ε) + β``, as one ONNX BatchNormalization."""
+        return graph.op("BatchNormalization", x, graph.constant(self.gamma, name="gamma"),
+                        graph.constant(self.beta, name="beta"), graph.constant(self.running_mean, name="running_mean"),
+                        graph.constant(self.running_var, name="running_var"), epsilon=self.eps)

@@ -26,11 +26,9 @@ fixed, smooth function of the parameters.
 Derivation: ``docs/derivations.md``, §3 "Dropout".
 """
 
-import math
-
 import numpy as np
 
-from handgrad.errors import HandgradError
+from handgrad.constraints import Real
 from handgrad.nn.derivation import Derivation
 from handgrad.nn.layers import Layer
 
@@ -48,12 +46,11 @@ class Dropout(Layer):
                             note="p = $p; training mode, U uniform on [0, 1); inference mode is A = X, ∂J/∂X = G")
 
     in_place = True
+    # p = 1 would drop every unit and scale by 1/(1 − p) = ∞.
+    constraints = {"p": Real(0, 1, closed="left", meaning="the probability of dropping a unit",
+                             remedy="use e.g. hg.Dropout(0.2)")}
 
     def __init__(self, p=0.5):
-        if isinstance(p, bool) or not isinstance(p, (int, float, np.integer, np.floating)) \
-                or not math.isfinite(p) or not 0 <= p < 1:
-            raise HandgradError(f"Dropout p is the probability of dropping a unit and must lie in [0, 1), "
-                                f"got {p!r}; use e.g. hg.Dropout(0.2)")
         self.p = float(p)
         self._rng = np.random.default_rng()
         self._buffer = None
@@ -95,3 +92,7 @@ class Dropout(Layer):
         else:
             np.multiply(G, self._M, out=out)     # ∂L/∂X = G ⊙ M
         return out
+
+    def export(self, graph, x):
+        """Nothing to write: inference mode is the identity."""
+        return x

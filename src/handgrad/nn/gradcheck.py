@@ -44,7 +44,7 @@ from numbers import Real
 import numpy as np
 
 from handgrad.errors import HandgradError
-from handgrad.nn.layers import Dense, Layer
+from handgrad.nn.layers import Layer, layer_from_config
 from handgrad.nn.losses import Loss
 from handgrad.nn.model import Sequential
 from handgrad.nn.objective import l2_value, loss_and_gradients
@@ -310,10 +310,14 @@ def _check_layer(layer, X, seed, step, tolerance):
 
 
 def _float64_layer(layer):
-    if isinstance(layer, Dense) and layer.dtype != np.float64:
-        copy = Dense(layer.n_in, layer.n_out, dtype=np.float64)
-        copy.W, copy.b = layer.W, layer.b
-        return copy
+    """``layer`` itself with float64 parameters; a layer built with ``dtype=`` in another dtype is copied,
+    rebuilt from its configuration in float64; any other is refused."""
+    if layer.dtype is not None and layer.dtype != np.float64:
+        copy = layer_from_config(layer.config(), np.float64)
+        if copy.dtype == np.float64:
+            for name in layer.parameter_names + layer.buffer_names:
+                getattr(copy, name)[...] = getattr(layer, name)
+            return copy.train(layer.training)
     for name, param in zip(layer.parameter_names, layer.parameters()):
         if np.asarray(param).dtype != np.float64:
             raise HandgradError(f"gradcheck needs float64 parameters, but {type(layer).__name__}.{name} is "

@@ -15,18 +15,20 @@ modifies the arrays it receives as input.
 
 import numpy as np
 
+from handgrad.constraints import Integer, Options
 from handgrad.errors import HandgradError
 from handgrad.nn.derivation import Derivation
-from handgrad.registry import LAYERS, constructor_arguments, snake_case
+from handgrad.registry import LAYERS, Registered
 from handgrad.validation import is_sparse, resolve_dtype
 
 
-class Layer:
+class Layer(Registered, registry=LAYERS):
     """Base class.  Subclasses define ``forward`` and ``backward``.
 
-    Defining a subclass registers it (see :mod:`handgrad.registry`) under its
-    class name, which model files store, and under its short ``name`` (the
-    class name in lower case with hyphens, unless the class sets one).
+    Defining a subclass registers it (see :class:`handgrad.registry.Registered`)
+    under its class name, which model files store, and under its short
+    ``name`` (the class name in snake case with hyphens, unless the class
+    sets one).
 
     ``parameter_names`` lists the attributes holding parameters, in the order
     ``parameters()`` returns them; ``decayed_names`` is the subset that L2
@@ -36,15 +38,64 @@ class Layer:
 
     A layer keeps each constructor argument as an attribute of the same name:
     ``config()`` is then ``{"type": class name, **arguments}``, and a model
-    file rebuilds the layer as ``cls(**arguments)``.
+    file rebuilds the layer as ``cls(**arguments)``.  ``constraints``
+    declares the valid range of each setting (``{"p": Real(0, 1, ...)}``,
+    see :mod:`handgrad.constraints`): the constructor and the model-file
+    reader both apply it.  A layer without the declaration is not checked.
 
-    ``initializer`` is what a layer asks of the Dense layer before it: "he"
-    or "glorot", or None for a layer that leaves the choice to the next one
-    (see :meth:`Dense.initialize`).
+    The protocol.  :class:`~handgrad.Sequential` asks each layer the
+    questions below and holds no list of layer classes, so a user-written
+    layer takes part exactly as a built-in one does.
 
-    ``in_place = True`` declares that ``backward`` never reads the layer's
-    input (only its output, or state the forward pass kept), so
-    :class:`~handgrad.Sequential` may let ``forward`` write over its input.
+    * Widths.  ``input_width()`` is the number of input columns the layer
+      requires (None: any); ``output_width(width)`` the number it outputs
+      for ``width`` input columns (by default the same); and
+      ``width_problem(width)`` says why it cannot take ``width`` columns
+      (a phrase ending the model's error message), or None.  The model's
+      ``n_features`` is the first layer's required width, its
+      ``n_outputs`` the last output width.
+    * Initialisation.  ``initialize(rng, scheme)`` is called once, by the
+      Sequential the layer joins, with a generator of the layer's own
+      (spawned from the model's seed) and the scheme ("he" or "glorot") that
+      the layers after it ask for.  By default it does nothing: a layer
+      whose parameters start at fixed values (BatchNorm) sets them in its
+      constructor.
+    * ``initializer`` is what a layer asks of the layer with drawn
+      parameters before it: "he" or "glorot", or None for a layer that
+      leaves the choice to the next one.  The first layer after a drawn
+      one that declares an initializer decides; the search stops at the
+      next layer that overrides ``initialize``.
+    * ``dtype``: the dtype of a layer built with ``dtype=`` (Dense,
+      BatchNorm).  The layers of a model must agree; a layer that declares
+      none (None) has its parameters moved into the model's dtype.
+    * ``in_place = True`` declares that ``backward`` never reads the layer's
+      input (only its output, or state the forward pass kept), so
+      Sequential may let ``forward`` write over its input when the layer
+      before it allows that (next item).
+    * ``backward_reads_output = False`` declares that ``backward`` never
+      reads the array ``forward`` returned (that is always the ``out`` it
+      was handed), so an ``in_place`` layer after it may write over it.
+      Dense declares it: its backward reads its input and ``W``.
+    * ``input_grad_optional = True`` declares that ``backward`` takes
+      ``input_grad=False`` and then skips ``∂L/∂(input)`` (returning None):
+      Sequential asks so of its first layer, whose input is the data.
+    * ``bind_parameter(name, array, gradient)`` makes a parameter and its
+      gradient the given arrays: Sequential keeps every parameter in one
+      flat buffer and hands each layer views into it.
+
+    Writing a layer.  A low-rank map ``Z = X U V + b`` from ``n_in`` to
+    ``n_out`` features declares its parameters (``parameter_names``), its
+    widths (``input_width``, ``output_width``), draws its initial values in
+    ``initialize`` and writes its backward by hand: ``∂L/∂V = (XU)ᵀ G``,
+    ``∂L/∂U = Xᵀ G Vᵀ``, ``∂L/∂b = Σ_rows G``, ``∂L/∂X = G Vᵀ Uᵀ``.  Its
+    whole class is the gallery example ``docs/examples/plot_custom_layer.py``
+    (derived in docs/derivations.md, "Your own layer: a low-rank map").
+    ``hg.Sequential(LowRank(64, 32, 4), hg.BatchNorm(32), hg.ReLU(),
+    hg.Dense(32, 10))`` then checks its widths, draws ``U`` and ``V`` for
+    He, trains, passes ``hg.gradcheck`` and is saved and loaded like any
+    model (the file stores ``{"type": "LowRank", "n_in": 64, …}``).  A
+    layer may also state ``parameter_shapes`` (below), so that a model
+    file's reader checks its arrays before building it.
 
     Modes.  ``training`` is True in training mode (the default, as in
     PyTorch) and False in inference mode; ``train()`` and ``eval()`` switch
@@ -71,15 +122,12 @@ class Layer:
     buffer_names = ()
     name = None
     initializer = None
+    dtype = None
     in_place = False
+    backward_reads_output = True
+    input_grad_optional = False
     derivation = None
     training = True
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        if "name" not in cls.__dict__:
-            cls.name = snake_case(cls.__name__).replace("_", "-")
-        LAYERS.add(cls)
 
     def train(self, mode=True):
         """Training mode (``mode=False``: inference mode); returns the layer."""
@@ -98,6 +146,31 @@ class Layer:
         resumed at an epoch draws exactly what the uninterrupted run drew.
         """
 
+    def input_width(self):
+        """The number of input columns this layer requires, or None when it takes any width."""
+        return None
+
+    def output_width(self, width):
+        """The number of columns this layer outputs for an input of ``width`` columns: by default ``width``."""
+        return width
+
+    def width_problem(self, width):
+        """Why this layer cannot take an input of ``width`` columns (a phrase), or None when it can."""
+        required = self.input_width()
+        return None if required is None or width == required else f"takes {required}"
+
+    def initialize(self, rng, scheme):
+        """Draw the initial parameters, once, from the generator ``rng`` for ``scheme`` ("he" or "glorot").
+
+        Called by the :class:`~handgrad.Sequential` the layer joins; by
+        default nothing is drawn.
+        """
+
+    def bind_parameter(self, name, array, gradient):
+        """Make parameter ``name`` the array ``array`` and its gradient ``gradient`` (views of a model's buffers)."""
+        setattr(self, name, array)
+        setattr(self, "d" + name, gradient)
+
     def stored_state_problem(self, name):
         """What is wrong with buffer ``name`` as read from a file (a phrase), or None: a layer's own rule."""
         return None
@@ -114,20 +187,26 @@ class Layer:
 
         A model-file reader checks these against the file's size before it
         builds anything, so a hostile file cannot make it allocate more than
-        the file holds.  A layer without parameters holds none.
+        the file holds.  ``config`` has been checked against the class's
+        ``constraints`` already.  A layer without parameters holds none.
         """
         return {} if not (cls.parameter_names or cls.buffer_names) else None
-
-    def config(self):
-        """``{"type": class name, **constructor arguments}``, from which ``layer_from_config`` rebuilds it."""
-        return {"type": type(self).__name__, **constructor_arguments(self)}
 
     def __call__(self, X):
         return self.forward(X)
 
-    def __repr__(self):
-        arguments = ", ".join(f"{k}={v!r}" for k, v in constructor_arguments(self).items())
-        return f"{type(self).__name__}({arguments})"
+    def export(self, graph, x):
+        """Write the layer's inference-mode forward pass into an ONNX graph; return its output's name.
+
+        ``graph`` is a :class:`handgrad.io.onnx.GraphWriter`: ``graph.op(type,
+        *inputs, **attributes)`` adds a node of the standard ONNX domain,
+        ``graph.constant(array)`` stores a parameter, and both return the
+        name the value is read by.  ``x`` names the input, of the network's
+        dtype.  A layer that does not define it cannot be exported.
+        """
+        name = type(self).__name__
+        raise HandgradError(f"{name} has no ONNX exporter; define {name}.export(self, graph, x), which writes its "
+                            "inference-mode forward pass with graph.op and returns the output (see docs/onnx.md)")
 
 
 INITIALIZERS = ("auto", "glorot", "he")
@@ -147,8 +226,19 @@ class Dense(Layer):
     Initialisation: ``"glorot"`` draws ``U(−a, a)`` with ``a = √(6/(n_in+n_out))``,
     suited to tanh and sigmoid; ``"he"`` draws ``N(0, 2/n_in)``, suited to
     ReLU; ``"auto"`` (default) lets :class:`~handgrad.Sequential` pick by the
-    ``initializer`` the following activation declares (Glorot until then).
-    Biases start at zero.
+    ``initializer`` the following activation declares.  Biases start at zero.
+
+    ``W`` is drawn once.  An explicit scheme is drawn at construction, from
+    ``default_rng(seed)``, and kept.  ``"auto"`` waits for the scheme: the
+    Sequential the layer joins draws it (:meth:`initialize`), from
+    ``default_rng(seed)`` if the layer has a seed, else from the model's
+    generator for its position; a Dense used on its own draws Glorot from
+    ``default_rng(seed)`` the first time ``W``, ``b`` or ``forward`` is used.
+
+    Widths: it requires ``n_in`` input columns and outputs ``n_out``.  It
+    never reads its output in backward (``backward_reads_output = False``),
+    so an in-place activation after it writes over it, and it skips its
+    input gradient when asked (``input_grad_optional``).
     """
 
     derivation = Derivation(
@@ -162,13 +252,17 @@ class Dense(Layer):
     parameter_names = ("W", "b")
     decayed_names = ("W",)
     name = "dense"
+    backward_reads_output = False
+    input_grad_optional = True
+    # Widths have no cap: a model file that claims a huge layer is refused by the reader, which
+    # reads each array to the shape these imply only if the file holds its bytes.
+    constraints = {
+        "n_in": Integer(1, remedy="give the number of input features (the width of the layer before)"),
+        "n_out": Integer(1, remedy="give the number of units"),
+        "init": Options(*INITIALIZERS),
+    }
 
     def __init__(self, n_in, n_out, *, init="auto", seed=None, dtype=np.float32):
-        for name, value in (("n_in", n_in), ("n_out", n_out)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise HandgradError(f"Dense {name} must be a positive integer, got {value!r}")
-        if init not in INITIALIZERS:
-            raise HandgradError(f"unknown init {init!r}; choose one of {', '.join(INITIALIZERS)}")
         self.n_in, self.n_out = int(n_in), int(n_out)
         self.init, self.seed = init, seed
         dtype = resolve_dtype(dtype)
@@ -176,25 +270,36 @@ class Dense(Layer):
         self._b = np.zeros(self.n_out, dtype=dtype)
         self.dW = np.zeros_like(self._W)
         self.db = np.zeros_like(self._b)
-        self.initialize("glorot" if init == "auto" else init, np.random.default_rng(seed))
+        self._pending = init == "auto"          # W not drawn yet: the scheme is still to be chosen
+        if not self._pending:
+            self._draw(init, np.random.default_rng(seed))
 
     # W and b are properties so that assigning to them copies into the existing
     # arrays: a Sequential keeps all parameters in one flat buffer, and a plain
-    # attribute assignment would silently detach the layer from it.
+    # attribute assignment would silently detach the layer from it.  Reading
+    # or writing either first draws a pending W, as construction used to.
     @property
     def W(self):
+        if self._pending:
+            self._draw_alone()
         return self._W
 
     @W.setter
     def W(self, value):
+        if self._pending:
+            self._draw_alone()
         self._assign(self._W, value, "W")
 
     @property
     def b(self):
+        if self._pending:
+            self._draw_alone()
         return self._b
 
     @b.setter
     def b(self, value):
+        if self._pending:
+            self._draw_alone()
         self._assign(self._b, value, "b")
 
     @staticmethod
@@ -208,8 +313,29 @@ class Dense(Layer):
     def dtype(self):
         return self._W.dtype.type
 
-    def initialize(self, scheme, rng):
-        """Redraw ``W`` by ``scheme`` ("glorot" or "he") from ``rng``; zero ``b``."""
+    def input_width(self):
+        return self.n_in
+
+    def output_width(self, width):
+        return self.n_out
+
+    def initialize(self, rng, scheme):
+        """With ``init="auto"``, draw ``W`` for ``scheme`` from ``default_rng(seed)``, or from ``rng`` without a
+        seed, and zero ``b``; an explicit ``init`` was drawn at construction and is kept.
+
+        An ``"auto"`` layer is drawn here even when it was drawn before (used
+        on its own, or given a ``W``): a model built from it starts as the
+        model's seed says.
+        """
+        if self.init == "auto":
+            self._draw(scheme, rng if self.seed is None else np.random.default_rng(self.seed))
+
+    def _draw_alone(self):
+        """The draw of a Dense used outside a model: Glorot, from its own seed."""
+        self._draw("glorot", np.random.default_rng(self.seed))
+
+    def _draw(self, scheme, rng):
+        """Draw ``W`` by ``scheme`` ("glorot" or "he") from ``rng``; zero ``b``."""
         if scheme == "he":
             values = rng.standard_normal(self._W.shape) * np.sqrt(2.0 / self.n_in)
         else:
@@ -217,10 +343,18 @@ class Dense(Layer):
             values = rng.uniform(-limit, limit, self._W.shape)
         self._W[...] = values
         self._b[...] = 0
+        self._pending = False
+
+    def bind_parameter(self, name, array, gradient):
+        # Rebind the storage behind the property: its setter would copy into the old array instead.
+        setattr(self, "_" + name, array)
+        setattr(self, "d" + name, gradient)
 
     def forward(self, X, out=None):
         """``X W + b``.  ``X`` may be a SciPy sparse matrix or array (CSR rows of the data, in the
         first layer): the product is then formed from its stored entries, never from a dense copy."""
+        if self._pending:
+            self._draw_alone()
         if out is None:
             out = np.empty((X.shape[0], self.n_out), dtype=self._W.dtype)
         if is_sparse(X):
@@ -252,13 +386,14 @@ class Dense(Layer):
 
     @classmethod
     def parameter_shapes(cls, config):
-        n_in, n_out = config.get("n_in"), config.get("n_out")
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (n_in, n_out)):
-            raise HandgradError(f"a Dense layer's n_in and n_out must be positive integers, got {n_in!r}, {n_out!r}")
-        return {"W": (n_in, n_out), "b": (n_out,)}
+        return {"W": (config["n_in"], config["n_out"]), "b": (config["n_out"],)}
 
     def __repr__(self):
         return f"Dense({self.n_in}, {self.n_out})"
+
+    def export(self, graph, x):
+        """``X W + b`` as one ONNX Gemm."""
+        return graph.op("Gemm", x, graph.constant(self._W, name="W"), graph.constant(self._b, name="b"))
 
 
 def layer_from_config(config, dtype=np.float32):

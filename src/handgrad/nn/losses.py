@@ -21,9 +21,10 @@ for the batch), ``y_t`` the target of class ``t``, ``lse(z) = log Σ_k e^{z_k}``
 
 import numpy as np
 
+from handgrad.constraints import Options
 from handgrad.errors import DataError, HandgradError
 from handgrad.nn.derivation import Derivation
-from handgrad.registry import LOSSES, constructor_arguments, snake_case
+from handgrad.registry import LOSSES, Registered
 from handgrad.tasks import CLASSIFICATION, MULTILABEL, REGRESSION, one_hot
 from handgrad.tasks import get as task_named
 
@@ -50,12 +51,13 @@ def softmax(Z, out=None):
     return out
 
 
-class Loss:
-    """Base class of losses on logits.  Defining a subclass registers it (see :mod:`handgrad.registry`).
+class Loss(Registered, registry=LOSSES):
+    """Base class of losses on logits.  Defining a subclass registers it (see :class:`handgrad.registry.Registered`).
 
     ``name`` is the spelling users type (``--loss``; the estimator's ``loss=``
     with underscores).  ``config()`` is ``{"type": class name, **constructor
-    arguments}``, rebuilt as ``cls(**arguments)``.
+    arguments}``, rebuilt as ``cls(**arguments)``; ``constraints`` declares
+    the valid settings (``reduction``: "mean" or "sum").
 
     ``task`` (a :class:`~handgrad.tasks.Task`, or its name) says what the
     targets are: it checks them (:meth:`check_targets` asks it) and picks the
@@ -72,17 +74,13 @@ class Loss:
     name = None
     task = CLASSIFICATION
     derivation = None
+    constraints = {"reduction": Options(*REDUCTIONS)}
 
     def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        if "name" not in cls.__dict__:
-            cls.name = snake_case(cls.__name__).replace("_", "-")
-        cls.task = task_named(cls.task)       # a task given by its name becomes the Task
-        LOSSES.add(cls)
+        super().__init_subclass__(**kwargs)     # registers it (handgrad.registry.Registered)
+        cls.task = task_named(cls.task)         # a task given by its name becomes the Task
 
     def __init__(self, reduction="mean"):
-        if reduction not in REDUCTIONS:
-            raise HandgradError(f"unknown reduction {reduction!r}; choose 'mean' or 'sum'")
         self.reduction = reduction
 
     def _scale(self, n):
@@ -131,12 +129,19 @@ class Loss:
     def __call__(self, Z, y):
         return self.forward(Z, y)
 
-    def config(self):
-        return {"type": type(self).__name__, **constructor_arguments(self)}
+    def export(self, graph, Z):
+        """Write what the loss reads its logits as into an ONNX graph (see :meth:`handgrad.Layer.export`).
 
-    def __repr__(self):
-        arguments = ", ".join(f"{k}={v!r}" for k, v in constructor_arguments(self).items())
-        return f"{type(self).__name__}({arguments})"
+        Here :meth:`probabilities`, ``softmax(Z)`` over each row; a loss that
+        reads its logits another way (its own :meth:`predict` or
+        :meth:`probabilities`) writes that, or cannot be exported.  The task
+        then names the graph's outputs (:meth:`handgrad.tasks.Task.export`).
+        """
+        cls = type(self)
+        if cls.predict is not Loss.predict or cls.probabilities is not Loss.probabilities:
+            raise HandgradError(f"{cls.__name__} reads its logits its own way and has no ONNX exporter; define "
+                                f"{cls.__name__}.export(self, graph, Z), returning its predictions (see docs/onnx.md)")
+        return graph.op("Softmax", Z, axis=1)
 
 
 class SoftmaxCrossEntropy(Loss):
@@ -347,6 +352,10 @@ class SquaredError(Loss):
         raise HandgradError("a regression loss predicts values, not probabilities; "
                             "use model.predict(X, loss=hg.SquaredError())")
 
+    def export(self, graph, Z):
+        """The logits are the values: nothing to write."""
+        return Z
+
 
 class SigmoidBinaryCrossEntropy(Loss):
     """Multilabel classification: a binary cross-entropy per output, on ``σ(z_k)``.
@@ -411,6 +420,10 @@ class SigmoidBinaryCrossEntropy(Loss):
             e = np.exp(-np.abs(Z))
         return np.where(Z >= 0, 1, e) / (1 + e)
 
+    def export(self, graph, Z):
+        """``σ(Z)``, each label's probability, as ONNX Sigmoid."""
+        return graph.op("Sigmoid", Z)
+
 
 class PoissonDeviance(Loss):
     """Half the Poisson deviance with a log link, for counts: scikit-learn's ``loss="poisson"``.
@@ -474,6 +487,10 @@ class PoissonDeviance(Loss):
     def probabilities(self, Z):
         raise HandgradError("a regression loss predicts values, not probabilities; "
                             "use model.predict(X, loss=hg.PoissonDeviance())")
+
+    def export(self, graph, Z):
+        """The predicted means ``μ = e^Z``, as ONNX Exp."""
+        return graph.op("Exp", Z)
 
 
 def _target_matrix(y, n_classes, dtype):

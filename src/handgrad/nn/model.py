@@ -30,10 +30,19 @@ _MASKS = 2
 class Sequential:
     """A feed-forward network: ``model(X)`` returns the logits.
 
-    ``seed`` seeds the initialisation of every ``Dense`` built with
-    ``init="auto"`` and no seed of its own, by the scheme the next layer that
-    declares an ``initializer`` asks for (He for the ReLU family, Glorot
-    otherwise).
+    The model asks its layers (the protocol of :class:`~handgrad.Layer`)
+    and knows no layer class.  At construction it computes every width once
+    (``widths``: ``widths[i]`` columns go into layer ``i``, ``widths[i + 1]``
+    come out; ``n_features`` and ``n_outputs`` are the ends), refuses a
+    layer that cannot take the width before it, and calls each layer's
+    ``initialize`` once.  It needs one layer that fixes the input width and
+    one that declares the dtype (a Dense layer does both).
+
+    ``seed`` seeds the initialisation: layer ``i`` draws from the ``i``-th
+    child of ``SeedSequence(seed)`` (a Dense built with ``init="auto"`` and
+    a seed of its own draws from that seed), for the scheme that the first
+    following layer declaring an ``initializer`` asks for (He for the ReLU
+    family, Glorot otherwise).
 
     Each layer object may appear once: a layer keeps what its forward pass
     saw for its backward pass, so one object in two places would hand the
@@ -55,30 +64,33 @@ class Sequential:
             if not isinstance(layer, Layer):
                 raise HandgradError(f"{layer!r} is not a handgrad layer; derive custom layers from hg.Layer")
         _refuse_shared(layers)
-        dense = [layer for layer in layers if isinstance(layer, Dense)]
-        if not dense:
-            raise HandgradError("Sequential needs at least one Dense layer")
-        dtypes = {layer.dtype for layer in layers if hasattr(layer, "dtype")}
-        if len(dtypes) > 1:
-            raise HandgradError("all layers with parameters (Dense, BatchNorm) must share one dtype; "
-                                "build them with the same dtype=")
-        _check_widths(layers)
         self.layers = list(layers)
-        self.dtype = dense[0].dtype
-        self.n_features = dense[0].n_in
-        self.n_outputs = dense[-1].n_out
+        self.dtype = _shared_dtype(layers)
+        self.widths = _widths(layers)
+        self.n_features, self.n_outputs = self.widths[0], self.widths[-1]
+        # Per-position decisions, taken once: forward and backward only read them.
+        self._overwrites = [i > 0 and layer.in_place and not layers[i - 1].backward_reads_output
+                            for i, layer in enumerate(layers)]
+        self._skips_data_gradient = layers[0].input_grad_optional
         self._initialize(seed)
         self._pack()
         self._workspace = {}
         self.reseed(*(() if seed is None else (seed, _MASKS)))
 
     def _initialize(self, seed):
+        """Each layer's one ``initialize``, from its own child of ``SeedSequence(seed)``."""
         seeds = np.random.SeedSequence(seed).spawn(len(self.layers))
         for i, layer in enumerate(self.layers):
-            if isinstance(layer, Dense) and layer.init == "auto":
-                scheme = _initializer_after(self.layers[i + 1:])
-                seq = layer.seed if layer.seed is not None else seeds[i]
-                layer.initialize(scheme, np.random.default_rng(seq))
+            layer.initialize(np.random.default_rng(seeds[i]), _initializer_after(self.layers[i + 1:]))
+
+    @property
+    def layer_sizes(self):
+        """``[n_features, …, n_outputs]``: the input width, then the width each layer that sets one outputs.
+
+        The sizes the seeds give a network (``64-128-10``): a Dense layer
+        sets its width; BatchNorm, Dropout and the activations keep theirs.
+        """
+        return [self.widths[0]] + [self.widths[i + 1] for i, layer in enumerate(self.layers) if _sets_width(layer)]
 
     def _pack(self):
         """Move every parameter (and gradient) into one flat buffer, decayed ones first."""
@@ -94,7 +106,7 @@ class Sequential:
             view = self.flat_parameters[offset:offset + size].reshape(old.shape)
             view[...] = old
             grad = self.flat_gradients[offset:offset + size].reshape(old.shape)
-            _rebind(layer, name, view, grad)
+            layer.bind_parameter(name, view, grad)
             offset += size
 
     # -- the public contract -------------------------------------------------
@@ -237,55 +249,47 @@ class Sequential:
         """Logits for an already-checked ``X``, written into reused buffers.
 
         The result is overwritten by the next ``forward``; copy it to keep it.
-        An elementwise activation right after a Dense layer overwrites that
-        layer's output in place: ``Dense.backward`` needs only its input, so
-        the pre-activation is never read again, and one buffer fewer per layer
-        keeps a minibatch's activations in cache.
+        An ``in_place`` layer (an elementwise activation) after a layer whose
+        backward never reads its output (``backward_reads_output = False``,
+        as Dense) writes over that output: the pre-activation is never read
+        again, and one buffer fewer per layer keeps a minibatch's activations
+        in cache.
         """
         A = X
         for i, layer in enumerate(self.layers):
-            if layer.in_place and i > 0 and isinstance(self.layers[i - 1], Dense):
+            if self._overwrites[i]:
                 A = layer.forward(A, out=A)
             else:
-                A = layer.forward(A, out=self._buffer(("forward", i), A.shape[0], layer, A))
+                A = layer.forward(A, out=self._buffer(("forward", i), A.shape[0], self.widths[i + 1]))
         return A
 
     def backward(self, G):
         """Backpropagate ``G = ∂L/∂logits``; fills ``gradients()``.
 
-        The first layer's input gradient is skipped when it is a Dense layer:
-        it would be the gradient with respect to the data.
+        The first layer's input gradient is skipped when the layer allows it
+        (``input_grad_optional``, as Dense): it would be the gradient with
+        respect to the data.
         """
         for i in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[i]
-            if i == 0 and isinstance(layer, Dense):
+            if i == 0 and self._skips_data_gradient:
                 layer.backward(G, input_grad=False)
                 return
-            out = self._buffer(("backward", i), G.shape[0], layer, None)
+            out = self._buffer(("backward", i), G.shape[0], self.widths[i])
             G = layer.backward(G, out=out)
 
-    def _buffer(self, key, n, layer, inp):
-        """A reused array for layer output (forward) or input gradient (backward).
+    def _buffer(self, key, n, width):
+        """A reused ``n × width`` array for a layer's output (forward) or input gradient (backward).
 
         Each buffer keeps the most rows any batch has needed and hands out its
         first ``n`` rows (a contiguous view), so the short last batch of an
         epoch or of ``predict`` does not reallocate anything.
         """
-        if isinstance(layer, Dense):
-            width = layer.n_out if key[0] == "forward" else layer.n_in
-        else:
-            width = inp.shape[1] if inp is not None else self._width_before(key[1])
         buf = self._workspace.get(key)
         if buf is None or buf.shape[0] < n or buf.shape[1] != width:
             buf = np.empty((n, width), dtype=self.dtype)
             self._workspace[key] = buf
         return buf[:n]
-
-    def _width_before(self, index):
-        for layer in reversed(self.layers[:index]):
-            if isinstance(layer, Dense):
-                return layer.n_out
-        return self.n_features
 
     # -- weights as one vector, configuration ---------------------------------
 
@@ -344,20 +348,54 @@ def stored_arrays(config):
     return parameters + buffers
 
 
-def _check_widths(layers):
-    """Each Dense takes the width the Dense before it outputs; a layer with ``n_features`` (BatchNorm) must match it."""
-    previous = None
+def _shared_dtype(layers):
+    """The one dtype the layers declare (``Layer.dtype``); a mix, or none at all, is refused."""
+    dtypes = {resolve_dtype(layer.dtype) for layer in layers if layer.dtype is not None}
+    if len(dtypes) > 1:
+        raise HandgradError("all layers with parameters (Dense, BatchNorm) must share one dtype; "
+                            "build them with the same dtype=")
+    if not dtypes:
+        raise HandgradError(f"Sequential needs at least one Dense layer, or another layer that declares its dtype "
+                            f"(hg.Layer.dtype); {_names(layers)} declare none")
+    return dtypes.pop()
+
+
+def _widths(layers):
+    """``[n_features, width after layer 1, …, n_outputs]``, each layer asked in turn.
+
+    ``n_features`` is the width the first layer that fixes one requires; a
+    layer that cannot take the width before it is refused with its own
+    reason, naming the last layer that set that width.
+    """
+    n_features = next((w for w in (layer.input_width() for layer in layers) if w is not None), None)
+    if n_features is None:
+        raise HandgradError(f"Sequential needs at least one Dense layer, or another layer that fixes its input "
+                            f"width (hg.Layer.input_width); {_names(layers)} take any width")
+    widths, source = [n_features], None
     for layer in layers:
-        if isinstance(layer, Dense):
-            if previous is not None and layer.n_in != previous.n_out:
-                raise HandgradError(f"{previous!r} outputs {previous.n_out} features but the next {layer!r} "
-                                    f"takes {layer.n_in}")
-            previous = layer
-        elif getattr(layer, "n_features", None) is not None and previous is not None \
-                and layer.n_features != previous.n_out:
-            raise HandgradError(f"{previous!r} outputs {previous.n_out} features but the next {layer!r} "
-                                f"normalises {layer.n_features}; build it as "
-                                f"{type(layer).__name__}({previous.n_out})")
+        width = widths[-1]
+        problem = layer.width_problem(width)
+        if problem:
+            origin = f"{source!r} outputs" if source is not None else "the input has"
+            raise HandgradError(f"{origin} {width} features but the next {layer!r} {problem}")
+        widths.append(layer.output_width(width))
+        if layer.input_width() is not None or widths[-1] != width:
+            source = layer
+    return widths
+
+
+def _names(layers):
+    return ", ".join(repr(layer) for layer in layers)
+
+
+def _sets_width(layer):
+    """True for a layer that states its own output width (overrides ``output_width``), as Dense."""
+    return type(layer).output_width is not Layer.output_width
+
+
+def _draws_parameters(layer):
+    """True for a layer that draws its own initial parameters (overrides ``initialize``), as Dense."""
+    return type(layer).initialize is not Layer.initialize
 
 
 def _refuse_shared(layers):
@@ -371,22 +409,14 @@ def _refuse_shared(layers):
 
 
 def _initializer_after(followers):
-    """The scheme asked for by the first following layer that declares one; Glorot by default."""
+    """The scheme asked for by the first following layer that declares one, before the next layer that draws
+    its own parameters; Glorot by default."""
     for layer in followers:
-        if isinstance(layer, Dense):
+        if _draws_parameters(layer):
             break
         if layer.initializer is not None:
             return layer.initializer
     return "glorot"
-
-
-def _rebind(layer, name, view, grad):
-    """Point ``layer.<name>`` and ``layer.d<name>`` at slices of the flat buffers."""
-    if isinstance(layer, Dense):
-        layer.__dict__["_" + name] = view
-    else:
-        setattr(layer, name, view)
-    setattr(layer, "d" + name, grad)
 
 
 def mlp(n_features, hidden, n_classes, activation="relu", dtype=np.float32, seed=None):

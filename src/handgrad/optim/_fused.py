@@ -11,12 +11,19 @@ no fused multiply-add, no fast-math reassociation), so both paths give
 bit-identical results and training is equally reproducible with or without
 Numba.  The kernels are compiled by Numba, which is optional: ``kernels()``
 returns ``None`` when it is not installed (or when the environment variable
-``HANDGRAD_NO_NUMBA`` is set), and the optimizers then use NumPy.
+``HANDGRAD_NO_NUMBA`` is set when they are first asked for), and the
+optimizers then use NumPy.
+
+Which update a run uses is chosen through the public ``compiled=`` argument
+of :func:`handgrad.fit` and ``Optimizer.prepare``; :func:`kernels_for` holds
+the policy behind it.
 """
 
 import os
 
 import numpy as np
+
+from handgrad.errors import HandgradError
 
 _UNLOADED = object()
 _kernels = _UNLOADED
@@ -36,18 +43,44 @@ MIN_SIZE = 1 << 16
 WORTH_LOADING = 10**9
 
 
-def kernels_for(size, steps=None):
-    """The compiled kernels if they are worth loading for ``size`` parameters, else ``None``.
+def kernels_for(size, steps=None, compiled=None):
+    """The compiled kernels for an update of ``size`` parameters, or ``None`` for NumPy's.
 
-    ``steps``: how many updates the run will make, if known.  A run of fewer
-    than ``WORTH_LOADING / size`` steps gets the kernels only if they are
-    loaded already.
+    Parameters
+    ----------
+    size : int
+        Parameters per update.
+    steps : int, optional
+        How many updates the run will make, if known.
+    compiled : {None, True, False}
+        None: the kernels if they are worth loading: never below
+        ``MIN_SIZE`` parameters, and for a run of fewer than
+        ``WORTH_LOADING / size`` steps only if they are loaded already.
+        True: the kernels, whatever the size.  False: None.
+
+    Raises
+    ------
+    HandgradError
+        ``compiled=True`` when the kernels cannot be had.
     """
+    if compiled is not None:
+        return required() if compiled else None
     if size < MIN_SIZE:
         return None
     if _kernels is _UNLOADED and steps is not None and size * steps < WORTH_LOADING:
         return None
     return kernels()
+
+
+def required():
+    """The compiled kernels, or a one-line :class:`~handgrad.HandgradError` saying why there are none."""
+    found = kernels()
+    if found is None:
+        reason = ("HANDGRAD_NO_NUMBA was set" if os.environ.get("HANDGRAD_NO_NUMBA")
+                  else "Numba is not installed here (or cannot compile)")
+        raise HandgradError(f"compiled=True asks for the compiled optimizer update, but {reason}; install numba "
+                            "(pip install numba) and unset HANDGRAD_NO_NUMBA, or pass compiled=None")
+    return found
 
 
 def loaded():

@@ -4,8 +4,14 @@
 calls ``step_flat`` instead, with each model's single flat parameter vector
 and the L2 decay, so one update touches the whole model: with Numba
 installed as one compiled pass (:mod:`handgrad.optim._fused`), otherwise in a few
-vectorised NumPy operations; both give bit-identical results.  ``lr`` is a
-plain attribute that a learning-rate schedule may change between steps.
+vectorised NumPy operations; both give bit-identical results, and
+``prepare(..., compiled=)`` (``hg.fit(..., compiled=)``) chooses between them.
+``lr`` is a plain attribute that a learning-rate schedule may change between
+steps.
+
+An optimizer is saved as a layer is (see :class:`handgrad.registry.Registered`):
+its configuration is its constructor's arguments, so a subclass with
+arguments of its own is stored, and rebuilt, as itself.
 
 Scalars enter the NumPy updates as Python floats, so every operation runs in
 the parameters' dtype (a NumPy float64 scalar would silently promote a
@@ -16,62 +22,97 @@ import math
 
 import numpy as np
 
+from handgrad.constraints import Boolean, Options, Pair, Real
 from handgrad.errors import HandgradError
 from handgrad.nn.objective import add_l2_gradient
 from handgrad.optim import _fused
-from handgrad.registry import OPTIMIZERS
+from handgrad.registry import OPTIMIZERS, Registered
 
 
-def _positive(name, value):
-    if not np.isfinite(value) or value <= 0:
-        raise HandgradError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
+def check_compiled(compiled):
+    """Refuse a ``compiled=`` that is not None (automatic), True or False, in one line."""
+    if compiled is not None and not isinstance(compiled, (bool, np.bool_)):
+        raise HandgradError(f"compiled must be None (automatic), True or False, got {compiled!r}")
 
 
-class Optimizer:
+class Optimizer(Registered, registry=OPTIMIZERS):
     """Base class: ``step``, ``step_flat``, state for checkpoints, and ``prepare``.
+
+    Defining a subclass registers it (:class:`handgrad.registry.Registered`)
+    under its class name, which checkpoints store, and its short name
+    (``"sgd"``, ``"adam"``: ``--optimizer`` and the estimators' ``solver``).
+    Its configuration is its constructor's arguments, kept as attributes of
+    the same names; ``constraints`` declares their valid ranges.
 
     A subclass declares the names of the arrays it keeps per parameter group
     in the class attribute ``state_names`` (an instance may narrow them, as
     SGD without momentum keeps none).  They are what ``state_dict`` saves and
     what a checkpoint must hold (:mod:`handgrad.io.modelfile` checks a file
     against them).
+
+    Parameters
+    ----------
+    lr : float
+        The learning rate ``η``, a positive number.
     """
 
     name = None
     state_names = ()
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        if "name" not in cls.__dict__:
-            cls.name = cls.__name__.lower()
-        OPTIMIZERS.add(cls)
+    constraints = {"lr": Real(0, closed="neither", remedy="1e-3 is usual for Adam, 0.01 to 0.1 for SGD")}
 
     def __init__(self, lr):
-        self.lr = _positive("lr", lr)
+        self.lr = float(lr)
         self.state = []
 
     # Per-group working buffers: they live beside the state so each step can
     # reuse them, but carry no information and are never saved.
     _WORK_BUFFERS = ("scratch",)
 
-    # Updates planned by the run (see prepare); None: unknown.
+    # Updates planned by the run, and the caller's choice of update (see prepare); None: unknown, automatic.
     _planned_steps = None
+    _compiled = None
 
-    def prepare(self, param, steps=None):
+    def prepare(self, param, steps=None, compiled=None):
         """Get ready for ``steps`` updates of ``param`` (a model's flat parameter vector) by :meth:`step_flat`.
 
         Loads the compiled updates now if ``step_flat`` will use them, so that
         loading (about a second, once per process) is not charged to the first
-        step.  A run too short for the load to pay for itself
-        (:data:`handgrad.optim._fused.WORTH_LOADING`) keeps the NumPy updates,
-        which give bit-identical results.  The plan only grows: a caller that
-        runs ``fit`` one epoch at a time may announce the whole run first.
-        Optional: without it ``step_flat`` loads the kernels when it first needs them.
+        step.  The plan only grows: a caller that runs ``fit`` one epoch at a
+        time may announce the whole run first.  Optional: without it
+        ``step_flat`` decides automatically and loads the kernels when it
+        first needs them.
+
+        Parameters
+        ----------
+        param : ndarray
+            The flat parameter vector ``step_flat`` will update.
+        steps : int, optional
+            How many updates the run will make, if known.
+        compiled : {None, True, False}
+            Which update ``step_flat`` runs; both give bit-identical results.
+            None (automatic): the compiled one when Numba is installed and
+            the run is long enough for loading it to pay off
+            (:data:`handgrad.optim._fused.WORTH_LOADING`), or when it is
+            loaded already.  True: the compiled one, whatever the size.
+            False: NumPy only.  Plain SGD (no momentum) is one NumPy
+            operation either way, and a subclass with its own ``step`` is
+            never bypassed.
+
+        Returns
+        -------
+        bool
+            Whether the compiled kernels are loaded for ``param``'s update.
+
+        Raises
+        ------
+        HandgradError
+            ``compiled=True`` without Numba (or with ``HANDGRAD_NO_NUMBA`` set).
         """
+        check_compiled(compiled)
         if steps is not None:
             self._planned_steps = max(int(steps), self._planned_steps or 0)
-        _fused.kernels_for(param.size, self._planned_steps)
+        self._compiled = compiled
+        return _fused.kernels_for(param.size, self._planned_steps, compiled) is not None
 
     def _ensure_state(self, params):
         names = (*self.state_names, *self._WORK_BUFFERS)
@@ -99,9 +140,6 @@ class Optimizer:
 
     def _counters(self):
         return {}
-
-    def config(self):
-        raise NotImplementedError
 
     def step_flat(self, param, grad, l2=0.0, n_decayed=0):
         """Add the L2 gradient ``λ θ`` to ``grad[:n_decayed]``, then ``step([param], [grad])``.
@@ -131,7 +169,7 @@ def _compiled_kernels(optimizer, cls, param, grad):
         return None
     if param.dtype not in (np.float32, np.float64) or grad.dtype != param.dtype:
         return None
-    return _fused.kernels_for(param.size, optimizer._planned_steps)
+    return _fused.kernels_for(param.size, optimizer._planned_steps, optimizer._compiled)
 
 
 class SGD(Optimizer):
@@ -143,14 +181,30 @@ class SGD(Optimizer):
 
     The velocity accumulates gradients, not steps, so changing ``η`` with a
     schedule rescales every later step at once (PyTorch's convention).
+
+    Parameters
+    ----------
+    lr : float, default 0.01
+        ``η``, a positive number.
+    momentum : float, default 0
+        ``μ``, in [0, 1).
+    nesterov : bool, default False
+        Nesterov's form; needs ``momentum > 0``.
+
+    Raises
+    ------
+    HandgradError
+        A setting out of its declared range (``constraints``), or Nesterov without momentum.
     """
 
     state_names = ("velocity",)
+    constraints = {
+        "momentum": Real(0, 1, closed="left", remedy="at 1 the velocity never forgets a gradient; 0.9 is usual"),
+        "nesterov": Boolean(),
+    }
 
     def __init__(self, lr=0.01, momentum=0.0, nesterov=False):
         super().__init__(lr)
-        if not 0 <= momentum < 1:
-            raise HandgradError(f"momentum must lie in [0, 1), got {momentum!r}")
         if nesterov and momentum == 0:
             raise HandgradError("nesterov=True needs momentum > 0")
         self.momentum, self.nesterov = float(momentum), bool(nesterov)
@@ -186,9 +240,6 @@ class SGD(Optimizer):
         kernels.sgd_momentum(param, grad, self.state[0]["velocity"], n_decayed if l2 else 0, cast(l2),
                              cast(self.lr), cast(self.momentum), self.nesterov)
 
-    def config(self):
-        return {"type": "SGD", "lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov}
-
 
 class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015).
@@ -214,23 +265,51 @@ class Adam(Optimizer):
     steps, and parameters whose gradients are tiny.  Both forms run through
     the same update with ``ε̂ = ε √c₂`` or ``ε̂ = ε``, in NumPy and in the
     compiled kernel alike.
+
+    Parameters
+    ----------
+    lr : float, default 1e-3
+        ``η``, a positive number.
+    betas : pair of floats, default (0.9, 0.999)
+        ``(β₁, β₂)``, each in [0, 1); kept as the tuple ``betas`` (and read as ``beta1``, ``beta2``).
+    eps : float, default 1e-8
+        ``ε``, a positive number.
+    eps_on : {"v_hat", "v"}, default "v_hat"
+        Where ``ε`` goes (above).  A checkpoint written before the option
+        was stored lacks it, and loads with the default.
+
+    Raises
+    ------
+    HandgradError
+        A setting out of its declared range (``constraints``).
     """
 
     state_names = ("m", "v")
     EPS_PLACEMENTS = ("v_hat", "v")
+    constraints = {
+        # β = 1 would never forget (and divide by 1 − βᵗ = 0 in the correction).
+        "betas": Pair(Real(0, 1, closed="left"), remedy="(0.9, 0.999) is usual"),
+        "eps": Real(0, closed="neither", in_dtype=True, remedy="it keeps the step finite where v is 0; 1e-8 is usual"),
+        "eps_on": Options(*EPS_PLACEMENTS, remedy="'v_hat' adds ε to the corrected √v̂ (as PyTorch), "
+                                                  "'v' adds it to √v (as scikit-learn)"),
+    }
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, eps_on="v_hat"):
         super().__init__(lr)
-        b1, b2 = betas
-        if not (0 <= b1 < 1 and 0 <= b2 < 1):
-            raise HandgradError(f"betas must lie in [0, 1), got {betas!r}")
-        if eps_on not in self.EPS_PLACEMENTS:
-            raise HandgradError(f"eps_on must be 'v_hat' (ε added to the corrected √v̂, as PyTorch) or 'v' "
-                                f"(ε added to √v, as scikit-learn), got {eps_on!r}")
-        self.beta1, self.beta2 = float(b1), float(b2)
-        self.eps = _positive("eps", eps)
+        self.betas = (float(betas[0]), float(betas[1]))
+        self.eps = float(eps)
         self.eps_on = eps_on
         self.t = 0
+
+    @property
+    def beta1(self):
+        """``β₁``, the first of ``betas``."""
+        return self.betas[0]
+
+    @property
+    def beta2(self):
+        """``β₂``, the second of ``betas``."""
+        return self.betas[1]
 
     def step(self, params, grads):
         self._ensure_state(params)
@@ -273,12 +352,6 @@ class Adam(Optimizer):
 
     def _counters(self):
         return {"t": self.t}
-
-    def config(self):
-        config = {"type": "Adam", "lr": self.lr, "betas": [self.beta1, self.beta2], "eps": self.eps}
-        if self.eps_on != "v_hat":      # files from before the option stay byte-identical
-            config["eps_on"] = self.eps_on
-        return config
 
 
 def optimizer_from_config(config):

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from handgrad import tasks
 from handgrad.errors import DataError, HandgradError
-from handgrad.io.files import UnwritableFolder, atomic_write
+from handgrad.io.files import UnwritableFolder, atomic_write, os_error_message
 from handgrad.report.metrics import check_confusion_matrix, confusion_matrix, multilabel_scores
 
 _DPI = 100
@@ -539,6 +539,6 @@ def _save(fig, path):
     try:
         atomic_write(path, lambda handle: fig.savefig(handle, format="png"), make_folder=True)
     except UnwritableFolder as exc:
-        raise HandgradError(f"cannot write {path}: {exc.strerror}; choose a folder you can write to") from None
+        raise HandgradError(f"cannot write {path} (its folder {os_error_message(exc)})") from None
     finally:
         fig.clear()                          # drop the artists now rather than at garbage collection

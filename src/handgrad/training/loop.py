@@ -25,7 +25,7 @@ import numpy as np
 from handgrad.errors import HandgradError, TrainingDiverged
 from handgrad.nn.model import PREDICT_BATCH_SIZE
 from handgrad.nn.objective import add_l2_gradient, data_gradient_step, l2_value
-from handgrad.optim.optimizers import Adam, Optimizer
+from handgrad.optim.optimizers import Adam, Optimizer, check_compiled
 from handgrad.tasks import of as task_of
 from handgrad.training.callbacks import Callback, EarlyStopping, EpochLogger
 from handgrad.validation import check_features, is_sparse
@@ -40,6 +40,10 @@ _SPLIT, _SHUFFLE, _MASKS, _AUGMENT = 0, 1, 2, 3
 # 2,000,000 times over this scale for ReLU, tanh and sigmoid networks, while
 # runs that train, or merely stall, stay under 60 times it.
 DIVERGENCE_FACTOR = 100.0
+
+# When the scale is measured (fit's divergence_reference): once, on the run's first
+# minibatch, or again on each epoch's first minibatch.
+DIVERGENCE_REFERENCES = ("run", "epoch")
 
 
 class History:
@@ -157,7 +161,7 @@ class _Data:
 def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0, alpha=0.0,
         sample_weight=None, validation_fraction=0.0, validation_data=None, early_stopping=False,
         lr_schedule=None, callbacks=(), shuffle=True, seed=None, verbose=False,
-        initial_epoch=0, history=None, augment=None):
+        initial_epoch=0, history=None, augment=None, divergence_reference="run", compiled=None):
     """Train ``model`` on ``(X, y)`` and return its :class:`History`.
 
     Parameters
@@ -206,6 +210,23 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
     verbose : ``True`` shows progress on stderr; ``"auto"`` shows it only
         when stderr is a terminal; ``False`` is silent.
     initial_epoch, history : continue a run from a checkpoint.
+    divergence_reference : ``"run"`` (default) or ``"epoch"``: where the
+        loss scale that the divergence check compares each epoch against is
+        measured.  ``"run"``: on the run's first minibatch, before any
+        update (at least ln C, see below), kept for the whole run.
+        ``"epoch"``: again on each epoch's first minibatch, so that an epoch
+        is judged against where it started; a run that may climb a long way
+        before it settles and is not to be stopped for it (the scikit-learn
+        estimators, whose own loop stops no run) uses it.
+    compiled : None (default), True or False: which optimizer update
+        handgrad's optimizers run (see ``Optimizer.prepare``); all three give
+        bit-identical weights.  None: the compiled one (Numba) when it is
+        installed and the run is long enough for loading it (about a second)
+        to pay off, or when it is loaded already; True: the compiled one,
+        whatever the model's size (a :class:`~handgrad.errors.HandgradError`
+        without Numba); False: NumPy only.  The environment variable
+        ``HANDGRAD_NO_NUMBA`` turns the automatic choice to NumPy.  An
+        optimizer that is not handgrad's runs its own ``step``.
 
     Every record of the history holds ``epoch`` (counted from 1, as the
     progress display counts), ``train_loss`` (mean of the
@@ -229,11 +250,17 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
     weights of the last finished epoch, if a minibatch loss becomes NaN or
     infinite, if the weights do, or if an epoch's mean loss exceeds
     ``DIVERGENCE_FACTOR`` (100) times the larger of the first minibatch's
-    loss and ln C, the loss of a uniform guess over C classes.
+    loss (of the run or of the epoch: ``divergence_reference``) and ln C,
+    the loss of a uniform guess over C classes.  Raises
+    :class:`~handgrad.errors.HandgradError` for a setting out of range.
     """
     optimizer = optimizer if optimizer is not None else Adam()
     _check_optimizer(optimizer, lr_schedule)
     _check_settings(epochs, batch_size, l2, validation_fraction, initial_epoch)
+    if divergence_reference not in DIVERGENCE_REFERENCES:
+        raise HandgradError(f"divergence_reference must be 'run' (the first minibatch of the run) or 'epoch' "
+                            f"(the first of each epoch), got {divergence_reference!r}")
+    check_compiled(compiled)
     if not np.isfinite(alpha) or alpha < 0:
         raise HandgradError(f"alpha must be a non-negative number, got {alpha!r}")
     seed = int(np.random.SeedSequence().entropy % 2**32) if seed is None else _check_seed(seed)
@@ -245,13 +272,15 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
                        if getattr(type(cb), "on_batch_end", Callback.on_batch_end) is not Callback.on_batch_end]
     if isinstance(optimizer, Optimizer):
         steps = (epochs - initial_epoch) * -(-data.n_train // min(batch_size, data.n_train))
-        optimizer.prepare(model.flat_parameters, steps)   # load compiled updates now, not on the epoch clock
+        optimizer.prepare(model.flat_parameters, steps, compiled)   # load compiled updates now, not on the epoch clock
     for cb in cbs:
         cb.on_train_begin(ctx)
     model.train()
     try:
         for epoch in range(initial_epoch, epochs):
             ctx.epoch = epoch
+            if divergence_reference == "epoch":
+                ctx.loss_scale = None       # measured again on this epoch's first minibatch
             record = _run_epoch(ctx, data, batch_size, (l2, alpha), lr_schedule, shuffle, batch_callbacks, augment)
             if data.X_val is not None:
                 record.update(_evaluate(model, loss, data.X_val, data.y_val, sample_weight=data.w_val))
