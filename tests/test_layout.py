@@ -1,6 +1,6 @@
 """The package's layers: every import of a handgrad module runs downward (or within a layer).
 
-From the base up: errors, validation, the settings rules, the registry, the version and the file primitives
+From the base up: errors, validation, the settings rules, the registry, the version, the compiled kernels and the file primitives
 (``io.files``); the metrics (numbers and text, no plotting); the tasks; nn; optim; training; the derivation tooling; data; io (the model-file
 format); report; the estimators; the command line.  A module belongs to the most specific
 entry that names it (``io.files`` before ``io``).  The package's ``__init__`` (the public
@@ -18,7 +18,7 @@ import handgrad
 
 PACKAGE = Path(handgrad.__file__).parent
 LAYERS = [
-    {"errors", "validation", "constraints", "registry", "_version", "io.files"},
+    {"errors", "validation", "constraints", "registry", "_version", "_compiled", "_kernels", "io.files"},
     {"report.metrics"},
     {"tasks"},
     {"nn"},
@@ -33,6 +33,8 @@ LAYERS = [
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 FACADE = {"__init__", "__main__"}
+# Compiled extension modules (C sources in csrc/): modules without a .py file, built or not.
+EXTENSIONS = {("_kernels",)}
 DYNAMIC_IMPORTS = {"import_module", "__import__"}
 
 
@@ -56,6 +58,8 @@ def _modules():
 
 
 def _is_module(parts):
+    if tuple(parts) in EXTENSIONS:
+        return True
     target = PACKAGE.joinpath(*parts)
     return target.with_suffix(".py").is_file() or (target / "__init__.py").is_file()
 

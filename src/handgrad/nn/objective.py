@@ -9,7 +9,7 @@ The L2 term has one owner: :func:`l2_value` and :func:`add_l2_gradient`.
 They work on a model's flat vectors, whose first ``n_decayed`` entries are
 exactly the decayed weights (see :class:`~handgrad.nn.model.Sequential`).
 The optimizers call :func:`add_l2_gradient` inside their update; their
-optional compiled kernels (:mod:`handgrad.optim._fused`) perform the same
+compiled kernels (:mod:`handgrad._compiled`) perform the same
 float operations element by element, with bit-identical results.
 """
 

@@ -220,12 +220,11 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
         estimators, whose own loop stops no run) uses it.
     compiled : None (default), True or False: which optimizer update
         handgrad's optimizers run (see ``Optimizer.prepare``); all three give
-        bit-identical weights.  None: the compiled one (Numba) when it is
-        installed and the run is long enough for loading it (about a second)
-        to pay off, or when it is loaded already; True: the compiled one,
-        whatever the model's size (a :class:`~handgrad.errors.HandgradError`
-        without Numba); False: NumPy only.  The environment variable
-        ``HANDGRAD_NO_NUMBA`` turns the automatic choice to NumPy.  An
+        bit-identical weights.  None: the compiled one whenever handgrad was
+        built with its C kernels (:mod:`handgrad._compiled`); True: the
+        compiled one (a :class:`~handgrad.errors.HandgradError` without
+        them); False: NumPy only.  The environment variable
+        ``HANDGRAD_NO_COMPILED`` turns the automatic choice to NumPy.  An
         optimizer that is not handgrad's runs its own ``step``.
 
     Every record of the history holds ``epoch`` (counted from 1, as the
@@ -271,8 +270,7 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
     batch_callbacks = [cb for cb in cbs
                        if getattr(type(cb), "on_batch_end", Callback.on_batch_end) is not Callback.on_batch_end]
     if isinstance(optimizer, Optimizer):
-        steps = (epochs - initial_epoch) * -(-data.n_train // min(batch_size, data.n_train))
-        optimizer.prepare(model.flat_parameters, steps, compiled)   # load compiled updates now, not on the epoch clock
+        optimizer.prepare(model.flat_parameters, compiled)      # load the kernels now, not on the epoch clock
     for cb in cbs:
         cb.on_train_begin(ctx)
     model.train()
