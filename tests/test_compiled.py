@@ -218,7 +218,7 @@ def test_softmax_cross_entropy_equals_the_loss_forward_and_backward(kernels, sha
     G_k = np.empty_like(Z)
     scale = 1.0 / n if reduction == "mean" else 1.0
     value_k = kernels.softmax_cross_entropy(Z, y, G_k, scale)
-    eps = np.finfo(dtype).eps
+    eps = float(np.finfo(dtype).eps)          # a Python float: pytest 9.2 refuses a NumPy scalar as a tolerance
     assert value_k == pytest.approx(value_ref, rel=8 * eps, abs=8 * eps * scale)
     np.testing.assert_allclose(G_k, G_ref, rtol=0, atol=8 * eps * scale)
 

@@ -153,3 +153,12 @@ def test_a_module_belongs_to_its_most_specific_layer():
     assert layer_of(("io", "reader")) == "io"
     assert RANK["io.files"] < RANK["nn"] < RANK["io"]
     assert layer_of(("report", "metrics")) == "report.metrics" and layer_of(("report", "plots")) == "report"
+
+
+def test_dir_of_the_package_lists_everything_it_exports_with_the_lazy_estimators():
+    listed = dir(handgrad)
+    assert set(handgrad.__all__) <= set(listed)
+    assert {"MLPClassifier", "MLPRegressor", "fit", "History"} <= set(listed)
+    assert listed == sorted(listed)
+    for name in handgrad.__all__:
+        getattr(handgrad, name)

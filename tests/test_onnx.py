@@ -356,7 +356,7 @@ def test_export_of_a_regressor_trained_on_a_csv_predicts_values_in_the_targets_u
                         "squared-error", "--epochs", "2", "--no-plots", "--no-progress", "--threads", "1",
                         "--out", model)
     assert code == 0, err
-    assert load_model(model).metadata["extra"]["target_scaling"]["scale"] > 1
+    assert load_model(model).metadata["extra"]["target_scaling"]["scale"][0] > 1
     assert _cli(capsys, "export", model)[0] == 0                 # --out defaults to houses.onnx
     assert _cli(capsys, "predict", model, tmp_path / "houses.csv", "--out", tmp_path / "pred.csv")[0] == 0
     header, rows = _csv(tmp_path / "pred.csv")

@@ -52,14 +52,22 @@ from handgrad.training.loop import History, TrainingContext, evaluate, fit
 registry.ESTIMATORS.provide(("MLPClassifier", "MLPRegressor"), lambda: __getattr__("MLPClassifier"))
 
 
+_LAZY = ("MLPClassifier", "MLPRegressor")
+
+
 def __getattr__(name):
     # The estimator imports scikit-learn (seconds); load it only when asked for,
     # so that ``import handgrad`` and the command line start fast.
-    if name in ("MLPClassifier", "MLPRegressor"):
+    if name in _LAZY:
         from handgrad import estimators
 
         return getattr(estimators, name)
     raise AttributeError(f"module 'handgrad' has no attribute {name!r}")
+
+
+def __dir__():
+    # What ``hg.<Tab>`` and ``dir(hg)`` offer: the module's names and the estimators it imports on first use.
+    return sorted({*globals(), *_LAZY})
 
 __all__ = [
     "Activation", "Adam", "BatchNorm", "Callback", "DataError", "Dense", "Dropout", "ELU", "EarlyStopping",

@@ -5,8 +5,10 @@ Every user mistake (a :class:`~handgrad.errors.HandgradError`, or an
 stderr naming the problem and the fix, with exit code 2 and no traceback
 (``--debug`` shows it); so does running out of memory (a ``MemoryError``),
 after which nothing has been written, as every write is atomic.  Text from
-files in those lines is escaped (:func:`handgrad.io.text.printable`).  Ctrl-C and SIGTERM end with 130 and 143 after the
-command has saved what it can (see :mod:`.interrupts`).
+files in those lines is escaped (:func:`handgrad.io.text.printable`).  A
+reader that stops reading early (``| head``) cuts nothing short (see
+:mod:`.console`).  Ctrl-C and SIGTERM end with 130 and 143 after the command
+has saved what it can (see :mod:`.interrupts`).
 """
 
 import argparse
@@ -14,7 +16,7 @@ import sys
 import traceback
 
 from handgrad._version import __version__
-from handgrad.cli import check, derive, diagnose, evaluate, export, predict, train
+from handgrad.cli import check, console, derive, diagnose, evaluate, export, predict, train
 from handgrad.cli.interrupts import Interrupted, guard
 from handgrad.cli.memory import out_of_memory
 from handgrad.errors import HandgradError
@@ -43,7 +45,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser():
     parser = _Parser(prog="handgrad", description="Neural-network classifiers trained by hand-derived backpropagation.",
-                     epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                     epilog=EXAMPLES, formatter_class=console.HelpFormatter)
     parser.add_argument("--version", action="version", version=f"handgrad {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show the traceback of an error")
@@ -54,12 +56,22 @@ def build_parser():
 
 
 def main(argv=None):
-    """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit code.
+
+    Output to a reader that has gone (``| head``) is dropped quietly and the
+    command runs to its end (see :mod:`.console`).
+    """
+    with console.session():
+        return _run(argv)
+
+
+def _run(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    console.set_command(args.command)
     try:
         with guard.installed():
             return args.run(args)

@@ -10,13 +10,12 @@ when every gradient returned is right, 1 when a mistake is found, 2 on bad
 input (one line, as every command).
 """
 
-import argparse
 import importlib.util
 import traceback
 from pathlib import Path
 
 import handgrad as hg
-from handgrad.cli import derive, train
+from handgrad.cli import console, derive, train
 from handgrad.derivations.diagnose import LAYOUTS
 from handgrad.errors import HandgradError
 
@@ -24,8 +23,8 @@ ROWS = 200      # training rows the random batches are drawn from
 
 EXAMPLES = """\
 examples:
-  handgrad diagnose my_gradients.py                          the digits preset's network, 64-128-10 relu
-  handgrad diagnose seed003.py --hidden 16 --layout columns  samples as columns, W of shape out × in
+  handgrad diagnose my_gradients.py                         the digits preset's 64-128-10 relu
+  handgrad diagnose seed003.py --hidden 16 --layout columns samples as columns, W out × in
   handgrad diagnose mine.py --hidden 8 --activation sigmoid --loss softmax-bce --l2 0.01
 
 FILE.py defines gradients(params, X, y): params maps W1, b1, W2, ... (the names
@@ -43,7 +42,7 @@ def add_parser(subparsers, parents):
         "diagnose", parents=parents, help="name the mistake in a hand-written gradient",
         description="Call FILE.py's gradients(params, X, y) on random batches, compare each gradient it returns "
                     "with handgrad's, and name the mistake in each wrong one.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EXAMPLES, formatter_class=console.HelpFormatter)
     p.add_argument("file", metavar="FILE.py", help="a Python file defining gradients(params, X, y)")
     train.add_data_flags(p)                 # the flags derive takes, defined once by train
     train.add_model_flags(p)

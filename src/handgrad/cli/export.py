@@ -1,9 +1,9 @@
 """``handgrad export``: a model file as an ONNX graph that reads raw features (see ``docs/onnx.md``)."""
 
-import argparse
 import sys
 from pathlib import Path
 
+from handgrad.cli import console
 from handgrad.cli.common import check_writable
 from handgrad.cli.interrupts import guard
 from handgrad.io.files import atomic_write
@@ -31,7 +31,7 @@ def add_parser(subparsers, parents):
         "export", parents=parents, help="write a model as an ONNX graph that takes raw features",
         description="Export a model file (or a saved estimator) as an ONNX graph: its preprocessing, network "
                     "and outputs, for ONNX Runtime and other ONNX tools.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EXAMPLES, formatter_class=console.HelpFormatter)
     p.add_argument("model", metavar="MODEL", help="model (or checkpoint) file written by handgrad train, or hg.save")
     p.add_argument("--format", choices=FORMATS, default="onnx", help="the format to write (default: onnx)")
     p.add_argument("--out", metavar="PATH", help="where to write it (default: MODEL with the suffix .onnx)")

@@ -1,12 +1,12 @@
 """``handgrad predict``: labels and class probabilities (or predicted values) for unlabelled samples, as CSV."""
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from handgrad import tasks
+from handgrad.cli import console
 from handgrad.cli.common import (
     TargetScaling,
     check_writable,
@@ -42,7 +42,7 @@ def add_parser(subparsers, parents):
     p = subparsers.add_parser(
         "predict", parents=parents, help="predict labels and probabilities (or values) for new samples",
         description="Predict the class of each sample in INPUT (.csv, .npz with X, or IDX images).",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EXAMPLES, formatter_class=console.HelpFormatter)
     p.add_argument("model", metavar="MODEL", help="model (or checkpoint) file written by handgrad train")
     p.add_argument("input", metavar="INPUT", help="samples: PATH.csv, PATH.npz (array X) or an IDX images file")
     p.add_argument("--out", metavar="PRED.csv", help="write the predictions here (default: standard output)")
@@ -60,7 +60,7 @@ def run_predict(args):
         names = None                     # no names (or unusable ones): take a CSV's columns in order
     _check_format(args.input, loaded, names)
     raw = load_features(args.input, feature_names=names if args.input.lower().endswith(".csv") else None)
-    X = model_features(loaded, raw, args.input)
+    X = model_features(loaded, raw, args.input, images=Path(args.input).suffix.lower() not in (".csv", ".npz"))
     task = tasks.of(loaded.loss)
     with np.errstate(all="ignore"):        # outputs that overflow are refused below, in one line
         predicted = predictions(loaded.model, loaded.loss, X, TargetScaling.of_model(loaded))

@@ -13,7 +13,9 @@ two, so neither can drift from what the command does.
 """
 
 import copy
+import textwrap
 
+from handgrad.cli.console import HELP_WIDTH
 from handgrad.errors import HandgradError
 
 _COMMON = {
@@ -108,6 +110,17 @@ def _all_presets():
         yield f"{name} --preset best", preset
 
 
+def preset_values(key):
+    """``"1 for mnist, 2 for mnist --preset best, else 0"``: a setting across the presets, for ``--help``."""
+    values = {name: preset[key] for name, preset in _all_presets()}
+    common = max(set(map(repr, values.values())), key=lambda v: sum(repr(x) == v for x in values.values()))
+    special = [f"{value:g} for {name}" if isinstance(value, float) else f"{value} for {name}"
+               for name, value in values.items() if repr(value) != common]
+    usual = next(value for value in values.values() if repr(value) == common)
+    usual = f"{usual:g}" if isinstance(usual, float) else str(usual)
+    return ", ".join(special) + (f", else {usual}" if special else usual)
+
+
 def table_rows():
     """The header and one row per preset, as lists of strings."""
     rows = [["preset", *_COLUMNS]]
@@ -133,10 +146,21 @@ def markdown_table():
     return "\n".join(lines) + f"\n\nEvery preset: {shared_settings()}.\n"
 
 
-def text_table():
-    """The presets as an aligned plain-text table (for ``--help``), followed by the settings they share."""
+def text_table(width=HELP_WIDTH):
+    """The presets as plain text for ``--help``, no line wider than ``width``: one block per preset (its
+    settings as ``heading value`` cells, wrapped between cells), then the settings they share."""
     rows = table_rows()
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
-    return "\n".join(lines) + f"\n  every preset: {shared_settings()}"
-
+    headings, presets = rows[0][1:], rows[1:]
+    indent = 2 + max(len(row[0]) for row in presets) + 2
+    lines = []
+    for name, *cells in presets:
+        line = "  " + name.ljust(indent - 2)
+        for i, cell in enumerate(f"{heading} {value}" for heading, value in zip(headings, cells)):
+            piece = cell + (";" if i < len(cells) - 1 else "")
+            if len(line) + 1 + len(piece) > width and line.strip() != name:
+                lines.append(line.rstrip())
+                line = " " * indent
+            line += ("" if line.endswith(" ") else " ") + piece
+        lines.append(line.rstrip())
+    shared = textwrap.fill(f"every preset: {shared_settings()}", width, initial_indent="  ", subsequent_indent="  ")
+    return "\n".join(lines) + "\n" + shared

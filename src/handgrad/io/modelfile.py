@@ -62,8 +62,6 @@ def load(path):
 
     A model comes back in inference mode (``model.train()`` switches).
 
-    The model comes back in inference mode (``model.train()`` switches).
-
     Never runs code from the file: a damaged or hostile file raises
     :class:`~handgrad.ModelFileError`.  :func:`load_model` returns a model
     file's full contents (loss, classes, preprocessing, history).
