@@ -141,6 +141,8 @@ CASES = {
     "negative shift": (["train", "--shift", "-1"], r"--shift.*must lie in 0\.\.4, got '-1'"),
     "shift on a table": (["train", "--dataset", "{in}/good.csv", "--shift", "2"],
                          r"--shift moves images, but .*good\.csv is a table; drop --shift"),
+    "flip on a table": (["train", "--dataset", "{in}/good.csv", "--flip"],
+                        r"--flip mirrors images, but .*good\.csv is a table; drop --flip"),
     "best preset for digits": (["train", "--preset", "best"],
                                r"--preset best is defined for mnist, not digits; drop --preset"),
     "unknown preset": (["train", "--preset", "fast"], r"--preset: invalid choice: 'fast'"),

@@ -209,6 +209,12 @@ def test_input_dropout_and_shifts_train_digits_and_are_stored(tmp_path, capsys):
     assert code == 0, err
     unshifted = load_model(tmp_path / "b.npz")            # the same run but for the shifts
     assert not np.array_equal(unshifted.model.get_weights(), shifted.model.get_weights())
+    code, _, err = _run(capsys, "train", "--input-dropout", "0.1", "--shift", "1", "--flip", "--out",
+                        tmp_path / "c.npz", *common)
+    assert code == 0, err
+    flipped = load_model(tmp_path / "c.npz")                # mirror images too: stored, and a different run
+    assert flipped.settings["flip"] is True and shifted.settings["flip"] is False
+    assert not np.array_equal(flipped.model.get_weights(), shifted.model.get_weights())
 
 
 def test_the_best_preset_fills_the_recipe_and_flags_still_win(capsys, shared_data):

@@ -20,6 +20,7 @@ _COMMON = {
     "activation": "relu", "loss": "cross-entropy", "optimizer": "adam", "momentum": 0.9,
     "l2": 0.0, "seed": 0, "dtype": "float32", "early_stopping": 0, "schedule": "constant", "warmup": 0.0,
     "test_fraction": 0.2, "input_dropout": 0.0, "dropout": 0.0, "batch_norm": False, "shift": 0,
+    "flip": False,
 }
 
 # Every preset holds out a tenth of its training data for validation, so the
@@ -76,12 +77,14 @@ _COLUMNS = {
         part for part in (f"input dropout {p['input_dropout']:g}" if p["input_dropout"] else "",
                           f"dropout {p['dropout']:g}" if p["dropout"] else "",
                           "batch norm" if p["batch_norm"] else "",
-                          f"shifts ≤ {p['shift']} px" if p["shift"] else "") if part) or "–",
+                          f"shifts ≤ {p['shift']} px" if p["shift"] else "",
+                          "flips" if p["flip"] else "") if part) or "–",
     "early stopping": lambda p: f"patience {p['early_stopping']}" if p["early_stopping"] else "off",
 }
 # Settings the table shows in a column; those the presets share are listed below it.
 _IN_COLUMNS = ("hidden", "optimizer", "momentum", "lr", "epochs", "batch_size", "l2", "validation_fraction",
-               "schedule", "warmup", "early_stopping", "input_dropout", "dropout", "batch_norm", "shift")
+               "schedule", "warmup", "early_stopping", "input_dropout", "dropout", "batch_norm", "shift",
+               "flip")
 _NAMES = {"file": "file (CSV/NPZ)"}
 
 

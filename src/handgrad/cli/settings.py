@@ -178,7 +178,7 @@ def task(settings):
 CHECKS = {
     "dataset": optional_text, "data_dir": optional_text, "target": target, "test_fraction": fraction,
     "hidden": hidden_sizes, "activation": choice(activation_names), "input_dropout": input_dropout,
-    "dropout": dropout, "batch_norm": flag, "shift": shift,
+    "dropout": dropout, "batch_norm": flag, "shift": shift, "flip": flag,
     "dtype": choice(DTYPES),
     "loss": choice(loss_names), "optimizer": choice(optimizer_names), "lr": positive_float, "momentum": fraction,
     "schedule": choice(SCHEDULES), "warmup": non_negative_float, "epochs": positive_int,
@@ -189,11 +189,11 @@ CHECKS = {
 # count (a different count may change the last bits of the weights).
 RESUMABLE = ("epochs", "data_dir", "threads")
 # Settings as a run without their flags has them, under the preset's.
-# Checkpoints written before --dropout, --batch-norm, --input-dropout and
-# --shift existed lack those: their runs had none of them.
+# Checkpoints written before --dropout, --batch-norm, --input-dropout,
+# --shift and --flip existed lack those: their runs had none of them.
 UNPRESET = {"data_dir": None, "target": None, "threads": None, "dropout": 0.0, "batch_norm": False,
-            "input_dropout": 0.0, "shift": 0}
-_ADDED_LATER = ("dropout", "batch_norm", "input_dropout", "shift")
+            "input_dropout": 0.0, "shift": 0, "flip": False}
+_ADDED_LATER = ("dropout", "batch_norm", "input_dropout", "shift", "flip")
 # The loss a run takes when --target names several columns and --loss is not given.
 MULTILABEL_LOSS = "sigmoid-bce"
 
@@ -256,6 +256,8 @@ def check(settings, source=""):
     if checked["shift"] and checked["dataset"] not in BUILT_IN:
         raise HandgradError(f"{source}--shift moves images, but {checked['dataset']} is a table; "
                             "drop --shift (or pass --shift 0)")
+    if checked["flip"] and checked["dataset"] not in BUILT_IN:
+        raise HandgradError(f"{source}--flip mirrors images, but {checked['dataset']} is a table; drop --flip")
     return checked
 
 
