@@ -67,8 +67,9 @@ class TestClock(hg.Callback):
         accuracy = float(np.mean(ctx.model.predict(self.X_test) == self.y_test))
         tflop = record["epoch"] * self.flops_per_epoch / 1e12
         self.rows.append({"epoch": record["epoch"], "seconds": self.training, "tflop": tflop,
-                          "test_accuracy": accuracy})
-        print(f"  epoch {record['epoch']}: {accuracy:.4f} at {self.training:.0f} s, {tflop:.2f} TFLOP", flush=True)
+                          "test_accuracy": accuracy, "train_accuracy": record.get("train_accuracy")})
+        print(f"  epoch {record['epoch']}: {accuracy:.4f} at {self.training:.0f} s, {tflop:.2f} TFLOP "
+              f"(training batches {record.get('train_accuracy', float('nan')):.4f})", flush=True)
         self.last = time.perf_counter()
 
 
