@@ -219,9 +219,10 @@ def test_input_dropout_and_shifts_train_digits_and_are_stored(tmp_path, capsys):
 
 def test_the_best_preset_fills_the_recipe_and_flags_still_win(capsys, shared_data):
     code, out, err = _run(capsys, "derive", "--dataset", "mnist", "--data-dir", shared_data, "--preset", "best",
-                          "--hidden", "64")
+                          "--hidden", "64", "--dropout", "0.3")
     assert code == 0, err
-    assert "layer 1: Dropout(p=0.1)" in out and "layer 2: Dense(784, 64)" in out and "Dropout(p=0.3)" in out
+    assert "784-64-10 relu" in out and "L2 λ = 5e-05" in out           # the recipe's L2, the flag's width
+    assert "layer 1: Dense(784, 64)" in out and "Dropout(p=0.3)" in out and "Dropout(p=0.1)" not in out
 
 
 def test_without_the_new_flags_the_network_is_the_plain_mlp(tmp_path, capsys):
