@@ -38,8 +38,16 @@ PRESETS = {
     "mnist": {**_COMMON, "hidden": [256, 128], "optimizer": "sgd", "lr": 0.15, "momentum": 0.9,
               "epochs": 12, "batch_size": 128, "l2": 5e-5, "validation_fraction": 0.1,
               "schedule": "cosine", "warmup": 0.0, "shift": 1},
+    # 60,000 images of clothes, 28x28: Adam with a cosine decay over 30 epochs,
+    # a BatchNorm before each hidden activation, and every training image
+    # mirrored left to right with probability 1/2 each epoch (clothes are
+    # left-right symmetric; shifts lowered the accuracy here).  Test accuracy
+    # 0.9011-0.9044 over seeds 0-4 with 3.9 TFLOP of training arithmetic, about
+    # a minute on two quiet cores (results/fashion-mnist-preset.md); seed 0
+    # scored 0.9016 with the flips alone, 0.8997 with neither.
     "fashion-mnist": {**_COMMON, "hidden": [512, 256], "lr": 1e-3, "epochs": 30, "batch_size": 128,
-                      "l2": 1e-5, "validation_fraction": 0.1, "schedule": "cosine", "warmup": 0.5},
+                      "l2": 1e-5, "validation_fraction": 0.1, "schedule": "cosine", "warmup": 0.5,
+                      "batch_norm": True, "flip": True},
     # The user's own CSV or NPZ table, typically small (iris: 120 training rows).
     # scikit-learn's width of 100, Adam at 3e-3 for up to 200 epochs, and an L2
     # strong enough that a few dozen rows per class are not memorised; early
