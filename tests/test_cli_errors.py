@@ -144,7 +144,7 @@ CASES = {
     "flip on a table": (["train", "--dataset", "{in}/good.csv", "--flip"],
                         r"--flip mirrors images, but .*good\.csv is a table; drop --flip"),
     "best preset for digits": (["train", "--preset", "best"],
-                               r"--preset best is defined for mnist, not digits; drop --preset"),
+                               r"--preset best is defined for mnist, fashion-mnist, not digits; drop --preset"),
     "unknown preset": (["train", "--preset", "fast"], r"--preset: invalid choice: 'fast'"),
     "batch norm without a hidden layer": (["train", "--batch-norm", "--hidden", ""],
                                           r"--hidden.*at least one hidden layer"),

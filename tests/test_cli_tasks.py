@@ -225,6 +225,15 @@ def test_the_best_preset_fills_the_recipe_and_flags_still_win(capsys, shared_dat
     assert "layer 1: Dense(784, 64)" in out and "Dropout(p=0.3)" in out and "Dropout(p=0.1)" not in out
 
 
+def test_fashion_mnists_best_preset_is_its_own_recipe():
+    from handgrad.cli.presets import preset_for
+
+    best, standard = preset_for("fashion-mnist", "best"), preset_for("fashion-mnist")
+    assert best["hidden"] == [1024, 1024] and best["batch_norm"] and best["dropout"] == 0.3
+    assert best["flip"] and standard["flip"] and standard["batch_norm"] and not best["shift"]
+    assert not preset_for("mnist", "best")["flip"]            # digits are not mirror-symmetric
+
+
 def test_without_the_new_flags_the_network_is_the_plain_mlp(tmp_path, capsys):
     model = tmp_path / "m.npz"
     assert _run(capsys, "train", "--hidden", "16", "--epochs", "1", "--out", model, "--no-plots", *FAST)[0] == 0

@@ -74,6 +74,15 @@ BEST = {
     "mnist": {**_COMMON, "hidden": [1024, 512], "optimizer": "sgd", "lr": 0.1, "momentum": 0.9,
               "epochs": 15, "batch_size": 128, "l2": 5e-5, "validation_fraction": 0.05, "schedule": "cosine",
               "shift": 1},
+    # Fashion-MNIST: 784-1024-1024-10, a BatchNorm before each activation,
+    # dropout 0.3 after it, flips (no shifts), Adam with a cosine decay over 30
+    # epochs (16.35 TFLOP).  Test accuracy 0.9070-0.9093 over seeds 0-4 (mean
+    # 0.9080; results/best-fashion-mnist.md), against 0.9011-0.9044 for the
+    # standard preset; issue 26's 91.0% on every seed was not reached.  MNIST's
+    # recipe scored 0.8677 here (results/mnist-best-recipe-on-fashion-mnist.md).
+    "fashion-mnist": {**_COMMON, "hidden": [1024, 1024], "lr": 1e-3, "epochs": 30, "batch_size": 128,
+                      "validation_fraction": 0.05, "schedule": "cosine", "warmup": 0.5, "batch_norm": True,
+                      "dropout": 0.3, "flip": True},
 }
 VARIANTS = {"standard": PRESETS, "best": BEST}
 
