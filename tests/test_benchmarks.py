@@ -79,3 +79,22 @@ def test_the_table_states_each_time_against_the_physical_floor_and_shows_cold_st
     assert notes[0] == ("physical floor = GEMMs without the first layer's G Wᵀ 0.0900 s + the optimizer step's "
                         "memory traffic 0.0100 s per epoch")
     assert "31.2 s wall, peak RSS 433 MB, test accuracy 0.9884" in notes[1]
+
+
+def test_preset_accuracy_counts_the_products_and_takes_settings_as_the_commands_flags():
+    import handgrad as hg
+
+    script = _script("preset_accuracy")
+    assert script.flag_arguments(["hidden=512,512", "flip", "input-dropout=0.1"]) == [
+        "--hidden", "512,512", "--flip", "--input-dropout", "0.1"]
+    with pytest.raises(SystemExit, match="not a setting"):
+        script.flag_arguments(["hiden=5"])
+    with pytest.raises(SystemExit, match="switched on"):
+        script.flag_arguments(["flip=false"])
+    # 784-1024-1024-10: forward and ∂W of all three products, ∂X of the last two, 2 FLOPs a multiply-add
+    model = hg.Sequential(hg.Dropout(0.1), hg.Dense(784, 1024), hg.ReLU(), hg.Dense(1024, 1024), hg.ReLU(),
+                          hg.Dense(1024, 10))
+    assert script.flops_per_image(model) == 2 * (3 * (784 * 1024 + 1024 * 1024 + 1024 * 10) - 784 * 1024)
+    assert script.training_rows(60000, 0.05) == 57000 and script.training_rows(60000, 0.0) == 60000
+    assert script.command("fashion-mnist", "best", ["epochs=3"], 2) == \
+        "handgrad train --dataset fashion-mnist --preset best --epochs 3 --seed 2"

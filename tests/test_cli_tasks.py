@@ -251,13 +251,29 @@ def test_input_dropout_and_shifts_train_digits_and_are_stored(tmp_path, capsys):
     assert code == 0, err
     unshifted = load_model(tmp_path / "b.npz")            # the same run but for the shifts
     assert not np.array_equal(unshifted.model.get_weights(), shifted.model.get_weights())
+    code, _, err = _run(capsys, "train", "--input-dropout", "0.1", "--shift", "1", "--flip", "--out",
+                        tmp_path / "c.npz", *common)
+    assert code == 0, err
+    flipped = load_model(tmp_path / "c.npz")                # mirror images too: stored, and a different run
+    assert flipped.settings["flip"] is True and shifted.settings["flip"] is False
+    assert not np.array_equal(flipped.model.get_weights(), shifted.model.get_weights())
 
 
 def test_the_best_preset_fills_the_recipe_and_flags_still_win(capsys, shared_data):
     code, out, err = _run(capsys, "derive", "--dataset", "mnist", "--data-dir", shared_data, "--preset", "best",
-                          "--hidden", "64")
+                          "--hidden", "64", "--dropout", "0.3")
     assert code == 0, err
-    assert "layer 1: Dropout(p=0.1)" in out and "layer 2: Dense(784, 64)" in out and "Dropout(p=0.3)" in out
+    assert "784-64-10 relu" in out and "L2 λ = 5e-05" in out           # the recipe's L2, the flag's width
+    assert "layer 1: Dense(784, 64)" in out and "Dropout(p=0.3)" in out and "Dropout(p=0.1)" not in out
+
+
+def test_fashion_mnists_best_preset_is_its_own_recipe():
+    from handgrad.cli.presets import preset_for
+
+    best, standard = preset_for("fashion-mnist", "best"), preset_for("fashion-mnist")
+    assert best["hidden"] == [1024, 1024] and best["batch_norm"] and best["dropout"] == 0.3
+    assert best["flip"] and standard["flip"] and standard["batch_norm"] and not best["shift"]
+    assert not preset_for("mnist", "best")["flip"]            # digits are not mirror-symmetric
 
 
 def test_without_the_new_flags_the_network_is_the_plain_mlp(tmp_path, capsys):

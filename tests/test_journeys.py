@@ -128,8 +128,10 @@ JOURNEYS = {
     # presets: standard, best, file
     "digits preset": Journey("digits", SMALL, plots=True),
     "mnist preset (shifts, sgd, cosine)": Journey("mnist", ("--hidden", "16", "--epochs", "1")),
-    "mnist best preset (input dropout, dropout, shifts)": Journey("mnist", ("--preset", "best", "--hidden", "16,16",
-                                                                             "--epochs", "1"), plots=True, quick=True),
+    "mnist best preset (shifts, L2, sgd)": Journey("mnist", ("--preset", "best", "--hidden", "16,16", "--epochs", "1"),
+                                                   plots=True, quick=True),
+    "fashion-mnist best preset (batch norm, dropout, flips)": Journey("fashion-mnist", ("--preset", "best", "--hidden",
+                                                                                         "16,16", "--epochs", "1")),
     "fashion-mnist preset (class names)": Journey("fashion-mnist", ("--hidden", "16", "--epochs", "1"), plots=True),
     "file preset on a csv, text labels, an id dropped": Journey("flowers.csv", ("--target", "species", "--drop", "id",
                                                                                  "--epochs", "3"), quick=True),
@@ -215,7 +217,10 @@ def _journey_specifics(name, world, model, capsys):
     """What one journey shows beyond the common path."""
     loaded = load_model(model)
     if name.startswith("mnist best preset"):
-        assert [type(layer).__name__ for layer in loaded.model.layers][:2] == ["Dropout", "Dense"]
+        assert loaded.settings["shift"] == 1 and loaded.settings["optimizer"] == "sgd" and loaded.settings["l2"] > 0
+    elif name.startswith("fashion-mnist best preset"):
+        assert [type(layer).__name__ for layer in loaded.model.layers][:4] == ["Dense", "BatchNorm", "ReLU", "Dropout"]
+        assert loaded.settings["flip"] is True
     elif name.startswith("file preset"):
         assert loaded.settings["drop"] == "id" and "id" not in loaded.metadata["extra"]["feature_names"]
         # evaluate and predict leave the dropped column out too, on the training file and on another one

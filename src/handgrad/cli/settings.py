@@ -187,7 +187,7 @@ CHECKS = {
     "dataset": optional_text, "data_dir": optional_text, "target": target, "drop": columns,
     "test_fraction": fraction,
     "hidden": hidden_sizes, "activation": choice(activation_names), "input_dropout": input_dropout,
-    "dropout": dropout, "batch_norm": flag, "shift": shift,
+    "dropout": dropout, "batch_norm": flag, "shift": shift, "flip": flag,
     "dtype": choice(DTYPES),
     "loss": choice(loss_names), "optimizer": choice(optimizer_names), "lr": positive_float, "momentum": fraction,
     "schedule": choice(SCHEDULES), "warmup": non_negative_float, "epochs": positive_int,
@@ -199,10 +199,10 @@ CHECKS = {
 RESUMABLE = ("epochs", "data_dir", "threads")
 # Settings as a run without their flags has them, under the preset's.
 # Checkpoints written before --dropout, --batch-norm, --input-dropout,
-# --shift and --drop existed lack those: their runs had none of them.
+# --shift, --drop and --flip existed lack those: their runs had none of them.
 UNPRESET = {"data_dir": None, "target": None, "drop": None, "threads": None, "dropout": 0.0, "batch_norm": False,
-            "input_dropout": 0.0, "shift": 0}
-_ADDED_LATER = ("dropout", "batch_norm", "input_dropout", "shift", "drop")
+            "input_dropout": 0.0, "shift": 0, "flip": False}
+_ADDED_LATER = ("dropout", "batch_norm", "input_dropout", "shift", "drop", "flip")
 # The loss a run takes when --target names several columns and --loss is not given.
 MULTILABEL_LOSS = "sigmoid-bce"
 
@@ -268,6 +268,8 @@ def check(settings, source=""):
     if checked["shift"] and checked["dataset"] not in BUILT_IN:
         raise HandgradError(f"{source}--shift moves images, but {checked['dataset']} is a table; "
                             "drop --shift (or pass --shift 0)")
+    if checked["flip"] and checked["dataset"] not in BUILT_IN:
+        raise HandgradError(f"{source}--flip mirrors images, but {checked['dataset']} is a table; drop --flip")
     return checked
 
 
