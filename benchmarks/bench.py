@@ -4,8 +4,8 @@
     python benchmarks/bench.py [--jobs 1,2,3,4] [--quick] [--rounds N] [--threads N] [--record NAME]
 
 Job 2b (not run by default) repeats job 2's race with an Adam recipe.
-"handgrad-numpy" is handgrad with ``HANDGRAD_NO_NUMBA=1``: its NumPy update, as
-a short run or a process without the ``fast`` extra uses it.
+"handgrad-numpy" is handgrad with ``HANDGRAD_NO_COMPILED=1``: its NumPy code, as
+an install without a C compiler runs it.
 
 Each (job, contender) pair runs in a fresh worker process, so that peak
 memory is measured per pair and one library's imports and thread pools do
@@ -143,9 +143,8 @@ def _run_worker_process(job, contender, quick, threads):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-# handgrad-numpy: handgrad without the optional compiled update, as a process
-# without Numba runs it, and as a run too short to pay for loading it does.
-NO_COMPILED = {"HANDGRAD_NO_NUMBA": "1"}
+# handgrad-numpy: handgrad without its compiled kernels, as an install without a C compiler runs it.
+NO_COMPILED = {"HANDGRAD_NO_COMPILED": "1"}
 
 TIMES = ("seconds", "seconds_without_first_input_grad", "update_traffic_seconds", "physical_floor",
          "time_to_target", "total_seconds", "cold_extra_seconds", "wall_seconds")
@@ -241,7 +240,7 @@ def machine():
     return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
             "blas": blas, "env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE",
-                                                                 "OMP_NUM_THREADS", "HANDGRAD_NO_NUMBA")}}
+                                                                 "OMP_NUM_THREADS", "HANDGRAD_NO_COMPILED")}}
 
 
 # -- the table ---------------------------------------------------------------------
@@ -286,7 +285,7 @@ def rows(job_key, job):
 
 
 def _update(r):
-    """The optimizer update a handgrad run used, cold → warm: ``"numpy → numba"``."""
+    """The optimizer update a handgrad run used, cold → warm when they differ: ``"compiled"`` or ``"numpy"``."""
     if "kernels" not in r:
         return ""
     return r["kernels"] if r.get("cold_kernels", r["kernels"]) == r["kernels"] else f"{r['cold_kernels']} → {r['kernels']}"

@@ -1,11 +1,11 @@
-"""What the first fit in a fresh process costs beyond a warm one, with and without the compiled extra.
+"""What the first fit in a fresh process costs beyond a warm one, with and without the compiled kernels.
 
     python benchmarks/cold_start.py [--repeats 3] [--record NAME]
 
 For each job, a fresh Python process imports handgrad, fits once (cold),
 then fits the same network again twice (warm); the cold extra is the first
-fit's time minus the faster warm one.  Each job runs with Numba available
-(when installed) and with ``HANDGRAD_NO_NUMBA=1``; the medians over
+fit's time minus the faster warm one.  Each job runs with the compiled
+kernels (where built) and with ``HANDGRAD_NO_COMPILED=1``; the medians over
 ``--repeats`` fresh processes are kept.  A last row times ``handgrad train``
 on digits as a whole command against the training time it reports, to show
 where its wall time goes.
@@ -63,14 +63,14 @@ def once():
 
 runs = [once() for _ in range(3)]
 print(json.dumps({"import": imported, "cold": runs[0][0], "warm": min(runs[1][0], runs[2][0]),
-                  "numba_loaded": any(compiled for _, compiled in runs)}))
+                  "compiled": any(compiled for _, compiled in runs)}))
 """
 
 
-def run_job(spec, numba, repeats):
+def run_job(spec, compiled, repeats):
     env = dict(os.environ)
-    if not numba:
-        env["HANDGRAD_NO_NUMBA"] = "1"
+    if not compiled:
+        env["HANDGRAD_NO_COMPILED"] = "1"
     runs = []
     for _ in range(repeats):
         out = subprocess.run([sys.executable, "-c", WORKER, json.dumps({**spec, "here": str(HERE)})],
@@ -79,7 +79,7 @@ def run_job(spec, numba, repeats):
     keys = ("import", "cold", "warm")
     result = {k: statistics.median(r[k] for r in runs) for k in keys}
     result["cold_extra"] = statistics.median(r["cold"] - r["warm"] for r in runs)
-    result["numba_loaded"] = any(r["numba_loaded"] for r in runs)
+    result["compiled"] = any(r["compiled"] for r in runs)
     return result
 
 
@@ -105,15 +105,15 @@ def main(argv=None):
     args = parser.parse_args(argv)
     results = {}
     for name, spec in JOBS.items():
-        for numba in (True, False):
-            results[f"{name}, {'numba' if numba else 'numpy only'}"] = run_job(spec, numba, args.repeats)
+        for compiled in (True, False):
+            results[f"{name}, {'compiled' if compiled else 'numpy only'}"] = run_job(spec, compiled, args.repeats)
     command = train_command(args.repeats)
     report = {"machine": machine(), "repeats": args.repeats, "jobs": results, "train_digits_command": command}
     lines = [f"cold start: median of {args.repeats} fresh processes per row",
              f"machine: {report['machine']['cpu']}, {report['machine']['cores']} cores", "",
-             "| job | import s | cold fit s | warm fit s | cold extra s | compiled updates |", "|---|---|---|---|---|---|"]
+             "| job | import s | cold fit s | warm fit s | cold extra s | compiled kernels |", "|---|---|---|---|---|---|"]
     lines += [f"| {name} | {r['import']:.3f} | {r['cold']:.3f} | {r['warm']:.3f} | {r['cold_extra']:.3f} | "
-              f"{'loaded' if r['numba_loaded'] else 'not loaded'} |" for name, r in results.items()]
+              f"{'used' if r['compiled'] else 'not used'} |" for name, r in results.items()]
     lines += ["", f"`handgrad train --dataset digits`: {command['wall']:.2f} s wall, of which "
               f"{command['training']:.2f} s training ({command['training'] / command['wall']:.0%})"]
     text = "\n".join(lines) + "\n"

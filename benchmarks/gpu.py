@@ -63,13 +63,14 @@ class GpuJob:
 def jobs():
     """The two jobs, read from the preset table and from bench.py's jobs, so that neither is copied here."""
     sys.path.insert(0, str(HERE))
-    from handgrad.cli.presets import BEST
+    from handgrad.cli.presets import _COLUMNS, BEST
     from jobs import JOBS
 
     best, second = BEST["mnist"], JOBS["2"]
     return {
-        "best": GpuJob("best", "MNIST --preset best: 784-1024-1024-10, input dropout 0.1, dropout 0.3, shifts ≤ 2 px, "
-                       "SGD momentum 0.9, lr 0.1 cosine, batch 128, 36 epochs: time to 99.0%",
+        "best": GpuJob("best", f"MNIST --preset best: 784-{'-'.join(map(str, best['hidden']))}-10, "
+                       f"{_COLUMNS['regularisation'](best)}, L2 {best['l2']:g}, SGD momentum {best['momentum']:g}, "
+                       f"lr {best['lr']:g} cosine, batch {best['batch_size']}, {best['epochs']} epochs: time to 99.0%",
                        hidden=tuple(best["hidden"]), epochs=best["epochs"], batch_size=best["batch_size"],
                        lr=best["lr"], momentum=best["momentum"], l2=best["l2"], input_dropout=best["input_dropout"],
                        dropout=best["dropout"], shift=best["shift"], targets=(0.99,)),

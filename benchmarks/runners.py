@@ -139,9 +139,9 @@ def handgrad(job, data, threads):
         return {**_curve_summary(clock.seconds, clock.accuracies, job), "kernels": kernels}
     model, _, optimizer = train(X_train, y_train, job.epochs)        # cold: the process's first fit
     first_done = time.perf_counter()
-    # Asked again, prepare repeats the choice the fit made (its plan only grows) and loads nothing.
-    cold_kernels = "numba" if optimizer.prepare(model.flat_parameters) else "numpy"
-    kernels = _kernels_loaded(hg, model)    # warm: the compiled update loaded, where installed
+    # Asked again, prepare repeats the choice the fit made and loads nothing.
+    cold_kernels = "compiled" if optimizer.prepare(model.flat_parameters) else "numpy"
+    kernels = _kernels_loaded(hg, model)
     times, accuracies = [], []
     for seed in range(job.repeats):
         model, seconds, _ = train(X_train, y_train, job.epochs, seed=seed)
@@ -152,12 +152,8 @@ def handgrad(job, data, threads):
 
 
 def _kernels_loaded(hg, model):
-    """Load the compiled update if installed and worth it at this size; ``"numba"`` or ``"numpy"``.
-
-    ``prepare`` without a step count chooses as for a run of unknown length: the compiled
-    update wherever the model is large enough for it.
-    """
-    return "numba" if hg.Adam().prepare(model.flat_parameters) else "numpy"
+    """The update a fit runs here: ``"compiled"`` where handgrad was built with its kernels, else ``"numpy"``."""
+    return "compiled" if hg.Adam().prepare(model.flat_parameters) else "numpy"
 
 
 def _clock_callback(base):
@@ -319,7 +315,7 @@ def torch_cpu(job, data, threads):
 RUNNERS = {
     "floor": (floor, "float32"),
     "handgrad": (handgrad, "float32"),
-    "handgrad-numpy": (handgrad, "float32"),        # run with HANDGRAD_NO_NUMBA=1 (bench.py sets it)
+    "handgrad-numpy": (handgrad, "float32"),        # run with HANDGRAD_NO_COMPILED=1 (bench.py sets it)
     "sklearn-float64": (sklearn, "float64"),
     "sklearn-float32": (sklearn, "float32"),
     "torch": (torch_cpu, "float32"),

@@ -14,8 +14,11 @@ ratios mean much.
     python benchmarks/sklearn_compare.py --seeds 2 --datasets iris wine --solvers lbfgs
     python benchmarks/sklearn_compare.py --float32            # also handgrad with dtype="float32"
 
-Writes the table (markdown) to stdout and, with ``--json PATH``, the raw
-numbers.  BLAS runs on one thread (``--threads``) for both.
+Prints the table (markdown) and writes it with the raw numbers to
+``benchmarks/results/run-sklearn-<UTC time>.{md,json}`` (ignored by git);
+``--record NAME`` writes ``results/NAME.{md,json}`` instead, replacing a
+tracked result such as ``sklearn_compare`` on purpose.  BLAS runs on one
+thread (``--threads``) for both.
 """
 
 import argparse
@@ -122,17 +125,24 @@ def main(argv=None):
     parser.add_argument("--solvers", nargs="+", choices=sorted(SETTINGS), default=["adam", "lbfgs"])
     parser.add_argument("--float32", action="store_true", help="also time handgrad with dtype='float32'")
     parser.add_argument("--threads", type=int, default=1, help="BLAS threads for both libraries")
-    parser.add_argument("--json", type=Path, help="write the raw numbers here")
+    parser.add_argument("--record", metavar="NAME",
+                        help="write results/NAME.{md,json}, replacing a tracked result such as sklearn_compare on "
+                             "purpose (default: a new results/run-sklearn-<UTC time>.{md,json}, ignored by git)")
     args = parser.parse_args(argv)
+    if args.record is not None and (not args.record or "/" in args.record or args.record.startswith(".")):
+        parser.error(f"--record takes a plain file name such as sklearn_compare, got {args.record!r}")
     warnings.simplefilter("ignore", ConvergenceWarning)
     print(f"Machine: {machine()}; BLAS threads: {args.threads}; numpy {np.__version__}", file=sys.stderr)
     with threadpool_limits(limits=args.threads, user_api="blas"):
         rows = run(args.datasets, args.solvers, args.seeds, args.float32)
-    print(f"Machine: {machine()}, BLAS on {args.threads} thread(s).\n")
-    print(table(rows, args.seeds))
-    if args.json:
-        args.json.write_text(json.dumps({"machine": machine(), "threads": args.threads, "seeds": args.seeds,
-                                         "rows": rows}, indent=1))
+    text = f"Machine: {machine()}, BLAS on {args.threads} thread(s).\n\n{table(rows, args.seeds)}\n"
+    print(text, end="")
+    name = args.record or f"run-sklearn-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    results = Path(__file__).resolve().parent / "results"
+    (results / f"{name}.md").write_text(text)
+    (results / f"{name}.json").write_text(json.dumps({"machine": machine(), "threads": args.threads,
+                                                       "seeds": args.seeds, "rows": rows}, indent=1))
+    print(f"written to {results / name}.md and .json", file=sys.stderr)
 
 
 if __name__ == "__main__":

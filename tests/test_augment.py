@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import handgrad as hg
-from handgrad.data.augment import ShiftImages, shift_images
+from handgrad.data.augment import Compose, FlipImages, ShiftImages, flip_images, image_augmentation, shift_images
 from handgrad.errors import HandgradError
 
 
@@ -52,6 +52,44 @@ def test_bad_settings_are_refused(shape, shift, message):
 def test_rows_of_the_wrong_size_are_refused():
     with pytest.raises(HandgradError, match="4x4 = 16 pixels"):
         shift_images((4, 4), 1)(np.zeros((3, 15)), np.random.default_rng(0))
+
+
+def test_a_flipped_image_is_the_original_mirrored_left_to_right():
+    X = np.random.default_rng(3).random((60, 5 * 7)).astype(np.float32)
+    out = flip_images((5, 7))(X, np.random.default_rng(4))
+    flipped = np.random.default_rng(4).random(60) < 0.5
+    assert 10 < flipped.sum() < 50                          # both outcomes occur
+    for r in range(60):
+        image, expected = X[r].reshape(5, 7), np.empty((5, 7), dtype=np.float32)
+        for i in range(5):
+            for j in range(7):
+                expected[i, j] = image[i, 6 - j] if flipped[r] else image[i, j]
+        np.testing.assert_array_equal(out[r].reshape(5, 7), expected)
+    assert out.dtype == X.dtype and not np.shares_memory(out, X)
+
+
+def test_flips_and_shifts_compose_drawing_from_one_generator():
+    X = np.random.default_rng(5).random((40, 36)).astype(np.float32)
+    both = image_augmentation((6, 6), shift=1, flip=True)
+    assert isinstance(both, Compose)
+    rng = np.random.default_rng(6)
+    expected = shift_images((6, 6), 1)(flip_images((6, 6))(X, rng), rng)
+    np.testing.assert_array_equal(both(X, np.random.default_rng(6)), expected)
+    np.testing.assert_array_equal(both(X, np.random.default_rng(6)), expected)          # the same draws: the same
+    assert image_augmentation((6, 6)) is None
+    assert isinstance(image_augmentation((6, 6), shift=2), ShiftImages)     # shifts alone draw as before
+    assert isinstance(image_augmentation((6, 6), flip=True), FlipImages)
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.5, True, "half"])
+def test_a_flip_probability_outside_0_1_is_refused(p):
+    with pytest.raises(HandgradError, match="probability"):
+        FlipImages((4, 4), p)
+
+
+def test_flips_refuse_rows_of_the_wrong_size():
+    with pytest.raises(HandgradError, match="4x4 = 16 pixels"):
+        flip_images((4, 4))(np.zeros((3, 15)), np.random.default_rng(0))
 
 
 def _problem():

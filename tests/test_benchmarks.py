@@ -61,7 +61,7 @@ def test_the_table_states_each_time_against_the_physical_floor_and_shows_cold_st
            "results": {"floor": {"seconds": 0.12, "seconds_without_first_input_grad": 0.09,
                                  "update_traffic_seconds": 0.01, "physical_floor": 0.10, "peak_rss_mb": 60,
                                  "rss_before_mb": 50},
-                       "handgrad": {"seconds": 0.15, "cold_extra_seconds": 0.05, "kernels": "numba",
+                       "handgrad": {"seconds": 0.15, "cold_extra_seconds": 0.05, "kernels": "compiled",
                                     "cold_kernels": "numpy", "test_accuracy": 0.9366, "peak_rss_mb": 190,
                                     "rss_before_mb": 45},
                        "torch": {"seconds": 0.30, "cold_extra_seconds": 1.5, "test_accuracy": 0.935,
@@ -73,7 +73,7 @@ def test_the_table_states_each_time_against_the_physical_floor_and_shows_cold_st
     assert table["physical floor"]["× physical floor"] == "1.00" and table["all GEMMs"]["× physical floor"] == "1.20"
     hg = table["handgrad"]
     assert (hg["× physical floor"], hg["× all GEMMs"], hg["cold +s"], hg["update"]) == \
-        ("1.50", "1.25", "+0.05", "numpy → numba")
+        ("1.50", "1.25", "+0.05", "numpy → compiled")
     assert table["torch"]["peer ÷ handgrad"] == "2.00" and table["torch"]["update"] == ""
     notes = bench.notes(job)
     assert notes[0] == ("physical floor = GEMMs without the first layer's G Wᵀ 0.0900 s + the optimizer step's "
@@ -85,9 +85,10 @@ def test_the_gpu_benchmark_reads_its_jobs_from_the_best_preset_and_bench_job_2()
     jobs = _script("gpu").jobs()
     best, second = jobs["best"], jobs["2"]
     assert (best.hidden, best.epochs, best.lr, best.input_dropout, best.dropout, best.shift, best.targets) == \
-        ((1024, 1024), 36, 0.1, 0.1, 0.3, 2, (0.99,))
+        ((1024, 512), 15, 0.1, 0.0, 0.0, 1, (0.99,))
+    assert "784-1024-512-10, shifts ≤ 1 px, L2 5e-05" in best.title
     assert (second.hidden, second.epochs, second.l2, second.targets) == ((512, 256), 12, 5e-5, (0.985, 0.99))
-    assert best.lr_at(0) == 0.1 and best.lr_at(18) == pytest.approx(0.05)
+    assert best.lr_at(0) == 0.1 and best.lr_at(7.5) == pytest.approx(0.05)
 
 
 def test_the_gpu_benchmark_runs_every_contender_on_the_cpu_and_names_the_device(tmp_path):
@@ -128,3 +129,22 @@ def test_the_gpu_benchmark_says_in_one_line_when_there_is_no_gpu():
         pytest.skip("this machine has a CUDA GPU")
     with pytest.raises(SystemExit, match="PyTorch sees no CUDA GPU here"):
         _script("gpu").Device("cuda")
+
+
+def test_preset_accuracy_counts_the_products_and_takes_settings_as_the_commands_flags():
+    import handgrad as hg
+
+    script = _script("preset_accuracy")
+    assert script.flag_arguments(["hidden=512,512", "flip", "input-dropout=0.1"]) == [
+        "--hidden", "512,512", "--flip", "--input-dropout", "0.1"]
+    with pytest.raises(SystemExit, match="not a setting"):
+        script.flag_arguments(["hiden=5"])
+    with pytest.raises(SystemExit, match="switched on"):
+        script.flag_arguments(["flip=false"])
+    # 784-1024-1024-10: forward and ∂W of all three products, ∂X of the last two, 2 FLOPs a multiply-add
+    model = hg.Sequential(hg.Dropout(0.1), hg.Dense(784, 1024), hg.ReLU(), hg.Dense(1024, 1024), hg.ReLU(),
+                          hg.Dense(1024, 10))
+    assert script.flops_per_image(model) == 2 * (3 * (784 * 1024 + 1024 * 1024 + 1024 * 10) - 784 * 1024)
+    assert script.training_rows(60000, 0.05) == 57000 and script.training_rows(60000, 0.0) == 60000
+    assert script.command("fashion-mnist", "best", ["epochs=3"], 2) == \
+        "handgrad train --dataset fashion-mnist --preset best --epochs 3 --seed 2"

@@ -30,6 +30,7 @@ def test_early_stopping_stops_and_restores_the_best_weights(small_digits):
     assert len(history) < 40
     assert len(history) == best + 1 + 2                            # stopped after `patience` epochs without progress
     assert stopper.best_epoch == best + 1 and stopper.best == val_losses[best]
+    assert stopper.stopped_epoch == len(history) and stopper.state_dict()["stopped_epoch"] == len(history)
     np.testing.assert_array_equal(model.get_weights(), recorder.weights[best])
     assert not np.array_equal(model.get_weights(), recorder.weights[-1])
 

@@ -61,13 +61,33 @@ def _digits_as_idx(path, count):
     return y[-count:]
 
 
-@pytest.mark.parametrize("command", [None, "train", "evaluate", "predict", "check"])
+COMMANDS = [None, "train", "evaluate", "predict", "check", "derive", "diagnose", "export"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help_with_examples(command, capsys):
     with pytest.raises(SystemExit) as stop:
         main(([command] if command else []) + ["--help"])
     assert stop.value.code == 0
     out = capsys.readouterr().out
     assert "examples:" in out and "handgrad" in out
+
+
+def test_the_command_list_names_every_command(capsys):
+    from handgrad.cli import build_parser
+
+    subcommands = next(action for action in build_parser()._actions if action.dest == "command").choices
+    assert sorted(subcommands) == sorted(c for c in COMMANDS if c)
+
+
+@pytest.mark.parametrize("columns", ["60", "100", "250"])
+@pytest.mark.parametrize("command", COMMANDS)
+def test_no_line_of_any_help_is_wider_than_100_columns(command, columns, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", columns)
+    with pytest.raises(SystemExit):
+        main(([command] if command else []) + ["--help"])
+    widest = max(capsys.readouterr().out.splitlines(), key=len)
+    assert len(widest) <= 100, widest
 
 
 @pytest.fixture(scope="module")
@@ -147,8 +167,9 @@ def test_train_help_shows_every_preset_as_presets_py_defines_it(capsys):
     out = capsys.readouterr().out
     assert text_table() in out
     mnist = next(line for line in out.splitlines() if line.split()[:1] == ["mnist"])
-    assert mnist.split()[1:7] == [",".join(map(str, PRESETS["mnist"]["hidden"])), "sgd,", "momentum", "0.9",
-                                  f"{PRESETS['mnist']['lr']:g}", str(PRESETS["mnist"]["epochs"])]
+    assert mnist.split()[1:9] == ["hidden", ",".join(map(str, PRESETS["mnist"]["hidden"])) + ";", "optimizer", "sgd,",
+                                  "momentum", "0.9;", "lr", f"{PRESETS['mnist']['lr']:g};"]
+    assert max(len(line) for line in text_table().splitlines()) <= 100
 
 
 def _big_model(path):
@@ -180,6 +201,64 @@ def test_check_all_differences_every_entry_and_entries_sets_the_sample(tmp_path,
     assert "checking 76 of 76 parameters (every entry)" in out
     assert main(["check", "--model", str(tmp_path / "m.npz"), "--entries", "5"]) == 0
     assert "checking 19 of 76 parameters" in capsys.readouterr().out      # 5 + 5 + 5 + 4
+
+
+def _check_in_a_terminal(model, columns):
+    """``handgrad check --model MODEL --all`` with stderr on a pseudo-terminal ``columns`` wide (0: no size,
+    as a program that opens one often leaves it); what the terminal showed."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    if columns:
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    process = subprocess.Popen([sys.executable, "-m", "handgrad", "check", "--model", str(model), "--all"],
+                               stdout=subprocess.DEVNULL, stderr=follower)
+    os.close(follower)
+    shown = b""
+    while True:
+        ready, _, _ = select.select([leader], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:            # the terminal closed with the command
+                break
+            if not chunk:
+                break
+            shown += chunk
+        elif process.poll() is not None:
+            break
+    os.close(leader)
+    assert process.wait(timeout=60) == 0
+    return shown.decode()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs a Linux pseudo-terminal")
+def test_check_all_shows_its_progress_in_a_terminal_and_as_lines_where_no_bar_can_be_seen(tmp_path):
+    save_model(tmp_path / "m.npz", hg.mlp(64, [40], 10, seed=0), loss=hg.SoftmaxCrossEntropy(),
+               classes=list(range(10)))
+    assert "checking W1:" in _check_in_a_terminal(tmp_path / "m.npz", columns=100)     # a tqdm bar per array
+    lines = _check_in_a_terminal(tmp_path / "m.npz", columns=0).splitlines()
+    assert lines == ["  W1: 2,560 entries checked", "  b1: 40 entries checked", "  W2: 400 entries checked",
+                     "  b2: 10 entries checked"]
+
+
+def test_without_a_bar_a_long_check_prints_a_line_every_heartbeat(monkeypatch):
+    import io
+
+    from handgrad.cli import check
+
+    clock = iter(range(0, 1000, 4))                  # every reading of the clock four seconds later
+    monkeypatch.setattr(check.time, "perf_counter", lambda: next(clock))
+    stream = io.StringIO()
+    with check._Progress(stream) as progress:
+        for done in range(1, 11):
+            progress("W1", done, 10)
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "  W1: 3 of 10 entries checked, 12 s" and lines[-1] == "  W1: 10 entries checked"
 
 
 @pytest.mark.slow

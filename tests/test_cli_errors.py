@@ -57,6 +57,7 @@ def _inputs(folder):
     X_nan[3, 2] = np.nan
     np.savez(folder / "nan.npz", X=X_nan, y=labels)
     np.savez(folder / "narrow.npz", X=X[:, :3])
+    _write_csv(folder / "narrow.csv", ["a", "b", "c", "label"], [[*x[:3], y] for x, y in zip(X, labels)])
     _write_csv(folder / "words.csv", ["a", "b", "c", "d", "kind"],
                [[*x, ["cat", "dog"][i % 2]] for i, x in enumerate(X.round(3))])
     (folder / "folder.csv").mkdir()
@@ -120,8 +121,8 @@ CASES = {
     "missing model": (["predict", "{in}/absent.npz", "{in}/good.csv"], r"no such file"),
     "feature count differs (predict)": (["predict", "{in}/model.npz", "{in}/narrow.npz", "--out", "{out}/pred.csv"],
                                         r"3 features but the model expects 4"),
-    "feature count differs (evaluate)": (["evaluate", "{in}/model.npz", "--dataset", "{in}/wide.csv"],
-                                         r"5 features but the model expects 4"),
+    "a feature column missing (evaluate)": (["evaluate", "{in}/model.npz", "--dataset", "{in}/narrow.csv"],
+                                            r"narrow\.csv \(test split\) lacks the feature columns 'd'"),
     "output folder is a file": (["train", "--out", "{in}/good.csv/model.npz"], r"good\.csv is a file"),
     "no hidden layer": (["train", "--hidden", ""], r"--hidden.*at least one hidden layer"),
     "dataset name with a typo": (["train", "--dataset", "mnst"], r"unknown dataset 'mnst' \(did you mean mnist\?\)"),
@@ -141,8 +142,10 @@ CASES = {
     "negative shift": (["train", "--shift", "-1"], r"--shift.*must lie in 0\.\.4, got '-1'"),
     "shift on a table": (["train", "--dataset", "{in}/good.csv", "--shift", "2"],
                          r"--shift moves images, but .*good\.csv is a table; drop --shift"),
+    "flip on a table": (["train", "--dataset", "{in}/good.csv", "--flip"],
+                        r"--flip mirrors images, but .*good\.csv is a table; drop --flip"),
     "best preset for digits": (["train", "--preset", "best"],
-                               r"--preset best is defined for mnist, not digits; drop --preset"),
+                               r"--preset best is defined for mnist, fashion-mnist, not digits; drop --preset"),
     "unknown preset": (["train", "--preset", "fast"], r"--preset: invalid choice: 'fast'"),
     "batch norm without a hidden layer": (["train", "--batch-norm", "--hidden", ""],
                                           r"--hidden.*at least one hidden layer"),
@@ -181,6 +184,17 @@ CASES = {
                                 r"not a \.csv file; drop --target"),
     "regressor evaluated on another number of targets": (["evaluate", "{in}/regressor.npz", "--target", "c,d"],
                                                          r"2 target columns \(c, d\) but the model predicts 1 \(d\)"),
+    # columns left out of the features
+    "drop a column that does not exist": (["train", "--dataset", "{in}/good.csv", "--drop", "colour"],
+                                          r"no column 'colour' to drop; choose --drop from: 'a', 'b'"),
+    "drop the target column": (["train", "--dataset", "{in}/good.csv", "--drop", "label"],
+                               r"--drop names the target column 'label'"),
+    "drop every feature": (["train", "--dataset", "{in}/good.csv", "--drop", "a,b,c,d"],
+                           r"--target and --drop name every column, leaving no features"),
+    "drop a column twice": (["train", "--dataset", "{in}/good.csv", "--drop", "a,a"],
+                            r"--drop: names the column 'a' more than once"),
+    "drop on a built-in dataset": (["train", "--drop", "a"], r"--drop names CSV columns to leave out, but digits is "
+                                                             r"not a \.csv file"),
     "damaged target scaling": (["predict", "{in}/bad-scaling.npz", "{in}/good.csv", "--out", "{out}/pred.csv"],
                                r"target scaling is damaged"),
 }

@@ -85,7 +85,7 @@ def test_regression_on_a_csv_reports_r2_and_rmse_and_evaluate_and_predict_follow
     assert loaded.model.n_outputs == 1 and loaded.settings["loss"] == "squared-error"
     extra = loaded.metadata["extra"]
     assert extra["task"] == "regression" and extra["test_r2"] == pytest.approx(r2, abs=1e-4)
-    assert extra["target_scaling"]["mean"][0] == pytest.approx(1000, abs=100) and extra["target_scaling"]["scale"] > 100
+    assert extra["target_scaling"]["mean"][0] == pytest.approx(1000, abs=100) and extra["target_scaling"]["scale"][0] > 100
     # Only plots that mean something for a regressor: no confusion matrix.
     assert sorted(p.name for p in plots.iterdir()) == ["learning_curves.png", "predicted_vs_true.png"]
 
@@ -120,6 +120,48 @@ def test_regression_on_an_npz_with_two_targets(tmp_path, tables, capsys):
     assert header == ["y0", "y1"] and len(rows) == 300
     # the second target's mean (5) comes back from the stored scaling
     assert np.mean([float(r[1]) for r in rows]) == pytest.approx(5, abs=1)
+
+
+def _with_target_scaling(source, target, entry):
+    """A copy of the model file ``source`` whose stored target scaling is ``entry``."""
+    with np.load(source, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(arrays.pop("metadata").tobytes())
+    meta["extra"]["target_scaling"] = entry
+    np.savez(target, metadata=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **arrays)
+
+
+def test_each_target_column_has_its_own_scale_and_files_with_one_shared_scale_still_predict(tmp_path, tables,
+                                                                                             capsys):
+    folder, *_ = tables
+    model = tmp_path / "m.npz"
+    assert _run(capsys, "train", "--dataset", folder / "two.npz", "--loss", "squared-error", "--epochs", "2",
+                "--out", model, "--no-plots", *FAST)[0] == 0
+    Y = np.load(folder / "two.npz")["y"]
+    stored = load_model(model).metadata["extra"]["target_scaling"]
+    # the training rows' own standard deviations, one per column (the second is ten times the first's)
+    assert len(stored["scale"]) == 2 and 5 < stored["scale"][1] / stored["scale"][0] < 15
+    assert stored["scale"][1] == pytest.approx(Y[:, 1].std(), rel=0.2)
+    # an RMSE over targets in different units has none: per epoch, R² alone
+    assert all(r["train_rmse"] is None and r["train_r2"] is not None for r in load_model(model).history)
+
+    # A file written before per-column scales: one number that every output shares.
+    old = tmp_path / "old.npz"
+    _with_target_scaling(model, old, {"mean": stored["mean"], "scale": 3.0})
+    _, shared, err = _run(capsys, "predict", old, folder / "two.npz")
+    assert err == ""
+    raw = load_model(model)
+    X = raw.preprocessor.transform(np.load(folder / "two.npz")["X"], dtype=raw.model.dtype)
+    expected = raw.model.predict(X, loss=raw.loss) * 3.0 + np.asarray(stored["mean"])
+    np.testing.assert_allclose(np.array(_read_csv(shared)[1], dtype=float), expected, rtol=1e-6)
+    # one target: the old entry and the new one are the same scaling, and predict the same
+    one = tmp_path / "one.npz"
+    assert _run(capsys, "train", "--dataset", folder / "houses.csv", "--target", "price", "--loss", "squared-error",
+                "--epochs", "2", "--out", one, "--no-plots", *FAST)[0] == 0
+    entry = load_model(one).metadata["extra"]["target_scaling"]
+    _with_target_scaling(one, tmp_path / "one-old.npz", {"mean": entry["mean"], "scale": entry["scale"][0]})
+    before = _run(capsys, "predict", one, folder / "unlabelled.csv")[1]
+    assert _run(capsys, "predict", tmp_path / "one-old.npz", folder / "unlabelled.csv")[1] == before
 
 
 def test_poisson_regression_on_counts_predicts_non_negative_means(tmp_path, tables, capsys):
@@ -209,13 +251,29 @@ def test_input_dropout_and_shifts_train_digits_and_are_stored(tmp_path, capsys):
     assert code == 0, err
     unshifted = load_model(tmp_path / "b.npz")            # the same run but for the shifts
     assert not np.array_equal(unshifted.model.get_weights(), shifted.model.get_weights())
+    code, _, err = _run(capsys, "train", "--input-dropout", "0.1", "--shift", "1", "--flip", "--out",
+                        tmp_path / "c.npz", *common)
+    assert code == 0, err
+    flipped = load_model(tmp_path / "c.npz")                # mirror images too: stored, and a different run
+    assert flipped.settings["flip"] is True and shifted.settings["flip"] is False
+    assert not np.array_equal(flipped.model.get_weights(), shifted.model.get_weights())
 
 
 def test_the_best_preset_fills_the_recipe_and_flags_still_win(capsys, shared_data):
     code, out, err = _run(capsys, "derive", "--dataset", "mnist", "--data-dir", shared_data, "--preset", "best",
-                          "--hidden", "64")
+                          "--hidden", "64", "--dropout", "0.3")
     assert code == 0, err
-    assert "layer 1: Dropout(p=0.1)" in out and "layer 2: Dense(784, 64)" in out and "Dropout(p=0.3)" in out
+    assert "784-64-10 relu" in out and "L2 λ = 5e-05" in out           # the recipe's L2, the flag's width
+    assert "layer 1: Dense(784, 64)" in out and "Dropout(p=0.3)" in out and "Dropout(p=0.1)" not in out
+
+
+def test_fashion_mnists_best_preset_is_its_own_recipe():
+    from handgrad.cli.presets import preset_for
+
+    best, standard = preset_for("fashion-mnist", "best"), preset_for("fashion-mnist")
+    assert best["hidden"] == [1024, 1024] and best["batch_norm"] and best["dropout"] == 0.3
+    assert best["flip"] and standard["flip"] and standard["batch_norm"] and not best["shift"]
+    assert not preset_for("mnist", "best")["flip"]            # digits are not mirror-symmetric
 
 
 def test_without_the_new_flags_the_network_is_the_plain_mlp(tmp_path, capsys):

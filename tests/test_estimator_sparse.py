@@ -13,16 +13,6 @@ from handgrad.estimators import MLPClassifier, MLPRegressor
 pytestmark = [pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"), pytest.mark.usefixtures("one_blas_thread")]
 
 
-
-@pytest.fixture(scope="module")
-def compiled_updates_loaded():
-    """Load Numba (when installed) before tracing: its import allocates tens of MB, under tracemalloc slowly."""
-    try:
-        hg.Adam().prepare(np.zeros(1, dtype=np.float32), compiled=True)
-    except hg.HandgradError:
-        pass                # without Numba there is nothing to load
-
-
 def sparse_data(n, d, density, seed, dtype, fmt):
     """A random n × d matrix with about ``density`` n d stored entries, built without SciPy's slow sampler."""
     rng = np.random.default_rng(seed)
@@ -80,7 +70,7 @@ def test_hg_fit_takes_a_sparse_matrix():
     assert (model.predict(X) == y).mean() > 0.9
 
 
-def test_a_large_sparse_matrix_trains_without_ever_being_densified(compiled_updates_loaded):
+def test_a_large_sparse_matrix_trains_without_ever_being_densified():
     """20,000 × 50,000 at density 1e-4: dense it would be 8 GB (float64); the whole fit stays under 60 MB.
 
     What it does allocate: the network (400,000 weights), Adam's two moments,
@@ -103,7 +93,7 @@ def test_a_large_sparse_matrix_trains_without_ever_being_densified(compiled_upda
     assert proba.shape == (n, 2) and clf.coefs_[0].shape == (d, 8)
 
 
-def test_a_large_sparse_matrix_with_lbfgs_stays_sparse(compiled_updates_loaded):
+def test_a_large_sparse_matrix_with_lbfgs_stays_sparse():
     """The whole training set in one product, still sparse: dense it would be 4 GB (float32).
 
     L-BFGS-B itself keeps 10 pairs of correction vectors of the 200,000

@@ -1,20 +1,19 @@
 """The training loop's fast paths agree with the plain NumPy reference.
 
 ``fit`` lets handgrad's optimizers add the L2 gradient inside their update
-(``step_flat``), compiled by Numba when it is installed.  Both must reproduce
-``objective_step`` followed by ``step`` exactly, bit for bit.  The tests
-choose the update through the public ``compiled=`` argument; the last ones
-test the automatic policy of :mod:`handgrad.optim._fused` itself.
+(``step_flat``), one compiled pass when handgrad was built with its kernels.
+Both must reproduce ``objective_step`` followed by ``step`` exactly, bit for
+bit.  The tests choose the update through the public ``compiled=``
+argument; ``tests/test_compiled.py`` tests the kernels and the policy behind
+it (:mod:`handgrad._compiled`).
 """
-
-import os
 
 import numpy as np
 import pytest
 
 import handgrad as hg
+from handgrad import _compiled
 from handgrad.nn.objective import data_gradient_step, objective_step
-from handgrad.optim import _fused
 
 OPTIMIZERS = {
     "adam": lambda: hg.Adam(3e-3),
@@ -24,14 +23,12 @@ OPTIMIZERS = {
 }
 
 
-@pytest.fixture(params=["numba", "numpy"])
+@pytest.fixture(params=["compiled", "numpy"])
 def compiled(request):
-    """Run a test once with the compiled kernels (``compiled=True``, whatever the size) and once with NumPy alone."""
-    if request.param == "numba":
-        pytest.importorskip("numba", reason="the compiled kernels need the optional numba package")
-        if os.environ.get("HANDGRAD_NO_NUMBA"):
-            pytest.skip("HANDGRAD_NO_NUMBA is set: the compiled kernels are switched off")
-    return request.param == "numba"
+    """Run a test once with the compiled kernels (``compiled=True``) and once with NumPy alone."""
+    if request.param == "compiled" and not _compiled.available():
+        pytest.skip("handgrad's compiled kernels are not built here, or HANDGRAD_NO_COMPILED is set")
+    return request.param == "compiled"
 
 
 def _problem(dtype, rng):
@@ -101,18 +98,6 @@ def test_fit_with_handgrad_optimizer_equals_fit_with_foreign_optimizer(compiled,
     assert h_native["train_loss"] == h_foreign["train_loss"]
 
 
-def test_fused_kernels_equal_numpy_kernels_over_a_whole_fit(rng):
-    pytest.importorskip("numba", reason="the compiled kernels need the optional numba package")
-    X, y = _problem(np.float32, rng)
-    results = []
-    for compiled in (True, False):
-        model = hg.mlp(6, [8, 8], 3, seed=2)
-        hg.fit(model, hg.SoftmaxCrossEntropy(), X, y, optimizer=hg.Adam(1e-2), epochs=4, batch_size=8,
-               l2=1e-3, seed=0, compiled=compiled)
-        results.append(model.get_weights())
-    np.testing.assert_array_equal(results[0], results[1])
-
-
 def test_buffers_do_not_leak_between_batch_sizes(rng):
     model = hg.mlp(6, [8, 5], 3, seed=4)
     X, y = _problem(np.float64, rng)
@@ -124,56 +109,6 @@ def test_buffers_do_not_leak_between_batch_sizes(rng):
     for g, ref in zip(grads, small_grads):
         np.testing.assert_array_equal(g, ref)
     assert model.predict(X[:3]).tolist() == model.predict(X)[:3].tolist()
-
-
-def test_compiled_true_without_numba_is_refused_with_the_remedy(monkeypatch, rng):
-    monkeypatch.setattr(_fused, "_kernels", None)                 # as in a process without Numba
-    X, y = _problem(np.float32, rng)
-    with pytest.raises(hg.HandgradError, match="compiled=True asks for the compiled optimizer update, but .*; "
-                                               "install numba"):
-        hg.fit(hg.mlp(6, [8], 3, seed=0), hg.SoftmaxCrossEntropy(), X, y, epochs=1, compiled=True)
-
-
-def test_compiled_false_never_loads_numba_however_long_the_run(monkeypatch):
-    monkeypatch.setattr(_fused, "_kernels", _fused._UNLOADED)
-    param = np.zeros(_fused.MIN_SIZE, dtype=np.float32)
-    assert hg.Adam().prepare(param, steps=10**9, compiled=False) is False
-    assert _fused._kernels is _fused._UNLOADED
-
-
-def test_disabling_numba_by_environment_variable(monkeypatch):
-    monkeypatch.setattr(_fused, "_kernels", _fused._UNLOADED)
-    monkeypatch.setenv("HANDGRAD_NO_NUMBA", "1")
-    assert _fused.kernels() is None
-
-
-def test_small_models_never_load_numba(monkeypatch):
-    monkeypatch.setattr(_fused, "_kernels", _fused._UNLOADED)
-    assert _fused.kernels_for(_fused.MIN_SIZE - 1) is None
-    assert _fused._kernels is _fused._UNLOADED
-
-
-def test_a_run_too_short_to_pay_for_loading_keeps_numpy_unless_the_kernels_are_loaded(monkeypatch):
-    size = _fused.MIN_SIZE
-    short, long = _fused.WORTH_LOADING // size - 1, _fused.WORTH_LOADING // size + 1
-    monkeypatch.setattr(_fused, "_kernels", _fused._UNLOADED)
-    assert _fused.kernels_for(size, short) is None
-    assert _fused._kernels is _fused._UNLOADED                  # nothing was loaded
-    loaded = object()
-    monkeypatch.setattr(_fused, "kernels", lambda: loaded)
-    assert _fused.kernels_for(size, long) is loaded
-    assert _fused.kernels_for(size) is loaded                   # steps unknown: load as before
-    monkeypatch.setattr(_fused, "_kernels", loaded)
-    assert _fused.kernels_for(size, short) is loaded            # already loaded: a short run uses them too
-
-
-def test_fit_announces_its_steps_so_a_short_run_never_loads_numba(monkeypatch, rng):
-    monkeypatch.setattr(_fused, "_kernels", _fused._UNLOADED)
-    X, y = _problem(np.float32, rng)
-    model = hg.mlp(X.shape[1], [300, 300], 3, seed=0)              # above MIN_SIZE parameters
-    assert model.flat_parameters.size >= _fused.MIN_SIZE
-    hg.fit(model, hg.SoftmaxCrossEntropy(), X, y, optimizer=hg.Adam(), epochs=1, batch_size=32, seed=0)
-    assert _fused._kernels is _fused._UNLOADED
 
 
 def test_a_subclass_with_its_own_step_is_not_bypassed(compiled, rng):

@@ -32,7 +32,7 @@ def _trained(digits, epochs=2, optimizer=None, early_stopping=False, dtype=np.fl
 def model_file(tmp_path, digits):
     model, _, history = _trained(digits)
     path = tmp_path / "model.npz"
-    pre = Preprocessor.fit(np.arange(12.0).reshape(3, 4), "tabular")
+    pre = Preprocessor.fit(np.arange(192.0).reshape(3, 64), "tabular")
     save_model(path, model, loss=hg.SoftmaxBinaryCrossEntropy(reduction="sum"), classes=list("abcdefghij"),
                preprocessing=pre, settings={"lr": 0.01, "hidden": [16]}, history=history.records,
                extra={"dataset": "digits"})
@@ -50,8 +50,8 @@ def test_model_round_trip_restores_weights_loss_classes_and_settings(model_file,
     assert loaded.classes == list("abcdefghij")
     assert loaded.settings == {"lr": 0.01, "hidden": [16]}
     assert len(loaded.history) == 2 and loaded.metadata["extra"] == {"dataset": "digits"}
-    assert np.array_equal(loaded.preprocessor.transform(np.ones((1, 4))),
-                          Preprocessor.fit(np.arange(12.0).reshape(3, 4), "tabular").transform(np.ones((1, 4))))
+    assert np.array_equal(loaded.preprocessor.transform(np.ones((1, 64))),
+                          Preprocessor.fit(np.arange(192.0).reshape(3, 64), "tabular").transform(np.ones((1, 64))))
 
 
 def test_model_file_is_a_plain_npz_with_json_metadata(model_file):

@@ -202,30 +202,30 @@ def test_each_optimizer_declares_the_state_it_keeps(name, names):
     assert [tuple(group) for group in optimizer.state_dict()["state"]] == ([names] * len(params) if names else [])
 
 
-def test_prepare_loads_what_step_flat_will_use_and_changes_nothing(monkeypatch):
-    from handgrad.optim import _fused
+def test_prepare_chooses_the_update_and_changes_nothing(monkeypatch):
+    from handgrad import _compiled
 
     asked = []
-    monkeypatch.setattr(_fused, "kernels_for", lambda size, steps, compiled: asked.append((size, steps)))
+    monkeypatch.setattr(_compiled, "for_run", lambda compiled: asked.append(compiled))
     adam, param = hg.Adam(), np.ones(10, dtype=np.float32)
     adam.prepare(param)
-    adam.prepare(param, 500)
-    adam.prepare(param, 20)             # the plan only grows: fit one epoch at a time keeps the whole run's
-    assert asked == [(10, None), (10, 500), (10, 500)] and adam.state == [] and adam.t == 0
+    adam.prepare(param, compiled=False)
+    assert asked == [None, False] and adam._compiled_choice is False and adam.state == [] and adam.t == 0
     np.testing.assert_array_equal(param, 1)
 
 
-@pytest.mark.parametrize("size", [37, 1 << 16], ids=["numpy", "compiled-if-numba"])
-def test_adam_eps_on_v_matches_scikit_learns_update(size):
+@pytest.mark.parametrize("compiled", [False, None], ids=["numpy", "compiled-if-built"])
+def test_adam_eps_on_v_matches_scikit_learns_update(compiled):
     """``eps_on="v"`` is scikit-learn's Adam: ``lr_t = η √(1−β₂ᵗ)/(1−β₁ᵗ)``, ``θ −= lr_t m/(√v + ε)``.
 
-    ``1 << 16`` parameters reach the compiled kernel when Numba is installed; a
-    large ε makes the placement visible (with the default placement the
-    parameters differ by far more than rounding).
+    ``compiled=None`` runs the compiled kernel where handgrad was built with
+    it; a large ε makes the placement visible (with the default placement
+    the parameters differ by far more than rounding).
     """
     from sklearn.neural_network._stochastic_optimizers import AdamOptimizer
 
     rng = np.random.default_rng(0)
+    size = 37
     start = rng.standard_normal(size)
     grads = [1e-3 * rng.standard_normal(size) for _ in range(5)]
     theirs_params = [start.copy()]
@@ -234,6 +234,8 @@ def test_adam_eps_on_v_matches_scikit_learns_update(size):
     ours = hg.Adam(0.01, eps=1e-3, eps_on="v")
     textbook = start.copy()
     default = hg.Adam(0.01, eps=1e-3)
+    ours.prepare(ours_param, compiled=compiled)
+    default.prepare(textbook, compiled=compiled)
     for g in grads:
         theirs.update_params(theirs_params, [g.copy()])
         np.copyto(scratch, g)

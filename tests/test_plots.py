@@ -309,3 +309,45 @@ def test_label_scores_are_grouped_bars_per_label(tmp_path, rng):
     assert blue.mean() > 0.02
     with pytest.raises(DataError, match="one name per label"):
         plot_label_scores(scores, ["rock"], tmp_path / "bad.png")
+
+
+def _drawn_figure(monkeypatch, draw):
+    """The matplotlib Figure ``draw()`` saves, instead of its PNG."""
+    from handgrad.report import plots
+
+    saved = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: saved.append(fig))
+    draw()
+    return saved[0]
+
+
+def test_with_an_l2_term_the_training_loss_is_drawn_without_it_beside_the_term(monkeypatch):
+    from handgrad.report.plots import L2_TERM_LABEL, TRAINING_DATA_LOSS_LABEL, VALIDATION_LOSS_LABEL
+
+    records = [{**r, "l2_term": 0.5} for r in _records(4)]
+    fig = _drawn_figure(monkeypatch, lambda: plot_learning_curves(records, "unused.png"))
+    loss_panel, twin = fig.axes[0], fig.axes[-1]          # the term on an axis of its own, the legend shared
+    lines = {line.get_label(): line.get_ydata() for ax in (loss_panel, twin) for line in ax.get_lines()}
+    assert set(lines) == {TRAINING_DATA_LOSS_LABEL, L2_TERM_LABEL, VALIDATION_LOSS_LABEL}
+    assert [line.get_label() for line in twin.get_lines()] == [L2_TERM_LABEL]
+    assert L2_TERM_LABEL in [text.get_text() for text in loss_panel.get_legend().get_texts()]
+    np.testing.assert_allclose(lines[TRAINING_DATA_LOSS_LABEL], [r["train_loss"] - 0.5 for r in records])
+    np.testing.assert_allclose(lines[L2_TERM_LABEL], 0.5)
+
+
+def test_the_epoch_early_stopping_kept_is_marked_on_every_panel_and_named_under_the_title(monkeypatch):
+    fig = _drawn_figure(monkeypatch, lambda: plot_learning_curves(
+        _records(6), "unused.png", title="digits", kept_epoch=3, note="early stopping after epoch 6"))
+    for ax in fig.axes[:2]:
+        marks = [line for line in ax.get_lines() if line.get_label() == "weights kept: epoch 3"]
+        assert len(marks) == 1 and list(marks[0].get_xdata()) == [3, 3]
+    assert fig._suptitle.get_text() == "digits\nearly stopping after epoch 6"
+
+
+def test_a_figure_without_values_gets_no_panel(monkeypatch):
+    records = [{**r, "train_r2": 0.5, "val_r2": 0.4, "train_rmse": None, "val_rmse": None}
+               for r in _records(3, validation=True)]
+    for r in records:
+        del r["train_accuracy"], r["val_accuracy"]
+    fig = _drawn_figure(monkeypatch, lambda: plot_learning_curves(records, "unused.png"))
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "R²"]

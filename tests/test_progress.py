@@ -108,7 +108,9 @@ def test_quiet_unless_asked_when_stderr_is_not_a_terminal(small, monkeypatch, ve
 
 @pytest.mark.parametrize("kwargs, match", [({"bar": "yes"}, "bar must be"),
                                            ({"refresh_seconds": -1}, "refresh_seconds"),
-                                           ({"refresh_seconds": np.nan}, "refresh_seconds")])
+                                           ({"refresh_seconds": np.nan}, "refresh_seconds"),
+                                           ({"heartbeat_seconds": 0}, "heartbeat_seconds"),
+                                           ({"heartbeat_seconds": np.nan}, "heartbeat_seconds")])
 def test_logger_refuses_bad_settings(kwargs, match):
     with pytest.raises(HandgradError, match=match):
         hg.EpochLogger(**kwargs)
@@ -151,3 +153,19 @@ def test_an_aborted_run_closes_its_bar_and_tells_the_callbacks(small, failure, e
     assert logger._progress is None
     # tqdm clears a closed bar (leave=False): the stream ends on a cleared line, not on a bar frame
     assert not re.search(r"\d+/\d+ \[", stream.getvalue().rsplit("\r", 1)[-1])
+
+
+def test_without_a_bar_a_long_epoch_gets_a_line_every_heartbeat(small, monkeypatch):
+    from handgrad.training import callbacks
+
+    clock = iter(np.arange(0, 1000, 0.5))                   # every reading of the clock half a second later
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock))
+    stream = io.StringIO()
+    _fit(small, epochs=2, callbacks=[hg.EpochLogger(stream=stream, bar=False, heartbeat_seconds=2)])
+    lines = stream.getvalue().splitlines()
+    beats = [line for line in lines if re.fullmatch(r"epoch \d/2  batch \d+/10  loss \d\.\d{4}  \d+\.\ds", line)]
+    assert len(beats) >= 4 and len(_summaries(stream.getvalue())) == 2
+    assert lines.index(beats[0]) < lines.index(next(line for line in lines if SUMMARY.match(line)))
+    quiet = io.StringIO()
+    _fit(small, epochs=1, callbacks=[hg.EpochLogger(stream=quiet, bar=False, heartbeat_seconds=None)])
+    assert len(quiet.getvalue().splitlines()) == 1

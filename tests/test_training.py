@@ -135,6 +135,37 @@ def test_history_records_the_documented_keys(small_digits):
     assert record["seconds"] >= 0 and np.isfinite(record["train_loss"]) and record["val_loss"] > 0
 
 
+def test_history_is_a_sequence_of_epoch_records(small_digits):
+    X, y = small_digits
+    history = hg.fit(fresh_model(), hg.SoftmaxCrossEntropy(), X, y, epochs=3, validation_fraction=0.2, seed=0)
+    assert len(history) == 3 and list(history) == history.records       # iterating ends, and gives the records
+    assert [record["epoch"] for record in history] == [1, 2, 3]
+    assert history[-1] is history.records[2] and history[0]["epoch"] == 1 and history[np.int64(1)]["epoch"] == 2
+    assert isinstance(history[1:], hg.History) and history[1:]["epoch"] == [2, 3] and len(history[:0]) == 0
+    for position in (3, -4):
+        with pytest.raises(IndexError, match=f"epoch position {position} is out of range: the history holds 3"):
+            history[position]
+    with pytest.raises(TypeError, match="epoch position .* or a column name"):
+        history[1.5]
+
+
+def test_history_is_a_table_of_columns(small_digits):
+    X, y = small_digits
+    history = hg.fit(fresh_model(), hg.SoftmaxCrossEntropy(), X, y, epochs=2, validation_fraction=0.2, seed=0)
+    assert history.keys() == ["epoch", "train_loss", "train_accuracy", "lr", "seconds", "val_loss", "val_accuracy"]
+    assert "val_accuracy" in history and "val_acc" not in history and 0 not in history
+    assert history["val_accuracy"] == [r["val_accuracy"] for r in history.records]
+    with pytest.raises(KeyError, match=r"no column 'val_acc' \(did you mean 'val_accuracy'\?\); the columns are "
+                                       r"epoch, train_loss, .*val_accuracy"):
+        history["val_acc"]
+    with pytest.raises(KeyError, match="no column 'val_loss': the history is empty"):
+        hg.History()["val_loss"]
+    # a column some epochs lack (a run resumed with validation added, say) reads None there
+    mixed = hg.History([{"epoch": 1}, {"epoch": 2, "val_loss": 0.5}])
+    assert mixed["val_loss"] == [None, 0.5] and repr(mixed) == "History(2 epochs; columns epoch, val_loss)"
+    assert repr(hg.History()) == "History(0 epochs)"
+
+
 @pytest.mark.parametrize("loss", [hg.SoftmaxCrossEntropy(), hg.SoftmaxBinaryCrossEntropy()])
 def test_train_loss_of_an_epoch_without_updates_is_the_mean_sample_loss(small_digits, loss):
     X, y = small_digits
@@ -146,6 +177,21 @@ def test_train_loss_of_an_epoch_without_updates_is_the_mean_sample_loss(small_di
     expected = hg.evaluate(model, loss, X, y)
     assert history["train_loss"][0] == pytest.approx(expected["val_loss"], rel=1e-12)
     assert history["train_accuracy"][0] == expected["val_accuracy"]
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_the_records_say_how_much_of_the_training_loss_is_the_l2_term(small_digits, reduction):
+    X, y = small_digits
+    model, loss, l2 = fresh_model(dtype=np.float64), hg.SoftmaxCrossEntropy(reduction), 0.5
+    # No weight moves (see above): the epoch's L2 term is the initial weights' (λ/2)·Σ‖W‖².
+    history = hg.fit(model, loss, X, y, optimizer=hg.SGD(1e-300), epochs=1, batch_size=64, l2=l2, seed=0)
+    weights = np.concatenate([layer.W.ravel() for layer in model.layers if isinstance(layer, hg.Dense)])
+    # averaged as train_loss is: per sample for a "mean" loss; a "sum" objective has one term per minibatch
+    per_sample = 1 if reduction == "mean" else -(-len(X) // 64) / len(X)
+    assert history["l2_term"][0] == pytest.approx(0.5 * l2 * weights @ weights * per_sample, rel=1e-12)
+    data_loss = hg.evaluate(model, loss, X, y)["val_loss"]
+    assert history["train_loss"][0] - history["l2_term"][0] == pytest.approx(data_loss, rel=1e-12)
+    assert "l2_term" not in hg.fit(fresh_model(), loss, X, y, epochs=1, seed=0)       # no penalty, no column
 
 
 def test_train_loss_is_on_the_per_sample_scale_of_val_loss_for_summed_losses(small_digits):

@@ -8,8 +8,10 @@ independent autodiff engine.  See ``docs/derivations.md``.
 from handgrad import registry
 from handgrad._version import __version__  # noqa: F401 - the package's version, re-exported
 from handgrad.derivations.derive import derive
+from handgrad.derivations.diagnose import diagnose
 from handgrad.errors import DataError, HandgradError, ModelFileError, TrainingDiverged
 from handgrad.io.modelfile import load, save
+from handgrad.io.onnx import to_onnx
 from handgrad.nn.activations import (
     ELU,
     GELU,
@@ -50,14 +52,22 @@ from handgrad.training.loop import History, TrainingContext, evaluate, fit
 registry.ESTIMATORS.provide(("MLPClassifier", "MLPRegressor"), lambda: __getattr__("MLPClassifier"))
 
 
+_LAZY = ("MLPClassifier", "MLPRegressor")
+
+
 def __getattr__(name):
     # The estimator imports scikit-learn (seconds); load it only when asked for,
     # so that ``import handgrad`` and the command line start fast.
-    if name in ("MLPClassifier", "MLPRegressor"):
+    if name in _LAZY:
         from handgrad import estimators
 
         return getattr(estimators, name)
     raise AttributeError(f"module 'handgrad' has no attribute {name!r}")
+
+
+def __dir__():
+    # What ``hg.<Tab>`` and ``dir(hg)`` offer: the module's names and the estimators it imports on first use.
+    return sorted({*globals(), *_LAZY})
 
 __all__ = [
     "Activation", "Adam", "BatchNorm", "Callback", "DataError", "Dense", "Dropout", "ELU", "EarlyStopping",
@@ -67,5 +77,5 @@ __all__ = [
     "SquaredError", "Tanh", "TrainingContext", "TrainingDiverged", "activations", "check_function", "evaluate",
     "fit", "gradcheck", "load", "log_softmax", "loss_and_gradients", "losses", "mlp", "registry", "save",
     "schedules", "softmax",
-    "Derivation", "derive",
+    "Derivation", "derive", "diagnose", "to_onnx",
 ]

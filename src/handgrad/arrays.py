@@ -522,6 +522,9 @@ def _to_device(x, device):
 
 
 def _ops_named(module, device):
+    """The ops of the array namespace named ``module`` (a pickle's), imported here if it was not yet."""
+    if module.split(".")[0] == "handgrad":      # a namespace is another library's: never one of ours
+        raise HandgradError(f"{module!r} is not an array namespace")
     return ops_for(importlib.import_module(module), device)
 
 

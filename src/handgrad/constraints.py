@@ -24,6 +24,16 @@ The vocabulary:
 * :class:`Options`: one of a few values.
 * :class:`Boolean`: ``True`` or ``False``.
 * :class:`Pair`: two values that each obey one rule (Adam's ``betas``).
+* :class:`Vector`: a non-empty list of numbers that each obey one rule (the
+  preprocessing's column means and deviations).
+
+A number the model computes with must also survive conversion to the
+model's dtype: ``Real(..., in_dtype=True)`` asks, whenever the dtype is
+known (a layer's ``dtype`` argument, a model file's ``"dtype"``), that the
+value be within the dtype's range and, for a quantity that must be
+positive (a scale, an ``eps``), at least the dtype's smallest normal
+number.  ``1e-300`` is a positive float64 but 0 in float32, where dividing
+by it gives infinities.
 
 Every failure is one line: the class, the setting, what it must be, the
 value given, and the remedy.
@@ -64,7 +74,11 @@ class Rule:
         """What the setting must be if ``value`` breaks the rule (the broken part), else None."""
         raise NotImplementedError
 
-    def check(self, owner, name, value):
+    def dtype_requirement(self, value, dtype):
+        """What the setting must be if ``value`` (which obeys :meth:`requirement`) cannot be used in ``dtype``, else None."""
+        return None
+
+    def check(self, owner, name, value, dtype=None):
         """Raise a one-line :class:`~handgrad.HandgradError` if ``value`` breaks the rule.
 
         Parameters
@@ -75,13 +89,23 @@ class Rule:
             The setting.
         value : object
             What it was given.
+        dtype : numpy dtype, optional
+            The floating-point type the value will be computed in, when known.
         """
         requirement = self.requirement(value)
+        if requirement is None and dtype is not None:
+            requirement = self.dtype_requirement(value, np.dtype(dtype))
         if requirement is None:
             return
         what = f" is {self.meaning} and" if self.meaning else ""
         remedy = f"; {self.remedy}" if self.remedy else ""
-        raise HandgradError(f"{owner} {name}{what} must {requirement}, got {value!r}{remedy}")
+        raise HandgradError(f"{owner} {name}{what} must {requirement}, got {_shown(value)}{remedy}")
+
+
+def _shown(value, limit=80):
+    """``repr(value)``, cut to ``limit`` characters: a stored list may hold a million numbers."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 5] + " ...]"
 
 
 def _is_real(value):
@@ -105,6 +129,10 @@ class Real(Rule):
         The largest value allowed, beyond the range the maths needs: a
         slope of 1e300 is a slope, but it makes every float32 output
         infinite.  Its own message names it.
+    in_dtype : bool, default False
+        Where the dtype is known, also require the value to lie within its
+        range and, when the range excludes 0 from below, to be at least its
+        smallest normal number (module docstring).
     meaning, remedy : str, optional
         See :class:`Rule`.
 
@@ -116,13 +144,15 @@ class Real(Rule):
     False
     >>> Real(0, cap=1e6).requirement(1e300)
     'be at most 1e+06'
+    >>> Real(0, closed="neither", in_dtype=True).dtype_requirement(1e-300, np.dtype(np.float32))
+    'be at least 1.17549e-38, the smallest normal float32'
     """
 
-    def __init__(self, low=None, high=None, *, closed="both", cap=None, meaning=None, remedy=None):
+    def __init__(self, low=None, high=None, *, closed="both", cap=None, in_dtype=False, meaning=None, remedy=None):
         if closed not in CLOSED:
             raise HandgradError(f"closed must be one of {', '.join(CLOSED)}, got {closed!r}")
         super().__init__(meaning=meaning, remedy=remedy)
-        self.low, self.high, self.closed, self.cap = low, high, closed, cap
+        self.low, self.high, self.closed, self.cap, self.in_dtype = low, high, closed, cap, in_dtype
 
     def _accepts(self, value):
         return _is_real(value) and math.isfinite(value)
@@ -151,6 +181,22 @@ class Real(Rule):
         if self.cap is not None and value > self.cap:
             return f"be at most {_text(self.cap)}"
         return None
+
+    def dtype_requirement(self, value, dtype):
+        if not self.in_dtype or dtype.kind != "f":
+            return None
+        magnitude = abs(float(value))
+        return _dtype_problem(magnitude, magnitude, self.low == 0 and self.closed in ("right", "neither"), dtype)
+
+
+def _dtype_problem(largest, smallest, positive, dtype):
+    """What magnitudes between ``smallest`` and ``largest`` must be to be computed with in ``dtype``, or None."""
+    info = np.finfo(dtype)
+    if largest > info.max:
+        return f"lie within {dtype.name}'s range (at most {float(info.max):g} in magnitude)"
+    if positive and smallest < info.tiny:
+        return f"be at least {float(info.tiny):g}, the smallest normal {dtype.name}"
+    return None
 
 
 class Integer(Real):
@@ -204,7 +250,7 @@ class Options(Rule):
         hashable = not isinstance(value, (list, dict, set))
         return None if hashable and value in self.values else self.describe()
 
-    def check(self, owner, name, value):
+    def check(self, owner, name, value, dtype=None):
         if self.requirement(value) is None:
             return
         remedy = f"; {self.remedy}" if self.remedy else ""
@@ -245,7 +291,63 @@ class Pair(Rule):
         return self.describe()
 
 
-def check_settings(owner, constraints, arguments):
+class Vector(Rule):
+    """A non-empty list (or 1-D array) of numbers that each obey ``rule``, a :class:`Real`; checked whole by NumPy.
+
+    Examples
+    --------
+    >>> Vector(Real(0, closed="neither")).requirement([1.0, 0.0])
+    'be a positive number, every one of them (item 1 is 0)'
+    """
+
+    def __init__(self, rule, *, meaning=None, remedy=None):
+        super().__init__(meaning=meaning, remedy=remedy)
+        self.rule = rule
+
+    def describe(self):
+        return f"be a non-empty list of numbers that each {self.rule.describe()}"
+
+    def _array(self, value):
+        if not isinstance(value, (list, tuple, np.ndarray)) or len(value) == 0:
+            return None
+        if isinstance(value, np.ndarray):
+            ok = value.dtype.kind in "iuf"
+        else:
+            ok = all(_is_real(v) for v in value)
+        if not ok:
+            return None
+        with np.errstate(over="ignore"):
+            array = np.asarray(value, dtype=np.float64)
+        return array if array.ndim == 1 else None
+
+    def requirement(self, value):
+        array = self._array(value)
+        if array is None:
+            return self.describe()
+        rule = self.rule
+        bad = ~np.isfinite(array)
+        left, right = rule.closed in ("both", "left"), rule.closed in ("both", "right")
+        if rule.low is not None:
+            bad |= (array < rule.low) if left else (array <= rule.low)
+        if rule.high is not None:
+            bad |= (array > rule.high) if right else (array >= rule.high)
+        if rule.cap is not None:
+            bad |= array > rule.cap
+        if bad.any():
+            i = int(np.argmax(bad))
+            return f"{rule.requirement(float(array[i]))}, every one of them (item {i} is {array[i]:g})"
+        return None
+
+    def dtype_requirement(self, value, dtype):
+        if not self.rule.in_dtype or dtype.kind != "f":
+            return None
+        magnitudes = np.abs(self._array(value))
+        positive = self.rule.low == 0 and self.rule.closed in ("right", "neither")
+        problem = _dtype_problem(magnitudes.max(), magnitudes.min(), positive, dtype)
+        return None if problem is None else f"{problem}, every one of them"
+
+
+def check_settings(owner, constraints, arguments, dtype=None):
     """Apply each rule of ``constraints`` to the matching entry of ``arguments``.
 
     Parameters
@@ -257,6 +359,8 @@ def check_settings(owner, constraints, arguments):
     arguments : dict
         ``{setting: value}``: constructor arguments, or a stored configuration.
         A setting it does not hold is not checked (its default applies).
+    dtype : numpy dtype, optional
+        The model's floating-point type, for rules that need it (``in_dtype``).
 
     Raises
     ------
@@ -265,7 +369,18 @@ def check_settings(owner, constraints, arguments):
     """
     for name, rule in constraints.items():
         if name in arguments:
-            rule.check(owner, name, arguments[name])
+            rule.check(owner, name, arguments[name], dtype)
+
+
+def float_dtype(value):
+    """``value`` (``"float32"``, ``np.float32``, a dtype) as a floating-point NumPy dtype, or None if it is none."""
+    if value is None:
+        return None
+    try:
+        dtype = np.dtype(value)
+    except (TypeError, ValueError):
+        return None
+    return dtype if dtype.kind == "f" else None
 
 
 def checking_settings(init):
@@ -285,7 +400,8 @@ def checking_settings(init):
             pass
         else:
             bound.apply_defaults()
-            check_settings(type(self).__name__, type(self).constraints, bound.arguments)
+            check_settings(type(self).__name__, type(self).constraints, bound.arguments,
+                           float_dtype(bound.arguments.get("dtype")))
         init(self, *args, **kwargs)
 
     __init__.checks_settings = True

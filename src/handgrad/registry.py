@@ -28,7 +28,7 @@ constructor and by the model-file reader alike.
 import inspect
 import re
 
-from handgrad.constraints import check_settings, checking_settings
+from handgrad.constraints import check_settings, checking_settings, float_dtype
 from handgrad.errors import HandgradError
 
 
@@ -94,14 +94,15 @@ class Registry:
             raise HandgradError(f"unknown {what or self.kind} {name!r}; choose one of {', '.join(options)}")
         return cls
 
-    def check(self, config):
+    def check(self, config, dtype=None):
         """``(cls, arguments)`` of a ``config()`` dictionary, checked without building anything.
 
         The type must be registered, the arguments must fit the class's
         constructor (none unknown, none missing), and each must obey the
-        class's ``constraints``.  The model-file reader calls this before it
-        reads a layer's arrays, so a hostile setting is refused before any
-        allocation.
+        class's ``constraints``, in ``dtype`` (the model's floating-point
+        type) where a rule asks for it.  The model-file reader calls this
+        before it reads a layer's arrays, so a hostile setting is refused
+        before any allocation.
 
         Raises
         ------
@@ -116,7 +117,7 @@ class Registry:
             inspect.signature(cls.__init__).bind(None, **arguments)
         except TypeError as exc:
             raise HandgradError(f"{cls.__name__} cannot be built from {arguments!r} ({exc})") from None
-        check_settings(cls.__name__, getattr(cls, "constraints", {}), arguments)
+        check_settings(cls.__name__, getattr(cls, "constraints", {}), arguments, float_dtype(dtype))
         return cls, arguments
 
     def build(self, config, **extra):
@@ -125,7 +126,7 @@ class Registry:
         ``extra`` arguments (a layer's ``dtype``) are passed to classes whose
         constructor takes them.
         """
-        cls, arguments = self.check(config)
+        cls, arguments = self.check(config, extra.get("dtype"))
         accepted = inspect.signature(cls.__init__).parameters
         extra = {key: value for key, value in extra.items() if key in accepted}
         try:

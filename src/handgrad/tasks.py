@@ -41,7 +41,7 @@ import numpy as np
 
 from handgrad.arrays import NUMPY, to_numpy
 from handgrad.errors import DataError, HandgradError
-from handgrad.registry import Registry
+from handgrad.registry import Registered, Registry
 from handgrad.report import metrics
 
 TASKS = Registry("task")
@@ -63,7 +63,7 @@ class Figure:
     format: str = ".4f"
 
 
-class Task:
+class Task(Registered, registry=TASKS):
     """Base class: what a kind of target needs from the rest of handgrad.
 
     A subclass sets :attr:`name` and answers each question below; defining it
@@ -102,10 +102,6 @@ class Task:
     target_remedy = ""
     test_plots = ()
     evaluate_plots = ()
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        TASKS.add(cls)
 
     def __eq__(self, other):
         if isinstance(other, Task):
@@ -170,6 +166,16 @@ class Task:
     def prediction_table(self, classes, names, predicted, probabilities):
         """The predictions file as CSV text: a header row, then one row per sample."""
         raise NotImplementedError
+
+    def export(self, graph, logits, values, classes):
+        """Write the graph outputs of a model of this task into an ONNX graph (see :mod:`handgrad.io.onnx`).
+
+        ``logits`` and ``values`` name the network's output and what the loss
+        reads it as (probabilities, or values in the target's units);
+        ``classes`` holds the output units' labels as int64 or strings.
+        """
+        raise HandgradError(f"the {self.name} task has no ONNX outputs; define its export(graph, logits, values, "
+                            "classes) (see docs/onnx.md)")
 
 
 def _csv(header, rows):
@@ -266,6 +272,12 @@ class Classification(Task):
         rows = ([classes[i]] + ([names[i]] if named else []) + [f"{p:.6g}" for p in row]
                 for i, row in zip(best, probabilities))
         return _csv(header, rows)
+
+    def export(self, graph, logits, values, classes):
+        """``label`` (N,), the class of the largest logit (as ``predict``), and ``probabilities`` (N, K)."""
+        index = graph.op("ArgMax", logits, axis=1, keepdims=0)
+        graph.output("label", graph.op("Gather", graph.constant(classes, name="classes"), index), classes.dtype)
+        graph.output("probabilities", values, shape=(len(classes),))
 
 
 def _check_labels(arr, n_classes):
@@ -396,6 +408,10 @@ class Regression(_ColumnTask):
         values = np.asarray(predicted).reshape(len(predicted), -1)
         return _csv([str(name) for name in classes], ([f"{v:.8g}" for v in row] for row in values))
 
+    def export(self, graph, logits, values, classes):
+        """``variable`` (N, K): the predicted values, one column per target (skl2onnx's name)."""
+        graph.output("variable", values, shape=(len(classes),))
+
 
 class _RegressionTally:
     """Squared errors per output, and the targets' mean and spread merged batch by batch (Chan et al.)."""
@@ -488,6 +504,12 @@ class Multilabel(_ColumnTask):
         header = [str(name) for name in classes] + [f"prob_{name}" for name in classes]
         rows = ([int(v) for v in row] + [f"{q:.6g}" for q in p] for row, p in zip(predicted, probabilities))
         return _csv(header, rows)
+
+    def export(self, graph, logits, values, classes):
+        """``label`` (N, K), 1 where a label's logit is above 0 (as ``predict``), and ``probabilities`` (N, K)."""
+        present = graph.op("Greater", logits, graph.constant(0.0, name="zero"))
+        graph.output("label", graph.cast(present, np.int64), np.int64, shape=(len(classes),))
+        graph.output("probabilities", values, shape=(len(classes),))
 
 
 class _MultilabelTally:

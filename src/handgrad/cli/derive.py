@@ -10,7 +10,6 @@ the function ``train`` builds it with (:func:`handgrad.cli.settings.build_model`
 pieces' declarations (:func:`handgrad.derive`).
 """
 
-import argparse
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,9 +17,10 @@ from types import SimpleNamespace
 import numpy as np
 
 import handgrad as hg
+from handgrad.cli import console, train
 from handgrad.cli import settings as S
-from handgrad.cli import train
-from handgrad.cli.common import check_writable, model_features, write_text
+from handgrad.cli.common import check_writable, columns_not_read, in_model_order, model_features, write_text
+from handgrad.cli.unused_flags import warn_unused
 from handgrad.derivations.derive import FORMATS, document, render
 from handgrad.errors import HandgradError
 
@@ -45,7 +45,7 @@ def add_parser(subparsers, parents):
         "derive", parents=parents, help="print the derivation of a network, with shapes and seeds",
         description="Print the derivation of one network: every layer's forward and backward equations with "
                     "their shapes, the loss's gradient and the L2 term; optionally check each gradient.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EXAMPLES, formatter_class=console.HelpFormatter)
     train.add_data_flags(p)
     network = train.add_model_flags(p)
     objective = p.add_argument_group("objective and initialisation")
@@ -58,14 +58,17 @@ def add_parser(subparsers, parents):
                                                         f"(not with {', '.join(_flag(d) for d in network)})")
     check = p.add_argument_group("check")
     check.add_argument("--check", action="store_true", help="measure each gradient against central differences")
-    check.add_argument("--check-rows", type=t(S.positive_int), default=4, metavar="N",
-                       help="rows of the training data to check on (default 4)")
-    check.add_argument("--check-entries", type=t(S.non_negative_int), default=20, metavar="N",
-                       help="entries sampled per array (default 20; 0: every entry)")
+    check.add_argument("--check-rows", type=t(S.positive_int), metavar="N",
+                       help=f"rows of the training data to check on (default {CHECK_ROWS})")
+    check.add_argument("--check-entries", type=t(S.non_negative_int), metavar="N",
+                       help=f"entries sampled per array (default {CHECK_ENTRIES}; 0: every entry)")
     out = p.add_argument_group("output")
     out.add_argument("--format", choices=FORMATS, default="text", help="plain text, or Markdown with LaTeX")
     out.add_argument("--out", metavar="FILE", help="write to FILE (atomically) instead of standard output")
     p.set_defaults(run=run_derive, network_flags=network)
+
+
+CHECK_ROWS, CHECK_ENTRIES = 4, 20          # --check-rows and --check-entries when not given
 
 
 def _flag(dest):
@@ -82,11 +85,12 @@ def run_derive(args):
             raise HandgradError(f"{', '.join(given)} describe{'s' if len(given) == 1 else ''} a network to build, "
                                 f"but --model names a built one; drop {'it' if len(given) == 1 else 'them'} "
                                 f"or --model")
+        warn_unused("derive", args)
         model, loss, l2, rows = _from_file(args)
     else:
-        model, loss, l2, rows = _from_flags(args)
-    doc = document(model, loss, l2=l2, check=rows and rows.data, entries=args.check_entries,
-                   rows=rows and rows.label)
+        model, loss, l2, rows = network_from_flags(args, _check_rows(args) if args.check else None)
+    entries = CHECK_ENTRIES if args.check_entries is None else args.check_entries
+    doc = document(model, loss, l2=l2, check=rows and rows.data, entries=entries, rows=rows and rows.label)
     text = render(doc, args.format)
     if out is None:
         sys.stdout.write(text)
@@ -97,26 +101,37 @@ def run_derive(args):
     return 1 if doc.passed is False else 0
 
 
-def _from_flags(args):
-    """The network ``handgrad train`` would start with these flags, its loss and L2, and rows to check on."""
+def network_from_flags(args, rows=None):
+    """The network ``handgrad train`` would start with these flags, its loss and L2, and ``rows`` rows.
+
+    ``rows`` (a count, or None for none) are the first rows of the training
+    split, preprocessed as ``train`` preprocesses them: ``(X, y)`` in
+    ``rows.data``, with a description in ``rows.label``.
+    """
     from handgrad.data.loaders import load_dataset
     from handgrad.data.preprocessing import Preprocessor
 
     settings = S.from_flags(args)
+    warn_unused(args.command, args, settings)          # derive's flags, or diagnose's
     dtype = np.dtype(settings["dtype"]).type
     loss = S.build_loss(settings)
     # As train's _prepare loads it, without preprocessing every row: only the checked rows are used,
     # and only the training split is read (and fetched) for MNIST-style data.
     dataset = load_dataset(settings["dataset"], data_dir=settings["data_dir"], target=settings["target"],
-                           test_fraction=settings["test_fraction"], parts=("train",), task=loss.task)
+                           test_fraction=settings["test_fraction"], parts=("train",), task=loss.task,
+                           drop=settings["drop"])
     model = S.build_model(settings, dataset.n_features, dataset.n_outputs, dtype)
-    rows = None
-    if args.check:
-        preprocessor = Preprocessor.fit(dataset.X_train, dataset.kind)
-        X = preprocessor.transform(dataset.X_train[:args.check_rows], dtype=dtype)   # what training feeds it
-        rows = SimpleNamespace(data=(X, dataset.y_train[:args.check_rows]),
-                               label=f"the first {len(X)} training rows of {dataset.name}, preprocessed as train does")
-    return model, loss, settings["l2"], rows
+    if rows is None:
+        return model, loss, settings["l2"], None
+    preprocessor = Preprocessor.fit(dataset.X_train, dataset.kind)
+    X = preprocessor.transform(dataset.X_train[:rows], dtype=dtype)   # what training feeds it
+    return model, loss, settings["l2"], SimpleNamespace(
+        data=(X, dataset.y_train[:rows]),
+        label=f"the first {len(X)} training rows of {dataset.name}, preprocessed as train does")
+
+
+def _check_rows(args):
+    return CHECK_ROWS if args.check_rows is None else args.check_rows
 
 
 def _from_file(args):
@@ -142,7 +157,7 @@ def _file_rows(args, loaded, saved):
     from handgrad.data.loaders import load_dataset
 
     spec = args.dataset or (saved.get("dataset") if isinstance(saved.get("dataset"), str) else None)
-    k = args.check_rows
+    k = _check_rows(args)
     loss = loaded.loss or hg.SoftmaxCrossEntropy()
     if spec is None:
         rng = np.random.default_rng(0)
@@ -160,8 +175,9 @@ def _file_rows(args, loaded, saved):
     if not loss.task.label_column and target is None and str(spec).lower().endswith(".csv"):
         target = ",".join(map(str, loaded.classes))     # the model's outputs are named after its target columns
     dataset = load_dataset(spec, data_dir=data_dir, target=target, test_fraction=fraction, parts=("train",),
-                           task=loss.task)
+                           task=loss.task, drop=columns_not_read(spec, loaded, target))
     source = f"{spec} (training split)"
-    X = model_features(loaded, dataset.X_train[:k], source).astype(np.float64)
+    raw = in_model_order(loaded, dataset, dataset.X_train[:k], source)
+    X = model_features(loaded, raw, source, images=dataset.kind == "image").astype(np.float64)
     y = loss.task.model_targets(dataset.y_train[:k], dataset.classes.tolist(), loaded.classes, source)
     return SimpleNamespace(data=(X, y), label=f"the first {len(X)} training rows of {dataset.name}")

@@ -5,23 +5,29 @@ Regression: R², RMSE and MAE, over all targets and per target.  Multilabel:
 label and subset accuracy, and per label accuracy, precision and recall.
 """
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 
 from handgrad import tasks
+from handgrad.cli import console
 from handgrad.cli.common import (
     TargetScaling,
     check_writable,
     class_names,
+    columns_not_read,
     describe,
+    draw_plots,
+    in_model_order,
     model_features,
     predictions,
+    refuse_non_finite,
     remove_stale_plots,
 )
+from handgrad.cli.unused_flags import warn_unused
 from handgrad.errors import DataError
 from handgrad.io.modelfile import load_model
+from handgrad.io.text import printable, printable_labels
 
 EXAMPLES = """\
 examples:
@@ -46,7 +52,7 @@ def add_parser(subparsers, parents):
         "evaluate", parents=parents, help="report a model's accuracy (or R² and RMSE) on a labelled dataset",
         description="Evaluate a model file: accuracy, per-class precision/recall and the confusion matrix; "
                     "R², RMSE and MAE for a regressor; label and subset accuracy for a multilabel model.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EXAMPLES, formatter_class=console.HelpFormatter)
     p.add_argument("model", metavar="MODEL", help="model (or checkpoint) file written by handgrad train")
     p.add_argument("--dataset", metavar="NAME|PATH",
                    help="digits, mnist, fashion-mnist, PATH.csv or PATH.npz (default: the training data)")
@@ -67,6 +73,7 @@ def run_evaluate(args):
 
     if args.plots:
         check_writable(args.plots, "--plots", folder=True)
+    warn_unused("evaluate", args)
     loaded = load_model(args.model)
     task = tasks.of(loaded.loss)
     trained = _trained_data(loaded.settings)
@@ -77,28 +84,29 @@ def run_evaluate(args):
         target = ",".join(map(str, loaded.classes))     # the model's outputs are named after its target columns
     dataset = load_dataset(spec, data_dir=args.data_dir or trained.get("data_dir"), target=target,
                            test_fraction=trained.get("test_fraction", 0.2) if same else 0.2,
-                           parts=SPLIT_PARTS[args.split], task=task)
+                           parts=SPLIT_PARTS[args.split], task=task, drop=columns_not_read(spec, loaded, target))
     raw, y = _split(dataset, args.split)
     source = f"{spec} ({args.split} split)"
     # The targets first: targets that do not fit the model also explain features that do not.
     y = task.model_targets(y, dataset.classes.tolist(), loaded.classes, source)
-    X = model_features(loaded, raw, source)
-    predicted = predictions(loaded.model, loaded.loss, X, TargetScaling.of_model(loaded))
-    names = class_names(loaded)
+    raw = in_model_order(loaded, dataset, raw, source)
+    X = model_features(loaded, raw, source, images=dataset.kind == "image")
+    with np.errstate(all="ignore"):        # outputs that overflow are refused below, in one line
+        predicted = predictions(loaded.model, loaded.loss, X, TargetScaling.of_model(loaded))
+    refuse_non_finite(loaded, X, args.model, source, predicted)
+    names = printable_labels(class_names(loaded))        # text from the file, escaped for the terminal
     _print_header(args, loaded, source, len(y))
     print(task.summary(y, predicted, names))
     if args.plots:
-        from handgrad.report.plots import HeldOut
-
-        held_out = HeldOut(y, predicted, names, raw, dataset.image_shape)
-        _plots(task, held_out, Path(args.plots), f"{dataset.name} {args.split} split, {describe(loaded.model)}")
+        held_out = (y, predicted, names, raw, dataset.image_shape)
+        _plots(args, task, held_out, Path(args.plots), f"{dataset.name} {args.split} split, {describe(loaded.model)}")
     return 0
 
 
 def _print_header(args, loaded, source, n):
     loss = "none stored" if loaded.loss is None else loaded.loss.config()["type"]
-    print(f"model {args.model}: {describe(loaded.model)}, loss {loss}")
-    print(f"data {source}: {n} samples")
+    print(printable(f"model {args.model}: {describe(loaded.model)}, loss {loss}"))
+    print(printable(f"data {source}: {n} samples"))
 
 
 MAX_MISCLASSIFIED = 36          # images drawn in misclassified.png: six rows of six stay legible
@@ -106,18 +114,32 @@ MAX_MISCLASSIFIED = 36          # images drawn in misclassified.png: six rows of
 SPLIT_PARTS = {"test": ("test",), "train": ("train",), "all": ("train", "test")}
 
 
-def _plots(task, held_out, folder, title):
-    """The task's plots of ``held_out``; those of this command that did not apply are removed as stale."""
-    from handgrad.report.plots import PLOT_FILES, plot_held_out
+def _plots(args, task, held_out, folder, title):
+    """The task's plots of ``held_out`` (the arguments of :class:`~handgrad.report.plots.HeldOut`), after the
+    report; one that cannot be drawn is a warning.  This command's plots that did not apply are removed as stale.
+    """
+    lines = []
 
-    written = []
-    for plot in (*task.test_plots, *task.evaluate_plots):
-        line = plot_held_out(plot, held_out, folder / PLOT_FILES[plot], title=title, max_images=MAX_MISCLASSIFIED)
-        if line is not None:
-            written.append(PLOT_FILES[plot])
-            print(line)
-    owned = {PLOT_FILES[plot] for other in tasks.all_tasks() for plot in (*other.test_plots, *other.evaluate_plots)}
+    def jobs():
+        from handgrad.report.plots import PLOT_FILES, HeldOut, plot_held_out
+
+        data = HeldOut(*held_out)
+
+        def drawer(plot):
+            def draw(path):
+                line = plot_held_out(plot, data, path, title=title, max_images=MAX_MISCLASSIFIED)
+                if line is None:
+                    return False            # does not apply to these data: nothing drawn
+                lines.append(line)
+            return draw
+
+        owned = {PLOT_FILES[p] for other in tasks.all_tasks() for p in (*other.test_plots, *other.evaluate_plots)}
+        return [(PLOT_FILES[plot], drawer(plot)) for plot in (*task.test_plots, *task.evaluate_plots)], owned
+
+    written, owned = draw_plots(folder, jobs, debug=args.debug)
     remove_stale_plots(folder, written, owned=owned)
+    for line in lines:
+        print(line)
 
 
 def _trained_data(settings):

@@ -1,13 +1,24 @@
 """``handgrad predict``: labels and class probabilities (or predicted values) for unlabelled samples, as CSV."""
 
-import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from handgrad import tasks
-from handgrad.cli.common import TargetScaling, check_writable, class_names, model_features, predictions, write_text
+from handgrad.cli import console
+from handgrad.cli.common import (
+    TargetScaling,
+    check_writable,
+    class_names,
+    model_features,
+    predictions,
+    refuse_non_finite,
+    write_text,
+)
 from handgrad.errors import DataError
 from handgrad.io.modelfile import load_model
+from handgrad.io.text import printable, printable_labels
 
 EXAMPLES = """\
 examples:
@@ -31,7 +42,7 @@ def add_parser(subparsers, parents):
     p = subparsers.add_parser(
         "predict", parents=parents, help="predict labels and probabilities (or values) for new samples",
         description="Predict the class of each sample in INPUT (.csv, .npz with X, or IDX images).",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EXAMPLES, formatter_class=console.HelpFormatter)
     p.add_argument("model", metavar="MODEL", help="model (or checkpoint) file written by handgrad train")
     p.add_argument("input", metavar="INPUT", help="samples: PATH.csv, PATH.npz (array X) or an IDX images file")
     p.add_argument("--out", metavar="PRED.csv", help="write the predictions here (default: standard output)")
@@ -49,14 +60,18 @@ def run_predict(args):
         names = None                     # no names (or unusable ones): take a CSV's columns in order
     _check_format(args.input, loaded, names)
     raw = load_features(args.input, feature_names=names if args.input.lower().endswith(".csv") else None)
-    X = model_features(loaded, raw, args.input)
+    X = model_features(loaded, raw, args.input, images=Path(args.input).suffix.lower() not in (".csv", ".npz"))
     task = tasks.of(loaded.loss)
-    predicted = predictions(loaded.model, loaded.loss, X, TargetScaling.of_model(loaded))
-    text = task.prediction_table(loaded.classes, class_names(loaded), predicted,
-                                 task.probabilities(loaded.model, loaded.loss, X))
+    with np.errstate(all="ignore"):        # outputs that overflow are refused below, in one line
+        predicted = predictions(loaded.model, loaded.loss, X, TargetScaling.of_model(loaded))
+        probabilities = task.probabilities(loaded.model, loaded.loss, X)
+    refuse_non_finite(loaded, X, args.model, args.input, predicted, probabilities)
+    # Labels and names come from the model file: escaped, so the CSV is valid UTF-8 and inert on a terminal.
+    text = task.prediction_table(printable_labels(loaded.classes), printable_labels(class_names(loaded)), predicted,
+                                 probabilities)
     if args.out:
         write_text(args.out, text)
-        print(f"{len(X)} predictions written to {args.out}", file=sys.stderr)
+        print(f"{len(X)} predictions written to {printable(args.out)}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0

@@ -162,6 +162,14 @@ def target(text):
     return None if text is None else ",".join(target_columns(text, subject=""))
 
 
+def columns(text):
+    """CSV columns to leave out of the features (``"id,date"``): each named once, none empty; None for none."""
+    from handgrad.data.loaders import target_columns
+
+    text = optional_text(text)
+    return None if text is None else ",".join(target_columns(text, subject=""))
+
+
 def target_names(settings):
     """The target columns a run names (a list), or None for the dataset's default (its last column)."""
     from handgrad.data.loaders import target_columns
@@ -176,9 +184,10 @@ def task(settings):
 
 # setting -> checker; the order is the order of ``handgrad train --help``'s groups.
 CHECKS = {
-    "dataset": optional_text, "data_dir": optional_text, "target": target, "test_fraction": fraction,
+    "dataset": optional_text, "data_dir": optional_text, "target": target, "drop": columns,
+    "test_fraction": fraction,
     "hidden": hidden_sizes, "activation": choice(activation_names), "input_dropout": input_dropout,
-    "dropout": dropout, "batch_norm": flag, "shift": shift,
+    "dropout": dropout, "batch_norm": flag, "shift": shift, "flip": flag,
     "dtype": choice(DTYPES),
     "loss": choice(loss_names), "optimizer": choice(optimizer_names), "lr": positive_float, "momentum": fraction,
     "schedule": choice(SCHEDULES), "warmup": non_negative_float, "epochs": positive_int,
@@ -189,11 +198,11 @@ CHECKS = {
 # count (a different count may change the last bits of the weights).
 RESUMABLE = ("epochs", "data_dir", "threads")
 # Settings as a run without their flags has them, under the preset's.
-# Checkpoints written before --dropout, --batch-norm, --input-dropout and
-# --shift existed lack those: their runs had none of them.
-UNPRESET = {"data_dir": None, "target": None, "threads": None, "dropout": 0.0, "batch_norm": False,
-            "input_dropout": 0.0, "shift": 0}
-_ADDED_LATER = ("dropout", "batch_norm", "input_dropout", "shift")
+# Checkpoints written before --dropout, --batch-norm, --input-dropout,
+# --shift, --drop and --flip existed lack those: their runs had none of them.
+UNPRESET = {"data_dir": None, "target": None, "drop": None, "threads": None, "dropout": 0.0, "batch_norm": False,
+            "input_dropout": 0.0, "shift": 0, "flip": False}
+_ADDED_LATER = ("dropout", "batch_norm", "input_dropout", "shift", "drop", "flip")
 # The loss a run takes when --target names several columns and --loss is not given.
 MULTILABEL_LOSS = "sigmoid-bce"
 
@@ -253,9 +262,14 @@ def check(settings, source=""):
     if checked["dataset"] is None:
         raise HandgradError(f"{source}settings name no dataset; pass --dataset")
     _check_task(checked, source)
+    if checked["drop"] and not checked["dataset"].lower().endswith(".csv"):
+        raise HandgradError(f"{source}--drop names CSV columns to leave out, but {checked['dataset']} is not a "
+                            ".csv file; leave out --drop")
     if checked["shift"] and checked["dataset"] not in BUILT_IN:
         raise HandgradError(f"{source}--shift moves images, but {checked['dataset']} is a table; "
                             "drop --shift (or pass --shift 0)")
+    if checked["flip"] and checked["dataset"] not in BUILT_IN:
+        raise HandgradError(f"{source}--flip mirrors images, but {checked['dataset']} is a table; drop --flip")
     return checked
 
 

@@ -18,7 +18,6 @@ the exit code is 2.  ``--resume`` continues from a checkpoint with
 uninterrupted one (same seed, same thread count).
 """
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -30,36 +29,51 @@ import numpy as np
 
 import handgrad as hg
 from handgrad.arrays import to_numpy
+from handgrad.cli import console
 from handgrad.cli import settings as S
 from handgrad.cli.common import (
     TargetScaling,
     check_count_targets,
     check_writable,
     describe,
+    draw_plots,
     predictions,
     remove_stale_plots,
     scales_targets,
     write_text,
 )
+from handgrad.cli.console import warn
 from handgrad.cli.devices import DEVICES, device_name, ops_for_device
 from handgrad.cli.interrupts import Interrupted, guard
-from handgrad.cli.presets import PRESETS, VARIANTS, text_table
+from handgrad.cli.memory import check_fits, training_bytes
+from handgrad.cli.presets import PRESETS, VARIANTS, preset_values, text_table
+from handgrad.cli.unused_flags import warn_unused
 from handgrad.errors import HandgradError, TrainingDiverged
-from handgrad.io.modelfile import load_checkpoint, save_checkpoint, save_model
+from handgrad.io.files import fallback_paths, os_error_message
+from handgrad.io.modelfile import check_model_metadata, load_checkpoint, save_checkpoint, save_model
+from handgrad.io.text import printable
+from handgrad.training.loop import validation_split
 
 DEFAULT_OUT = Path("handgrad-out") / "model.npz"
 # First-layer weights are drawn only for images at least this many pixels on each
 # side: a tile of 8x8 (scikit-learn's digits) is too coarse to show a stroke, so the
 # figure read as noise there.
 MIN_WEIGHT_IMAGE_SIDE = 16
+# A label column of more distinct numbers than this, trained as classes because no --loss was given,
+# gets a hint that it may be a quantity to predict (--loss squared-error).  Class codes rarely run past
+# twenty; a measured number (a price, a score: diabetes' target has 214 values in 442 rows) usually does.
+MAX_NUMERIC_CLASSES = 20
+# Without a terminal (no progress bar), a line this often within an epoch that runs longer.
+HEARTBEAT_SECONDS = 10.0
 
 EXAMPLES = """\
 examples:
   handgrad train                                  digits, its preset; writes handgrad-out/
   handgrad train --dataset mnist --data-dir ../shared/data
   handgrad train --dataset iris.csv --target species --hidden 32,16 --epochs 200
-  handgrad train --dataset houses.csv --target price --loss squared-error     a regressor
-  handgrad train --dataset tags.csv --target a,b,c                           multilabel (sigmoid-bce)
+  handgrad train --dataset houses.csv --target price --loss squared-error   a regressor
+  handgrad train --dataset tags.csv --target a,b,c                         multilabel, sigmoid-bce
+  handgrad train --dataset people.csv --target income --drop id            leave a column out
   handgrad train --dropout 0.2 --batch-norm --activation gelu
   handgrad train --hidden 256,128 --activation tanh --optimizer sgd --lr 0.05 --momentum 0.9
   handgrad train --epochs 40 --checkpoint-every 5 --out runs/a.npz --log runs/a.jsonl
@@ -82,7 +96,7 @@ def add_parser(subparsers, parents):
         "train", parents=parents, help="train a classifier or regressor and write the model file and plots",
         description="Train a classifier (or a regressor, or a multilabel classifier) on a dataset; print its "
                     "held-out figures; write the model and plots.",
-        epilog=EXAMPLES.format(presets=text_table()), formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EXAMPLES.format(presets=text_table()), formatter_class=console.HelpFormatter)
     add_data_flags(p)
     add_model_flags(p)
     t = S.argument_type
@@ -116,9 +130,10 @@ def add_parser(subparsers, parents):
                      help=f"where to train: {DEVICES} (a GPU through PyTorch or CuPy; default cpu, NumPy)")
     progress = run.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None,
-                          help="always show per-epoch progress on stderr")
+                          help="show progress on stderr (the default): a bar and a line per epoch on a "
+                               "terminal, else a line per epoch and one every 10 s within a long epoch")
     progress.add_argument("--no-progress", dest="progress", action="store_false",
-                          help="never show it (default: only on a terminal)")
+                          help="show no progress")
     p.set_defaults(run=run_train)
 
 
@@ -136,12 +151,18 @@ def add_data_flags(parser):
     data.add_argument("--target", type=t(S.target), metavar="COLUMN[,COLUMN...]",
                       help="CSV label column (default: the last column); for regression one or more numeric "
                            "columns, for multilabel several 0/1 columns (then --loss defaults to sigmoid-bce)")
+    data.add_argument("--drop", type=t(S.columns), metavar="COLUMN[,COLUMN...]",
+                      help="CSV columns to leave out of the features, such as an id; the model file records "
+                           "them, so evaluate and predict leave them out too")
     data.add_argument("--preset", choices=list(VARIANTS), default=None,
-                      help="which preset fills unset flags: standard (default), or best (mnist: the most accurate "
-                           "recipe found, about ten minutes on two cores)")
+                      help="which preset fills unset flags: standard (default), or best (mnist, fashion-mnist: the "
+                           "most accurate dense-only recipe found, a few minutes on two cores)")
     data.add_argument("--shift", type=t(S.shift), metavar="PIXELS",
                       help="move each training image by up to PIXELS in each direction, anew every epoch "
-                           "(image datasets; default 0: none)")
+                           f"(image datasets; 0: none; default the preset's: {preset_values('shift')})")
+    data.add_argument("--flip", action="store_true", default=None,
+                      help="mirror each training image left to right with probability 1/2, anew every epoch "
+                           "(image datasets whose classes are symmetric, e.g. fashion-mnist)")
     data.add_argument("--test-fraction", type=t(S.fraction), metavar="F",
                       help=f"share held out for testing (digits, CSV, NPZ; default {PRESETS['file']['test_fraction']:g})")
 
@@ -155,10 +176,11 @@ def add_model_flags(parser):
                            help="hidden layer widths, e.g. 256,128"),
         _choice(model, "--activation", S.activation_names(), "hidden activation"),
         model.add_argument("--input-dropout", type=t(S.input_dropout), metavar="P",
-                           help="a Dropout(P) before the first layer: drops input features in training (default 0)"),
+                           help="a Dropout(P) before the first layer: drops input features in training "
+                                f"(0: none; default the preset's: {preset_values('input_dropout')})"),
         model.add_argument("--dropout", type=t(S.dropout), metavar="P",
                            help="a Dropout(P) after every hidden activation: P in [0, 1) is the share of units "
-                                "dropped in training (default 0: none)"),
+                                f"dropped in training (0: none; default the preset's: {preset_values('dropout')})"),
         model.add_argument("--batch-norm", action="store_true", default=None,
                            help="a BatchNorm before every hidden activation"),
         _choice(model, "--loss", S.loss_names(),
@@ -261,18 +283,89 @@ def _prepare(settings, dtype, loss, preprocessor=None):
     from handgrad.data.preprocessing import Preprocessor
 
     dataset = load_dataset(settings["dataset"], data_dir=settings["data_dir"], target=settings["target"],
-                           test_fraction=settings["test_fraction"], task=loss.task)
+                           test_fraction=settings["test_fraction"], task=loss.task, drop=settings["drop"])
     check_count_targets(loss, dataset)
+    _check_memory(settings, dataset, dtype)       # before the scaled copies, the network and the optimizer
     if preprocessor is None:
-        preprocessor = Preprocessor.fit(dataset.X_train, dataset.kind)
-    X_train = preprocessor.transform(dataset.X_train, dtype=dtype)
-    X_test = preprocessor.transform(dataset.X_test, dtype=dtype) if len(dataset.X_test) else dataset.X_test
+        preprocessor = Preprocessor.fit(dataset.X_train, dataset.kind, dtype, names=dataset.feature_names,
+                                        name=f"{dataset.name} (training split)")
+    X_train = preprocessor.transform(dataset.X_train, dtype=dtype, name=f"{dataset.name} (training split)")
+    X_test = (preprocessor.transform(dataset.X_test, dtype=dtype, name=f"{dataset.name} (test split)")
+              if len(dataset.X_test) else dataset.X_test)
     scaling, y_train = None, dataset.y_train
     if scales_targets(loss):
-        scaling = TargetScaling.fit(dataset.y_train)
-        y_train = scaling.transform(dataset.y_train)
+        with np.errstate(over="ignore", invalid="ignore"):     # targets too large are refused just below
+            scaling = TargetScaling.fit(dataset.y_train)
+            y_train = scaling.transform(dataset.y_train)
+        _check_scaled_targets(dataset, y_train, dtype)
     fingerprint = _fingerprint(dataset)
     return Prepared(_without_raw_features(dataset), preprocessor, X_train, X_test, y_train, scaling, fingerprint)
+
+
+def _check_memory(settings, dataset, dtype):
+    """Refuse, before allocating it, a run that cannot fit in memory (see :mod:`handgrad.cli.memory`)."""
+    n_rows = len(dataset.X_train) + len(dataset.X_test)
+    widths = [dataset.X_train.shape[1], *settings["hidden"], dataset.n_outputs]
+    states = len(S.build_optimizer(settings).state_names)
+    estimate = training_bytes(n_rows, widths, dtype, settings["batch_size"], states,
+                              settings["validation_fraction"], settings["batch_norm"])
+    smaller = ", use --dtype float32," if np.dtype(dtype) != np.float32 else ""
+    check_fits(estimate, f"--hidden or --batch-size{smaller or ','} or train on fewer rows")
+
+
+def _check_scaled_targets(dataset, y_train, dtype):
+    """Refuse targets whose squared errors overflow ``dtype`` even after scaling, naming the column and the value.
+
+    Standardised targets lie within ±√n; only a column whose variance itself
+    overflows float64 (values near 1e300) stays this large.
+    """
+    limit = np.sqrt(np.finfo(dtype).max)
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.abs(y_train) <= limit)
+    if bad.any():
+        row, col = np.argwhere(bad.reshape(len(y_train), -1))[0]
+        value = np.asarray(dataset.y_train).reshape(len(y_train), -1)[row, col]
+        raise HandgradError(f"{dataset.name}: the target column {str(dataset.classes[col])!r} holds {value:g} "
+                            f"(training row {row}), too large to train on: its squared error overflows "
+                            f"{np.dtype(dtype).name}; rescale the column (divide it by a power of ten)")
+
+
+def _hint_numeric_target(dataset, settings):
+    """Warn when a table's label column looks like a number to predict rather than classes.
+
+    The rule: the run has a classification loss only because no --loss was
+    given, the column is in a table, every one of its values is a number, and
+    it holds more than :data:`MAX_NUMERIC_CLASSES` distinct ones.  A warning,
+    not an error: a table may code 26 letters or 100 classes as numbers, and
+    then ``--loss cross-entropy`` says so and silences it.
+    """
+    classes = dataset.classes
+    if dataset.kind != "tabular" or len(classes) <= MAX_NUMERIC_CLASSES or not _all_numbers(classes):
+        return
+    column = settings["target"] or _last_column(settings["dataset"])
+    rows = len(dataset.y_train) + len(dataset.y_test)
+    warn(f"the target column {column!r} holds {len(classes)} distinct numbers in {rows} rows, so this trains a "
+         f"classifier of {len(classes)} classes; to predict the number, pass --loss squared-error (or --loss "
+         "poisson for counts); to keep the classes, pass --loss cross-entropy")
+
+
+def _last_column(path):
+    """The name of the column a table's labels default to: a CSV's last one, an NPZ's ``y``."""
+    if not str(path).lower().endswith(".csv"):
+        return "y"
+    from handgrad.data.tabular import read_csv_header
+
+    return read_csv_header(path)[-1]
+
+
+def _all_numbers(values):
+    if np.asarray(values).dtype.kind in "iuf":
+        return True
+    try:
+        [float(value) for value in values]
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _without_raw_features(dataset):
@@ -332,21 +425,26 @@ class Recorder(hg.Callback):
 
 
 class TargetUnits(hg.Callback):
-    """Puts each epoch's RMSE into the targets' own units, before anything else reads the record.
+    """Puts each epoch's RMSE into the target's own units, before anything else reads the record.
 
     ``fit`` measures it on the standardised targets it trains on (see
-    :class:`~handgrad.cli.common.TargetScaling`), whose one common scale makes
-    the conversion exact: RMSE times the scale.  R² does not change; the
-    losses stay in the standardised units.
+    :class:`~handgrad.cli.common.TargetScaling`).  For one target the
+    conversion is exact: RMSE times the column's scale.  Several targets
+    have units of their own, and an RMSE over all of them has none (nor
+    could it be recovered from the standardised one), so their per-epoch
+    RMSE is left out (None); R², the mean over the columns of a figure each
+    column's scale leaves unchanged, is the per-epoch figure then, and the
+    test report gives each target's RMSE in its units.  The losses stay in
+    the standardised units.
     """
 
     def __init__(self, scale):
-        self.scale = scale
+        self.scale = np.asarray(scale, dtype=np.float64).reshape(-1)
 
     def on_epoch_end(self, ctx, record):
         for key in ("train_rmse", "val_rmse"):
             if record.get(key) is not None:
-                record[key] = record[key] * self.scale
+                record[key] = float(record[key] * self.scale[0]) if len(self.scale) == 1 else None
 
 
 class Run:
@@ -363,28 +461,32 @@ class Run:
             self.settings = S.from_flags(args)
             self.outputs = _outputs(args)
         self.outputs.check()
+        warn_unused("train", args, {**self.settings, "checkpoint_every": self.outputs.checkpoint_every})
         self.dtype = np.dtype(self.settings["dtype"]).type
         self.device = ops_for_device(args.device)      # before any data is loaded: a missing GPU fails fast
 
     def execute(self):
         self.loss = S.build_loss(self.settings)
         self.data = self._data()
+        if self.checkpoint is None and self.args.loss is None:
+            _hint_numeric_target(self.data.dataset, self.settings)
         self.model, self.optimizer, self.early_stopping, history, initial = self._start()
         self.model.to(self.device)
         self.recorder = Recorder(self.early_stopping, self._write_checkpoint, self.outputs.checkpoint_every)
         status(self._plan(initial))
+        # Everything the model file will hold but the run's figures, checked now rather than after the run.
+        check_model_metadata(self.model, **self._model_file_parts(history.records, {}))
         saved = False
         try:
             history = self._fit(history, initial)
-            scores = self._test_scores()
+            scores = {**self._train_scores(), **self._test_scores()}
             with guard.deferred():     # a signal now waits until the model file is complete
-                self.outputs.model.parent.mkdir(parents=True, exist_ok=True)
-                save_model(self.outputs.model, self.model, loss=self.loss, classes=self._classes(),
-                           preprocessing=self.data.preprocessor, settings=self.settings, history=history.records,
-                           extra=self._extra(**scores))
+                self._save_model(self._model_file_parts(history.records, scores))
                 self._write_log(history.records)
                 saved = True
+            # The figures first, the plots after them: a plot that cannot be drawn hides no result.
             self._report(history, scores)
+            self._draw_plots(history)
         except Interrupted as stop:
             if saved:
                 stop.note = f"the model was saved to {self.outputs.model}, the plots may be incomplete"
@@ -392,6 +494,38 @@ class Run:
                 self._save_interrupted(stop)
             raise
         return 0
+
+    def _model_file_parts(self, records, scores):
+        """save_model's arguments; a test figure that is not a finite number is stored as null."""
+        scores = {key: None if value is None or not np.isfinite(value) else value for key, value in scores.items()}
+        return dict(loss=self.loss, classes=self._classes(), preprocessing=self.data.preprocessor,
+                    settings=self.settings, history=records, extra=self._extra(**scores))
+
+    def _save_model(self, parts):
+        """Write the model file; if that fails, write it beside the target or in the temporary folder instead.
+
+        A finished run is never lost to a full disk or a folder whose
+        permissions changed during the run: the model goes to the first
+        fallback that takes it (:func:`handgrad.io.files.fallback_paths`),
+        and the one-line error names the failure and where the model is.
+        """
+        target = self.outputs.model
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            save_model(target, self.model, **parts)
+            return
+        except OSError as exc:
+            failure = os_error_message(exc, target)
+        for fallback in fallback_paths(target):
+            try:
+                save_model(fallback, self.model, **parts)
+            except OSError:
+                continue
+            raise HandgradError(f"the model file could not be written ({failure}); the trained model was saved to "
+                                f"{fallback} instead: move it where you want it, or pass it to evaluate and predict "
+                                "as it is")
+        raise HandgradError(f"the model file could not be written ({failure}), nor beside it or in the temporary "
+                            "folder; the trained model is lost: free space and train again")
 
     def _plan(self, initial):
         """The line announcing what the run will train, or that it has nothing left to train."""
@@ -437,6 +571,8 @@ class Run:
             raise HandgradError("the checkpoint's early-stopping state does not match its settings; start a new run")
         if early_stopping is not None:
             early_stopping.load_state_dict(c.early_stopping)
+            if c.stopped:
+                early_stopping.stopped_epoch = c.epoch      # a checkpoint records that it stopped, not when
         if c.model.n_features != self.data.X_train.shape[1] or c.model.n_outputs != self.data.dataset.n_outputs:
             raise HandgradError("the checkpoint's model does not fit its data; start a new run")
         initial = s["epochs"] if c.stopped else c.epoch
@@ -447,10 +583,12 @@ class Run:
 
     def _fit(self, history, initial):
         s = self.settings
-        progress = sys.stderr.isatty() if self.args.progress is None else self.args.progress
+        # Progress unless --no-progress: a bar and a line per epoch on a terminal; elsewhere (a log file,
+        # a pipe) the line per epoch, and a line every 10 s within a long epoch, so a run is never silent.
+        progress = self.args.progress is not False
         # The progress line, and the recorder, read each record after its RMSE is in the targets' units.
         callbacks = [TargetUnits(self.data.target_scaling.scale)] if self.data.target_scaling else []
-        callbacks += [hg.EpochLogger()] if progress else []
+        callbacks += [hg.EpochLogger(heartbeat_seconds=HEARTBEAT_SECONDS)] if progress else []
         try:
             # Overflow on the way to a NaN loss is reported once, as TrainingDiverged, not as warnings.
             with _threads(s.get("threads")), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
@@ -463,12 +601,12 @@ class Run:
             raise HandgradError(self._save_diverged(exc)) from None
 
     def _augment(self):
-        """``--shift``: random shifts of the training images, or None."""
-        if not self.settings["shift"]:
+        """``--flip`` and ``--shift``: random mirror images and shifts of the training images, or None."""
+        if not (self.settings["shift"] or self.settings["flip"]):
             return None
-        from handgrad.data.augment import shift_images
+        from handgrad.data.augment import image_augmentation
 
-        return shift_images(self.data.dataset.image_shape, self.settings["shift"])
+        return image_augmentation(self.data.dataset.image_shape, self.settings["shift"], self.settings["flip"])
 
     def _save_interrupted(self, stop):
         snapshot = self.recorder.snapshot
@@ -521,6 +659,26 @@ class Run:
                 "target_scaling": None if scaling is None else scaling.to_dict(),
                 "fingerprint": self.data.fingerprint, "outputs": self.outputs.to_dict(), **more}
 
+    def _train_scores(self):
+        """``{"train_<figure>": value}``: the saved model on the rows it trained on, in inference mode.
+
+        No dropout, no shifts, the weights as they are written (the best
+        epoch's with early stopping): the training figures of the run's
+        records are running means over each epoch's minibatches instead,
+        taken while the weights changed and on augmented images.
+        """
+        predicted = predictions(self.model, self.loss, self.data.X_train, self.data.target_scaling)
+        rows = self._training_rows()
+        scores = self.loss.task.scores(self.data.dataset.y_train[rows], predicted[rows])
+        return {f"train_{key}": value for key, value in scores.items()}
+
+    def _training_rows(self):
+        """The indices of the training rows ``fit`` trained on: all but its validation split."""
+        n, fraction = len(self.data.X_train), self.settings["validation_fraction"]
+        if not fraction:
+            return np.arange(n)
+        return validation_split(n, fraction, self.settings["seed"])[0]
+
     def _test_scores(self):
         """``{"test_<figure>": value}`` of the loss's task on the test split (each None without one).
 
@@ -535,20 +693,40 @@ class Run:
         return {f"test_{key}": value for key, value in task.scores(self.data.dataset.y_test, predicted).items()}
 
     def _report(self, history, scores):
-        if self.outputs.plots is not None:
-            self._plots(history)
-        last = history.records[-1] if history.records else {}
-        trained = self.loss.task.figures_text(last, "train")
+        """The results on standard output: how early stopping ended the run, the figures, the model file."""
+        stopping = self._stopping()
+        if stopping is not None:
+            print(f"early stopping: {stopping.text(len(history), self.settings['epochs'])}")
+        task = self.loss.task
+        trained = task.figures_text(scores, "train")
         if trained:
-            print(f"train {trained} after {len(history)} epochs")
-        tested = self.loss.task.figures_text(scores, "test")
+            n = len(self._training_rows())
+            print(f"train {trained} after {len(history)} epochs, on the {n:,} training rows "
+                  "(the saved model, in inference mode)")
+        tested = task.figures_text(scores, "test")
         if tested:
-            print(f"test {tested} on {len(self.data.X_test)} held-out samples")
+            print(f"test {tested} on {len(self.data.X_test):,} held-out samples")
         print(f"model written to {self.outputs.model}")
-        if self.outputs.plots is not None:
-            print(f"plots written to {self.outputs.plots}")
 
-    def _plots(self, history):
+    def _stopping(self):
+        """What early stopping did, or None when the run has none."""
+        e = self.early_stopping
+        if e is None or e.best_epoch is None:
+            return None
+        return StoppingReport(e.monitor, e.patience, e.best_epoch, e.best, e.stopped_epoch)
+
+    def _draw_plots(self, history):
+        """Every plot of the run; one that cannot be drawn is a warning, and the others are still drawn."""
+        if self.outputs.plots is None:
+            return
+        folder = self.outputs.plots
+        written, owned = draw_plots(folder, lambda: self._plot_jobs(history), debug=self.args.debug)
+        remove_stale_plots(folder, written, owned=owned)
+        if written:
+            print(f"plots written to {folder}: {', '.join(written)}")
+
+    def _plot_jobs(self, history):
+        """``[(file name, draw(path)), ...]`` for this run, and the names the command owns in a plots folder."""
         from handgrad.report.plots import (
             PLOT_FILES,
             HeldOut,
@@ -557,20 +735,48 @@ class Run:
             plot_learning_curves,
         )
 
-        folder, d = self.outputs.plots, self.data.dataset
+        d = self.data.dataset
         title = f"{d.name}, {describe(self.model)}"
-        written = [PLOT_FILES["learning_curves"]]
-        plot_learning_curves(history.records, folder / written[-1], title=title)
+        stopping = self._stopping()
+        jobs = [(PLOT_FILES["learning_curves"], lambda path: plot_learning_curves(
+            history.records, path, title=title, kept_epoch=stopping and stopping.best_epoch,
+            note=stopping and stopping.plot_note()))]
         if self._test_predicted is not None:
             held_out = HeldOut(d.y_test, self._test_predicted, self._class_names())
             for plot in self.loss.task.test_plots:
-                written.append(PLOT_FILES[plot])
-                plot_held_out(plot, held_out, folder / written[-1], title=f"{title}, test split")
-        if d.image_shape is not None and min(d.image_shape) >= MIN_WEIGHT_IMAGE_SIDE:
-            written.append(PLOT_FILES["first_layer_weights"])
-            plot_first_layer_weights(to_numpy(self.model.layers[0].W), d.image_shape, folder / written[-1],
-                                     title=title)
-        remove_stale_plots(folder, written, owned=PLOT_FILES.values())
+                jobs.append((PLOT_FILES[plot], lambda path, plot=plot: plot_held_out(
+                    plot, held_out, path, title=f"{title}, test split")))
+        first = next((layer for layer in self.model.layers if isinstance(layer, hg.Dense)), None)
+        if first is not None and d.image_shape is not None and min(d.image_shape) >= MIN_WEIGHT_IMAGE_SIDE:
+            jobs.append((PLOT_FILES["first_layer_weights"], lambda path: plot_first_layer_weights(
+                to_numpy(first.W), d.image_shape, path, title=title)))
+        return jobs, PLOT_FILES.values()
+
+
+@dataclass
+class StoppingReport:
+    """What early stopping did in a run: the figure it watched, and which epoch's weights the model has."""
+
+    monitor: str
+    patience: int
+    best_epoch: int
+    best: float
+    stopped_epoch: int = None
+
+    def text(self, epochs_run, epochs_planned):
+        """The console's sentence: why the run ended, and which weights the model keeps."""
+        kept = f"the model has the weights of epoch {self.best_epoch} ({self.monitor} {self.best:.4g}, its best)"
+        if self.stopped_epoch is not None:
+            return (f"stopped after epoch {self.stopped_epoch} of {epochs_planned}, as {self.monitor} had not "
+                    f"improved for {self.patience} epochs; {kept}")
+        return f"ran all {epochs_run} epochs (patience {self.patience} never ran out); {kept}"
+
+    def plot_note(self):
+        """The learning curves' line about it."""
+        if self.stopped_epoch is not None:
+            return (f"early stopping after epoch {self.stopped_epoch}: no better {self.monitor} for "
+                    f"{self.patience} epochs; weights of epoch {self.best_epoch} kept")
+        return f"early stopping never triggered; weights of epoch {self.best_epoch} (best {self.monitor}) kept"
 
 
 def _threads(n):
@@ -584,7 +790,7 @@ def _threads(n):
 
 
 def status(message):
-    print(message, file=sys.stderr, flush=True)
+    print(printable(message), file=sys.stderr, flush=True)     # names from the data, escaped
 
 
 def run_train(args):

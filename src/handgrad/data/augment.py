@@ -71,3 +71,68 @@ class ShiftImages:
 def shift_images(image_shape, max_shift=2, fill=0.0):
     """An augmentation that shifts each image by up to ``max_shift`` pixels (:class:`ShiftImages`)."""
     return ShiftImages(image_shape, max_shift, fill)
+
+
+class FlipImages:
+    """Mirror each image left to right with probability ``p`` (a fresh draw per image).
+
+    ``image_shape`` is (height, width) of the flattened rows; a flipped
+    image's pixel (i, j) is the original's (i, width − 1 − j).  Worth it
+    where a class looks the same in a mirror (Fashion-MNIST's clothes), not
+    where it does not (digits).
+    """
+
+    def __init__(self, image_shape, p=0.5):
+        height, width = (int(v) for v in image_shape)
+        if height < 1 or width < 1:
+            raise HandgradError(f"image_shape must be two positive sizes, got {image_shape!r}")
+        if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)) or not 0 <= p <= 1:
+            raise HandgradError(f"p must be a probability in [0, 1], got {p!r}")
+        self.image_shape, self.p = (height, width), float(p)
+
+    def __call__(self, Xb, rng):
+        height, width = self.image_shape
+        n = Xb.shape[0]
+        if Xb.ndim != 2 or Xb.shape[1] != height * width:
+            raise HandgradError(f"FlipImages{self.image_shape} got rows of {Xb.shape[1:]} values; "
+                                f"it flips images of {height}x{width} = {height * width} pixels")
+        flip = rng.random(n) < self.p
+        out = Xb.copy()
+        images = out.reshape(n, height, width)
+        images[flip] = Xb.reshape(n, height, width)[flip, :, ::-1]
+        return out
+
+    def __repr__(self):
+        return f"FlipImages({self.image_shape}, p={self.p:g})"
+
+
+def flip_images(image_shape, p=0.5):
+    """An augmentation that mirrors each image left to right with probability ``p`` (:class:`FlipImages`)."""
+    return FlipImages(image_shape, p)
+
+
+class Compose:
+    """Several augmentations applied in order to each batch, all drawing from the one generator."""
+
+    def __init__(self, *augmentations):
+        self.augmentations = augmentations
+
+    def __call__(self, Xb, rng):
+        for augmentation in self.augmentations:
+            Xb = augmentation(Xb, rng)
+        return Xb
+
+    def __repr__(self):
+        return f"Compose({', '.join(map(repr, self.augmentations))})"
+
+
+def image_augmentation(image_shape, shift=0, flip=False):
+    """``handgrad train``'s augmentation: mirror images (``flip``), then shift them by up to ``shift`` pixels.
+
+    None when neither is asked for; one augmentation alone when only one is,
+    so a run with shifts only draws exactly as :class:`ShiftImages` does.
+    """
+    parts = ([FlipImages(image_shape)] if flip else []) + ([ShiftImages(image_shape, shift)] if shift else [])
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else Compose(*parts)

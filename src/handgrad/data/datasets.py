@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from handgrad.errors import DataError
-from handgrad.io.files import CHUNK, UnwritableFolder, atomic_write
+from handgrad.io.files import CHUNK, UnwritableFolder, atomic_write, os_error_message
 
 logger = logging.getLogger(__name__)
 
@@ -216,8 +216,8 @@ def download(url, destination, sha256, *, timeout=DOWNLOAD_TIMEOUT):
     try:
         atomic_write(destination, write, make_folder=True)
     except UnwritableFolder as exc:
-        raise DataError(f"cannot write into {destination.parent} ({exc.strerror}); "
-                        f"set XDG_CACHE_HOME to a writable folder or put the files in --data-dir yourself") from None
+        raise DataError(f"cannot write into {os_error_message(exc)}; or set XDG_CACHE_HOME to a writable folder, "
+                        f"or put the files in --data-dir yourself") from None
     return destination
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from handgrad.errors import DataError
-from handgrad.io.files import CHUNK
+from handgrad.io.files import CHUNK, os_error_message
 
 # IDX type byte -> big-endian dtype of the payload.
 IDX_DTYPES = {
@@ -77,7 +77,7 @@ def read_idx(path):
     except IsADirectoryError:
         raise DataError(f"{path} is a folder, not an IDX file; pass the file itself") from None
     except OSError as exc:
-        raise DataError(f"cannot read {path} ({exc.strerror or exc}); check its permissions") from None
+        raise DataError(f"cannot read {os_error_message(exc, path)}") from None
 
 
 def _read_stream(stream, path):

@@ -101,7 +101,7 @@ class Dataset:
 
 
 def load_dataset(spec, *, data_dir=None, target=None, download=True, test_fraction=0.2, seed=0,
-                 parts=("train", "test"), task=tasks.CLASSIFICATION):
+                 parts=("train", "test"), task=tasks.CLASSIFICATION, drop=None):
     """Load a built-in dataset or a ``.csv``/``.npz`` file.
 
     Parameters
@@ -127,6 +127,9 @@ def load_dataset(spec, *, data_dir=None, target=None, download=True, test_fracti
         file, so they are always read whole.
     task : Task or its name
         What the targets are: class labels, real numbers, or 0/1 labels.
+    drop : str or list of str, optional
+        CSV only: columns to leave out of the features (an id, say), as a
+        list or as comma-separated text.
 
     Returns
     -------
@@ -143,8 +146,11 @@ def load_dataset(spec, *, data_dir=None, target=None, download=True, test_fracti
     targets = target_columns(target)
     if target is not None and suffix != ".csv":
         raise DataError(f"target={target!r} names a CSV column, but {spec!r} is not a .csv file; drop --target")
+    dropped = target_columns(drop, subject="--drop ")
+    if drop is not None and suffix != ".csv":
+        raise DataError(f"--drop names CSV columns, but {spec!r} is not a .csv file; leave out --drop")
     if not task.label_column:
-        return _load_targets_table(spec, suffix, targets, task, test_fraction, seed)
+        return _load_targets_table(spec, suffix, targets, task, test_fraction, seed, dropped)
     if targets is not None and len(targets) > 1:
         raise DataError(f"--target names {len(targets)} columns, but a classification loss reads one label "
                         "column; use --loss sigmoid-bce for several 0/1 labels, or name one column")
@@ -153,7 +159,7 @@ def load_dataset(spec, *, data_dir=None, target=None, download=True, test_fracti
     if spec.lower() in datasets.DATASETS:
         return _load_idx_dataset(spec.lower(), data_dir, download, parts)
     if suffix == ".csv":
-        X, labels, feature_names = read_csv(spec, target=targets and targets[0])
+        X, labels, feature_names = read_csv(spec, target=targets and targets[0], drop=dropped)
         return _split_table(Path(spec).stem, X, labels, feature_names, test_fraction, seed, spec)
     if suffix == ".npz":
         arrays = read_npz(spec)
@@ -178,7 +184,7 @@ def target_columns(target, subject="--target "):
                         "such as a,b,c")
     repeated = [name for i, name in enumerate(names) if name in names[:i]]
     if repeated:
-        raise DataError(f"{subject}names the column {repeated[0]!r} more than once; name each target column once")
+        raise DataError(f"{subject}names the column {repeated[0]!r} more than once; name each column once")
     return names
 
 
@@ -308,14 +314,14 @@ def _idx_labels(path, n_images, images_path):
 
 # -- tables ------------------------------------------------------------------
 
-def _load_targets_table(spec, suffix, targets, task, test_fraction, seed):
+def _load_targets_table(spec, suffix, targets, task, test_fraction, seed, drop=None):
     """A CSV or NPZ table with the task's target columns (real, or 0/1 labels), split at random."""
     remedy = task.target_remedy
     if spec.lower() in BUILT_IN:
         raise DataError(f"{spec.lower()} has class labels, not {task} targets; a {task} loss trains on a .csv or "
                         f".npz table of your own, and {spec.lower()} trains with --loss cross-entropy")
     if suffix == ".csv":
-        X, Y, feature_names, names = read_csv_targets(spec, targets=targets, remedy=remedy)
+        X, Y, feature_names, names = read_csv_targets(spec, targets=targets, remedy=remedy, drop=drop)
     elif suffix == ".npz":
         arrays = read_npz(spec)
         X = _check_table_features(arrays["X"], spec)

@@ -25,7 +25,7 @@ from operator import itemgetter
 import numpy as np
 
 from handgrad.errors import DataError
-from handgrad.io.files import ARCHIVE_ERRORS, NpyError, NpyMember
+from handgrad.io.files import ARCHIVE_ERRORS, NpyError, NpyMember, os_error_message
 
 _MAX_NAMES_SHOWN = 8
 
@@ -37,7 +37,7 @@ _MAX_NAMES_SHOWN = 8
 _BLOCK_ROWS = 4096
 
 
-def read_csv(path, *, target=None):
+def read_csv(path, *, target=None, drop=None):
     """Read a labelled CSV file.
 
     Parameters
@@ -45,6 +45,8 @@ def read_csv(path, *, target=None):
     path : str or Path
     target : str, optional
         Name of the label column; the last column when omitted.
+    drop : list of str, optional
+        Columns to leave out of the features (an id, a column that leaks the label).
 
     Returns
     -------
@@ -63,8 +65,8 @@ def read_csv(path, *, target=None):
         label_col = header.index(target)
     else:
         raise DataError(f"{path} has no column {target!r}; choose --target from: {_names(header)}")
-    feature_cols = [j for j in range(len(header)) if j != label_col]
-    hint = "use --target to name a text label column"
+    feature_cols = _feature_columns(path, header, [label_col], drop)
+    hint = "use --target to name a text label column, or --drop to leave a column out"
     blocks, labels = [], []
     for lines, block in _blocks(rows, path):
         blocks.append(_numeric_columns(path, header, block, lines, feature_cols, hint))
@@ -72,7 +74,7 @@ def read_csv(path, *, target=None):
     return np.concatenate(blocks), labels, [header[j] for j in feature_cols]
 
 
-def read_csv_targets(path, *, targets, remedy):
+def read_csv_targets(path, *, targets, remedy, drop=None):
     """Read a CSV whose target columns hold numbers (regression and multilabel targets).
 
     Parameters
@@ -82,11 +84,13 @@ def read_csv_targets(path, *, targets, remedy):
         The target columns, in this order; the last column when None.
     remedy : str
         What to do about a target cell that is not a number, for the message.
+    drop : list of str, optional
+        Columns to leave out of the features.
 
     Returns
     -------
     X : ndarray of shape (n, d), float64
-        Every other column, in file order.
+        Every other column not dropped, in file order.
     Y : ndarray of shape (n, k), float64
         The target columns; finite.
     feature_names, target_names : lists of str, lengths d and k
@@ -98,16 +102,42 @@ def read_csv_targets(path, *, targets, remedy):
     if absent:
         raise DataError(f"{path} has no column {absent[0]!r}; choose --target from: {_names(header)}")
     target_cols = [header.index(name) for name in targets]
-    feature_cols = [j for j in range(len(header)) if j not in target_cols]
-    if not feature_cols:
-        raise DataError(f"{path}: --target names every column, leaving no features; "
-                        "name only the column(s) to predict")
-    hint = "use --target to name the column(s) to predict"
+    feature_cols = _feature_columns(path, header, target_cols, drop)
+    hint = "use --target to name the column(s) to predict, or --drop to leave a column out"
     X_blocks, Y_blocks = [], []
     for lines, block in _blocks(rows, path):
         X_blocks.append(_numeric_columns(path, header, block, lines, feature_cols, hint))
         Y_blocks.append(_target_columns(path, header, block, lines, target_cols, remedy))
     return np.concatenate(X_blocks), np.concatenate(Y_blocks), [header[j] for j in feature_cols], targets
+
+
+def _feature_columns(path, header, target_cols, drop):
+    """The positions of the feature columns: every column but the targets and those in ``drop``."""
+    drop = list(drop or [])
+    absent = [name for name in drop if name not in header]
+    if absent:
+        raise DataError(f"{path} has no column {absent[0]!r} to drop; choose --drop from: {_names(header)}")
+    targets = [header[j] for j in target_cols]
+    both = [name for name in drop if name in targets]
+    if both:
+        raise DataError(f"--drop names the target column {both[0]!r}; a target is never a feature, "
+                        "so drop only feature columns")
+    dropped = {header.index(name) for name in drop}
+    features = [j for j in range(len(header)) if j not in target_cols and j not in dropped]
+    if not features:
+        what = "--target and --drop name" if drop else "--target names"
+        raise DataError(f"{path}: {what} every column, leaving no features; name only the column(s) to "
+                        "predict and to leave out")
+    return features
+
+
+def read_csv_header(path):
+    """The column names of a CSV file's header (its first line), stripped of surrounding spaces."""
+    rows = _csv_rows(path)
+    try:
+        return next(rows)
+    finally:
+        rows.close()
 
 
 def _target_columns(path, header, rows, lines, cols, remedy):
@@ -187,7 +217,7 @@ def _csv_rows(path):
     except csv.Error as exc:
         raise DataError(f"{path} line {reader.line_num} is not valid CSV ({exc}); check quotes and field lengths") from None
     except OSError as exc:
-        raise DataError(f"cannot read {path} ({exc.strerror or exc}); check its permissions") from None
+        raise DataError(f"cannot read {os_error_message(exc, path)}") from None
 
 
 def _blocks(rows, path):

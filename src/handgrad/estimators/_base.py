@@ -65,7 +65,7 @@ from sklearn.utils._param_validation import Interval, InvalidParameterError, Opt
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from handgrad.arrays import is_foreign, ops_for, to_numpy
-from handgrad.errors import DataError, HandgradError
+from handgrad.errors import DataError, HandgradError, TrainingDiverged
 from handgrad.estimators import _lbfgs
 from handgrad.estimators._common import (
     NotFitted,
@@ -135,7 +135,8 @@ class BaseMLP(BaseEstimator, Registered, registry=ESTIMATORS):
         "max_fun": [Interval(Integral, 1, None, closed="left")],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "batch_norm": ["boolean"],
-        "dtype": [None, StrOptions({"float32", "float64"})],
+        # A name or the NumPy type itself, as NumPy's own dtype= arguments take either.
+        "dtype": [None, StrOptions({"float32", "float64"}), Options(type, {np.float32, np.float64})],
     }
 
     # -- what the subclasses provide -------------------------------------------------
@@ -160,6 +161,11 @@ class BaseMLP(BaseEstimator, Registered, registry=ESTIMATORS):
             self._validate_params()
         except InvalidParameterError as exc:
             raise ParameterError(str(exc)) from None
+        sizes = np.atleast_1d(np.asarray(self.hidden_layer_sizes, dtype=object)).ravel().tolist()
+        if not all(isinstance(s, Integral) and not isinstance(s, (bool, np.bool_)) for s in sizes):
+            # scikit-learn fails on such a width too (a TypeError); ParameterError is a TypeError and a ValueError.
+            raise ParameterError(f"hidden_layer_sizes must hold integers, got {self.hidden_layer_sizes!r}; "
+                                 "pass whole numbers of units, e.g. (100,) or (64, 32)")
         if np.any(np.asarray(self._hidden_sizes()) <= 0):
             raise ParameterError(f"hidden_layer_sizes must be > 0, got {list(self._hidden_sizes())}")
         if self.solver == "lbfgs" and self.dropout > 0:
@@ -207,13 +213,24 @@ class BaseMLP(BaseEstimator, Registered, registry=ESTIMATORS):
         try:
             if self.solver == "lbfgs":
                 self._fit_lbfgs(X, targets, weights)
+                if not math.isfinite(self.loss_):       # L-BFGS-B stops at once on a non-finite objective
+                    raise TrainingDiverged(f"the L-BFGS objective is {self.loss_}", history=self.loss_curve_,
+                                           epoch=self.n_iter_)
             else:
                 self._fit_stochastic(X, targets, weights, stratify, rng, incremental)
+        except TrainingDiverged as exc:
+            cause = extreme_inputs(X, targets, weights, self._net.dtype)
+            if cause is None:
+                raise
+            raise TrainingDiverged(f"training diverged because {cause}", history=exc.history,
+                                   epoch=exc.epoch) from None
         finally:
             self._release_buffers()
         if not all(self._net.ops.all_finite(a) for a in self.coefs_ + self.intercepts_):
-            raise HandgradError("the solver produced non-finite weights; the input may hold very large values: "
-                                "scale it (e.g. sklearn.preprocessing.StandardScaler) or lower learning_rate_init")
+            cause = extreme_inputs(X, targets, weights, self._net.dtype)
+            raise HandgradError("the solver produced non-finite weights; " + (
+                cause or "the input may need scaling (e.g. sklearn.preprocessing.StandardScaler), or lower "
+                         "learning_rate_init"))
         return self
 
     def _training_dtype(self, X):
@@ -221,18 +238,9 @@ class BaseMLP(BaseEstimator, Registered, registry=ESTIMATORS):
 
     def _initialize(self, n_features, rng, dtype):
         """A fresh network, initialised as scikit-learn initialises its own, and fresh fitted attributes."""
-        hidden = self._hidden_sizes()
-        units = [n_features, *hidden, self.n_outputs_]
-        activation = activation_class(estimator_activations()[self.activation])
-        layers = []
-        for i, (fan_in, fan_out) in enumerate(pairwise(units)):
-            layers.append(Dense(fan_in, fan_out, dtype=dtype))
-            if i < len(hidden):
-                if self.batch_norm:
-                    layers.append(BatchNorm(fan_out, dtype=dtype))
-                layers.append(activation())
-                if self.dropout > 0:
-                    layers.append(Dropout(self.dropout))
+        units = [n_features, *self._hidden_sizes(), self.n_outputs_]
+        layers = [cls(*arguments, dtype=dtype) if cls in (Dense, BatchNorm) else cls(*arguments)
+                  for cls, arguments in layer_plan(self._architecture(), n_features, self.n_outputs_)]
         net = Sequential(*layers, seed=0)
         factor = 2.0 if estimator_activations()[self.activation] == "sigmoid" else 6.0
         for layer in net.layers:
@@ -319,6 +327,14 @@ class BaseMLP(BaseEstimator, Registered, registry=ESTIMATORS):
                         callbacks=[bookkeeping], divergence_reference="epoch")
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=4)
+        except TrainingDiverged as exc:
+            if not self.early_stopping:
+                raise
+            # As scikit-learn's MLPs end such a fit: a warning, and the best validation epoch's
+            # weights, so that one bad candidate does not end a whole grid search.
+            cause = extreme_inputs(X, targets, weights, self._net.dtype)
+            warnings.warn(f"Training diverged after {self.n_iter_} epochs ({cause or exc}); keeping the weights "
+                          "of the best validation epoch.", ConvergenceWarning, stacklevel=4)
         if not incremental and not bookkeeping.converged and self.n_iter_ == self.max_iter:
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
                           "optimization hasn't converged yet.", ConvergenceWarning, stacklevel=4)
@@ -478,6 +494,16 @@ class BaseMLP(BaseEstimator, Registered, registry=ESTIMATORS):
         """The network's parameters as one array: where the namespace and device of fit are read from."""
         return self._net.flat_parameters
 
+    def _inference_parts(self):
+        """What an ONNX graph of the fitted estimator computes, for ``hg.to_onnx`` and skl2onnx (see :mod:`._onnx`)."""
+        try:
+            check_is_fitted(self, "coefs_")
+        except Exception as exc:
+            raise NotFitted(str(exc)) from None
+        from handgrad.estimators._onnx import inference_parts
+
+        return inference_parts(self)
+
     # -- pickling: the network travels as its configuration and arrays ---------------------
 
     def __getstate__(self):
@@ -572,6 +598,55 @@ class BaseMLP(BaseEstimator, Registered, registry=ESTIMATORS):
         from handgrad.estimators._persist import restore_estimator
 
         return restore_estimator(cls, state)
+
+
+def layer_plan(architecture, n_features, n_outputs):
+    """``[(layer class, positional arguments), ...]`` of the network an architecture describes.
+
+    ``architecture`` is :meth:`BaseMLP._architecture`'s ``(widths,
+    activation, dropout, batch_norm)``: a Dense layer per pair of widths,
+    and after each hidden one a BatchNorm (with ``batch_norm``), the
+    activation, and a Dropout (when ``dropout > 0``).  Training builds the
+    network from it; loading checks a stored network against it.
+    """
+    widths, activation, dropout, batch_norm = architecture
+    hidden = activation_class(estimator_activations()[activation])
+    units = [n_features, *widths, n_outputs]
+    plan = []
+    for i, (fan_in, fan_out) in enumerate(pairwise(units)):
+        plan.append((Dense, (fan_in, fan_out)))
+        if i < len(widths):
+            if batch_norm:
+                plan.append((BatchNorm, (fan_out,)))
+            plan.append((hidden, ()))
+            if dropout > 0:
+                plan.append((Dropout, (dropout,)))
+    return plan
+
+
+def extreme_inputs(X, targets, weights, dtype):
+    """What in the training data is large enough to overflow ``dtype`` on its own, in words, or None.
+
+    A squared error of targets beyond ``√max`` overflows, as do sums of
+    features that large, and a sample weight within a few powers of ten of
+    the largest float turns the weighted loss infinite whatever the
+    learning rate.
+    """
+    info = np.finfo(dtype)
+    root = math.sqrt(float(info.max))
+    if weights is not None:
+        largest = float(np.max(weights))
+        if not math.isfinite(float(np.sum(weights))) or largest > float(info.max) / 1e4:
+            return (f"sample_weight reaches {largest:g}, so the weighted loss overflows {info.dtype}: divide the "
+                    "weights by a common factor (only their ratios matter, with alpha scaled alike)")
+    if targets.dtype.kind == "f" and targets.size and float(np.max(np.abs(targets))) > root:
+        return (f"y reaches {float(np.max(np.abs(targets))):g}, so squared errors overflow {info.dtype}: scale the "
+                "targets (e.g. sklearn.compose.TransformedTargetRegressor with a StandardScaler)")
+    values = X.data if is_sparse(X) else X
+    if values.size and float(np.max(np.abs(values))) > root:
+        return (f"X reaches {float(np.max(np.abs(values))):g}, so the network's sums overflow {info.dtype}: the "
+                "input may need scaling (e.g. sklearn.preprocessing.StandardScaler)")
+    return None
 
 
 def _as_dtype(X, dtype):

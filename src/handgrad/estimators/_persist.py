@@ -11,16 +11,26 @@ itself), and everything else as JSON in the metadata's ``estimator`` entry:
   null or list.  ``n_iter_no_change=inf`` is stored as ``"inf"``;
   ``class_weight`` as ``{"dict": [[label, weight], …]}`` or ``{"list": …}``;
   a ``random_state`` that is a ``RandomState`` instance as null (an instance
-  cannot be written as data; the fitted weights do not depend on it any more).
+  cannot be written as data; the fitted weights do not depend on it any more);
+  a ``dtype`` given as a NumPy type by its name.
 * ``fitted``: the fitted attributes (``classes_`` as ``{"dtype", "values"}``,
-  feature names, counters, loss curves, validation scores and losses,
-  with ``"nan"``/``"inf"``/``"-inf"`` for non-finite numbers).
+  string labels at their real width, feature names, counters, loss curves,
+  validation scores and losses, with ``"nan"``/``"inf"``/``"-inf"`` for
+  non-finite numbers).
 
 Reading checks every field's type and range before it is used and rebuilds
 the estimator by its constructor and attribute assignments only; a value of
 an unexpected type, a label binariser of an unknown kind, a network whose
 shape contradicts the fitted attributes are all errors (which
-:func:`handgrad.load` reports as :class:`~handgrad.ModelFileError`).
+:func:`handgrad.load` reports as :class:`~handgrad.ModelFileError`).  Every
+size the entry declares is checked against the network read before it, and
+nothing is allocated at a declared size: labels are built at the width of
+the longest one, whatever width the file names; the parameters that shape
+the network (``hidden_layer_sizes``, ``activation``, ``dropout``,
+``batch_norm``, ``dtype``) must describe the stored network layer for layer,
+and ``solver`` the stored optimizer.  Writing refuses an estimator whose
+parameters were changed after ``fit`` in a way that no longer describes its
+network, so every file handgrad writes also reads back.
 """
 
 import math
@@ -30,12 +40,18 @@ import numpy as np
 from sklearn.preprocessing import LabelBinarizer
 
 from handgrad.errors import HandgradError
-from handgrad.estimators._common import output_activation
+from handgrad.estimators._base import STOCHASTIC_SOLVERS, layer_plan
+from handgrad.estimators._common import estimator_activations, output_activation
 from handgrad.io.format import EstimatorState
+from handgrad.nn.batchnorm import BatchNorm
+from handgrad.nn.dropout import Dropout
 from handgrad.nn.layers import Dense
 from handgrad.nn.losses import Loss
+from handgrad.optim.optimizers import SGD, Adam
 
 _FLOAT_TOKENS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+# The optimizer class each stochastic solver trains with (BaseMLP._new_optimizer), and subclasses of it.
+_SOLVER_OPTIMIZERS = {"adam": Adam, "sgd": SGD}
 _CLASS_DTYPE = re.compile(r"(bool|u?int(8|16|32|64)|float(32|64)|<U[0-9]{1,6}|object)")
 _Y_TYPES = ("binary", "multiclass", "multilabel-indicator")
 _ENCODINGS = ("labels", "binary", "indicator")
@@ -48,6 +64,10 @@ def estimator_state(estimator):
     """The :class:`~handgrad.io.format.EstimatorState` of a fitted estimator, for :func:`handgrad.save`."""
     if not hasattr(estimator, "coefs_"):
         raise HandgradError(f"this {type(estimator).__name__} is not fitted yet; call fit before hg.save")
+    if estimator._architecture() != tuple(estimator._fitted_architecture):
+        raise HandgradError(f"hidden_layer_sizes, activation, dropout or batch_norm changed since this "
+                            f"{type(estimator).__name__} was fitted, so its parameters no longer describe its "
+                            "network; restore them, or fit again, before hg.save")
     estimator._sync_network()
     fitted = {name: _encode(getattr(estimator, name)) for name in _fitted_names(estimator)
               if hasattr(estimator, name)}
@@ -57,12 +77,15 @@ def estimator_state(estimator):
     fitted["_fitted_architecture"][0] = list(fitted["_fitted_architecture"][0])
     if hasattr(estimator, "classes_"):
         classes = np.asarray(estimator.classes_)
-        fitted["classes_"] = {"dtype": classes.dtype.str if classes.dtype.kind == "U" else classes.dtype.name,
-                              "values": [_plain(v) for v in classes.tolist()]}
+        values = [_plain(v) for v in classes.tolist()]
+        dtype = f"<U{max(map(len, values))}" if classes.dtype.kind == "U" else classes.dtype.name
+        fitted["classes_"] = {"dtype": dtype, "values": values}
         fitted["y_type_"] = estimator._label_binarizer.y_type_
         fitted["_encoding"] = estimator._encoding
-    return EstimatorState(network=estimator._net, loss=estimator._loss,
-                          optimizer=getattr(estimator, "_optimizer", None),
+    optimizer = getattr(estimator, "_optimizer", None)
+    if not isinstance(optimizer, _SOLVER_OPTIMIZERS.get(estimator.solver, ())):
+        optimizer = None        # left by a fit with another solver: the next fit makes its own
+    return EstimatorState(network=estimator._net, loss=estimator._loss, optimizer=optimizer,
                           entry={"params": _encode_params(estimator.get_params()), "fitted": fitted},
                           history=_history(estimator))
 
@@ -102,6 +125,8 @@ def _encode_params(params):
             value = None
         elif name == "hidden_layer_sizes":
             value = [int(v) for v in np.atleast_1d(value)] if np.ndim(value) else int(value)
+        elif name == "dtype" and isinstance(value, type):
+            value = np.dtype(value).name
         else:
             value = _encode(value)
         encoded[name] = value
@@ -154,6 +179,9 @@ def restore_estimator(cls, state):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise HandgradError(f"{name} must be a non-negative integer, got {value!r}")
     _check_network(estimator, network, fitted)
+    estimator._fitted_architecture = _architecture(fitted.get("_fitted_architecture"))
+    _check_layers(estimator, network)
+    _check_solver(estimator, optimizer)
     estimator.out_activation_ = _string(fitted.get("out_activation_"), "out_activation_")
     if estimator.out_activation_ != output_activation(type(loss)):
         raise HandgradError(f"out_activation_ {estimator.out_activation_!r} does not match the loss "
@@ -164,7 +192,6 @@ def restore_estimator(cls, state):
                 or not all(isinstance(n, str) for n in names):
             raise HandgradError("feature_names_in_ must be one string per feature")
         estimator.feature_names_in_ = np.asarray(names, dtype=object)
-    estimator._fitted_architecture = _architecture(fitted.get("_fitted_architecture"))
     if "classes_" in fitted or hasattr(cls, "predict_proba"):
         _restore_classes(estimator, fitted)
     estimator._net = network.eval()
@@ -247,6 +274,44 @@ def _architecture(value):
     return (tuple(value[0]), value[1], float(value[2]), value[3])
 
 
+def _check_layers(estimator, network):
+    """The stored network must be, layer for layer, the one ``_fitted_architecture`` and the parameters describe."""
+    architecture = estimator._fitted_architecture
+    if architecture != estimator._architecture():
+        raise HandgradError(f"the parameters (hidden_layer_sizes, activation, dropout, batch_norm) "
+                            f"{list(estimator._architecture())} do not match _fitted_architecture {list(architecture)}")
+    if architecture[1] not in estimator_activations():
+        raise HandgradError(f"_fitted_architecture names the activation {architecture[1]!r}, which is not registered")
+    plan = layer_plan(architecture, estimator.n_features_in_, estimator.n_outputs_)
+    found = [_layer_text(type(layer), [getattr(layer, name) for name in _IDENTIFYING.get(type(layer), ())])
+             for layer in network.layers]
+    expected = [_layer_text(cls, arguments) for cls, arguments in plan]
+    if found != expected:
+        raise HandgradError(f"the stored network {found[:8]} is not the {expected[:8]} its parameters describe")
+    if estimator.dtype is not None and np.dtype(estimator.dtype) != network.dtype:
+        raise HandgradError(f"dtype is {estimator.dtype!r} but the stored network is {np.dtype(network.dtype).name}")
+
+
+# The attributes that tell two layers of a class apart, in the order layer_plan passes them.
+_IDENTIFYING = {Dense: ("n_in", "n_out"), BatchNorm: ("n_features",), Dropout: ("p",)}
+
+
+def _layer_text(cls, arguments):
+    """``"Dense(4, 16)"``: a layer class and its identifying arguments, for comparison and messages."""
+    return f"{cls.__name__}({', '.join(map(repr, arguments))})"
+
+
+def _check_solver(estimator, optimizer):
+    """A stored optimizer is the one ``solver`` trains with; L-BFGS keeps none."""
+    if optimizer is None:
+        return
+    expected = _SOLVER_OPTIMIZERS.get(estimator.solver)
+    if expected is None or not isinstance(optimizer, expected):
+        raise HandgradError(f"solver is {estimator.solver!r} but the file stores the state of a "
+                            f"{type(optimizer).__name__} optimizer ({', '.join(STOCHASTIC_SOLVERS)} keep one, "
+                            "lbfgs none)")
+
+
 def _check_network(estimator, network, fitted):
     dense = [layer for layer in network.layers if isinstance(layer, Dense)]
     if len(dense) != estimator.n_layers_ - 1:
@@ -263,11 +328,11 @@ def _restore_classes(estimator, fitted):
             or not _CLASS_DTYPE.fullmatch(spec["dtype"]) or not isinstance(spec["values"], list):
         raise HandgradError("classes_ must be stored as {'dtype', 'values'} with a plain dtype")
     values = spec["values"]
+    if len(values) not in (2, estimator.n_outputs_):        # before any array is made of them
+        raise HandgradError(f"classes_ holds {len(values)} labels for a network of {estimator.n_outputs_} outputs")
     if not all(isinstance(v, (int, float, str, bool)) for v in values) or len(values) < 2:
         raise HandgradError("classes_ must hold at least two labels, each a number, string or bool")
-    if spec["dtype"] == "object" and not all(isinstance(v, str) for v in values):
-        raise HandgradError("object-typed classes_ must be strings")
-    classes = np.asarray(values, dtype=spec["dtype"])
+    classes = _labels(values, spec["dtype"])
     if len(np.unique(classes)) != len(classes) or not np.array_equal(np.sort(classes), classes):
         raise HandgradError("classes_ must be sorted and unique")
     y_type, encoding = fitted.get("y_type_"), fitted.get("_encoding")
@@ -281,3 +346,27 @@ def _restore_classes(estimator, fitted):
     binarizer = LabelBinarizer()
     binarizer.classes_, binarizer.y_type_, binarizer.sparse_input_ = classes, y_type, False
     estimator._label_binarizer, estimator.classes_, estimator._encoding = binarizer, classes, encoding
+
+
+# The Python type each kind of stored label dtype holds (bool is an int, so it is told apart).
+_LABEL_TYPES = {"U": str, "O": str, "b": bool, "i": int, "u": int, "f": (int, float)}
+
+
+def _labels(values, dtype):
+    """``values`` as an array of the stored ``dtype``, strings at the width of the longest one.
+
+    The width a file declares is never allocated: ``<U999999`` for two
+    labels of three letters would take 8 MB here and as much again per
+    predicted sample.  A declared width shorter than a label is refused,
+    as writing would have cut it.
+    """
+    dtype = np.dtype(dtype)
+    wanted = _LABEL_TYPES[dtype.kind]
+    if not all(isinstance(v, wanted) and (dtype.kind == "b") == isinstance(v, bool) for v in values):
+        raise HandgradError(f"classes_ of dtype {dtype} must hold {getattr(wanted, '__name__', 'number')} labels only")
+    if dtype.kind == "U":
+        width = max(map(len, values))
+        if width > dtype.itemsize // 4:
+            raise HandgradError(f"classes_ declares dtype {dtype.str} but holds a label of {width} characters")
+        return np.asarray(values, dtype=f"<U{width}")
+    return np.asarray(values, dtype=dtype)

@@ -7,8 +7,12 @@ datasets) goes through :func:`atomic_write`, and everything it reads from an
 :mod:`handgrad.errors`, so every layer above may use it.
 """
 
+import errno
 import os
+import re
 import secrets
+import tempfile
+import time
 import warnings
 import zipfile
 import zlib
@@ -26,6 +30,61 @@ CHUNK = 1 << 20
 # raise.  Readers turn each of these into their own one-line error.
 ARCHIVE_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError, ValueError, TypeError,
                   LookupError, AttributeError, ArithmeticError, RuntimeError, SyntaxError)
+
+
+# -- what an OSError means -------------------------------------------------------
+
+# What to do about each error a file operation can meet; the one table every message about
+# an OSError reads (the command line, the writability probe, plots, downloads, readers).
+# EPIPE is not here: a closed pipe ends the command quietly, where it is written to.
+_REMEDIES = {
+    errno.ENOSPC: "free some space on that disk or choose another disk",
+    errno.EDQUOT: "free some space within your quota or choose another disk",
+    errno.EFBIG: "the file would exceed the size the system allows; choose another disk or raise the limit",
+    errno.EACCES: "check its permissions (and its folder's) or choose another path",
+    errno.EPERM: "check its permissions (and its folder's) or choose another path",
+    errno.EROFS: "that file system is read-only; choose another path",
+    errno.ENOENT: "check the path",
+    errno.ENOTDIR: "a part of the path is a file, not a folder; check the path",
+    errno.EISDIR: "it is a folder; pass a file",
+    errno.ENAMETOOLONG: "choose a shorter path",
+    errno.EIO: "the disk reported an input/output error; check the disk or choose another one",
+    errno.EMFILE: "too many files are open; close some programs and try again",
+    errno.ENFILE: "too many files are open; close some programs and try again",
+}
+
+# The errors of writing into a file that say where it went wrong only by the file they are about:
+# atomic_write attaches its target to these.
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS, errno.EACCES,
+                           errno.EPERM})
+
+
+def os_error_message(exc, path=None):
+    """One line for an ``OSError``: the path it concerns, what went wrong, and what to do.
+
+    Parameters
+    ----------
+    exc : OSError
+    path : str or Path, optional
+        The path to name when the error carries none (``exc.filename`` wins).
+
+    Returns
+    -------
+    str
+        ``"<path>: no space left on device; free some space on that disk or
+        choose another disk"``.
+
+    Examples
+    --------
+    >>> import errno
+    >>> os_error_message(OSError(errno.EROFS, "Read-only file system", "/mnt/cd/model.npz"))
+    '/mnt/cd/model.npz: read-only file system; that file system is read-only; choose another path'
+    """
+    where = exc.filename if exc.filename is not None else path
+    reason = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+    reason = reason[:1].lower() + reason[1:]
+    remedy = _REMEDIES.get(exc.errno, "check the path and try again")
+    return f"{where}: {reason}; {remedy}" if where is not None else f"{reason}; {remedy}"
 
 
 # -- writing -------------------------------------------------------------------
@@ -61,10 +120,18 @@ def atomic_write(path, write, *, make_folder=False):
     write : callable taking a binary file object open for writing.
     make_folder : create the target's folder (and its parents) when missing.
 
+    Stale temporaries: a process killed outright (SIGKILL, a power cut)
+    cannot remove its temporary file.  After a successful write, the
+    temporaries of the same target that are over :data:`STALE_SECONDS` old
+    are removed; a younger one may belong to a concurrent writer and is left.
+
     Raises
     ------
     UnwritableFolder
         The folder cannot be created or written; nothing was written.
+    OSError
+        Writing failed (a full disk, a quota, a file system gone read-only);
+        its ``filename`` is ``path`` when the system named none.
     whatever ``write`` raises, after the temporary file is removed.
     """
     path = Path(path)
@@ -75,10 +142,59 @@ def atomic_write(path, write, *, make_folder=False):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        _remove_quietly(tmp)
+        if exc.filename is None and exc.errno in _WRITE_ERRNOS:
+            exc.filename = str(path)       # "No space left on device" alone does not say where
+        raise
     except BaseException:
         _remove_quietly(tmp)
         raise
     _fsync_folder(path.parent)
+    remove_stale_temporaries(path)
+
+
+def fallback_paths(path):
+    """Where to write what could not be written at ``path``: beside it, then in the temporary folder.
+
+    The name keeps the target's and adds ``.rescued-<local time>-<process
+    id>`` before its suffix (``model.npz`` → ``model.rescued-20261201-145501-4242.npz``),
+    so a fallback never replaces another file, and shows what it holds.
+    """
+    path = Path(path)
+    name = f"{path.stem}.rescued-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}{path.suffix}"
+    return [path.with_name(name), Path(tempfile.gettempdir()) / name]
+
+
+# A temporary this old belongs to a writer that died: no write of a model, a plot or a
+# dataset takes an hour between creating its file and renaming it.
+STALE_SECONDS = 3600
+
+
+def remove_stale_temporaries(path, older_than=STALE_SECONDS):
+    """Remove the temporary files of ``path`` (``.<name>.<8 hex>.tmp`` beside it) over ``older_than`` seconds old.
+
+    Returns the paths removed.  Files that vanish or cannot be removed
+    meanwhile are skipped: another writer may be cleaning up too.
+    """
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{8}}\.tmp")
+    removed = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not pattern.fullmatch(entry.name):
+            continue
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime > older_than and entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue
+    return removed
 
 
 def _create_beside(path, make_folder):

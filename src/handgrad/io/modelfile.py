@@ -16,6 +16,7 @@ mixture; concurrent writers to one path leave one complete file.
 """
 
 import json
+import math
 from datetime import datetime, timezone
 
 import numpy as np
@@ -28,8 +29,8 @@ from handgrad.io.reader import load_checkpoint, load_model, read
 from handgrad.nn.model import Sequential
 from handgrad.registry import ESTIMATORS
 
-__all__ = ["FORMAT_VERSION", "load", "load_checkpoint", "load_model", "save", "save_checkpoint", "save_estimator",
-           "save_model"]
+__all__ = ["FORMAT_VERSION", "check_model_metadata", "load", "load_checkpoint", "load_model", "save", "save_checkpoint",
+           "save_estimator", "save_model"]
 
 
 # -- the public pair ------------------------------------------------------------
@@ -61,8 +62,6 @@ def load(path):
     the fitted estimator for an estimator file.
 
     A model comes back in inference mode (``model.train()`` switches).
-
-    The model comes back in inference mode (``model.train()`` switches).
 
     Never runs code from the file: a damaged or hostile file raises
     :class:`~handgrad.ModelFileError`.  :func:`load_model` returns a model
@@ -158,13 +157,33 @@ def _optimizer_entry(optimizer_state, arrays):
             "counters": {k: _json_number(v) for k, v in counters.items()}}
 
 
-def _write(path, metadata, arrays):
+def check_model_metadata(model, *, loss, classes, preprocessing=None, settings=None, history=(), extra=None):
+    """Raise now, not after a long run, if :func:`save_model` could not store these arguments.
+
+    Takes :func:`save_model`'s arguments but the path; builds the metadata
+    and encodes it as the writer would, writing nothing.  ``handgrad train``
+    calls it before training, so a value that JSON cannot hold (a NaN, an
+    infinity, an object) is refused before the run rather than after it.
+
+    Raises
+    ------
+    HandgradError
+        What cannot be stored, in one line.
+    """
+    _encode(_metadata("model", model, loss, classes, preprocessing, settings, history, extra))
+
+
+def _encode(metadata):
+    """The metadata as UTF-8 JSON bytes (strict JSON: no NaN or infinity)."""
     try:
-        text = json.dumps(metadata, allow_nan=False)
+        return json.dumps(metadata, allow_nan=False).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise HandgradError(f"model metadata cannot be stored as JSON ({exc}); "
                             "pass plain numbers and strings") from None
-    members = {METADATA: np.frombuffer(text.encode("utf-8"), dtype=np.uint8), **arrays}
+
+
+def _write(path, metadata, arrays):
+    members = {METADATA: np.frombuffer(_encode(metadata), dtype=np.uint8), **arrays}
     atomic_write(path, lambda f: np.savez(f, **members))
 
 
@@ -178,6 +197,11 @@ def _metadata(kind, model, loss, classes, preprocessing, settings, history, extr
                                 "pass one label per output")
     if preprocessing is not None and not isinstance(preprocessing, dict):
         preprocessing = preprocessing.to_dict()
+    if isinstance(preprocessing, dict):            # the reader refuses a file whose sizes disagree
+        width = preprocessing.get("n_features", len(preprocessing.get("mean") or ()))
+        if width != model.n_features:
+            raise HandgradError(f"the preprocessing is for {width} features but the model reads {model.n_features}; "
+                                "fit the preprocessing on the model's input columns")
     return {
         "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "kind": kind,
         "architecture": model.config(), "dtype": np.dtype(model.dtype).name, "loss": None if loss is None else loss.config(),
@@ -197,7 +221,9 @@ def _json_class(label):
 
 
 def _json_number(value):
-    return value.item() if isinstance(value, np.generic) else value
+    """A plain number; a float that is not finite (a figure a run could not compute) becomes None."""
+    value = value.item() if isinstance(value, np.generic) else value
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def _parameter_arrays(model):

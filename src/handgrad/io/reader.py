@@ -35,7 +35,7 @@ from handgrad.io.format import (
 from handgrad.nn.losses import loss_from_config
 from handgrad.nn.model import Sequential, stored_arrays
 from handgrad.optim.optimizers import optimizer_from_config
-from handgrad.registry import ESTIMATORS, LAYERS
+from handgrad.registry import ESTIMATORS, LAYERS, OPTIMIZERS
 
 _MAX_MEMBERS = 10_000
 _MAX_LAYERS = 1_000
@@ -192,7 +192,7 @@ class _Reader:
         model = self._model(architecture, dtype)
         loss = self._loss(meta.get("loss"))
         classes = self._classes(meta.get("classes"), model.n_outputs)
-        preprocessor = self._preprocessor(meta.get("preprocessing"))
+        preprocessor = self._preprocessor(meta.get("preprocessing"), model)
         settings, history = self._dict(meta, "settings"), self._records(meta.get("history"))
         self._dict(meta, "extra")
         parts = dict(model=model, loss=loss, classes=classes, preprocessor=preprocessor, settings=settings,
@@ -255,7 +255,7 @@ class _Reader:
         shapes = {}
         for position, layer in enumerate(architecture):
             try:
-                cls, arguments = LAYERS.check(layer)       # each setting within its class's declared range
+                cls, arguments = LAYERS.check(layer, dtype)    # each setting within its class's declared range
                 known = cls.parameter_shapes(arguments)
             except HandgradError as exc:
                 self.fail(f"its layer {position} is invalid ({_one_line(exc)})")
@@ -303,15 +303,20 @@ class _Reader:
             self.fail("its class labels are not unique")
         return classes
 
-    def _preprocessor(self, spec):
+    def _preprocessor(self, spec, model):
+        """The preprocessing, its numbers checked in the model's dtype (:attr:`Preprocessor.constraints`)."""
         if spec is None:
             return None
         if not isinstance(spec, dict):
             self.fail("its preprocessing entry is not a dictionary")
         try:
-            return Preprocessor.from_dict(spec)
+            preprocessor = Preprocessor.from_dict(spec, model.dtype)
         except (HandgradError, *ARCHIVE_ERRORS) as exc:
             self.fail(f"its preprocessing entry is invalid ({_one_line(exc)})")
+        if preprocessor.n_features != model.n_features:
+            self.fail(f"its preprocessing is for {preprocessor.n_features} features but the model reads "
+                      f"{model.n_features}")
+        return preprocessor
 
     def _dict(self, meta, key):
         value = meta.get(key, {})
@@ -338,6 +343,7 @@ class _Reader:
         if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
             self.fail("its optimizer entry is missing")
         try:
+            OPTIMIZERS.check(spec["config"], model.dtype)    # settings such as eps, in the model's dtype
             optimizer = optimizer_from_config(spec["config"])
         except (HandgradError, *ARCHIVE_ERRORS) as exc:
             self.fail(f"its optimizer configuration is invalid ({_one_line(exc)})")

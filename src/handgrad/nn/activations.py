@@ -64,6 +64,10 @@ class Identity(Activation):
         ops.copyto(out, G)
         return out
 
+    def export(self, graph, x):
+        """Nothing to write: the output is the input."""
+        return x
+
 
 class Sigmoid(Activation):
     """Logistic activation, seed 000.
@@ -109,6 +113,10 @@ class Sigmoid(Activation):
         out *= G                     # G ⊙ A (1 − A)
         return out
 
+    def export(self, graph, x):
+        """ONNX Sigmoid."""
+        return graph.op("Sigmoid", x)
+
 
 class Tanh(Activation):
     """Hyperbolic tangent, seed 004's hidden layer ``h``.
@@ -137,6 +145,10 @@ class Tanh(Activation):
         ops.subtract(1, out, out=out)  # 1 − A²
         out *= G
         return out
+
+    def export(self, graph, x):
+        """ONNX Tanh."""
+        return graph.op("Tanh", x)
 
 
 class ReLU(Activation):
@@ -169,6 +181,10 @@ class ReLU(Activation):
         ops.greater(self._A, 0, out=out)  # I(Z > 0) as 0/1 in G's dtype
         out *= G
         return out
+
+    def export(self, graph, x):
+        """ONNX Relu."""
+        return graph.op("Relu", x)
 
 
 class LeakyReLU(Activation):
@@ -213,6 +229,10 @@ class LeakyReLU(Activation):
         ops.multiply(G, self.negative_slope, out=out)    # G s where A ≤ 0 …
         ops.copyto(out, G, where=self._A > 0)            # … and G where A > 0
         return out
+
+    def export(self, graph, x):
+        """ONNX LeakyRelu (``x`` for ``x ≥ 0``, ``s x`` otherwise: the same function for any ``s ≥ 0``)."""
+        return graph.op("LeakyRelu", x, alpha=self.negative_slope)
 
 
 class ELU(Activation):
@@ -263,6 +283,10 @@ class ELU(Activation):
         out *= G
         return out
 
+    def export(self, graph, x):
+        """ONNX Elu."""
+        return graph.op("Elu", x, alpha=self.alpha)
+
 
 class Softplus(Activation):
     """``softplus(z) = log(1 + e^z)``, a smooth ReLU.
@@ -304,6 +328,10 @@ class Softplus(Activation):
         ops.negative(out, out=out)               # σ(z) = −expm1(−A)
         out *= G
         return out
+
+    def export(self, graph, x):
+        """ONNX Softplus (ONNX Runtime's is stable for large ``|z|`` too: ``softplus(200) = 200``)."""
+        return graph.op("Softplus", x)
 
 
 _SQRT_HALF = math.sqrt(0.5)
@@ -352,6 +380,10 @@ class GELU(Activation):
         out += self._Phi                                    # Φ(z) + z φ(z)
         out *= G
         return out
+
+    def export(self, graph, x):
+        """ONNX Gelu, exact (erf) form: opset 20 on."""
+        return graph.op("Gelu", x)
 
 
 def activation(name):

@@ -64,7 +64,7 @@ class BatchNorm(Layer):
     constraints = {
         "n_features": Integer(1, remedy="give the width of the layer before, e.g. BatchNorm(128)"),
         "momentum": Real(0, 1, remedy="it is the weight of each batch in the running statistics; 0.1 is usual"),
-        "eps": Real(0, closed="neither", cap=1.0, remedy="it keeps 1/√(v + eps) finite; 1e-5 is usual"),
+        "eps": Real(0, closed="neither", cap=1.0, in_dtype=True, remedy="it keeps 1/√(v + eps) finite; 1e-5 is usual"),
     }
 
     def __init__(self, n_features, momentum=0.1, eps=1e-5, dtype=np.float32):
@@ -172,3 +172,8 @@ class BatchNorm(Layer):
         out *= scale
         return out
 
+    def export(self, graph, x):
+        """Inference mode, ``γ ⊙ (X − r_μ)/√(r_v + ε) + β``, as one ONNX BatchNormalization."""
+        return graph.op("BatchNormalization", x, graph.constant(self.gamma, name="gamma"),
+                        graph.constant(self.beta, name="beta"), graph.constant(self.running_mean, name="running_mean"),
+                        graph.constant(self.running_var, name="running_var"), epsilon=self.eps)

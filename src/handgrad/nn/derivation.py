@@ -16,20 +16,33 @@ from dataclasses import dataclass, field
 class Derivation:
     """The derivation a piece declares: ``derivation = Derivation(...)`` in its class body.
 
-    ``forward``: the forward equation (``"Z = X W + b"``).
-    ``backward``: ``{"input": equation, parameter name: equation, …}``: the
-        gradient the piece hands back (``∂J/∂(input)``, for a loss
-        ``∂L/∂Z``) and one per parameter, keyed by the names in
-        ``parameter_names``.
-    ``shapes``: optional, keyed like ``"forward"`` and ``backward``: the
-        operands' shapes (``"n×$in · $in×$out + $out"``).  The result's shape is
-        appended; without an entry only the input and result shapes show.
-    ``seeds``: the seed documents the piece comes from (``("000",)``), or ().
-    ``section``: the anchor of its section in ``docs/derivations.md``.
-    ``note``: one line of remarks (a placeholder-filled sentence, not a formula).
-
     Every string is in the formula syntax of :mod:`handgrad.derivations.notation`
     (``note`` only takes placeholders).
+
+    Parameters
+    ----------
+    forward : str
+        The forward equation (``"Z = X W + b"``).
+    backward : dict
+        ``{"input": equation, parameter name: equation, …}``: the gradient the
+        piece hands back (``∂J/∂(input)``, for a loss ``∂L/∂Z``) and one per
+        parameter, keyed by the names in ``parameter_names``.
+    shapes : dict, optional
+        Keyed like ``"forward"`` and ``backward``: the operands' shapes
+        (``"n×$in · $in×$out + $out"``).  The result's shape is appended;
+        without an entry only the input and result shapes show.
+    seeds : str or tuple of str
+        The seed documents the piece comes from (``("000",)``), or ().
+    section : str, optional
+        The anchor of its section in ``docs/derivations.md``.
+    note : str, optional
+        One line of remarks (a placeholder-filled sentence, not a formula).
+
+    Examples
+    --------
+    >>> import handgrad as hg
+    >>> hg.Tanh.derivation.backward["input"]
+    '∂J/∂Z = G ⊙ (1 − A²)'
     """
 
     forward: str

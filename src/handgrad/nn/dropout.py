@@ -97,3 +97,7 @@ class Dropout(Layer):
         else:
             ops.multiply(G, self._M, out=out)    # ∂L/∂X = G ⊙ M
         return out
+
+    def export(self, graph, x):
+        """Nothing to write: inference mode is the identity."""
+        return x

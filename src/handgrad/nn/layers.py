@@ -95,47 +95,12 @@ class Layer(Registered, registry=LAYERS):
       ``np`` trains on NumPy only.
 
     Writing a layer.  A low-rank map ``Z = X U V + b`` from ``n_in`` to
-    ``n_out`` features declares its parameters and widths, draws its
-    initial values in ``initialize`` and writes its backward by hand::
-
-        class LowRank(hg.Layer):
-            # backward: ∂L/∂V = (XU)ᵀ G, ∂L/∂U = Xᵀ G Vᵀ, ∂L/∂b = Σ_rows G, ∂L/∂X = G Vᵀ Uᵀ
-
-            parameter_names = ("U", "V", "b")
-            decayed_names = ("U", "V")
-
-            def __init__(self, n_in, n_out, rank, dtype=np.float32):
-                self.n_in, self.n_out, self.rank = n_in, n_out, rank
-                self.dtype = dtype
-                self.U = np.zeros((n_in, rank), dtype)
-                self.V = np.zeros((rank, n_out), dtype)
-                self.b = np.zeros(n_out, dtype)
-                self.dU, self.dV, self.db = (np.zeros_like(p) for p in (self.U, self.V, self.b))
-
-            def input_width(self):
-                return self.n_in
-
-            def output_width(self, width):
-                return self.n_out
-
-            def initialize(self, rng, scheme):
-                gain = 2.0 if scheme == "he" else 1.0      # Var(XUV) = gain · Var(X)
-                self.U[...] = rng.standard_normal(self.U.shape) / np.sqrt(self.n_in)
-                self.V[...] = rng.standard_normal(self.V.shape) * np.sqrt(gain / self.rank)
-
-            def forward(self, X, out=None):
-                self._X, self._XU = X, X @ self.U
-                out = self.ops.matmul(self._XU, self.V, out=out)
-                out += self.b
-                return out
-
-            def backward(self, G, out=None):
-                GV = G @ self.V.T
-                self.dV[...] = self._XU.T @ G
-                self.dU[...] = self._X.T @ GV
-                self.ops.sum(G, axis=0, out=self.db)
-                return self.ops.matmul(GV, self.U.T, out=out)
-
+    ``n_out`` features declares its parameters (``parameter_names``), its
+    widths (``input_width``, ``output_width``), draws its initial values in
+    ``initialize`` and writes its backward by hand: ``∂L/∂V = (XU)ᵀ G``,
+    ``∂L/∂U = Xᵀ G Vᵀ``, ``∂L/∂b = Σ_rows G``, ``∂L/∂X = G Vᵀ Uᵀ``.  Its
+    whole class is the gallery example ``docs/examples/plot_custom_layer.py``
+    (derived in docs/derivations.md, "Your own layer: a low-rank map").
     ``hg.Sequential(LowRank(64, 32, 4), hg.BatchNorm(32), hg.ReLU(),
     hg.Dense(32, 10))`` then checks its widths, draws ``U`` and ``V`` for
     He, trains (on a GPU too: it computes through ``self.ops`` and the
@@ -273,6 +238,19 @@ class Layer(Registered, registry=LAYERS):
 
     def __call__(self, X):
         return self.forward(X)
+
+    def export(self, graph, x):
+        """Write the layer's inference-mode forward pass into an ONNX graph; return its output's name.
+
+        ``graph`` is a :class:`handgrad.io.onnx.GraphWriter`: ``graph.op(type,
+        *inputs, **attributes)`` adds a node of the standard ONNX domain,
+        ``graph.constant(array)`` stores a parameter, and both return the
+        name the value is read by.  ``x`` names the input, of the network's
+        dtype.  A layer that does not define it cannot be exported.
+        """
+        name = type(self).__name__
+        raise HandgradError(f"{name} has no ONNX exporter; define {name}.export(self, graph, x), which writes its "
+                            "inference-mode forward pass with graph.op and returns the output (see docs/onnx.md)")
 
 
 INITIALIZERS = ("auto", "glorot", "he")
@@ -457,6 +435,10 @@ class Dense(Layer):
 
     def __repr__(self):
         return f"Dense({self.n_in}, {self.n_out})"
+
+    def export(self, graph, x):
+        """``X W + b`` as one ONNX Gemm."""
+        return graph.op("Gemm", x, graph.constant(self._W, name="W"), graph.constant(self._b, name="b"))
 
 
 def layer_from_config(config, dtype=np.float32):

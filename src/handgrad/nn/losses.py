@@ -145,6 +145,20 @@ class Loss(Registered, registry=LOSSES):
     def __call__(self, Z, y):
         return self.forward(Z, y)
 
+    def export(self, graph, Z):
+        """Write what the loss reads its logits as into an ONNX graph (see :meth:`handgrad.Layer.export`).
+
+        Here :meth:`probabilities`, ``softmax(Z)`` over each row; a loss that
+        reads its logits another way (its own :meth:`predict` or
+        :meth:`probabilities`) writes that, or cannot be exported.  The task
+        then names the graph's outputs (:meth:`handgrad.tasks.Task.export`).
+        """
+        cls = type(self)
+        if cls.predict is not Loss.predict or cls.probabilities is not Loss.probabilities:
+            raise HandgradError(f"{cls.__name__} reads its logits its own way and has no ONNX exporter; define "
+                                f"{cls.__name__}.export(self, graph, Z), returning its predictions (see docs/onnx.md)")
+        return graph.op("Softmax", Z, axis=1)
+
 
 class SoftmaxCrossEntropy(Loss):
     """Softmax followed by cross-entropy: seeds 000, 001, 003 and 004.
@@ -356,6 +370,10 @@ class SquaredError(Loss):
         raise HandgradError("a regression loss predicts values, not probabilities; "
                             "use model.predict(X, loss=hg.SquaredError())")
 
+    def export(self, graph, Z):
+        """The logits are the values: nothing to write."""
+        return Z
+
 
 class SigmoidBinaryCrossEntropy(Loss):
     """Multilabel classification: a binary cross-entropy per output, on ``σ(z_k)``.
@@ -422,6 +440,10 @@ class SigmoidBinaryCrossEntropy(Loss):
             e = ops.exp(-ops.abs(Z))
         return ops.where(Z >= 0, 1, e) / (1 + e)
 
+    def export(self, graph, Z):
+        """``σ(Z)``, each label's probability, as ONNX Sigmoid."""
+        return graph.op("Sigmoid", Z)
+
 
 class PoissonDeviance(Loss):
     """Half the Poisson deviance with a log link, for counts: scikit-learn's ``loss="poisson"``.
@@ -486,6 +508,10 @@ class PoissonDeviance(Loss):
     def probabilities(self, Z):
         raise HandgradError("a regression loss predicts values, not probabilities; "
                             "use model.predict(X, loss=hg.PoissonDeviance())")
+
+    def export(self, graph, Z):
+        """The predicted means ``μ = e^Z``, as ONNX Exp."""
+        return graph.op("Exp", Z)
 
 
 def _target_matrix(ops, y, n_classes, dtype):

@@ -9,9 +9,10 @@ The L2 term has one owner: :func:`l2_value` and :func:`add_l2_gradient`.
 They work on a model's flat vectors, whose first ``n_decayed`` entries are
 exactly the decayed weights (see :class:`~handgrad.nn.model.Sequential`).
 The optimizers call :func:`add_l2_gradient` inside their update; their
-optional compiled kernels (:mod:`handgrad.optim._fused`) perform the same
+compiled kernels (:mod:`handgrad._compiled`) perform the same
 float operations element by element, with bit-identical results.  Both
-compute in the namespace and on the device of the model's vectors.
+compute in the namespace and on the device of the model's vectors (the
+kernels on NumPy's only).
 """
 
 from handgrad.arrays import ops_for

@@ -2,10 +2,12 @@
 
 ``step(params, grads)`` takes matching lists of arrays.  The training loop
 calls ``step_flat`` instead, with each model's single flat parameter vector
-and the L2 decay, so one update touches the whole model: with Numba
-installed as one compiled pass (:mod:`handgrad.optim._fused`), otherwise in a few
-vectorised NumPy operations; both give bit-identical results, and
-``prepare(..., compiled=)`` (``hg.fit(..., compiled=)``) chooses between them.
+and the L2 decay, so one update touches the whole model: as one pass of a
+compiled kernel (:mod:`handgrad._compiled`) when handgrad was built with
+them, otherwise in a few vectorised NumPy operations; both give
+bit-identical results, and ``prepare(..., compiled=)``
+(``hg.fit(..., compiled=)``) chooses between them.  The NumPy code in
+``step`` is the reference the kernels are tested against.
 ``lr`` is a plain attribute that a learning-rate schedule may change between
 steps.
 
@@ -28,11 +30,11 @@ import math
 
 import numpy as np
 
+from handgrad import _compiled
 from handgrad.arrays import NUMPY, ops_for, to_numpy
 from handgrad.constraints import Boolean, Options, Pair, Real
 from handgrad.errors import HandgradError
 from handgrad.nn.objective import add_l2_gradient
-from handgrad.optim import _fused
 from handgrad.registry import OPTIMIZERS, Registered
 
 
@@ -75,58 +77,49 @@ class Optimizer(Registered, registry=OPTIMIZERS):
     # reuse them, but carry no information and are never saved.
     _WORK_BUFFERS = ("scratch",)
 
-    # Updates planned by the run, and the caller's choice of update (see prepare); None: unknown, automatic.
-    _planned_steps = None
-    _compiled = None
+    # The caller's choice of update (see prepare); None: automatic.
+    _compiled_choice = None
 
-    def prepare(self, param, steps=None, compiled=None):
-        """Get ready for ``steps`` updates of ``param`` (a model's flat parameter vector) by :meth:`step_flat`.
+    def prepare(self, param, compiled=None):
+        """Choose the update :meth:`step_flat` runs on ``param`` (a model's flat parameter vector).
 
-        Loads the compiled updates now if ``step_flat`` will use them, so that
-        loading (about a second, once per process) is not charged to the first
-        step.  The plan only grows: a caller that runs ``fit`` one epoch at a
-        time may announce the whole run first.  Optional: without it
-        ``step_flat`` decides automatically and loads the kernels when it
-        first needs them.
+        Loads the compiled kernels now if ``step_flat`` will use them, so
+        that loading (about a millisecond, once per process) is not charged
+        to the first step.  Optional: without it ``step_flat`` chooses
+        automatically.
 
         Parameters
         ----------
         param : ndarray
             The flat parameter vector ``step_flat`` will update.
-        steps : int, optional
-            How many updates the run will make, if known.
         compiled : {None, True, False}
             Which update ``step_flat`` runs; both give bit-identical results.
-            None (automatic): the compiled one when Numba is installed and
-            the run is long enough for loading it to pay off
-            (:data:`handgrad.optim._fused.WORTH_LOADING`), or when it is
-            loaded already.  True: the compiled one, whatever the size.
-            False: NumPy only.  Plain SGD (no momentum) is one NumPy
-            operation either way, and a subclass with its own ``step`` is
-            never bypassed.
+            None (automatic): the compiled one whenever handgrad was built
+            with its kernels (:func:`handgrad._compiled.for_run`) and the
+            environment variable ``HANDGRAD_NO_COMPILED`` is not set.  True:
+            the compiled one, or an error.  False: NumPy only.  A subclass
+            with its own ``step`` is never bypassed.
 
         Returns
         -------
         bool
-            Whether the compiled kernels are loaded for ``param``'s update.
+            Whether ``step_flat`` will run the compiled kernels.
 
         Raises
         ------
         HandgradError
-            ``compiled=True`` without Numba (or with ``HANDGRAD_NO_NUMBA`` set),
+            ``compiled=True`` without the kernels (or with ``HANDGRAD_NO_COMPILED`` set),
             or for parameters that are not NumPy arrays.
         """
         check_compiled(compiled)
-        if steps is not None:
-            self._planned_steps = max(int(steps), self._planned_steps or 0)
-        self._compiled = compiled
+        self._compiled_choice = compiled
         if ops_for(param) is not NUMPY:
             if compiled:
                 raise HandgradError(f"compiled=True asks for the compiled optimizer update, which updates NumPy "
                                     f"arrays only, and these parameters are {ops_for(param).name} arrays; "
                                     "pass compiled=None")
             return False
-        return _fused.kernels_for(param.size, self._planned_steps, compiled) is not None
+        return _compiled.for_run(compiled) is not None
 
     def _ensure_state(self, params):
         """The state for ``params``, made (or moved) beside them; returns their ops."""
@@ -192,7 +185,7 @@ def _compiled_kernels(optimizer, cls, param, grad):
         return None
     if param.dtype not in (np.float32, np.float64) or grad.dtype != param.dtype:
         return None
-    return _fused.kernels_for(param.size, optimizer._planned_steps, optimizer._compiled)
+    return _compiled.for_run(optimizer._compiled_choice)
 
 
 class SGD(Optimizer):
@@ -255,13 +248,15 @@ class SGD(Optimizer):
 
     def step_flat(self, param, grad, l2=0.0, n_decayed=0):
         kernels = _compiled_kernels(self, SGD, param, grad)
-        if kernels is None or self.momentum == 0:
+        if kernels is None:
             super().step_flat(param, grad, l2, n_decayed)
             return
-        self._ensure_state([param])
-        cast = param.dtype.type
-        kernels.sgd_momentum(param, grad, self.state[0]["velocity"], n_decayed if l2 else 0, cast(l2),
-                             cast(self.lr), cast(self.momentum), self.nesterov)
+        velocity = None
+        if self.momentum:
+            self._ensure_state([param])
+            velocity = self.state[0]["velocity"]
+        kernels.sgd(param, grad, velocity, n_decayed if l2 else 0, float(l2), self.lr, self.momentum, self.nesterov,
+                    _compiled.update_threads(param.size))
 
 
 class Adam(Optimizer):
@@ -312,7 +307,7 @@ class Adam(Optimizer):
     constraints = {
         # β = 1 would never forget (and divide by 1 − βᵗ = 0 in the correction).
         "betas": Pair(Real(0, 1, closed="left"), remedy="(0.9, 0.999) is usual"),
-        "eps": Real(0, closed="neither", remedy="it keeps the step finite where v is 0; 1e-8 is usual"),
+        "eps": Real(0, closed="neither", in_dtype=True, remedy="it keeps the step finite where v is 0; 1e-8 is usual"),
         "eps_on": Options(*EPS_PLACEMENTS, remedy="'v_hat' adds ε to the corrected √v̂ (as PyTorch), "
                                                   "'v' adds it to √v (as scikit-learn)"),
     }
@@ -368,10 +363,10 @@ class Adam(Optimizer):
         self._ensure_state([param])
         self.t += 1
         step_size, eps_hat = self._corrected()
-        state, cast = self.state[0], param.dtype.type
-        kernels.adam(param, grad, state["m"], state["v"], n_decayed if l2 else 0, cast(l2),
-                     cast(self.beta1), cast(self.beta2), cast(1 - self.beta1), cast(1 - self.beta2),
-                     cast(step_size), cast(eps_hat))
+        state = self.state[0]
+        # Python floats, rounded to the parameters' dtype inside, as NumPy rounds them in step.
+        kernels.adam(param, grad, state["m"], state["v"], n_decayed if l2 else 0, float(l2), self.beta1, self.beta2,
+                     1 - self.beta1, 1 - self.beta2, step_size, eps_hat, _compiled.update_threads(param.size))
 
     def _counters(self):
         return {"t": self.t}

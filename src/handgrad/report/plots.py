@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 
 from handgrad import tasks
 from handgrad.errors import DataError, HandgradError
-from handgrad.io.files import UnwritableFolder, atomic_write
+from handgrad.io.files import UnwritableFolder, atomic_write, os_error_message
 from handgrad.report.metrics import check_confusion_matrix, confusion_matrix, multilabel_scores
 
 _DPI = 100
@@ -40,18 +40,26 @@ PLOT_FILES = {
 # ones come from samples the run never trains on.
 TRAINING_LABEL = "training (running mean over the epoch's minibatches)"
 VALIDATION_LABEL = "validation (held out from training)"
-# The training loss is the objective each step minimised, so it carries the L2 term; the validation loss does not.
-TRAINING_LOSS_LABEL = "training: loss + L2 term (mean over the minibatches)"
+# The training loss is the objective each step minimised, so it carries the L2 term; the validation loss does
+# not.  Where the records say how much of it is the L2 term (``l2_term``), the panel draws the training loss
+# without it, so the two curves compare like with like, and the term on its own: a strong penalty (the file
+# preset's 0.03) would otherwise lift the training curve far above the validation one.
+TRAINING_LOSS_LABEL = "training: minibatch mean, any L2 term included"
+TRAINING_DATA_LOSS_LABEL = "training: loss only (mean over the minibatches)"
+L2_TERM_LABEL = "L2 term (λ/2)·Σ‖W‖², right axis (part of the objective)"
 VALIDATION_LOSS_LABEL = "validation: loss only (held out)"
 
 
-def plot_learning_curves(records, path, title=None):
+def plot_learning_curves(records, path, title=None, kept_epoch=None, note=None):
     """The loss and the task's figures per epoch, training and validation, one panel each.
 
     The figures are those of the task whose figures the records hold (see
     :attr:`handgrad.tasks.Task.figures`): accuracy for classification (two
     panels), R² and RMSE for regression, label and subset accuracy for
-    multilabel classification (three panels).
+    multilabel classification (three panels).  A figure no record holds a
+    value of (the RMSE of several targets in different units) gets no panel.
+    With an L2 penalty (records holding ``l2_term``), the loss panel draws
+    the training loss without the penalty, beside the penalty itself.
 
     Parameters
     ----------
@@ -62,6 +70,8 @@ def plot_learning_curves(records, path, title=None):
         the run had validation data, ``val_loss`` and the same ``val_`` figures.
     path : where to write the PNG.
     title : what was trained, e.g. ``"digits, 64-128-10 relu"``; prefixes each panel's title.
+    kept_epoch : the epoch whose weights the model kept (early stopping), marked on every panel.
+    note : a line under the title, e.g. why and when early stopping ended the run.
     """
     records = list(records)
     if not records:
@@ -69,24 +79,63 @@ def plot_learning_curves(records, path, title=None):
     for key in ("epoch", "train_loss"):
         if any(key not in r for r in records):
             raise HandgradError(f"history records lack {key!r}; pass hg.History.records from hg.fit")
-    figures = _task_figures(records)
+    figures = {key: label for key, label in _task_figures(records).items()
+               if any(r.get(f"{prefix}_{key}") is not None for r in records for prefix in ("train", "val"))}
     epochs = np.array([r["epoch"] for r in records])         # counted from 1, as the console shows them
     panels = {"loss": "loss", **figures}
     fig = Figure(figsize=(5 * len(panels), 4), dpi=_DPI, layout="constrained")
-    for ax, (metric, label) in zip(fig.subplots(1, len(panels)), panels.items()):
-        loss_panel = metric == "loss"
-        _plot_series(ax, epochs, records, f"train_{metric}", TRAINING_LOSS_LABEL if loss_panel else TRAINING_LABEL)
-        _plot_series(ax, epochs, records, f"val_{metric}", VALIDATION_LOSS_LABEL if loss_panel else VALIDATION_LABEL)
+    for ax, (metric, label) in zip(np.atleast_1d(fig.subplots(1, len(panels))), panels.items()):
+        twin = None
+        if metric == "loss":
+            twin = _plot_losses(ax, epochs, records)
+        else:
+            _plot_series(ax, epochs, records, f"train_{metric}", TRAINING_LABEL)
+            _plot_series(ax, epochs, records, f"val_{metric}", VALIDATION_LABEL)
+        if kept_epoch is not None:
+            ax.axvline(kept_epoch, color="0.35", linestyle=":", linewidth=1.2,
+                       label=f"weights kept: epoch {kept_epoch}")
         ax.set(title=label, xlabel="epoch", ylabel=label)
         if metric == "r2":
             _clip_r2_axis(ax, records)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        handles, labels = ax.get_legend_handles_labels()
+        if twin is not None:                    # the L2 term's line, on its own axis, in the same legend
+            more = twin.get_legend_handles_labels()
+            handles, labels = handles + more[0], labels + more[1]
+        ax.legend(handles, labels, fontsize="small")
         # Whole epochs only: a run of three epochs should not be labelled 1.5, 2.5.
         ax.xaxis.get_major_locator().set_params(integer=True)
-    if title:
-        fig.suptitle(title)         # once for the figure: a long network description fits the whole width
+        if len(epochs) == 1:
+            ax.set_xticks(epochs)       # one epoch: its number alone, not 0.96 ... 1.04 around it
+    heading = "\n".join(part for part in (title, note) if part)
+    if heading:
+        fig.suptitle(heading)       # once for the figure: a long network description fits the whole width
     _save(fig, path)
+
+
+def _plot_losses(ax, epochs, records):
+    """The loss panel: training and validation loss, the training one without the L2 term where it is known.
+
+    The L2 term then goes on an axis of its own, on the right (returned): on
+    the losses' axis a strong penalty (3.0 at the start of an iris run with
+    the file preset) would flatten both loss curves against the bottom.
+    """
+    if any(r.get("l2_term") is None for r in records):
+        _plot_series(ax, epochs, records, "train_loss", TRAINING_LOSS_LABEL)
+        _plot_series(ax, epochs, records, "val_loss", VALIDATION_LOSS_LABEL)
+        return None
+    data_loss = [{"loss": r["train_loss"] - r["l2_term"]} for r in records]
+    _plot_series(ax, epochs, data_loss, "loss", TRAINING_DATA_LOSS_LABEL)
+    _plot_series(ax, epochs, records, "val_loss", VALIDATION_LOSS_LABEL)
+    twin = ax.twinx()
+    _plot_series(twin, epochs, records, "l2_term", L2_TERM_LABEL, linestyle="--", color="0.5")
+    # From 0, so a small term that grows does not look like a large one; its curve kept to the lower part of
+    # the panel, where the losses have come down to, so the legend finds a free corner above it.
+    top = max(r["l2_term"] for r in records)
+    twin.set_ylim(0, 2.5 * top if top > 0 else 1.0)
+    twin.set_ylabel("L2 term (right axis)", color="0.4")
+    twin.tick_params(axis="y", colors="0.4")
+    return twin
 
 
 def _clip_r2_axis(ax, records):
@@ -111,12 +160,18 @@ def _task_figures(records):
                         "pass hg.History.records from hg.fit")
 
 
-def _plot_series(ax, epochs, records, key, label):
-    """Draw ``key`` against epoch where the records hold it (validation may be absent)."""
+def _plot_series(ax, epochs, records, key, label, linestyle="-", color=None):
+    """Draw ``key`` against epoch where the records hold it (validation may be absent).
+
+    Training curves take the first colour of the cycle and validation ones the second, on every panel.
+    """
     values = np.array([np.nan if r.get(key) is None else r[key] for r in records], dtype=np.float64)
     if np.isnan(values).all():
         return
-    ax.plot(epochs, values, marker="o" if len(epochs) <= 30 else None, markersize=3, label=label)
+    if color is None:
+        color = "C1" if key.startswith("val_") else "C0"
+    ax.plot(epochs, values, marker="o" if len(epochs) <= 30 else None, markersize=3, label=label,
+            linestyle=linestyle, color=color)
 
 
 def plot_confusion_matrix(cm, class_names, path, title=None):
@@ -257,7 +312,11 @@ def strongest_units(W, n_units):
 
 
 def plot_misclassified(images, true_names, predicted_names, image_shape, path, max_images=36, title=None):
-    """A grid of misclassified images, each titled with its true and its predicted class.
+    """A grid of misclassified images, each captioned with its true and its predicted class.
+
+    The grid is one image (the tiles on a white ground) with a caption above
+    each tile, drawn on a single axes: a subplot per image made 36 images
+    take seconds to draw.
 
     Parameters
     ----------
@@ -278,13 +337,25 @@ def plot_misclassified(images, true_names, predicted_names, image_shape, path, m
     n = min(len(images), int(max_images))
     cols = max(1, min(6, n))
     rows = max(1, -(-n // cols))
-    fig = Figure(figsize=(1.6 * cols + 0.4, 1.9 * rows + 0.6), dpi=_DPI, layout="constrained")
-    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
-    for ax in axes:
-        ax.set_axis_off()
-    for ax, image, true, predicted in zip(axes, images[:n], true_names, predicted_names):
-        ax.imshow(image.reshape(shape), cmap="gray_r", interpolation="nearest")
-        ax.set_title(f"true {true}\npredicted {predicted}", fontsize=8)
+    h, w = shape
+    # Each cell: a band for the two-line caption, the tile, and a gap to the next cell.
+    band, gap = int(np.ceil(0.5 * h)), max(1, w // 4)
+    cell_h, cell_w = band + h + gap, w + gap
+    mosaic = np.full((rows * cell_h, cols * cell_w - gap), np.nan)
+    width = 1.3 * cols + 0.4            # inches; the height follows the mosaic's shape, plus the title
+    fig = Figure(figsize=(width, width * mosaic.shape[0] / mosaic.shape[1] + 0.7), dpi=_DPI, layout="constrained")
+    ax = fig.subplots()
+    ax.set_axis_off()
+    for k in range(n):
+        r, c = divmod(k, cols)
+        top, left = r * cell_h + band, c * cell_w
+        image = images[k].astype(np.float64).reshape(shape)
+        span = image.max() - image.min()
+        mosaic[top:top + h, left:left + w] = (image - image.min()) / span if span else 0.0
+        ax.text(left + w / 2, top - 0.5, f"true {true_names[k]}\npredicted {predicted_names[k]}", fontsize=8,
+                ha="center", va="bottom")
+    ax.imshow(mosaic, cmap=colormaps["gray_r"].with_extremes(bad="white"), vmin=0, vmax=1,
+              interpolation="nearest")
     what = (f"{n} of {len(images)} misclassified images" if len(images) else "no misclassified images")
     fig.suptitle(f"{title}: {what}" if title else what)
     _save(fig, path)
@@ -468,6 +539,6 @@ def _save(fig, path):
     try:
         atomic_write(path, lambda handle: fig.savefig(handle, format="png"), make_folder=True)
     except UnwritableFolder as exc:
-        raise HandgradError(f"cannot write {path}: {exc.strerror}; choose a folder you can write to") from None
+        raise HandgradError(f"cannot write {path} (its folder {os_error_message(exc)})") from None
     finally:
         fig.clear()                          # drop the artists now rather than at garbage collection

@@ -6,6 +6,7 @@ A callback may stop training by setting ``ctx.stop = True`` in
 of the run: the model, loss, optimizer, history and current epoch.
 """
 
+import os
 import sys
 import time
 
@@ -43,7 +44,12 @@ class EarlyStopping(Callback):
     ``mode="min"`` for losses, ``"max"`` for accuracies.  With
     ``restore_best=True`` the model ends with the weights of its best epoch,
     and with that epoch's buffers (a batch norm's running statistics, kept
-    in memory: a checkpoint stores the best weights only).
+    in memory: a checkpoint stores the best weights only), whether or not
+    the patience ran out.
+
+    After the run, ``best_epoch`` (counted from 1) and ``best`` say which
+    epoch that was and what it scored, and ``stopped_epoch`` the epoch
+    after which the patience ran out (None if it never did).
     """
 
     def __init__(self, monitor="val_loss", patience=10, min_delta=0.0, mode="min", restore_best=True):
@@ -55,6 +61,7 @@ class EarlyStopping(Callback):
         self.mode, self.restore_best = mode, restore_best
         self.best, self.best_epoch, self.best_weights, self.wait = None, None, None, 0
         self.best_buffers = None
+        self.stopped_epoch = None
 
     def _improved(self, value):
         if self.best is None:
@@ -77,6 +84,7 @@ class EarlyStopping(Callback):
             self.wait += 1
             if self.wait >= self.patience:
                 ctx.stop = True
+                self.stopped_epoch = record["epoch"]
 
     def on_train_end(self, ctx):
         if self.restore_best and self.best_weights is not None:
@@ -86,10 +94,12 @@ class EarlyStopping(Callback):
 
     def state_dict(self):
         return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
-                "best_weights": self.best_weights, "best_buffers": self.best_buffers}
+                "best_weights": self.best_weights, "best_buffers": self.best_buffers,
+                "stopped_epoch": self.stopped_epoch}
 
     def load_state_dict(self, state):
         self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], int(state["wait"])
+        self.stopped_epoch = state.get("stopped_epoch")
         weights = state.get("best_weights")
         self.best_weights = None if weights is None else np.array(weights)
         buffers = state.get("best_buffers")
@@ -99,8 +109,14 @@ class EarlyStopping(Callback):
 class EpochLogger(Callback):
     """Progress on ``stream`` (default stderr): a bar per epoch, then a summary line.
 
-    During an epoch a tqdm bar advances per minibatch with the running mean
-    loss and the elapsed time (accuracy is known only at the epoch's end).
+    On a terminal, during an epoch a tqdm bar advances per minibatch with
+    the running mean loss and the elapsed time (accuracy is known only at
+    the epoch's end).  Elsewhere (a log file, a pipe, a job scheduler) there
+    is no bar, but an epoch that runs longer than ``heartbeat_seconds`` gets
+    a line every ``heartbeat_seconds`` while it runs::
+
+        epoch 3/10  batch 200/469  loss 0.1234  10.0s
+
     When the epoch ends the bar gives way to one line::
 
         epoch 3/10  loss 0.1234  acc 0.9650  val_loss 0.1500  val_acc 0.9500  0.41s
@@ -111,31 +127,56 @@ class EpochLogger(Callback):
     Parameters
     ----------
     stream : a text stream; ``None`` means ``sys.stderr`` as it is when training starts.
-    bar : ``"auto"`` draws the bar only on a terminal, so logs written to a
-        file or a pipe hold just the summary lines; ``True`` always draws it
+    bar : ``"auto"`` draws the bar only on a terminal that reports its width
+        (:func:`draws_bars`), so logs written to a file or a pipe hold just
+        the summary lines (and the heartbeat's); ``True`` always draws it
         (on a non-terminal tqdm writes plain text), ``False`` never.
     refresh_seconds : least time between two redraws of the bar.
+    heartbeat_seconds : without a bar, the time between two lines within a
+        long epoch; None for none.
     """
 
-    def __init__(self, stream=None, bar="auto", refresh_seconds=0.1):
+    def __init__(self, stream=None, bar="auto", refresh_seconds=0.1, heartbeat_seconds=10.0):
         if bar not in (True, False, "auto"):
             raise HandgradError(f"bar must be True, False or 'auto', got {bar!r}")
         if not refresh_seconds >= 0:
             raise HandgradError(f"refresh_seconds must be a non-negative number, got {refresh_seconds!r}")
+        if heartbeat_seconds is not None and not heartbeat_seconds > 0:
+            raise HandgradError(f"heartbeat_seconds must be a positive number or None, got {heartbeat_seconds!r}")
         self.stream, self.bar, self.refresh_seconds = stream, bar, float(refresh_seconds)
+        self.heartbeat_seconds = heartbeat_seconds
         self._out, self._draw_bar, self._progress = None, False, None
+        self._beat, self._epoch_start = None, None
 
     def on_train_begin(self, ctx):
         self._out = self.stream if self.stream is not None else sys.stderr
-        self._draw_bar = self.bar is True or (self.bar == "auto" and _is_terminal(self._out))
+        self._draw_bar = self.bar is True or (self.bar == "auto" and draws_bars(self._out))
+        self._epoch_start = time.perf_counter()
 
     def on_batch_end(self, ctx, batch, n_batches, loss):
         if not self._draw_bar:
+            if self.heartbeat_seconds is not None:
+                self._heartbeat(ctx, batch, n_batches, loss)
             return
         if batch == 0:
             self._close_bar()
             self._progress = _EpochBar(self._out, ctx.epoch, ctx.epochs, n_batches, self.refresh_seconds)
         self._progress.batch_done(loss)
+
+    def _heartbeat(self, ctx, batch, n_batches, loss):
+        """A line now and then within a long epoch, where no bar shows that the run is alive."""
+        now = time.perf_counter()
+        if self._beat is None or self._beat["epoch"] != ctx.epoch:
+            start = self._epoch_start if self._epoch_start is not None else now
+            self._beat = {"epoch": ctx.epoch, "start": start, "last": start, "loss_sum": 0.0, "batches": 0}
+        beat = self._beat
+        beat["loss_sum"] += loss
+        beat["batches"] += 1
+        if now - beat["last"] >= self.heartbeat_seconds and batch + 1 < n_batches:
+            beat["last"] = now
+            print(f"epoch {ctx.epoch + 1}/{ctx.epochs}  batch {batch + 1}/{n_batches}  "
+                  f"loss {beat['loss_sum'] / beat['batches']:.4f}  {now - beat['start']:.1f}s",
+                  file=self._out, flush=True)
 
     def on_epoch_end(self, ctx, record):
         self._close_bar()
@@ -147,6 +188,7 @@ class EpochLogger(Callback):
             parts.extend(_figures(figures, record, "val_", "val_"))
         parts.append(f"{record['seconds']:.2f}s")
         print("  ".join(parts), file=self._out, flush=True)
+        self._epoch_start = time.perf_counter()
 
     def on_train_end(self, ctx):
         self._close_bar()
@@ -196,8 +238,19 @@ class _EpochBar:
         self.bar.close()
 
 
-def _is_terminal(stream):
+def draws_bars(stream):
+    """Whether a progress bar on ``stream`` can be seen: a terminal that reports a width.
+
+    A pseudo-terminal opened by a program (a job runner, ``script``, a test)
+    often reports 0 columns, where tqdm draws nothing at all; progress then
+    takes the form of plain lines instead.
+    """
     try:
-        return stream.isatty()
-    except (AttributeError, ValueError):     # no isatty, or a closed stream
+        if not stream.isatty():
+            return False
+    except (AttributeError, ValueError):        # no isatty, or a closed stream
         return False
+    try:
+        return os.get_terminal_size(stream.fileno()).columns > 0
+    except (AttributeError, ValueError, OSError):
+        return True         # a terminal without a descriptor to ask (an editor's console): take its word

@@ -20,6 +20,8 @@ the figures and the divergence check read Python floats.  A seed therefore
 trains the same model on every backend, to rounding.
 """
 
+import difflib
+import operator
 import sys
 import time
 from dataclasses import dataclass
@@ -30,7 +32,7 @@ import numpy as np
 from handgrad.arrays import to_numpy
 from handgrad.errors import HandgradError, TrainingDiverged
 from handgrad.nn.model import PREDICT_BATCH_SIZE
-from handgrad.nn.objective import data_gradient_step, objective_step
+from handgrad.nn.objective import add_l2_gradient, data_gradient_step, l2_value
 from handgrad.optim.optimizers import Adam, Optimizer, check_compiled
 from handgrad.tasks import of as task_of
 from handgrad.training.callbacks import Callback, EarlyStopping, EpochLogger
@@ -53,7 +55,29 @@ DIVERGENCE_REFERENCES = ("run", "epoch")
 
 
 class History:
-    """Per-epoch records: ``history["val_accuracy"]`` is a list over epochs."""
+    """What ``fit`` recorded: a sequence of epoch records that also reads as a table of columns.
+
+    An integer or a slice indexes the **epochs**, a string names a **column**:
+
+    * ``len(history)`` is the number of epochs; ``for record in history``
+      visits each epoch's record (a dict, see :func:`fit`) in order;
+      ``history[-1]`` is the last one, ``history[2:5]`` a ``History`` of
+      three; ``history.records`` is the list itself.
+    * ``history["val_accuracy"]`` is that column as a list over the epochs
+      (``None`` for an epoch that did not record it); ``"val_accuracy" in
+      history`` asks whether any epoch recorded it; ``history.keys()`` lists
+      the columns in the order they first appear.
+
+    An epoch that is not there raises :class:`IndexError`, a column that is
+    not there :class:`KeyError` naming the columns there are.  ``in`` asks
+    about columns only, as ``in`` asks a dict about its keys.
+
+    Examples
+    --------
+    >>> history = hg.History([{"epoch": 1, "train_loss": 0.9}, {"epoch": 2, "train_loss": 0.5}])
+    >>> history["train_loss"], history[-1]["epoch"], "val_loss" in history
+    ([0.9, 0.5], 2, False)
+    """
 
     def __init__(self, records=None):
         self.records = list(records or [])
@@ -61,14 +85,48 @@ class History:
     def append(self, record):
         self.records.append(record)
 
+    def keys(self):
+        """The column names, in the order the records first hold them."""
+        return list(dict.fromkeys(key for record in self.records for key in record))
+
     def __getitem__(self, key):
-        return [r.get(key) for r in self.records]
+        if isinstance(key, str):
+            if key not in self:
+                raise KeyError(self._missing_column(key))
+            return [record.get(key) for record in self.records]
+        if isinstance(key, slice):
+            return History(self.records[key])
+        try:
+            position = operator.index(key)
+        except TypeError:
+            raise TypeError(f"a History is indexed by an epoch position (int or slice) or a column name (str), "
+                            f"not {type(key).__name__}") from None
+        try:
+            return self.records[position]
+        except IndexError:
+            raise IndexError(f"epoch position {position} is out of range: the history holds {len(self)} "
+                             f"epoch{'s' if len(self) != 1 else ''}") from None
+
+    def _missing_column(self, key):
+        columns = self.keys()
+        if not columns:
+            return f"no column {key!r}: the history is empty"
+        near = difflib.get_close_matches(key, columns, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        return f"no column {key!r}{hint}; the columns are {', '.join(columns)}"
+
+    def __contains__(self, key):
+        return isinstance(key, str) and any(key in record for record in self.records)
+
+    def __iter__(self):
+        return iter(self.records)
 
     def __len__(self):
         return len(self.records)
 
     def __repr__(self):
-        return f"History({len(self)} epochs)"
+        columns = f"; columns {', '.join(self.keys())}" if self.records else ""
+        return f"History({len(self)} epoch{'s' if len(self) != 1 else ''}{columns})"
 
 
 @dataclass
@@ -175,19 +233,21 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
         estimators, whose own loop stops no run) uses it.
     compiled : None (default), True or False: which optimizer update
         handgrad's optimizers run (see ``Optimizer.prepare``); all three give
-        bit-identical weights.  None: the compiled one (Numba) when it is
-        installed and the run is long enough for loading it (about a second)
-        to pay off, or when it is loaded already; True: the compiled one,
-        whatever the model's size (a :class:`~handgrad.errors.HandgradError`
-        without Numba); False: NumPy only.  The environment variable
-        ``HANDGRAD_NO_NUMBA`` turns the automatic choice to NumPy.  An
+        bit-identical weights.  None: the compiled one whenever handgrad was
+        built with its C kernels (:mod:`handgrad._compiled`); True: the
+        compiled one (a :class:`~handgrad.errors.HandgradError` without
+        them); False: NumPy only.  The environment variable
+        ``HANDGRAD_NO_COMPILED`` turns the automatic choice to NumPy.  An
         optimizer that is not handgrad's runs its own ``step``.
 
     Every record of the history holds ``epoch`` (counted from 1, as the
     progress display counts), ``train_loss`` (mean of the
-    epoch's minibatch objectives), the figures of the loss's task (on those
-    minibatches, as they were seen), ``lr``, ``seconds`` (training time,
-    evaluation excluded) and, with validation data, ``val_loss`` and the
+    epoch's minibatch objectives, the L2 penalty included), the figures of
+    the loss's task (on those minibatches, as they were seen), ``lr``,
+    ``seconds`` (training time, evaluation excluded), ``l2_term`` when the
+    objective has a penalty (the part of ``train_loss`` that is
+    ``(λ/2) Σ‖W‖²``, averaged the same way) and, with validation data,
+    ``val_loss`` (the loss alone) and the
     same figures on it (in inference mode).  The figures, by ``loss.task``
     (see :mod:`handgrad.tasks`): ``train_accuracy`` for
     classification; ``train_rmse`` and ``train_r2`` for regression;
@@ -223,8 +283,7 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
     batch_callbacks = [cb for cb in cbs
                        if getattr(type(cb), "on_batch_end", Callback.on_batch_end) is not Callback.on_batch_end]
     if isinstance(optimizer, Optimizer):
-        steps = (epochs - initial_epoch) * -(-data.n_train // min(batch_size, data.n_train))
-        optimizer.prepare(model.flat_parameters, steps, compiled)   # load compiled updates now, not on the epoch clock
+        optimizer.prepare(model.flat_parameters, compiled)      # load the kernels now, not on the epoch clock
     for cb in cbs:
         cb.on_train_begin(ctx)
     model.train()
@@ -295,8 +354,7 @@ def _prepare_data(model, loss, X, y, validation_fraction, validation_data, seed,
     if n_val < 1 or n_val >= X.shape[0]:
         raise HandgradError(f"validation_fraction={validation_fraction} leaves {n_val} of {X.shape[0]} samples "
                             "for validation; use more data or another fraction")
-    order = np.random.default_rng([seed, _SPLIT]).permutation(X.shape[0])
-    val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
+    train, val = validation_split(X.shape[0], validation_fraction, seed)
     ops = model.ops
     X_val = X[val] if is_sparse(X) else ops.take(X, ops.asarray(val), axis=0)
     y_val, w_val = ops.take(y, ops.asarray(val), axis=0), None if w is None else ops.take(w, ops.asarray(val), axis=0)
@@ -310,6 +368,18 @@ def _checked(model, loss, X, y, sample_weight, name="X"):
     w = _check_weights(sample_weight, X.shape[0])
     ops = model.ops
     return model.placed(X), ops.asarray(y), None if w is None else ops.asarray(w)
+
+
+def validation_split(n, validation_fraction, seed):
+    """``(train, val)``: sorted indices of the rows ``fit`` trains on and of those it holds out.
+
+    The split ``fit(validation_fraction=..., seed=seed)`` makes of ``n``
+    rows: ``round(validation_fraction · n)`` rows drawn by a generator
+    seeded with ``(seed, 0)``, whatever else the run does.
+    """
+    n_val = int(round(validation_fraction * n))
+    order = np.random.default_rng([seed, _SPLIT]).permutation(n)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
 def _check_weights(sample_weight, n):
@@ -378,7 +448,7 @@ def _run_epoch(ctx, data, batch_size, penalties, lr_schedule, shuffle, batch_cal
     rows = order if sparse else ops.asarray(order)  # the order where the data is (for NumPy, itself)
     X_buf = None if sparse else ops.empty((batch_size, data.X.shape[1]), dtype=data.X.dtype)
     y_buf = ops.empty((batch_size,) + tuple(data.y.shape[1:]), dtype=data.y.dtype)
-    total_loss, scores = 0.0, task_of(loss).tally(loss)
+    total_loss, total_penalty, scores = 0.0, 0.0, task_of(loss).tally(loss)
     per_sample = getattr(loss, "reduction", "mean") == "mean"
     step_gradients, step_optimizer = _step_functions(optimizer)
     start = time.perf_counter()
@@ -408,6 +478,10 @@ def _run_epoch(ctx, data, batch_size, penalties, lr_schedule, shuffle, batch_cal
         if lr_schedule is not None:
             optimizer.lr = float(lr_schedule(ctx.epoch + b / n_batches))
         value, logits = step_gradients(model, loss, Xb, yb, lam, wb)
+        if lam:
+            penalty = l2_value(model.flat_parameters, model.n_decayed, lam)
+            value += penalty
+            total_penalty += penalty * n_b if per_sample else penalty
         if not np.isfinite(value):
             raise snapshot.diverged(ctx, f"training loss became {value} in epoch {ctx.epoch + 1}, batch {b + 1}")
         scores.add(logits, yb)
@@ -425,24 +499,36 @@ def _run_epoch(ctx, data, batch_size, penalties, lr_schedule, shuffle, batch_cal
     if total_loss / n > DIVERGENCE_FACTOR * ctx.loss_scale:
         raise snapshot.diverged(ctx, f"training loss rose to {total_loss / n:.4g} in epoch {ctx.epoch + 1}, over "
                                      f"{DIVERGENCE_FACTOR:g} times its starting scale {ctx.loss_scale:.4g}")
-    return {"epoch": ctx.epoch + 1, "train_loss": total_loss / n, **scores.figures("train"),
-            "lr": getattr(optimizer, "lr", None), "seconds": seconds}
+    record = {"epoch": ctx.epoch + 1, "train_loss": total_loss / n, **scores.figures("train"),
+              "lr": getattr(optimizer, "lr", None), "seconds": seconds}
+    if l2 or alpha:
+        record["l2_term"] = total_penalty / n      # the part of train_loss that is the penalty
+    return record
 
 
 def _step_functions(optimizer):
     """``(gradients, update)`` for one minibatch step with this optimizer.
 
-    handgrad's optimizers add the decay gradient ``λW`` inside their update
-    pass (``step_flat``); any other object with ``step(params, grads)`` gets
-    the full objective gradient.
+    ``gradients`` returns the data loss (the loop adds the penalty, so that
+    it can also report it) and the logits.  handgrad's optimizers add the
+    decay gradient ``λW`` inside their update pass (``step_flat``); any other
+    object with ``step(params, grads)`` gets the full objective gradient.
     """
     if isinstance(optimizer, Optimizer):
-        return data_gradient_step, optimizer.step_flat
+        def gradients(model, loss, X, y, l2, sample_weight):
+            return data_gradient_step(model, loss, X, y, 0.0, sample_weight)
+
+        return gradients, optimizer.step_flat
+
+    def objective_gradients(model, loss, X, y, l2, sample_weight):
+        value, logits = data_gradient_step(model, loss, X, y, 0.0, sample_weight)
+        add_l2_gradient(model.flat_parameters, model.flat_gradients, model.n_decayed, l2)
+        return value, logits
 
     def update(param, grad, l2, n_decayed):
         optimizer.step([param], [grad])
 
-    return objective_step, update
+    return objective_gradients, update
 
 
 class _Snapshot:
