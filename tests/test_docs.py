@@ -187,22 +187,26 @@ def test_the_mnist_preset_numbers_are_those_of_its_recorded_runs():
 
 
 def test_the_best_preset_numbers_are_those_of_its_recorded_runs():
-    first, later = _result("best-mnist")["results"], _result("best-mnist-seeds-3-4")["results"]
-    runs = first + later
+    runs = _result("mnist-flops")["results"]
     assert [r["seed"] for r in runs] == [0, 1, 2, 3, 4]
     percent = [f"{100 * r['final_test_accuracy']:.2f}%" for r in runs]
-    seconds = [f"{r['seconds']:.0f}" for r in runs]
-    to_99 = [f"{r['time_to']['0.990']:.0f}" for r in runs]
-    assert (f"{', '.join(percent)} test accuracy (seeds 0-4) after {', '.join(seconds)} s of training; 99.0% first "
-            f"reached at {', '.join(to_99)} s") in _flat(README)
-    cli = _flat(CLI_DOC)
-    assert f"**{_and(percent[:3])}** after 36 epochs and {_and(seconds[:3])} s of training" in cli
-    for threshold in ("0.985", "0.988", "0.990"):
-        times = _and(f"{r['time_to'][threshold]:.0f}" for r in first)
-        assert f"{float(threshold):.1%} after {times} s" in cli
-    assert f"**{_and(percent[3:])}** after {_and(seconds[3:])} s, passing 99.0% after {_and(to_99[3:])} s" in cli
-    fashion = _result("best-fashion-mnist")["results"][0]
-    assert f"{100 * fashion['final_test_accuracy']:.2f}% (seed 0, {fashion['seconds']:.0f} s" in cli
+    epochs = [str(r["reached"]["0.990"]["epoch"]) for r in runs]
+    tflop = [r["reached"]["0.990"]["tflop"] for r in runs]
+    seconds = [r["reached"]["0.990"]["seconds"] for r in runs]
+    tflop_span, seconds_span = f"{min(tflop):.2f}–{max(tflop):.2f} TFLOP", f"{min(seconds):.0f}–{max(seconds):.0f} s"
+    readme, cli = _flat(README), _flat(CLI_DOC).replace("-", "–")
+    assert (f"{', '.join(percent)} test accuracy (seeds 0-4) after 15 epochs; 99.0% first reached after epochs "
+            f"{', '.join(epochs)}: **{tflop_span}**") in readme and seconds_span in readme
+    assert f"**{_and(percent)}**" in cli and f"{_and(epochs)}, i.e. **{tflop_span}**" in cli
+    assert f"after {seconds_span} of training" in cli.replace("– s", " s")
+    for name, text in (("best-fashion-mnist", "after 30 epochs"), ("fashion-mnist-preset", None)):
+        fashion = [f"{100 * r['final_test_accuracy']:.2f}%" for r in _result(name)["results"]]
+        low, high = min(fashion), max(fashion)
+        if text:
+            assert f"{', '.join(fashion)} test accuracy (seeds 0-4) {text}" in readme
+            assert f"**{_and(fashion)}**" in cli
+        else:
+            assert f"{low[:-1]}–{high}" in cli and f"{low[:-1]}–{high}" in readme
 
 
 def test_the_check_sections_counts_are_the_presets():
