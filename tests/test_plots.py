@@ -351,3 +351,50 @@ def test_a_figure_without_values_gets_no_panel(monkeypatch):
         del r["train_accuracy"], r["val_accuracy"]
     fig = _drawn_figure(monkeypatch, lambda: plot_learning_curves(records, "unused.png"))
     assert [ax.get_title() for ax in fig.axes] == ["loss", "R²"]
+
+
+# -- fixed margins ----------------------------------------------------------------------
+
+FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+
+def _every_plot(rng):
+    """Each kind of figure, with the long names, large numbers and long titles that need the widest margins."""
+    from handgrad.report.metrics import multilabel_scores
+    from handgrad.report.plots import plot_label_scores, plot_predicted_vs_true
+
+    y = rng.normal(0, 1, (60, 2)) * [1, 1e5]
+    Y = rng.integers(0, 2, (60, 4))
+    return {
+        "learning curves, L2 term": lambda: plot_learning_curves(
+            [{**r, "l2_term": 0.5} for r in _records(12)], "unused.png", title="iris, 4-16-3 relu", kept_epoch=7,
+            note="early stopping after epoch 12: no better val_loss for 5 epochs; weights of epoch 7 kept"),
+        "learning curves, regression": lambda: plot_learning_curves(
+            _task_records(8, {"r2": lambda e: 1 - 50 / e ** 2, "rmse": lambda e: 250000 / e}), "unused.png"),
+        "confusion matrix": lambda: plot_confusion_matrix(
+            np.eye(10, dtype=int) * 50 + 1, FASHION, "unused.png", title="fashion-mnist, 784-512-256-10 relu"),
+        "first-layer weights": lambda: plot_first_layer_weights(
+            rng.normal(size=(64, 3)), (8, 8), "unused.png", title="digits, 64-3-10 relu"),
+        "misclassified": lambda: plot_misclassified(
+            rng.integers(0, 256, (2, 64)), ["3", "5"], ["8", "3"], (8, 8), "unused.png",
+            title="digits, 64-128-10 relu, test split"),
+        "predicted against true": lambda: plot_predicted_vs_true(
+            y, 1.1 * y, ["x", "house value in dollars"], "unused.png", title="houses, 8-100-2 relu"),
+        "label scores": lambda: plot_label_scores(
+            multilabel_scores(Y, Y), ["electronic dance", "rock", "classical music", "soundtrack"], "unused.png"),
+    }
+
+
+@pytest.mark.parametrize("kind", list(_every_plot(np.random.default_rng(0))))
+def test_figures_have_fixed_margins_that_keep_every_text_inside(monkeypatch, rng, kind):
+    # Constrained layout measured every artist twice before each save, as long as the drawing itself took: the
+    # figures set their margins from the texts' sizes instead, so nothing may stick out of the figure.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = _drawn_figure(monkeypatch, _every_plot(rng)[kind])
+    assert fig.get_layout_engine() is None
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    drawn = fig.get_tightbbox(renderer)               # in inches: the texts, ticks and axes drawn
+    width, height = fig.get_size_inches()
+    assert drawn.x0 >= 0 and drawn.y0 >= 0 and drawn.x1 <= width and drawn.y1 <= height, (drawn, width, height)

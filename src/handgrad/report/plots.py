@@ -4,7 +4,11 @@ images; for regression predicted against true values, for multilabel classificat
 Figures are built on :class:`matplotlib.figure.Figure` directly, never through
 ``pyplot``, so drawing needs no display, no backend choice and no global
 figure registry: this works the same on a headless server and inside a
-notebook.  Each file is written atomically (:func:`handgrad.io.files.atomic_write`:
+notebook.  The margins are fixed in inches, from the sizes of the texts around
+the axes (the ones whose length the data decides are measured), rather than
+found by matplotlib's constrained layout: that measured every artist twice
+before the real draw and cost as much as drawing, about 0.15 s a figure.
+Each file is written atomically (:func:`handgrad.io.files.atomic_write`:
 a temporary file in the same folder, then :func:`os.replace`), so a crash
 never leaves a half-written PNG over a good one.
 """
@@ -15,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
+from matplotlib.textpath import text_to_path
 
 from handgrad import tasks
 from handgrad.errors import DataError, HandgradError
@@ -83,8 +89,13 @@ def plot_learning_curves(records, path, title=None, kept_epoch=None, note=None):
                if any(r.get(f"{prefix}_{key}") is not None for r in records for prefix in ("train", "val"))}
     epochs = np.array([r["epoch"] for r in records])         # counted from 1, as the console shows them
     panels = {"loss": "loss", **figures}
-    fig = Figure(figsize=(5 * len(panels), 4), dpi=_DPI, layout="constrained")
-    for ax, (metric, label) in zip(np.atleast_1d(fig.subplots(1, len(panels))), panels.items()):
+    fig = Figure(figsize=(5 * len(panels), 4), dpi=_DPI)
+    heading = "\n".join(part for part in (title, note) if part)
+    # Top and bottom first: the y axes' tick labels (measured below for the sides) follow from their height.
+    _set_margins(fig, top=_EDGE + _heading_height(heading) + _heading_height(panels["loss"]), bottom=_X_AXIS)
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    twins = []
+    for ax, (metric, label) in zip(axes, panels.items()):
         twin = None
         if metric == "loss":
             twin = _plot_losses(ax, epochs, records)
@@ -107,9 +118,13 @@ def plot_learning_curves(records, path, title=None, kept_epoch=None, note=None):
         ax.xaxis.get_major_locator().set_params(integer=True)
         if len(epochs) == 1:
             ax.set_xticks(epochs)       # one epoch: its number alone, not 0.96 ... 1.04 around it
-    heading = "\n".join(part for part in (title, note) if part)
-    if heading:
-        fig.suptitle(heading)       # once for the figure: a long network description fits the whole width
+        twins.append(twin)
+    _suptitle(fig, heading)         # once for the figure: a long network description fits the whole width
+    # Each gap holds the right axis of the panel before it (the L2 term's, if any) and the y axis after it.
+    lefts = [_y_axis_width(ax) for ax in axes]
+    rights = [_y_axis_width(twin) if twin is not None else _X_OVERHANG for twin in twins]
+    gaps = [right + left for right, left in zip(rights, lefts[1:])]
+    _set_margins(fig, left=lefts[0], right=rights[-1], gap=max(gaps, default=0), columns=len(panels))
     _save(fig, path)
 
 
@@ -196,16 +211,19 @@ def plot_confusion_matrix(cm, class_names, path, title=None):
     if len(names) != k:
         raise DataError(f"{len(names)} class names for a {k}x{k} confusion matrix; pass one name per class")
     side = min(4 + 0.45 * k, 30)
-    fig = Figure(figsize=(side + 1.2, side), dpi=_DPI, layout="constrained")
+    fig = Figure(figsize=(side + 1.2, side), dpi=_DPI)
+    heading = f"confusion matrix, accuracy {np.trace(cm) / max(cm.sum(), 1):.3f}"
+    heading = f"{title}\n{heading}" if title else heading
+    long_names = max(map(len, names)) > 3
+    # The class names decide the left and the bottom margin, the colour bar's axis the right one.
+    _set_margins(fig, left=_EDGE + _LABEL + _TICKS + _text_width(names), top=_EDGE + _heading_height(heading),
+                 bottom=_EDGE + _LABEL + _TICKS + _x_names_height(names, rotated=long_names))
     ax = fig.subplots()
     colours, error_scale = cell_colours(cm)
     ax.imshow(colours, interpolation="nearest")
     mappable = _error_mappable(error_scale)
-    fig.colorbar(mappable, ax=ax, shrink=0.8, label="errors: share of the true class (red scale)")
-    heading = f"confusion matrix, accuracy {np.trace(cm) / max(cm.sum(), 1):.3f}"
-    ax.set(xticks=range(k), yticks=range(k), xlabel="predicted class", ylabel="true class",
-           title=f"{title}\n{heading}" if title else heading)
-    long_names = max(map(len, names)) > 3
+    _colour_bar(fig, mappable, ax, "errors: share of the true class (red scale)")
+    ax.set(xticks=range(k), yticks=range(k), xlabel="predicted class", ylabel="true class", title=heading)
     ax.set_xticklabels(names, rotation=45 if long_names else 0, ha="right" if long_names else "center")
     ax.set_yticklabels(names)
     _annotate_counts(ax, cm, colours)
@@ -292,16 +310,19 @@ def plot_first_layer_weights(W, image_shape, path, max_units=64, title=None):
         raise DataError("W has no hidden units (0 columns); pass a layer's weight matrix")
     mosaic, cols = _weight_mosaic(W[:, strongest_units(W, n_units)].astype(np.float64), shape)
     rows = -(-n_units // cols)
+    what = (f"first-layer weights of all {n_units} hidden units" if n_units == W.shape[1] else
+            f"first-layer weights: the {n_units} of {W.shape[1]} hidden units with the largest norm")
+    heading = f"{title}\n{what}" if title else what
     tile_inches = 0.9
-    fig = Figure(figsize=(max(cols * tile_inches, 3) + 1.0, max(rows * tile_inches, 2) + 0.6),
-                 dpi=_DPI, layout="constrained")
+    # As wide as the title, which a grid of a few units would cut at both ends.
+    width = max(cols * tile_inches, 3, _text_width(heading.split("\n"), "large")) + 1.0
+    fig = Figure(figsize=(width, max(rows * tile_inches, 2) + 0.6), dpi=_DPI)
+    _set_margins(fig, left=_EDGE, bottom=_EDGE, top=_EDGE + _heading_height(heading))
     ax = fig.subplots()
     image = ax.imshow(mosaic, cmap=_diverging_cmap(), vmin=-1, vmax=1, interpolation="nearest")
     ax.set_axis_off()
-    what = (f"first-layer weights of all {n_units} hidden units" if n_units == W.shape[1] else
-            f"first-layer weights: the {n_units} of {W.shape[1]} hidden units with the largest norm")
-    ax.set_title(f"{title}\n{what}" if title else what)
-    fig.colorbar(image, ax=ax, shrink=0.8, label="w / max |w| of the unit")
+    ax.set_title(heading)
+    _colour_bar(fig, image, ax, "w / max |w| of the unit")
     _save(fig, path)
 
 
@@ -342,8 +363,12 @@ def plot_misclassified(images, true_names, predicted_names, image_shape, path, m
     band, gap = int(np.ceil(0.5 * h)), max(1, w // 4)
     cell_h, cell_w = band + h + gap, w + gap
     mosaic = np.full((rows * cell_h, cols * cell_w - gap), np.nan)
+    what = (f"{n} of {len(images)} misclassified images" if len(images) else "no misclassified images")
+    heading = f"{title}: {what}" if title else what
     width = 1.3 * cols + 0.4            # inches; the height follows the mosaic's shape, plus the title
-    fig = Figure(figsize=(width, width * mosaic.shape[0] / mosaic.shape[1] + 0.7), dpi=_DPI, layout="constrained")
+    height = width * mosaic.shape[0] / mosaic.shape[1] + 0.7
+    fig = Figure(figsize=(max(width, _text_width([heading], "large") + 0.3), height), dpi=_DPI)
+    _set_margins(fig, left=_EDGE, right=_EDGE, bottom=_EDGE, top=_EDGE + _heading_height(heading))
     ax = fig.subplots()
     ax.set_axis_off()
     for k in range(n):
@@ -356,8 +381,7 @@ def plot_misclassified(images, true_names, predicted_names, image_shape, path, m
                 ha="center", va="bottom")
     ax.imshow(mosaic, cmap=colormaps["gray_r"].with_extremes(bad="white"), vmin=0, vmax=1,
               interpolation="nearest")
-    what = (f"{n} of {len(images)} misclassified images" if len(images) else "no misclassified images")
-    fig.suptitle(f"{title}: {what}" if title else what)
+    _suptitle(fig, heading)
     _save(fig, path)
 
 
@@ -387,7 +411,12 @@ def plot_predicted_vs_true(y_true, y_pred, target_names, path, title=None):
     if len(names) != Y.shape[1]:
         raise DataError(f"{len(names)} target names for {Y.shape[1]} target columns; pass one name per column")
     k = min(Y.shape[1], MAX_SCATTER_PANELS)
-    fig = Figure(figsize=(4.5 * k + 0.5, 4.6), dpi=_DPI, layout="constrained")
+    shown = "" if k == Y.shape[1] else f" (the first {k} of {Y.shape[1]} targets)"
+    heading = f"predicted against true values of {len(Y)} samples{shown}"
+    heading = f"{title}\n{heading}" if title else heading
+    fig = Figure(figsize=(4.5 * k + 0.5, 4.6), dpi=_DPI)
+    # Each panel's title is two lines, the column's name over its scores, so that a long name stays over its panel.
+    _set_margins(fig, top=_EDGE + _heading_height(heading) + _heading_height("name\nscores"), bottom=_X_AXIS)
     axes = np.atleast_1d(fig.subplots(1, k))
     per = scores["per_target"]
     for j, ax in enumerate(axes):
@@ -398,12 +427,12 @@ def plot_predicted_vs_true(y_true, y_pred, target_names, path, title=None):
                 label="predicted = true")
         ax.set(xlim=(low - pad, high + pad), ylim=(low - pad, high + pad), aspect="equal",
                xlabel=f"true {names[j]}", ylabel=f"predicted {names[j]}",
-               title=f"{names[j]}: R² {per['r2'][j]:.3f}, RMSE {per['rmse'][j]:.4g}")
+               title=f"{names[j]}\nR² {per['r2'][j]:.3f}, RMSE {per['rmse'][j]:.4g}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small", loc="upper left")
-    shown = "" if k == Y.shape[1] else f" (the first {k} of {Y.shape[1]} targets)"
-    heading = f"predicted against true values of {len(Y)} samples{shown}"
-    fig.suptitle(f"{title}\n{heading}" if title else heading)
+    _suptitle(fig, heading)
+    lefts = [_y_axis_width(ax) for ax in axes]
+    _set_margins(fig, left=lefts[0], right=_X_OVERHANG, gap=_X_OVERHANG + max(lefts[1:], default=0), columns=k)
     _save(fig, path)
 
 
@@ -422,20 +451,25 @@ def plot_label_scores(scores, label_names, path, title=None):
     k = len(per["accuracy"])
     if len(names) != k:
         raise DataError(f"{len(names)} label names for {k} labels; pass one name per label")
-    fig = Figure(figsize=(min(max(6.5, 4 + 0.9 * k), 30) + 1.5, 4.6), dpi=_DPI, layout="constrained")
+    long_names = max(map(len, names)) > 6
+    heading = (f"label accuracy {scores['label_accuracy']:.3f}, "
+               f"subset accuracy {scores['subset_accuracy']:.3f} (every label right)")
+    heading = f"{title}\n{heading}" if title else heading
+    fig = Figure(figsize=(min(max(6.5, 4 + 0.9 * k), 30) + 1.5, 4.6), dpi=_DPI)
+    _set_margins(fig, top=_EDGE + _heading_height(heading), right=_EDGE + _LEGEND_WIDTH,
+                 bottom=_EDGE + _TICKS + _x_names_height(names, rotated=long_names))
     ax = fig.subplots()
     x = np.arange(k)
     width = 0.27
     for offset, key in zip((-width, 0, width), ("accuracy", "precision", "recall")):
         ax.bar(x + offset, per[key], width, label=key)
-    long_names = max(map(len, names)) > 6
     ax.set_xticks(x)
     ax.set_xticklabels(names, rotation=45 if long_names else 0, ha="right" if long_names else "center")
-    heading = (f"label accuracy {scores['label_accuracy']:.3f}, "
-               f"subset accuracy {scores['subset_accuracy']:.3f} (every label right)")
-    ax.set(ylim=(0, 1.05), ylabel="share", title=f"{title}\n{heading}" if title else heading)
+    ax.set(ylim=(0, 1.05), ylabel="share", title=heading)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))    # beside the bars, never on them
+    # A long first name, slanted, reaches left of the axes as far as it reaches down.
+    _set_margins(fig, left=max(_y_axis_width(ax), _EDGE + _x_names_height(names[:1], rotated=long_names)))
     _save(fig, path)
 
 
@@ -532,6 +566,76 @@ def _weight_mosaic(W, shape):
 def _diverging_cmap():
     """Red-white-blue with the NaN gaps between tiles drawn light grey."""
     return colormaps["RdBu_r"].with_extremes(bad="0.85")
+
+
+# -- margins ---------------------------------------------------------------------------
+# In inches, at matplotlib's default font sizes: 10-point tick and axis labels, 12-point titles.
+
+_EDGE = 0.08            # white border around the outermost texts
+_TEXT = 0.16            # one line of 10-point text
+_TICKS = 0.1            # a tick mark and the pad to its label, 3.5 points each
+_LABEL = 0.06 + _TEXT   # an axis label and its pad (4 points)
+_LINE = 0.2             # one line of a 12-point title (1.2 line spacing)
+_TITLE_PAD = 0.1        # between a title and what it heads
+_X_AXIS = _EDGE + _LABEL + _TEXT + _TICKS   # below a panel: the axis label and a row of numbers on the ticks
+_X_OVERHANG = 0.2       # right of a panel: half the last tick label, which is centred on the axes' edge
+_LEGEND_WIDTH = 1.1     # a small-font legend of "accuracy", "precision", "recall" with its handles
+
+
+def _set_margins(fig, left=None, right=None, top=None, bottom=None, gap=None, columns=1):
+    """Place the figure's subplots ``left`` ... ``bottom`` inches in from its edges (None: as they are), and
+    ``gap`` inches apart when there are ``columns`` of them side by side (then ``left`` and ``right`` too)."""
+    width, height = fig.get_size_inches()
+    fractions = {"left": None if left is None else left / width,
+                 "right": None if right is None else 1 - right / width,
+                 "top": None if top is None else 1 - top / height,
+                 "bottom": None if bottom is None else bottom / height}
+    if gap is not None:
+        panel = (width - left - right - (columns - 1) * gap) / columns
+        fractions["wspace"] = gap / panel         # matplotlib counts the gap in panel widths
+    fig.subplots_adjust(**fractions)
+
+
+def _text_width(texts, size="medium"):
+    """Inches the widest of ``texts`` takes at font ``size``: measured from the font, nothing drawn."""
+    font = FontProperties(size=size)
+    return max((text_to_path.get_text_width_height_descent(text, font, ismath=False)[0]
+                for text in texts if text), default=0.0) / 72
+
+
+def _x_names_height(names, rotated):
+    """Inches a row of tick labels ``names`` takes below an axis: slanted at 45° when ``rotated``."""
+    return (_text_width(names) + _TEXT) * math.sqrt(0.5) if rotated else _TEXT
+
+
+def _y_axis_width(ax):
+    """Inches the y axis of ``ax`` takes beside it, border included: ticks, the widest tick label, the label.
+
+    The tick labels are those of the axes' present limits and height, so set both first.
+    """
+    width = _EDGE + _TICKS + _text_width([label.get_text() for label in ax.get_yticklabels()])
+    return width + _LABEL if ax.get_ylabel() else width
+
+
+def _heading_height(text):
+    """Inches a (figure or axes) title of ``text`` takes with its pad, one line each; 0 without a title."""
+    return (text.count("\n") + 1) * _LINE + _TITLE_PAD if text else 0.0
+
+
+def _colour_bar(fig, mappable, ax, label):
+    """A colour bar of ``mappable`` right of ``ax``, and the right margin its tick labels and ``label`` need.
+
+    Its slot is hardly wider than the bar: matplotlib's default slot, 15% of the width, would shrink the
+    image beside it.  Set the top and bottom margins first: they decide the bar's ticks.
+    """
+    bar = fig.colorbar(mappable, ax=ax, shrink=0.8, fraction=0.05, pad=0.03, label=label)
+    _set_margins(fig, right=_y_axis_width(bar.ax))
+
+
+def _suptitle(fig, text):
+    """``text`` as the figure's title, its top :data:`_EDGE` below the figure's (none when ``text`` is empty)."""
+    if text:
+        fig.suptitle(text, y=1 - _EDGE / fig.get_figheight())
 
 
 def _save(fig, path):
