@@ -630,6 +630,32 @@ def test_the_command_names_seed_003s_mistake_and_exits_with_1(tmp_path, capsys):
     assert "FAILED: 1 of 4 gradients wrong: W2 (missing-target-term)" in out
 
 
+SEED001_FILE = '''
+import numpy as np
+
+def gradients(params, X, y):
+    W, b = params["W1"], params["b1"]
+    grad_W, grad_b = np.zeros_like(W), np.zeros_like(b)
+    for j in range(X.shape[1]):
+        x = X[:, j:j + 1]
+        f = W @ x + b
+        probabilities = np.exp(f - f.max()) / np.exp(f - f.max()).sum()
+        truth = np.eye(len(b))[:, [y[j]]]
+        grad_W += (probabilities - truth) @ x.T
+        grad_b += probabilities - truth
+    return {"W1": grad_W, "b1": grad_b}
+'''
+
+
+def test_the_command_diagnoses_seed_001s_softmax_regression_with_no_hidden_layer(tmp_path, capsys):
+    path = tmp_path / "seed001.py"
+    path.write_text(SEED001_FILE)
+    assert main(["diagnose", str(path), "--hidden", "none", "--l2", "0", "--layout", "columns"]) == 1
+    out = capsys.readouterr().out
+    assert "Dense(64, 10)" in out and "ReLU" not in out
+    assert "FAILED: 2 of 2 gradients wrong: W1 (scale), b1 (scale)" in out
+
+
 def test_the_command_exits_with_0_when_every_gradient_is_right(tmp_path, capsys):
     path = tmp_path / "right.py"
     path.write_text(SEED003_FILE.replace("grads[\"W2\"] += p @ hidden.T / n",

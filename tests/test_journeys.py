@@ -132,6 +132,7 @@ JOURNEYS = {
                                                    plots=True, quick=True),
     "fashion-mnist best preset (batch norm, dropout, flips)": Journey("fashion-mnist", ("--preset", "best", "--hidden",
                                                                                          "16,16", "--epochs", "1")),
+    "softmax regression (--hidden none)": Journey("digits", ("--hidden", "none", "--epochs", "2"), quick=True),
     "fashion-mnist preset (class names)": Journey("fashion-mnist", ("--hidden", "16", "--epochs", "1"), plots=True),
     "file preset on a csv, text labels, an id dropped": Journey("flowers.csv", ("--target", "species", "--drop", "id",
                                                                                  "--epochs", "3"), quick=True),
@@ -371,6 +372,9 @@ IDLE = {
     "all": (["check", "--all"], ["check", "--all", "--model", "m.npz"]),
     "check_rows": (["derive", "--check-rows", "2"], ["derive", "--check-rows", "2", "--check"]),
     "check_entries": (["derive", "--check-entries", "2"], ["derive", "--check-entries", "2", "--check"]),
+    "activation": (["train", "--hidden", "none", "--activation", "tanh"], ["train", "--activation", "tanh"]),
+    "dropout": (["derive", "--hidden", "none", "--dropout", "0.2"], ["derive", "--dropout", "0.2"]),
+    "batch_norm": (["train", "--hidden", "none", "--batch-norm"], ["train", "--hidden", "8", "--batch-norm"]),
 }
 
 

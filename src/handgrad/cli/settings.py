@@ -55,13 +55,16 @@ def fraction(text):
 
 
 def hidden_sizes(text):
-    """``"256,128"`` -> ``[256, 128]``; at least one hidden layer.
+    """``"256,128"`` -> ``[256, 128]``; ``"none"`` -> ``[]``, no hidden layer.
 
-    An empty list would silently train softmax regression, which is never
-    what a mistyped or empty ``--hidden`` meant, so it is refused.
+    No hidden layer (softmax or linear regression, the seeds' first
+    networks) is asked for by name: an empty or mistyped ``--hidden`` is
+    refused rather than read as that.
     """
-    if isinstance(text, list):
-        sizes = [positive_int(size) for size in text]
+    if str(text).strip().lower() == "none":
+        return []
+    if isinstance(text, list):                  # settings already read: [] is "none"
+        return [positive_int(size) for size in text]
     elif not str(text).strip():
         sizes = []
     else:
@@ -72,7 +75,8 @@ def hidden_sizes(text):
             raise HandgradError(f"must be comma-separated positive layer widths such as 256,128, "
                                 f"got {text!r}") from None
     if not sizes:
-        raise HandgradError(f"must name at least one hidden layer width such as 128, got {text!r}")
+        raise HandgradError(f"must name at least one hidden layer width such as 128 (or none: no hidden "
+                            f"layer), got {text!r}")
     return sizes
 
 

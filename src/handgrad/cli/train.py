@@ -173,7 +173,8 @@ def add_model_flags(parser):
     model = parser.add_argument_group("model", PRESET_NOTE)
     actions = [
         model.add_argument("--hidden", type=t(S.hidden_sizes), metavar="N,N,...",
-                           help="hidden layer widths, e.g. 256,128"),
+                           help="hidden layer widths, e.g. 256,128; none: no hidden layer (softmax or linear "
+                                "regression)"),
         _choice(model, "--activation", S.activation_names(), "hidden activation"),
         model.add_argument("--input-dropout", type=t(S.input_dropout), metavar="P",
                            help="a Dropout(P) before the first layer: drops input features in training "

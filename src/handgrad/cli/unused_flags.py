@@ -92,6 +92,14 @@ def _without_check(view):
     return None if view.get("check") else "without --check, which is what it tunes; add --check"
 
 
+def _no_hidden_layer(what):
+    def idle(view):
+        if view.get("hidden") != []:
+            return None
+        return f"with --hidden none: there is no hidden layer {what}; drop it, or name hidden widths"
+    return idle
+
+
 RULES = (
     Rule("momentum", ("train",), _optimizer_without_momentum),
     Rule("warmup", ("train",), _constant_schedule),
@@ -103,6 +111,9 @@ RULES = (
     Rule("all", ("check",), _without_model),
     Rule("check_rows", ("derive",), _without_check),
     Rule("check_entries", ("derive",), _without_check),
+    Rule("activation", ("train", "derive", "diagnose"), _no_hidden_layer("to take the activation")),
+    Rule("dropout", ("train", "derive", "diagnose"), _no_hidden_layer("for a Dropout to follow")),
+    Rule("batch_norm", ("train", "derive", "diagnose"), _no_hidden_layer("for a BatchNorm to precede")),
 )
 
 
