@@ -23,6 +23,16 @@ setting survives a save and a load, and a user's subclass comes back as
 itself.  The valid range of each setting is declared once per class
 (``constraints``, see :mod:`handgrad.constraints`) and checked by the
 constructor and by the model-file reader alike.
+
+Examples
+--------
+>>> hg.registry.LAYERS.by_name("leaky-relu") is hg.LeakyReLU, hg.Adam.name, hg.schedules.StepDecay.name
+(True, 'adam', 'step-decay')
+>>> config = hg.Dense(3, 2).config()
+>>> config
+{'type': 'Dense', 'n_in': 3, 'n_out': 2, 'init': 'auto', 'seed': None}
+>>> hg.registry.LAYERS.build(config)
+Dense(3, 2)
 """
 
 import inspect

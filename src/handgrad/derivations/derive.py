@@ -66,9 +66,48 @@ def derive(model, loss, l2=0.0, format="text", check=None, entries=20, seed=0):
     from central differences on a float64 copy, over ``entries`` sampled
     entries of each array (0: every entry), sampled with ``seed``.
 
-    >>> import handgrad as hg
+    Parameters
+    ----------
+    model : Sequential
+        The network; each layer's ``derivation`` declares its equations.
+    loss : Loss
+        The loss on its logits.
+    l2 : float, default 0.0
+        ``λ`` of the objective's L2 term, a non-negative number.
+    format : {"text", "markdown"}, default "text"
+        Plain text with Unicode formulas, or Markdown with LaTeX formulas.
+    check : tuple, optional
+        ``(X, y)``: a few rows and their targets to measure each gradient's error on.
+    entries : int, default 20
+        With ``check``: entries sampled per array (0: every entry).
+    seed : int, default 0
+        With ``check``: seeds the sampled entries.
+
+    Returns
+    -------
+    str
+        The derivation, one section per layer, then the loss and the objective.
+
+    Raises
+    ------
+    HandgradError
+        ``model`` is not a Sequential, ``loss`` not a handgrad loss, a
+        negative ``l2`` or ``entries``, a ``check`` that is not a pair, or
+        an unknown ``format``.
+
+    See Also
+    --------
+    diagnose : Tells a learner's gradient from the ones derived here.
+    gradcheck : Checks the gradients numerically.
+
+    Examples
+    --------
     >>> text = hg.derive(hg.mlp(64, [32], 10), hg.SoftmaxCrossEntropy())
     >>> "n×64 · 64×32" in text
+    True
+    >>> checked = hg.derive(hg.mlp(3, [4], 2, seed=0), hg.SoftmaxCrossEntropy(), l2=0.1,
+    ...                     check=(np.ones((2, 3)), np.array([0, 1])))
+    >>> "∂J/∂W" in checked
     True
     """
     return render(document(model, loss, l2=l2, check=check, entries=entries, seed=seed), format)

@@ -140,6 +140,22 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     coefs_, intercepts_ : lists of ndarray
         ``coefs_[i]`` of shape (width_i, width_{i+1}): the network's own arrays.
     n_features_in_, feature_names_in_, n_iter_, n_layers_, n_outputs_, out_activation_
+
+    See Also
+    --------
+    MLPRegressor : The regressor with the same parameters.
+    fit : The training loop it runs, for a :class:`Sequential` of one's own.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(60, 2))
+    >>> y = np.where(X[:, 0] + X[:, 1] > 0, "yes", "no")
+    >>> clf = hg.MLPClassifier(hidden_layer_sizes=(8,), solver="lbfgs", random_state=0).fit(X, y)
+    >>> clf.classes_, clf.predict(np.array([[2.0, 2.0], [-2.0, -1.0]]))
+    (array(['no', 'yes'], dtype='<U3'), array(['yes', 'no'], dtype='<U3'))
+    >>> clf.score(X, y) > 0.95, clf.predict_proba(X[:3]).shape
+    (True, (3, 2))
     """
 
     _parameter_constraints: dict = {
@@ -188,7 +204,25 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     def fit(self, X, y, sample_weight=None):
         """Fit to ``X`` (n, n_features; dense or sparse) and labels ``y`` (n,) or an indicator matrix (n, k).
 
-        ``sample_weight`` (n,) weights each sample's loss term.  Returns self.
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n, n_features)
+            The training inputs, of any array API namespace.
+        y : array-like of shape (n,) or (n, k)
+            Labels, or a 0/1 indicator matrix for multilabel targets.
+        sample_weight : array-like of shape (n,), optional
+            Weights each sample's loss term.
+
+        Returns
+        -------
+        MLPClassifier
+            The estimator itself, fitted.
+
+        Raises
+        ------
+        HandgradError
+            A parameter out of range, unusable data (:class:`~handgrad.DataError`)
+            or a run that diverged (:class:`~handgrad.TrainingDiverged`).
         """
         return self._fit(X, y, sample_weight, incremental=False)
 
@@ -317,6 +351,16 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         """Labels (n,) in the type of ``classes_``, or for multilabel an indicator matrix (n, k).
 
         Numeric labels come back in ``X``'s namespace (array API dispatch), strings as NumPy.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n, n_features)
+            The inputs.
+
+        Returns
+        -------
+        array of shape (n,) or (n, k)
+            The predicted labels.
         """
         logits = self._logits(X, "predict")
         ops = ops_for(logits)
@@ -329,12 +373,34 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         return labels if labels.dtype.kind in "OUS" else ops.asarray(labels)
 
     def predict_log_proba(self, X):
-        """Log-probabilities (n, n_classes), columns in the order of ``classes_``."""
+        """Log-probabilities (n, n_classes), columns in the order of ``classes_``.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n, n_features)
+            The inputs.
+
+        Returns
+        -------
+        array of shape (n, n_classes)
+            The logarithms of :meth:`predict_proba`, computed without forming them.
+        """
         logits = self._logits(X, "predict_log_proba")
         return ops_for(logits).astype(self._log_proba(logits), self._net.dtype, copy=False)
 
     def predict_proba(self, X):
-        """Probabilities (n, n_classes): per class (rows sum to 1), or per label for multilabel."""
+        """Probabilities (n, n_classes): per class (rows sum to 1), or per label for multilabel.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n, n_features)
+            The inputs.
+
+        Returns
+        -------
+        array of shape (n, n_classes)
+            Columns in the order of ``classes_``, in the network's dtype.
+        """
         logits = self._logits(X, "predict_proba")
         ops = ops_for(logits)
         return ops.astype(ops.exp(self._log_proba(logits)), self._net.dtype, copy=False)

@@ -42,18 +42,28 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     ----------
     loss : {"squared_error", "poisson", ...}, default="squared_error"
         Any regression loss in handgrad's registry (module docstring).
-    hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, learning_rate_init, power_t,
-    max_iter, shuffle, random_state, tol, verbose, warm_start, momentum, nesterovs_momentum, early_stopping,
-    validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, max_fun, dropout, batch_norm, dtype
+    hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate, learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose, warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change, max_fun, dropout, batch_norm, dtype : see MLPClassifier
         As for :class:`~handgrad.MLPClassifier`; ``early_stopping`` scores the
         held-out rows by R² (not stratified).
 
     Attributes
     ----------
-    loss_, best_loss_, loss_curve_, validation_scores_ (R²), validation_loss_curve_, best_validation_score_, t_,
-    coefs_, intercepts_, n_features_in_, feature_names_in_, n_iter_, n_layers_, n_outputs_, out_activation_
-        As for :class:`~handgrad.MLPClassifier`; ``out_activation_`` is
-        ``"identity"`` (squared error) or ``"exp"`` (Poisson).
+    loss_, best_loss_, loss_curve_, validation_scores_, validation_loss_curve_, best_validation_score_, t_, coefs_, intercepts_, n_features_in_, feature_names_in_, n_iter_, n_layers_, n_outputs_, out_activation_ : see MLPClassifier
+        As for :class:`~handgrad.MLPClassifier`; ``validation_scores_`` holds
+        R² scores, and ``out_activation_`` is ``"identity"`` (squared error)
+        or ``"exp"`` (Poisson).
+
+    See Also
+    --------
+    MLPClassifier : The classifier, which documents each parameter.
+
+    Examples
+    --------
+    >>> X = np.linspace(-1.0, 1.0, 40).reshape(-1, 1)
+    >>> y = 3 * X[:, 0] + 1
+    >>> reg = hg.MLPRegressor(hidden_layer_sizes=(), solver="lbfgs", random_state=0).fit(X, y)
+    >>> np.round(reg.predict(np.array([[0.0], [0.5]])), 3), np.round(reg.coefs_[0], 3)
+    (array([1. , 2.5]), array([[3.]]))
     """
 
     _parameter_constraints: dict = {
@@ -96,7 +106,28 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         self.dtype = dtype
 
     def fit(self, X, y, sample_weight=None):
-        """Fit to ``X`` (n, n_features; dense or sparse) and targets ``y`` (n,) or (n, n_outputs)."""
+        """Fit to ``X`` (n, n_features; dense or sparse) and targets ``y`` (n,) or (n, n_outputs).
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n, n_features)
+            The training inputs, of any array API namespace.
+        y : array-like of shape (n,) or (n, n_outputs)
+            The targets (non-negative for ``loss="poisson"``).
+        sample_weight : array-like of shape (n,), optional
+            Weights each sample's loss term.
+
+        Returns
+        -------
+        MLPRegressor
+            The estimator itself, fitted.
+
+        Raises
+        ------
+        HandgradError
+            A parameter out of range, unusable data (:class:`~handgrad.DataError`)
+            or a run that diverged (:class:`~handgrad.TrainingDiverged`).
+        """
         return self._fit(X, y, sample_weight, incremental=False)
 
     @available_if(lambda est: est._check_solver())
@@ -137,7 +168,18 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         return float(r2_score(targets, predictions.reshape(targets.shape), sample_weight=sample_weight))
 
     def predict(self, X):
-        """Predicted values: (n,) for one output, (n, n_outputs) otherwise, in ``X``'s namespace (array API dispatch)."""
+        """Predicted values: (n,) for one output, (n, n_outputs) otherwise, in ``X``'s namespace (array API dispatch).
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n, n_features)
+            The inputs.
+
+        Returns
+        -------
+        array of shape (n,) or (n, n_outputs)
+            The predictions, in the targets' units (``e^z`` for Poisson).
+        """
         logits = self._logits(X, "predict")
         predictions = self._loss.predict(logits)
         return ops_for(predictions).reshape(predictions, (-1,)) if self.n_outputs_ == 1 else predictions

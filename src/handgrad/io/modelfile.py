@@ -46,6 +46,41 @@ def save(obj, path, *, loss=None, classes=None, history=()):
     same object from the registries.  An estimator brings its own loss,
     classes, parameters, fitted attributes, optimizer state and history.
     See docs/model-format.md.
+
+    Parameters
+    ----------
+    obj : Sequential, MLPClassifier or MLPRegressor
+        The model, or a fitted estimator.
+    path : str or PathLike
+        The file to write (an ``.npz`` zip); replaced if it exists.
+    loss : Loss, optional
+        For a model: the loss it was trained with.
+    classes : sequence of int or str, optional
+        For a model: the label of each output unit; ``0 … C−1`` by default.
+    history : History or sequence of dict, default ()
+        For a model: the training records to store with it.
+
+    Raises
+    ------
+    HandgradError
+        ``obj`` is neither a Sequential nor a handgrad estimator, the labels
+        do not fit the model, or the file cannot be written.
+
+    See Also
+    --------
+    load : Reads the file back.
+    to_onnx : Writes the network for ONNX runtimes instead.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> model = hg.Sequential(hg.Dense(3, 4), hg.ReLU(), hg.BatchNorm(4), hg.Dense(4, 2), seed=0)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "model.npz")
+    ...     hg.save(model, path, loss=hg.SoftmaxCrossEntropy(), classes=["no", "yes"])
+    ...     again = hg.load(path)
+    >>> again, np.array_equal(again.get_weights(), model.get_weights())
+    (Sequential(Dense(3, 4), ReLU(), BatchNorm(n_features=4, momentum=0.1, eps=1e-05), Dense(4, 2)), True)
     """
     if getattr(type(obj), "registry", None) is ESTIMATORS:
         save_estimator(path, obj)
@@ -58,14 +93,43 @@ def save(obj, path, *, loss=None, classes=None, history=()):
 
 
 def load(path):
-    """The object saved at ``path``: a :class:`~handgrad.Sequential` for a model or checkpoint file,
-    the fitted estimator for an estimator file.
+    """Read the model, checkpoint or estimator saved at ``path``.
 
-    A model comes back in inference mode (``model.train()`` switches).
+    A model or checkpoint file gives a :class:`~handgrad.Sequential`, an
+    estimator file the fitted estimator.  A model comes back in inference mode (``model.train()`` switches).
 
     Never runs code from the file: a damaged or hostile file raises
     :class:`~handgrad.ModelFileError`.  :func:`load_model` returns a model
     file's full contents (loss, classes, preprocessing, history).
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A file written by :func:`save`, ``handgrad train`` or a checkpoint.
+
+    Returns
+    -------
+    Sequential, MLPClassifier or MLPRegressor
+        What the file holds, with every layer's settings, parameters and buffers.
+
+    Raises
+    ------
+    ModelFileError
+        The file is missing, damaged, hostile, of an unknown version, or not handgrad's.
+
+    See Also
+    --------
+    save : Writes the file.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "model.npz")
+    ...     hg.save(hg.mlp(4, [3], 2, seed=0), path)
+    ...     model = hg.load(path)
+    >>> model, model.layers[0].training
+    (Sequential(Dense(4, 3), ReLU(), Dense(3, 2)), False)
     """
     return read(path, want="any")
 

@@ -410,9 +410,15 @@ def to_onnx(obj, X=None, *, loss=None, classes=None, target_opset=None):
 
     Examples
     --------
-    >>> onx = hg.to_onnx(model, X[:1].astype(np.float32), loss=hg.SoftmaxCrossEntropy())  # doctest: +SKIP
-    >>> import onnxruntime as ort                                                            # doctest: +SKIP
-    >>> label, proba = ort.InferenceSession(onx.SerializeToString()).run(None, {"X": X})   # doctest: +SKIP
+    >>> model = hg.mlp(4, [8], 3, seed=0)
+    >>> X = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    >>> onx = hg.to_onnx(model, X[:1], loss=hg.SoftmaxCrossEntropy(), classes=[10, 20, 30])
+    >>> [output.name for output in onx.graph.output]
+    ['label', 'probabilities']
+    >>> import onnxruntime as ort                                       # doctest: +SKIP
+    >>> label, proba = ort.InferenceSession(onx.SerializeToString()).run(None, {"X": X})  # doctest: +SKIP
+    >>> np.array_equal(label, np.array([10, 20, 30])[model.predict(X)])                   # doctest: +SKIP
+    True
     """
     onnx = import_onnx()
     parts = inference_parts(obj, loss, classes)

@@ -39,6 +39,23 @@ class Activation(Layer):
     ``initializer`` (default "glorot") is the scheme suited to the Dense
     layer feeding it.  ``in_place = True`` declares that ``backward`` reads
     only the output ``A``, so ``forward`` may write ``A`` over its input.
+
+    A subclass defines ``forward(Z, out=None)``, returning ``A``, and
+    ``backward(G, out=None)``, returning ``∂L/∂Z = G ⊙ act'(Z)``; defining it
+    registers it under its short name, which ``--activation`` and
+    :func:`mlp` accept.
+
+    See Also
+    --------
+    activations : Every registered activation by name.
+    Layer : The protocol every layer follows.
+
+    Examples
+    --------
+    >>> issubclass(hg.ReLU, hg.Activation), hg.ReLU.initializer, hg.Tanh.initializer
+    (True, 'he', 'glorot')
+    >>> hg.activations()["leaky-relu"] is hg.LeakyReLU
+    True
     """
 
     name = None
@@ -46,19 +63,54 @@ class Activation(Layer):
 
 
 class Identity(Activation):
-    """``A = Z``; backward passes ``G`` through unchanged (a copy)."""
+    """``A = Z``; backward passes ``G`` through unchanged (a copy).
+
+    Examples
+    --------
+    >>> identity = hg.Identity()
+    >>> identity.forward(np.array([[-1.0, 2.0]])), identity.backward(np.array([[3.0, 4.0]]))
+    (array([[-1.,  2.]]), array([[3., 4.]]))
+    """
 
     derivation = Derivation(forward="A = Z", backward={"input": "∂J/∂Z = G"}, section="activations")
 
     in_place = True
 
     def forward(self, Z, out=None):
+        """Compute ``A = Z`` (a copy).
+
+        Parameters
+        ----------
+        Z : array of shape (n, d)
+            The pre-activation, one sample per row.
+        out : array of shape (n, d), optional
+            Where to write ``A``; it may be ``Z`` itself (``in_place``).
+
+        Returns
+        -------
+        array of shape (n, d)
+            ``A`` (``out`` when given).
+        """
         ops = self.ops
         out = _empty_like(ops, Z, out)
         ops.copyto(out, Z)
         return out
 
     def backward(self, G, out=None):
+        """Return ``∂L/∂Z = G`` (a copy).
+
+        Parameters
+        ----------
+        G : array of shape (n, d)
+            ``∂L/∂A``, the gradient with respect to the output.
+        out : array of shape (n, d), optional
+            Where to write ``∂L/∂Z``; a new array when None.
+
+        Returns
+        -------
+        array of shape (n, d)
+            ``∂L/∂Z`` (``out`` when given).
+        """
         ops = self.ops
         out = _empty_like(ops, G, out)
         ops.copyto(out, G)
@@ -82,6 +134,15 @@ class Sigmoid(Activation):
     precision down to the smallest normal number (z ≈ −87 in float32, −708
     in float64).  ``½(1 + tanh(z/2))``, the same function on paper, cancels
     in the negative tail (44% off at z = −17 in float32, 0 below −20).
+
+    Examples
+    --------
+    >>> sigmoid = hg.Sigmoid()
+    >>> sigmoid.forward(np.array([[0.0, -800.0, 800.0]]))
+    array([[0.5, 0. , 1. ]])
+    >>> sigmoid.forward(np.array([[0.0]])); sigmoid.backward(np.array([[1.0]]))   # σ'(0) = ¼
+    array([[0.5]])
+    array([[0.25]])
     """
 
     derivation = Derivation(forward="A = σ(Z) = 1/(1 + exp(−Z))",
@@ -91,6 +152,20 @@ class Sigmoid(Activation):
     in_place = True
 
     def forward(self, Z, out=None):
+        """Compute ``A = σ(Z) = 1/(1 + e^{−Z})``, keeping ``A`` for the backward pass.
+
+        Parameters
+        ----------
+        Z : array of shape (n, d)
+            The pre-activation, one sample per row.
+        out : array of shape (n, d), optional
+            Where to write ``A``; it may be ``Z`` itself (``in_place``).
+
+        Returns
+        -------
+        array of shape (n, d)
+            ``A`` (``out`` when given).
+        """
         ops = self.ops
         out = _empty_like(ops, Z, out)
         negative = ops.signbit(Z)           # read before out (maybe Z itself) is overwritten
@@ -105,6 +180,20 @@ class Sigmoid(Activation):
         return out
 
     def backward(self, G, out=None):
+        """Return ``∂L/∂Z = G ⊙ A ⊙ (1 − A)``.
+
+        Parameters
+        ----------
+        G : array of shape (n, d)
+            ``∂L/∂A``, the gradient with respect to the output.
+        out : array of shape (n, d), optional
+            Where to write ``∂L/∂Z``; a new array when None.
+
+        Returns
+        -------
+        array of shape (n, d)
+            ``∂L/∂Z`` (``out`` when given).
+        """
         ops = self.ops
         out = _empty_like(ops, G, out)
         A = self._A
@@ -123,6 +212,14 @@ class Tanh(Activation):
 
     Forward:  ``A = tanh(Z)``.
     Backward: ``tanh'(a) = 1 − tanh²(a)`` (seed 004), so ``∂L/∂Z = G ⊙ (1 − A²)``.
+
+    Examples
+    --------
+    >>> tanh = hg.Tanh()
+    >>> np.round(tanh.forward(np.array([[0.0, 1.0]])), 4)
+    array([[0.    , 0.7616]])
+    >>> np.round(tanh.backward(np.array([[1.0, 1.0]])), 4)               # 1 − tanh²
+    array([[1.  , 0.42]])
     """
 
     derivation = Derivation(forward="A = tanh(Z)", backward={"input": "∂J/∂Z = G ⊙ (1 − A²)"},
@@ -131,6 +228,20 @@ class Tanh(Activation):
     in_place = True
 
     def forward(self, Z, out=None):
+        """Compute ``A = tanh(Z)``, keeping ``A`` for the backward pass.
+
+        Parameters
+        ----------
+        Z : array of shape (n, d)
+            The pre-activation, one sample per row.
+        out : array of shape (n, d), optional
+            Where to write ``A``; it may be ``Z`` itself (``in_place``).
+
+        Returns
+        -------
+        array of shape (n, d)
+            ``A`` (``out`` when given).
+        """
         ops = self.ops
         out = _empty_like(ops, Z, out)
         ops.tanh(Z, out=out)
@@ -138,6 +249,20 @@ class Tanh(Activation):
         return out
 
     def backward(self, G, out=None):
+        """Return ``∂L/∂Z = G ⊙ (1 − A²)``.
+
+        Parameters
+        ----------
+        G : array of shape (n, d)
+            ``∂L/∂A``, the gradient with respect to the output.
+        out : array of shape (n, d), optional
+            Where to write ``∂L/∂Z``; a new array when None.
+
+        Returns
+        -------
+        array of shape (n, d)
+            ``∂L/∂Z`` (``out`` when given).
+        """
         ops = self.ops
         out = _empty_like(ops, G, out)
         A = self._A
@@ -158,6 +283,14 @@ class ReLU(Activation):
     Backward: the derivative is the indicator ``I(z > 0)`` (seed 003 writes
     it as ``I(ω₁x + b₁)``), so ``∂L/∂Z = G ⊙ I(Z > 0)``.  At ``z = 0`` the
     derivative is undefined; handgrad uses 0 there, like PyTorch.
+
+    Examples
+    --------
+    >>> relu = hg.ReLU()
+    >>> relu.forward(np.array([[-1.0, 0.0, 2.0]]))
+    array([[0., 0., 2.]])
+    >>> relu.backward(np.array([[5.0, 5.0, 5.0]]))        # the slope is 0 at z = 0
+    array([[0., 0., 5.]])
     """
 
     derivation = Derivation(forward="A = max(0, Z)", backward={"input": "∂J/∂Z = G ⊙ I(Z > 0)"},
@@ -169,6 +302,20 @@ class ReLU(Activation):
     in_place = True
 
     def forward(self, Z, out=None):
+        """Compute ``A = max(0, Z)``, keeping ``A`` for the backward pass.
+
+        Parameters
+        ----------
+        Z : array of shape (n, d)
+            The pre-activation, one sample per row.
+        out : array of shape (n, d), optional
+            Where to write ``A``; it may be ``Z`` itself (``in_place``).
+
+        Returns
+        -------
+        array of shape (n, d)
+            ``A`` (``out`` when given).
+        """
         ops = self.ops
         out = _empty_like(ops, Z, out)
         ops.maximum(Z, 0, out=out)
@@ -176,6 +323,20 @@ class ReLU(Activation):
         return out
 
     def backward(self, G, out=None):
+        """Return ``∂L/∂Z = G ⊙ I(Z > 0)``, reading ``Z > 0`` as ``A > 0``.
+
+        Parameters
+        ----------
+        G : array of shape (n, d)
+            ``∂L/∂A``, the gradient with respect to the output.
+        out : array of shape (n, d), optional
+            Where to write ``∂L/∂Z``; a new array when None.
+
+        Returns
+        -------
+        array of shape (n, d)
+            ``∂L/∂Z`` (``out`` when given).
+        """
         ops = self.ops
         out = _empty_like(ops, G, out)
         ops.greater(self._A, 0, out=out)  # I(Z > 0) as 0/1 in G's dtype
@@ -197,6 +358,24 @@ class LeakyReLU(Activation):
 
     ``s ≥ 0`` is required: then ``A > 0`` exactly where ``z > 0``, and the
     output alone tells backward which slope applies (``in_place``).
+
+    Parameters
+    ----------
+    negative_slope : float, default 0.01
+        ``s``, the slope for negative inputs: at least 0 and at most 1e6.
+
+    Raises
+    ------
+    HandgradError
+        A negative or non-finite slope, or one above 1e6 (``constraints``).
+
+    Examples
+    --------
+    >>> leaky = hg.LeakyReLU(0.1)
+    >>> leaky.forward(np.array([[-2.0, 3.0]]))
+    array([[-0.2,  3. ]])
+    >>> leaky.backward(np.array([[1.0, 1.0]]))
+    array([[0.1, 1. ]])
     """
 
     derivation = Derivation(forward="A = max(Z, sZ)", backward={"input": "∂J/∂Z = G ⊙ (I(Z > 0) + s I(Z ≤ 0))"},
@@ -213,6 +392,20 @@ class LeakyReLU(Activation):
         self.negative_slope = float(negative_slope)
 
     def forward(self, Z, out=None):
+        """Compute ``A = Z`` where ``Z > 0``, ``s Z`` elsewhere, keeping ``A`` for the backward pass.
+
+        Parameters
+        ----------
+        Z : array of shape (n, d)
+            The pre-activation, one sample per row.
+        out : array of shape (n, d), optional
+            Where to write ``A``; it may be ``Z`` itself (``in_place``).
+
+        Returns
+        -------
+        array of shape (n, d)
+            ``A`` (``out`` when given).
+        """
         ops = self.ops
         out = _empty_like(ops, Z, out)
         scaled = Z * self.negative_slope        # a temporary: out may be Z itself
@@ -224,6 +417,20 @@ class LeakyReLU(Activation):
         return out
 
     def backward(self, G, out=None):
+        """Return ``∂L/∂Z = G ⊙ (1 if A > 0 else s)``.
+
+        Parameters
+        ----------
+        G : array of shape (n, d)
+            ``∂L/∂A``, the gradient with respect to the output.
+        out : array of shape (n, d), optional
+            Where to write ``∂L/∂Z``; a new array when None.
+
+        Returns
+        -------
+        array of shape (n, d)
+            ``∂L/∂Z`` (``out`` when given).
+        """
         ops = self.ops
         out = _empty_like(ops, G, out)
         ops.multiply(G, self.negative_slope, out=out)    # G s where A ≤ 0 …
@@ -247,6 +454,24 @@ class ELU(Activation):
     deep negative tail ``A + α`` is accurate to ``ε α`` absolutely, not
     relatively, as in PyTorch's in-place ELU; the derivative there is below
     ``ε α`` anyway.
+
+    Parameters
+    ----------
+    alpha : float, default 1.0
+        ``α``, the size of the negative saturation ``−α``: at least 0 and at most 1e6.
+
+    Raises
+    ------
+    HandgradError
+        A negative or non-finite ``alpha``, or one above 1e6 (``constraints``).
+
+    Examples
+    --------
+    >>> elu = hg.ELU(alpha=1.0)
+    >>> np.round(elu.forward(np.array([[-1.0, 2.0]])), 4)
+    array([[-0.6321,  2.    ]])
+    >>> np.round(elu.backward(np.array([[1.0, 1.0]])), 4)      # α e^z = A + α for z ≤ 0
+    array([[0.3679, 1.    ]])
     """
 
     derivation = Derivation(forward="A = max(Z, 0) + α (exp(min(Z, 0)) − 1)",
@@ -264,6 +489,20 @@ class ELU(Activation):
         self.alpha = float(alpha)
 
     def forward(self, Z, out=None):
+        """Compute ``A = max(Z, 0) + α expm1(min(Z, 0))``, keeping ``A`` for the backward pass.
+
+        Parameters
+        ----------
+        Z : array of shape (n, d)
+            The pre-activation, one sample per row.
+        out : array of shape (n, d), optional
+            Where to write ``A``; it may be ``Z`` itself (``in_place``).
+
+        Returns
+        -------
+        array of shape (n, d)
+            ``A`` (``out`` when given).
+        """
         ops = self.ops
         out = _empty_like(ops, Z, out)
         negative_part = ops.minimum(Z, 0)          # a temporary: out may be Z itself
@@ -275,6 +514,20 @@ class ELU(Activation):
         return out
 
     def backward(self, G, out=None):
+        """Return ``∂L/∂Z = G ⊙ (1 if A > 0 else A + α)``.
+
+        Parameters
+        ----------
+        G : array of shape (n, d)
+            ``∂L/∂A``, the gradient with respect to the output.
+        out : array of shape (n, d), optional
+            Where to write ``∂L/∂Z``; a new array when None.
+
+        Returns
+        -------
+        array of shape (n, d)
+            ``∂L/∂Z`` (``out`` when given).
+        """
         ops = self.ops
         out = _empty_like(ops, G, out)
         A = self._A
@@ -298,6 +551,14 @@ class Softplus(Activation):
     ``e^A = 1 + e^z`` gives ``σ(z) = (e^A − 1)/e^A = 1 − e^{−A} = −expm1(−A)``,
     so ``∂L/∂Z = G ⊙ (−expm1(−A))`` (``in_place``).  ``expm1`` keeps the
     relative precision of ``σ(z) ≈ A ≈ e^z`` for very negative ``z``.
+
+    Examples
+    --------
+    >>> softplus = hg.Softplus()
+    >>> np.round(softplus.forward(np.array([[0.0, 1000.0]])), 4)     # log 2, and no overflow
+    array([[6.931e-01, 1.000e+03]])
+    >>> np.round(softplus.backward(np.array([[1.0, 1.0]])), 4)      # σ(z)
+    array([[0.5, 1. ]])
     """
 
     derivation = Derivation(forward="A = log(1 + exp(Z)) = max(Z, 0) + log(1 + exp(−|Z|))",
@@ -308,6 +569,20 @@ class Softplus(Activation):
     in_place = True
 
     def forward(self, Z, out=None):
+        """Compute ``A = max(Z, 0) + log1p(e^{−|Z|})``, keeping ``A`` for the backward pass.
+
+        Parameters
+        ----------
+        Z : array of shape (n, d)
+            The pre-activation, one sample per row.
+        out : array of shape (n, d), optional
+            Where to write ``A``; it may be ``Z`` itself (``in_place``).
+
+        Returns
+        -------
+        array of shape (n, d)
+            ``A`` (``out`` when given).
+        """
         ops = self.ops
         out = _empty_like(ops, Z, out)
         tail = ops.abs(Z)                        # a temporary: out may be Z itself
@@ -321,6 +596,20 @@ class Softplus(Activation):
         return out
 
     def backward(self, G, out=None):
+        """Return ``∂L/∂Z = G ⊙ σ(Z) = G ⊙ (−expm1(−A))``.
+
+        Parameters
+        ----------
+        G : array of shape (n, d)
+            ``∂L/∂A``, the gradient with respect to the output.
+        out : array of shape (n, d), optional
+            Where to write ``∂L/∂Z``; a new array when None.
+
+        Returns
+        -------
+        array of shape (n, d)
+            ``∂L/∂Z`` (``out`` when given).
+        """
         ops = self.ops
         out = _empty_like(ops, G, out)
         ops.negative(self._A, out=out)
@@ -348,6 +637,14 @@ class GELU(Activation):
     so ``∂L/∂Z = G ⊙ (Φ + Z ⊙ φ(Z))``.  That needs ``Z`` (``z Φ(z)`` is not
     one-to-one below its minimum near ``z = −0.75``), so GELU is not
     ``in_place``: it keeps a reference to its input and ``Φ``.
+
+    Examples
+    --------
+    >>> gelu = hg.GELU()
+    >>> np.round(gelu.forward(np.array([[-1.0, 0.0, 1.0]])), 4)
+    array([[-0.1587,  0.    ,  0.8413]])
+    >>> np.round(gelu.backward(np.array([[1.0, 1.0, 1.0]])), 4)     # Φ(z) + z φ(z)
+    array([[-0.0833,  0.5   ,  1.0833]])
     """
 
     derivation = Derivation(forward="A = Z ⊙ Φ(Z),  Φ(z) = ½ erfc(−z/√(2))",
@@ -358,6 +655,20 @@ class GELU(Activation):
     initializer = "he"
 
     def forward(self, Z, out=None):
+        """Compute ``A = Z ⊙ Φ(Z)``, keeping ``Z`` and ``Φ(Z)`` for the backward pass.
+
+        Parameters
+        ----------
+        Z : array of shape (n, d)
+            The pre-activation, one sample per row.
+        out : array of shape (n, d), optional
+            Where to write ``A``; a new array when None.
+
+        Returns
+        -------
+        array of shape (n, d)
+            ``A`` (``out`` when given).
+        """
         ops = self.ops
         out = _empty_like(ops, Z, out)
         Phi = ops.multiply(Z, -_SQRT_HALF)
@@ -368,6 +679,20 @@ class GELU(Activation):
         return out
 
     def backward(self, G, out=None):
+        """Return ``∂L/∂Z = G ⊙ (Φ(Z) + Z ⊙ φ(Z))``.
+
+        Parameters
+        ----------
+        G : array of shape (n, d)
+            ``∂L/∂A``, the gradient with respect to the output.
+        out : array of shape (n, d), optional
+            Where to write ``∂L/∂Z``; a new array when None.
+
+        Returns
+        -------
+        array of shape (n, d)
+            ``∂L/∂Z`` (``out`` when given).
+        """
         ops = self.ops
         out = _empty_like(ops, G, out)
         Z = self._Z
@@ -393,5 +718,22 @@ def activation(name):
 
 
 def activations():
-    """``{name: class}`` of every registered activation, built-in or user-defined."""
+    """``{name: class}`` of every registered activation, built-in or user-defined.
+
+    Returns
+    -------
+    dict of str to type
+        Each activation's short name (``"relu"``, ``"leaky-relu"``) and its class.
+
+    See Also
+    --------
+    losses : The same table for the losses.
+
+    Examples
+    --------
+    >>> hg.activations()["relu"]
+    <class 'handgrad.nn.activations.ReLU'>
+    >>> {"sigmoid", "tanh", "relu", "gelu"} <= set(hg.activations())
+    True
+    """
     return LAYERS.choices(where=lambda cls: issubclass(cls, Activation))

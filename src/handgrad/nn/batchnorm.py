@@ -34,7 +34,15 @@ from handgrad.validation import resolve_dtype
 
 
 class BatchNorm(Layer):
-    """``hg.BatchNorm(n_features, momentum=0.1, eps=1e-5)``: normalise each feature, then scale and shift.
+    """Batch normalisation: normalise each feature over the batch, then scale by ``γ`` and shift by ``β``.
+
+    Forward, training mode: ``X̂ = (X − μ)/σ`` with the batch's mean ``μ``
+    and ``σ = √(v + ε)`` from its biased variance ``v``, per column, then
+    ``Y = γ ⊙ X̂ + β``.  Backward, for ``G = ∂L/∂Y``: ``∂L/∂β = Σ_rows G``,
+    ``∂L/∂γ = Σ_rows G ⊙ X̂`` and
+    ``∂L/∂X = (γ/σ) ⊙ (G − ∂L/∂β / n − X̂ ⊙ ∂L/∂γ / n)`` (module docstring,
+    and ``docs/derivations.md``, §3 "Batch normalisation").  Inference mode
+    normalises with the running statistics instead.
 
     Parameters ``gamma`` (starts at 1) and ``beta`` (starts at 0), in that
     order; L2 decays neither (``decayed_names = ()``).  Buffers
@@ -45,6 +53,41 @@ class BatchNorm(Layer):
     initialised for the activation after it.  ``in_place``: backward reads
     ``X̂`` and ``1/σ``, which forward keeps, never the input.  Its width is
     ``n_features``, in and out.
+
+    Parameters
+    ----------
+    n_features : int
+        The number of columns it normalises (the width of the layer before), at least 1.
+    momentum : float, default 0.1
+        ``m``, the weight of each batch in the running statistics, in [0, 1].
+    eps : float, default 1e-5
+        ``ε``, added to the variance: positive, at most 1, and representable in ``dtype``.
+    dtype : {numpy.float32, numpy.float64} or str, default numpy.float32
+        The dtype of the parameters and buffers.
+
+    Raises
+    ------
+    HandgradError
+        A setting out of its declared range (``constraints``).
+    DataError
+        A ``dtype`` other than float32 or float64.
+
+    See Also
+    --------
+    Dropout : The other layer whose training and inference modes differ.
+
+    Examples
+    --------
+    >>> bn = hg.BatchNorm(2, dtype=np.float64)
+    >>> X = np.array([[1.0, 10.0], [3.0, 30.0]])
+    >>> np.round(bn.forward(X), 4)                      # each column to mean 0, variance 1
+    array([[-1., -1.],
+           [ 1.,  1.]])
+    >>> bn.running_mean                                 # (1 − m) · 0 + m μ
+    array([0.2, 2. ])
+    >>> dX = bn.backward(np.array([[1.0, 0.0], [0.0, 0.0]]))
+    >>> bn.dbeta, np.round(bn.dgamma, 4)                # Σ G and Σ G ⊙ X̂
+    (array([1., 0.]), array([-1.,  0.]))
     """
 
     derivation = Derivation(
@@ -108,6 +151,28 @@ class BatchNorm(Layer):
     # -- forward ----------------------------------------------------------------
 
     def forward(self, X, out=None):
+        """Normalise ``X`` column by column, then return ``Y = γ ⊙ X̂ + β``; keep ``X̂`` and ``1/σ``.
+
+        In training mode with the batch's statistics (and the running ones
+        updated), in inference mode with the running statistics.
+
+        Parameters
+        ----------
+        X : array of shape (n, n_features)
+            The layer's input, one sample per row.
+        out : array of shape (n, n_features), optional
+            Where to write ``Y``; it may be ``X`` itself (``in_place``).
+
+        Returns
+        -------
+        array of shape (n, n_features)
+            ``Y`` (``out`` when given).
+
+        Raises
+        ------
+        HandgradError
+            ``X`` is not 2-D with ``n_features`` columns.
+        """
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise HandgradError(f"BatchNorm({self.n_features}) got input of shape {tuple(X.shape)}; "
                                 f"it normalises {self.n_features} columns")
@@ -154,7 +219,24 @@ class BatchNorm(Layer):
     # -- backward ---------------------------------------------------------------
 
     def backward(self, G, out=None):
-        """Store ``dgamma = Σ G ⊙ X̂`` and ``dbeta = Σ G``; return ``∂L/∂X``."""
+        """Store ``dgamma = Σ_rows G ⊙ X̂`` and ``dbeta = Σ_rows G``; return ``∂L/∂X``.
+
+        ``∂L/∂X = (γ/σ) ⊙ (G − dbeta/n − X̂ ⊙ dgamma/n)`` after a
+        training-mode forward pass, ``G ⊙ γ/√(r_v + ε)`` after an
+        inference-mode one.
+
+        Parameters
+        ----------
+        G : array of shape (n, n_features)
+            ``∂L/∂Y``, the gradient with respect to the output.
+        out : array of shape (n, n_features), optional
+            Where to write ``∂L/∂X``; a new array when None.
+
+        Returns
+        -------
+        array of shape (n, n_features)
+            ``∂L/∂X`` (``out`` when given).
+        """
         ops = self.ops
         out = ops.empty_like(G) if out is None else out
         Xhat = self._Xhat

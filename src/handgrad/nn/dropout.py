@@ -36,11 +36,42 @@ from handgrad.nn.layers import Layer
 
 
 class Dropout(Layer):
-    """``hg.Dropout(p)``: zero each unit with probability ``p`` (as PyTorch's ``p``) while training.
+    """Inverted dropout: zero each unit with probability ``p`` (as PyTorch's ``p``) while training.
+
+    Forward, training mode: ``A = X ⊙ M`` with ``M = I(U ≥ p)/(1 − p)`` for
+    ``U`` uniform on [0, 1), so ``E[A] = X``; inference mode is ``A = X``.
+    Backward: ``∂L/∂X = G ⊙ M`` with the mask of the forward pass (``G``
+    after an inference-mode forward).
 
     ``initializer`` is None: the Dense layer before a Dropout is initialised
     for the activation after it.  ``mask`` is the boolean keep-mask of the
     last training-mode forward pass (None after an inference-mode one).
+
+    Parameters
+    ----------
+    p : float, default 0.5
+        The probability of dropping a unit, in [0, 1).
+
+    Raises
+    ------
+    HandgradError
+        ``p`` outside [0, 1) (``constraints``).
+
+    See Also
+    --------
+    BatchNorm : The other layer whose training and inference modes differ.
+
+    Examples
+    --------
+    >>> dropout = hg.Dropout(0.5)
+    >>> dropout.reseed(0)
+    >>> A = dropout.forward(np.ones((2, 4)))
+    >>> sorted(set(A.ravel().tolist()))                 # dropped, or kept and scaled by 1/(1 − p)
+    [0.0, 2.0]
+    >>> np.array_equal(dropout.backward(np.ones((2, 4))), A)
+    True
+    >>> dropout.eval().forward(np.ones((1, 3)))         # inference mode: the identity
+    array([[1., 1., 1.]])
     """
 
     derivation = Derivation(forward="A = X ⊙ M,  M = I(U ≥ p)/(1 − p)", backward={"input": "∂J/∂X = G ⊙ M"},
@@ -66,6 +97,20 @@ class Dropout(Layer):
         return None if self._M is None else self._M != 0
 
     def forward(self, X, out=None):
+        """Return ``A = X ⊙ M`` in training mode, drawing a new mask ``M``; a copy of ``X`` in inference mode.
+
+        Parameters
+        ----------
+        X : array of shape (n, d)
+            The layer's input, one sample per row.
+        out : array of shape (n, d), optional
+            Where to write ``A``; it may be ``X`` itself (``in_place``).
+
+        Returns
+        -------
+        array of shape (n, d)
+            ``A`` (``out`` when given).
+        """
         ops = self.ops
         out = ops.empty_like(X) if out is None else out
         if not self.training or self.p == 0:
@@ -90,6 +135,20 @@ class Dropout(Layer):
         return self._M
 
     def backward(self, G, out=None):
+        """Return ``∂L/∂X = G ⊙ M`` with the last forward pass's mask (``G`` itself after an inference-mode one).
+
+        Parameters
+        ----------
+        G : array of shape (n, d)
+            ``∂L/∂A``, the gradient with respect to the output.
+        out : array of shape (n, d), optional
+            Where to write ``∂L/∂X``; a new array when None.
+
+        Returns
+        -------
+        array of shape (n, d)
+            ``∂L/∂X`` (``out`` when given).
+        """
         ops = self.ops
         out = ops.empty_like(G) if out is None else out
         if self._M is None:

@@ -72,7 +72,37 @@ class GradcheckRow:
 
 
 class GradcheckReport:
-    """Rows of worst relative errors; ``report.passed`` and ``str(report)``."""
+    """Rows of worst relative errors; ``report.passed`` and ``str(report)``.
+
+    One row per checked array (a parameter, the logits or a layer's input):
+    its shape, the largest relative error between the hand-written and the
+    numerical gradient, the entry where it occurs, and both values there.
+    ``max_error`` is the largest over the rows, ``passed`` (also the
+    report's truth value) says whether it is below ``tolerance``, and
+    ``print(report)`` shows the table.
+
+    Parameters
+    ----------
+    rows : list of GradcheckRow
+        The rows, as :func:`gradcheck` and :func:`check_function` build them.
+    tolerance : float
+        The largest relative error that passes.
+
+    See Also
+    --------
+    gradcheck : Checks a model, a loss or a layer and returns a report.
+    check_function : Checks a plain function's gradient and returns a report.
+
+    Examples
+    --------
+    >>> report = hg.gradcheck(hg.Tanh(), np.linspace(-1.0, 1.0, 6).reshape(2, 3))
+    >>> report.passed, report.max_error < 1e-6, [row.name for row in report.rows]
+    (True, True, ['input'])
+    >>> print(report)                                       # doctest: +ELLIPSIS
+    parameter       shape          max rel error  at              analytic       numeric  ok
+    input           (2, 3)         ...
+    passed: worst ..., tolerance 1e-06
+    """
 
     def __init__(self, rows, tolerance):
         self.rows, self.tolerance = rows, tolerance
@@ -153,9 +183,42 @@ def check_function(f, grad_f, arrays, names=None, step=STEP, tolerance=TOLERANCE
     """Check a hand-written gradient: ``grad_f(*arrays)`` against differences of ``f(*arrays)``.
 
     ``f`` returns a scalar; ``grad_f`` returns one gradient per array.  The
-    arrays are converted to float64 copies first.
+    arrays are converted to float64 copies first, and each entry is
+    differenced centrally, ``(f(θ + h) − f(θ − h)) / 2h``.
 
-    >>> import numpy as np, handgrad as hg
+    Parameters
+    ----------
+    f : callable
+        ``f(*arrays) -> float``, the function.
+    grad_f : callable
+        ``grad_f(*arrays) -> sequence of arrays``, its hand-written gradient
+        with respect to each array, of that array's shape.
+    arrays : sequence of array_like
+        The point to check at.
+    names : sequence of str, optional
+        The report's name for each array; ``arg0``, ``arg1``, … by default.
+    step : float, default 1e-6
+        ``h``, the step of the central differences.
+    tolerance : float, default 1e-6
+        The largest relative error that passes, a positive number.
+
+    Returns
+    -------
+    GradcheckReport
+        One row per array; ``report.passed`` says whether all pass.
+
+    Raises
+    ------
+    HandgradError
+        ``grad_f`` returns a different number of gradients than there are
+        arrays, a gradient of the wrong shape, or a bad ``tolerance``.
+
+    See Also
+    --------
+    gradcheck : The same check for a model, a loss or a layer.
+
+    Examples
+    --------
     >>> report = hg.check_function(lambda x: (x ** 3).sum(), lambda x: [3 * x ** 2], [np.arange(3.0)])
     >>> report.passed
     True
@@ -191,7 +254,54 @@ def gradcheck(target, *args, l2=0.0, seed=0, step=STEP, tolerance=TOLERANCE, ent
     of the objective: a 784-512-256-10 network has 535,818 of them.
     ``progress(name, done, total)``, if given, is called after each entry.
 
-    Returns a :class:`GradcheckReport`; ``print`` it for the table.
+    Parameters
+    ----------
+    target : Sequential, Loss or Layer
+        What to check.
+    *args
+        ``loss, X, y`` for a model, ``Z, y`` for a loss, ``X`` for a layer.
+    l2 : float, default 0.0
+        ``λ`` of the objective's L2 term (a model only).
+    seed : int, default 0
+        Seeds the sampled entries, a layer's ``R`` and a Dropout's mask.
+    step : float, default 1e-6
+        The step of the central differences.
+    tolerance : float, default 1e-6
+        The largest relative error that passes, a positive number.
+    entries : int, optional
+        For a model: difference this many sampled entries of each parameter; all of them when None.
+    progress : callable, optional
+        For a model: ``progress(name, done, total)``, called after each entry.
+
+    Returns
+    -------
+    GradcheckReport
+        One row per parameter (or the logits, or the layer's input and
+        parameters); ``print`` it for the table.
+
+    Raises
+    ------
+    HandgradError
+        A target that is neither a Sequential, a Loss nor a Layer, a bad
+        ``tolerance`` or ``entries``, or a layer whose parameters cannot be
+        made float64.
+
+    See Also
+    --------
+    check_function : The same check for a plain function.
+    loss_and_gradients : The objective and gradients it checks for a model.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> model = hg.mlp(4, [5], 3, activation="tanh", seed=0)
+    >>> X, y = rng.normal(size=(6, 4)), rng.integers(0, 3, size=6)
+    >>> hg.gradcheck(model, hg.SoftmaxCrossEntropy(), X, y, l2=0.1).passed
+    True
+    >>> hg.gradcheck(hg.SquaredError(), rng.normal(size=(3, 2)), rng.normal(size=(3, 2))).passed
+    True
+    >>> [row.name for row in hg.gradcheck(hg.Dense(3, 2, dtype=np.float64), rng.normal(size=(4, 3))).rows]
+    ['input', 'W', 'b']
     """
     _check_tolerance(tolerance)
     if isinstance(target, Sequential):

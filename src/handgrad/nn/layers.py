@@ -127,6 +127,24 @@ class Layer(Registered, registry=LAYERS):
     spells out the operands (``{"forward": "n×$in · $in×$out + $out"}``);
     ``seeds`` names the seed documents it comes from.  A layer without a
     declaration (None) is printed with a note instead.
+
+    See Also
+    --------
+    Sequential : Runs layers in order and asks each the questions above.
+    Activation : The base of the elementwise layers without parameters.
+    gradcheck : Checks a layer's backward pass against central differences.
+
+    Examples
+    --------
+    A built-in layer answers the protocol's questions:
+
+    >>> layer = hg.Dense(4, 3, seed=0)
+    >>> isinstance(layer, hg.Layer), layer.input_width(), layer.output_width(4)
+    (True, 4, 3)
+    >>> layer.parameter_names, [tuple(p.shape) for p in layer.parameters()]
+    (('W', 'b'), [(4, 3), (3,)])
+    >>> hg.Dropout(0.5).eval().training
+    False
     """
 
     parameter_names = ()
@@ -283,6 +301,44 @@ class Dense(Layer):
     never reads its output in backward (``backward_reads_output = False``),
     so an in-place activation after it writes over it, and it skips its
     input gradient when asked (``input_grad_optional``).
+
+    Parameters
+    ----------
+    n_in : int
+        The number of input features, at least 1.
+    n_out : int
+        The number of units (output columns), at least 1.
+    init : {"auto", "glorot", "he"}, default "auto"
+        How ``W`` is drawn (above).
+    seed : int, optional
+        Seeds this layer's own draw of ``W``; None draws from the model's
+        generator (``"auto"``) or from fresh entropy.
+    dtype : {numpy.float32, numpy.float64} or str, default numpy.float32
+        The dtype of ``W``, ``b`` and their gradients.
+
+    Raises
+    ------
+    HandgradError
+        A width below 1 or an unknown ``init`` (the declared ``constraints``).
+    DataError
+        A ``dtype`` other than float32 or float64.
+
+    See Also
+    --------
+    mlp : Builds Dense layers with activations between them.
+    Sequential : Joins layers into a network.
+
+    Examples
+    --------
+    >>> layer = hg.Dense(3, 2, init="glorot", seed=0, dtype=np.float64)
+    >>> X = np.ones((4, 3))
+    >>> Z = layer.forward(X)
+    >>> Z.shape, np.allclose(Z, X @ layer.W + layer.b)
+    ((4, 2), True)
+    >>> G = np.ones((4, 2))                       # ∂L/∂Z
+    >>> dX = layer.backward(G)
+    >>> np.allclose(layer.dW, X.T @ G), np.allclose(dX, G @ layer.W.T)
+    (True, True)
     """
 
     derivation = Derivation(
@@ -394,8 +450,24 @@ class Dense(Layer):
         setattr(self, "d" + name, gradient)
 
     def forward(self, X, out=None):
-        """``X W + b``.  ``X`` may be a SciPy sparse matrix or array (CSR rows of the data, in the
-        first layer): the product is then formed from its stored entries, never from a dense copy."""
+        """Compute ``Z = X W + b`` and keep ``X`` for the backward pass.
+
+        ``X`` may be a SciPy sparse matrix or array (CSR rows of the data, in
+        the first layer): the product is then formed from its stored
+        entries, never from a dense copy.
+
+        Parameters
+        ----------
+        X : array of shape (n, n_in), or a SciPy sparse matrix or array
+            The layer's input, one sample per row.
+        out : array of shape (n, n_out), optional
+            Where to write ``Z``; a new array when None.
+
+        Returns
+        -------
+        array of shape (n, n_out)
+            ``Z`` (``out`` when given).
+        """
         if self._pending:
             self._draw_alone()
         ops = self.ops
@@ -415,6 +487,20 @@ class Dense(Layer):
         ``input_grad=False`` skips ``G Wᵀ`` (and returns None): the first
         layer's input is the data, whose gradient nobody needs.  For a
         sparse ``X``, ``Xᵀ G`` is a sparse-times-dense product.
+
+        Parameters
+        ----------
+        G : array of shape (n, n_out)
+            ``∂L/∂Z``, the gradient of the loss with respect to this layer's output.
+        out : array of shape (n, n_in), optional
+            Where to write ``∂L/∂X``; a new array when None.
+        input_grad : bool, default True
+            Whether to compute ``∂L/∂X`` at all.
+
+        Returns
+        -------
+        array of shape (n, n_in) or None
+            ``∂L/∂X = G Wᵀ``, or None with ``input_grad=False``.
         """
         ops = self.ops
         if is_sparse(self._X):

@@ -45,6 +45,27 @@ def log_softmax(Z):
     (``e^{z−z_{k*}}/Σe^{z−z_{k*}} = e^z/Σe^z``) and keeps every exponent ≤ 0,
     so nothing overflows; the log-sum-exp is then
     ``lse(z) = z_{k*} + log Σ_k e^{z_k−z_{k*}}``.
+
+    Parameters
+    ----------
+    Z : array of shape (n, K)
+        Logits, one sample per row, in any array API namespace.
+
+    Returns
+    -------
+    array of shape (n, K)
+        ``log p = z − lse(z)`` for each row, in ``Z``'s namespace.
+
+    See Also
+    --------
+    softmax : ``exp`` of the same, computed after the same shift.
+
+    Examples
+    --------
+    >>> hg.log_softmax(np.array([[1000.0, 0.0]]))      # e^1000 would overflow
+    array([[    0., -1000.]])
+    >>> np.round(hg.log_softmax(np.array([[0.0, 0.0]])), 4)
+    array([[-0.6931, -0.6931]])
     """
     ops = ops_for(Z)
     shifted = Z - ops.max(Z, axis=1, keepdims=True)
@@ -52,7 +73,33 @@ def log_softmax(Z):
 
 
 def softmax(Z, out=None):
-    """``softmax(Z)`` row by row, computed after the same max shift."""
+    """``softmax(Z)`` row by row, computed after the same max shift.
+
+    ``p_k = e^{z_k − z_{k*}} / Σ_j e^{z_j − z_{k*}}``: every exponent is ≤ 0,
+    so no row overflows, and each row sums to 1.
+
+    Parameters
+    ----------
+    Z : array of shape (n, K)
+        Logits, one sample per row, in any array API namespace.
+    out : array of shape (n, K), optional
+        Where to write the probabilities (it may be ``Z`` itself); a new array when None.
+
+    Returns
+    -------
+    array of shape (n, K)
+        ``P``, each row's probabilities (``out`` when given).
+
+    See Also
+    --------
+    log_softmax : Its logarithm, without forming ``P``.
+
+    Examples
+    --------
+    >>> hg.softmax(np.array([[0.0, 0.0], [1000.0, 1000.0 + np.log(3.0)]]))
+    array([[0.5 , 0.5 ],
+           [0.25, 0.75]])
+    """
     ops = ops_for(Z)
     out = ops.subtract(Z, ops.max(Z, axis=1, keepdims=True), out=out)
     ops.exp(out, out=out)
@@ -78,6 +125,38 @@ class Loss(Registered, registry=LOSSES):
     :class:`handgrad.Layer`), with ``backward={"input": "∂L/∂Z = …"}``;
     ``$K`` is the number of classes and ``κ`` the factor of the reduction
     (``1/n`` for "mean", ``1`` for "sum").
+
+    A subclass defines ``forward(Z, y, sample_weight=None)``, returning
+    ``J_data`` as a float and keeping what ``backward(out=None)`` needs to
+    return ``G = ∂J_data/∂Z``.
+
+    Parameters
+    ----------
+    reduction : {"mean", "sum"}, default "mean"
+        ``"mean"`` divides the summed per-sample losses by the number of
+        samples n (``κ = 1/n``), ``"sum"`` keeps the sum (``κ = 1``).
+
+    Raises
+    ------
+    HandgradError
+        An unknown ``reduction`` (``constraints``).
+
+    See Also
+    --------
+    losses : Every registered loss by name.
+    gradcheck : Checks a loss's gradient against central differences.
+
+    Examples
+    --------
+    >>> loss = hg.SoftmaxCrossEntropy()
+    >>> isinstance(loss, hg.Loss), loss.name, loss.reduction, loss.task.name
+    (True, 'cross-entropy', 'mean', 'classification')
+    >>> Z = np.array([[2.0, 0.0, -1.0], [0.0, 3.0, 0.0]])
+    >>> loss.predict(Z)
+    array([0, 1])
+    >>> np.round(loss.probabilities(Z), 3)
+    array([[0.844, 0.114, 0.042],
+           [0.045, 0.909, 0.045]])
     """
 
     name = None
@@ -135,11 +214,33 @@ class Loss(Registered, registry=LOSSES):
         return self.task.check_targets(y, n_samples, n_outputs, dtype)
 
     def predict(self, Z):
-        """Predictions from logits: the index of the largest logit of each row."""
+        """Predictions from logits: the index of the largest logit of each row.
+
+        Parameters
+        ----------
+        Z : array of shape (n, K)
+            Logits, one sample per row.
+
+        Returns
+        -------
+        array of shape (n,)
+            Each row's predicted class index, in ``Z``'s namespace.
+        """
         return ops_for(Z).argmax(Z, axis=1)
 
     def probabilities(self, Z):
-        """Class probabilities from logits: ``softmax(Z)`` row by row."""
+        """Class probabilities from logits: ``softmax(Z)`` row by row.
+
+        Parameters
+        ----------
+        Z : array of shape (n, K)
+            Logits, one sample per row.
+
+        Returns
+        -------
+        array of shape (n, K)
+            Each row's probabilities, summing to 1.
+        """
         return softmax(Z)
 
     def __call__(self, Z, y):
@@ -181,6 +282,26 @@ class SoftmaxCrossEntropy(Loss):
     ``κ = 1`` for ``"sum"``; this is the one place the ``1/n`` of the mean is
     applied.  The general ``rowsum(Y)`` factor costs one multiply and keeps
     the gradient exact for unnormalised targets too.
+
+    Parameters
+    ----------
+    reduction : {"mean", "sum"}, default "mean"
+        ``κ = 1/n`` (the mean over the n samples) or ``κ = 1`` (the sum).
+
+    Raises
+    ------
+    HandgradError
+        An unknown ``reduction`` (``constraints``).
+
+    Examples
+    --------
+    >>> loss = hg.SoftmaxCrossEntropy()
+    >>> Z = np.array([[0.0, 0.0], [0.0, np.log(3.0)]])
+    >>> round(loss.forward(Z, np.array([0, 1])), 4)     # (ln 2 + ln(4/3)) / 2
+    0.4904
+    >>> loss.backward()                                 # (P − Y)/n
+    array([[-0.25 ,  0.25 ],
+           [ 0.125, -0.125]])
     """
 
     derivation = Derivation(
@@ -192,6 +313,22 @@ class SoftmaxCrossEntropy(Loss):
     name = "cross-entropy"
 
     def forward(self, Z, y, sample_weight=None):
+        """Return ``J_data = −κ Σ_r Σ_t y_rt log p_rt`` with ``P = softmax(Z)``, from the stable ``log_softmax``.
+
+        Parameters
+        ----------
+        Z : array of shape (n, K)
+            Logits, one sample per row.
+        y : array of shape (n,) or (n, K)
+            Class indices in ``0 … K−1``, or rows of target probabilities (one-hot rows, soft labels).
+        sample_weight : array of shape (n,), optional
+            Non-negative weights: the value becomes ``Σ_r w_r ℓ_r``, over ``Σ_r w_r`` for ``"mean"``.
+
+        Returns
+        -------
+        float
+            ``J_data``, summed in float64.
+        """
         ops, y, sample_weight = self._placed(Z, y, sample_weight)
         shifted = Z - ops.max(Z, axis=1, keepdims=True)   # max shift: exponents ≤ 0
         exps = ops.exp(shifted)
@@ -210,6 +347,18 @@ class SoftmaxCrossEntropy(Loss):
         return float(total * self._scale(Z.shape[0]))
 
     def backward(self, out=None):
+        """Return ``G = κ (P ⊙ rowsum(Y) − Y)``, which is ``κ (P − Y)`` for labels and one-hot rows.
+
+        Parameters
+        ----------
+        out : array of shape (n, K), optional
+            Where to write ``G``; a new array when None.
+
+        Returns
+        -------
+        array of shape (n, K)
+            ``G = ∂J_data/∂Z`` for the logits and targets of the last ``forward`` (``out`` when given).
+        """
         ops, P, y = self._ops, self._P, self._y
         n = P.shape[0]
         if out is None:
@@ -267,6 +416,25 @@ class SoftmaxBinaryCrossEntropy(Loss):
 
     In the code below ``m`` is ``K``, ``s`` holds ``P``, ``log_s`` and
     ``log_1ms`` hold ``ln p`` and ``ln(1 − p)``, and ``w`` holds ``ρ``.
+
+    Parameters
+    ----------
+    reduction : {"mean", "sum"}, default "mean"
+        ``κ = 1/n`` (the mean over the n samples) or ``κ = 1`` (the sum).
+
+    Raises
+    ------
+    HandgradError
+        An unknown ``reduction`` (``constraints``).
+
+    Examples
+    --------
+    >>> loss = hg.SoftmaxBinaryCrossEntropy(reduction="sum")
+    >>> Z = np.zeros((1, 3))                            # p = (⅓, ⅓, ⅓)
+    >>> round(loss.forward(Z, np.array([0])), 4)        # −ln ⅓ − 2 ln ⅔
+    1.9095
+    >>> np.round(loss.backward(), 4)
+    array([[-1. ,  0.5,  0.5]])
     """
 
     derivation = Derivation(
@@ -279,6 +447,27 @@ class SoftmaxBinaryCrossEntropy(Loss):
     name = "softmax-bce"
 
     def forward(self, Z, y, sample_weight=None):
+        """Return ``J_data = −κ Σ_r Σ_t [y_rt ln p_rt + (1 − y_rt) ln(1 − p_rt)]`` with ``P = softmax(Z)``.
+
+        Parameters
+        ----------
+        Z : array of shape (n, K)
+            Logits, one sample per row.
+        y : array of shape (n,) or (n, K)
+            Class indices in ``0 … K−1``, or rows of targets in [0, 1].
+        sample_weight : array of shape (n,), optional
+            Non-negative weights: the value becomes ``Σ_r w_r ℓ_r``, over ``Σ_r w_r`` for ``"mean"``.
+
+        Returns
+        -------
+        float
+            ``J_data``, summed in float64.
+
+        Raises
+        ------
+        HandgradError
+            ``Z`` has fewer than 2 columns.
+        """
         n, m = Z.shape                                      # m = K classes
         if m < 2:
             raise HandgradError("softmax binary cross-entropy needs at least 2 classes")
@@ -307,6 +496,18 @@ class SoftmaxBinaryCrossEntropy(Loss):
         return -self._total(ops.sum(per_class, axis=1, dtype=np.float64), sample_weight)
 
     def backward(self, out=None):
+        """Return row ``r`` of ``G`` as ``κ ∂ℓ_r/∂z_r`` (seed 002's gradient, computed in O(K) per row).
+
+        Parameters
+        ----------
+        out : array of shape (n, K), optional
+            Where to write ``G``; a new array when None.
+
+        Returns
+        -------
+        array of shape (n, K)
+            ``G = ∂J_data/∂Z`` for the logits and targets of the last ``forward`` (``out`` when given).
+        """
         ops = self._ops
         Y, s, log_s, log_1ms, top = self._cache
         n, m = s.shape
@@ -341,6 +542,28 @@ class SquaredError(Loss):
     Backward: ``∂L_r/∂z_rk = z_rk − y_rk``, so ``∂L/∂Z = (Z − Y) κ`` with
     ``κ = 1/n`` for ``"mean"`` and 1 for ``"sum"`` (row r times ``w_r/Σw``
     or ``w_r`` with sample weights, see :class:`Loss`).
+
+    Parameters
+    ----------
+    reduction : {"mean", "sum"}, default "mean"
+        ``κ = 1/n`` (the mean over the n samples) or ``κ = 1`` (the sum).
+
+    Raises
+    ------
+    HandgradError
+        An unknown ``reduction`` (``constraints``).
+
+    Examples
+    --------
+    >>> loss = hg.SquaredError()
+    >>> Z, y = np.array([[1.0], [3.0]]), np.array([0.0, 1.0])
+    >>> loss.forward(Z, y)                              # (½·1 + ½·4) / 2
+    1.25
+    >>> loss.backward()                                 # (Z − Y)/n
+    array([[0.5],
+           [1. ]])
+    >>> loss.predict(Z) is Z
+    True
     """
 
     derivation = Derivation(forward="L = κ Σ_{r} ½ ‖z_r − y_r‖²", backward={"input": "∂L/∂Z = κ (Z − Y)"},
@@ -350,6 +573,22 @@ class SquaredError(Loss):
     task = REGRESSION
 
     def forward(self, Z, y, sample_weight=None):
+        """Return ``J_data = κ Σ_r ½ ‖z_r − y_r‖²``.
+
+        Parameters
+        ----------
+        Z : array of shape (n, K)
+            Logits, one sample per row.
+        y : array of shape (n,) or (n, K)
+            Real targets: (n,) for a model with one output.
+        sample_weight : array of shape (n,), optional
+            Non-negative weights: the value becomes ``Σ_r w_r ℓ_r``, over ``Σ_r w_r`` for ``"mean"``.
+
+        Returns
+        -------
+        float
+            ``J_data``, summed in float64.
+        """
         ops, y, sample_weight = self._placed(Z, y, sample_weight)
         Y = ops.reshape(ops.asarray(y, dtype=Z.dtype), (Z.shape[0], -1))
         self._D = D = Z - Y                                   # Z − Y
@@ -359,11 +598,34 @@ class SquaredError(Loss):
         return float(0.5 * ops.sum(ops.square(D, dtype=np.float64)) * self._scale(Z.shape[0]))
 
     def backward(self, out=None):
+        """Return ``G = κ (Z − Y)``.
+
+        Parameters
+        ----------
+        out : array of shape (n, K), optional
+            Where to write ``G``; a new array when None.
+
+        Returns
+        -------
+        array of shape (n, K)
+            ``G = ∂J_data/∂Z`` for the logits and targets of the last ``forward`` (``out`` when given).
+        """
         return self._ops.multiply(self._D, self._gradient_scale(self._D.shape[0], self._w, self._D.dtype),
                                   out=out)                    # (Z − Y) κ
 
     def predict(self, Z):
-        """The logits are the predicted values."""
+        """The logits are the predicted values.
+
+        Parameters
+        ----------
+        Z : array of shape (n, K)
+            Logits, one sample per row.
+
+        Returns
+        -------
+        array of shape (n, K)
+            ``Z`` itself.
+        """
         return Z
 
     def probabilities(self, Z):
@@ -397,6 +659,27 @@ class SigmoidBinaryCrossEntropy(Loss):
     ``1/(1 + e)`` for ``z ≥ 0``, ``e/(1 + e)`` for ``z < 0``.
 
     Predictions: label k is present when ``σ(z_k) > ½``, i.e. ``z_k > 0``.
+
+    Parameters
+    ----------
+    reduction : {"mean", "sum"}, default "mean"
+        ``κ = 1/n`` (the mean over the n samples) or ``κ = 1`` (the sum).
+
+    Raises
+    ------
+    HandgradError
+        An unknown ``reduction`` (``constraints``).
+
+    Examples
+    --------
+    >>> loss = hg.SigmoidBinaryCrossEntropy(reduction="sum")
+    >>> Z, Y = np.array([[0.0, 2.0]]), np.array([[1.0, 0.0]])
+    >>> round(loss.forward(Z, Y), 4)                    # ln 2 + softplus(2)
+    2.8201
+    >>> np.round(loss.backward(), 4)                    # σ(Z) − Y
+    array([[-0.5   ,  0.8808]])
+    >>> loss.predict(Z)                                 # label k present where z_k > 0
+    array([[0, 1]])
     """
 
     derivation = Derivation(
@@ -408,6 +691,22 @@ class SigmoidBinaryCrossEntropy(Loss):
     task = MULTILABEL
 
     def forward(self, Z, y, sample_weight=None):
+        """Return ``J_data = κ Σ_r Σ_k [softplus(z_rk) − y_rk z_rk]``, keeping ``σ(Z)``.
+
+        Parameters
+        ----------
+        Z : array of shape (n, K)
+            Logits, one sample per row.
+        y : array of shape (n, K)
+            Each label's target in [0, 1].
+        sample_weight : array of shape (n,), optional
+            Non-negative weights: the value becomes ``Σ_r w_r ℓ_r``, over ``Σ_r w_r`` for ``"mean"``.
+
+        Returns
+        -------
+        float
+            ``J_data``, summed in float64.
+        """
         ops, y, sample_weight = self._placed(Z, y, sample_weight)
         Y = ops.reshape(ops.asarray(y, dtype=Z.dtype), Z.shape)
         e = ops.abs(Z)
@@ -425,12 +724,35 @@ class SigmoidBinaryCrossEntropy(Loss):
         return float(ops.sum(terms, dtype=np.float64) * self._scale(Z.shape[0]))
 
     def backward(self, out=None):
+        """Return ``G = κ (σ(Z) − Y)``.
+
+        Parameters
+        ----------
+        out : array of shape (n, K), optional
+            Where to write ``G``; a new array when None.
+
+        Returns
+        -------
+        array of shape (n, K)
+            ``G = ∂J_data/∂Z`` for the logits and targets of the last ``forward`` (``out`` when given).
+        """
         out = self._ops.subtract(self._sigma, self._Y, out=out)   # σ(Z) − Y
         out *= self._gradient_scale(out.shape[0], self._w, out.dtype)
         return out
 
     def predict(self, Z):
-        """0/1 labels: 1 where ``σ(z) > ½``, i.e. ``z > 0``."""
+        """0/1 labels: 1 where ``σ(z) > ½``, i.e. ``z > 0``.
+
+        Parameters
+        ----------
+        Z : array of shape (n, K)
+            Logits, one sample per row and one column per label.
+
+        Returns
+        -------
+        array of shape (n, K)
+            Integer 0/1 labels, in ``Z``'s namespace.
+        """
         return ops_for(Z).astype(Z > 0, np.intp)
 
     def probabilities(self, Z):
@@ -463,6 +785,29 @@ class PoissonDeviance(Loss):
 
     ``e^z`` overflows past ``z ≈ 709`` (float64) or 88 (float32): the loss
     is then infinite, which ``fit`` reports as divergence.
+
+    Parameters
+    ----------
+    reduction : {"mean", "sum"}, default "mean"
+        ``κ = 1/n`` (the mean over the n samples) or ``κ = 1`` (the sum).
+
+    Raises
+    ------
+    HandgradError
+        An unknown ``reduction`` (``constraints``).
+
+    Examples
+    --------
+    >>> loss = hg.PoissonDeviance(reduction="sum")
+    >>> Z, y = np.log(np.array([[2.0], [1.0]])), np.array([2.0, 1.0])
+    >>> loss.forward(Z, y)                              # μ = y: a deviance of 0
+    0.0
+    >>> loss.backward()                                 # μ − Y
+    array([[0.],
+           [0.]])
+    >>> loss.predict(Z)
+    array([[2.],
+           [1.]])
     """
 
     derivation = Derivation(
@@ -481,6 +826,22 @@ class PoissonDeviance(Loss):
         return Y
 
     def forward(self, Z, y, sample_weight=None):
+        """Return ``J_data = κ Σ_r Σ_k [e^{z_rk} − y_rk z_rk + y_rk log y_rk − y_rk]``, keeping ``μ = e^Z``.
+
+        Parameters
+        ----------
+        Z : array of shape (n, K)
+            Logits, one sample per row.
+        y : array of shape (n,) or (n, K)
+            Non-negative counts: (n,) for a model with one output.
+        sample_weight : array of shape (n,), optional
+            Non-negative weights: the value becomes ``Σ_r w_r ℓ_r``, over ``Σ_r w_r`` for ``"mean"``.
+
+        Returns
+        -------
+        float
+            ``J_data``, summed in float64.
+        """
         ops, y, sample_weight = self._placed(Z, y, sample_weight)
         Y = ops.reshape(ops.asarray(y, dtype=Z.dtype), (Z.shape[0], -1))
         with ops.errstate(over="ignore"):
@@ -495,12 +856,35 @@ class PoissonDeviance(Loss):
         return float(ops.sum(terms, dtype=np.float64) * self._scale(Z.shape[0]))
 
     def backward(self, out=None):
+        """Return ``G = κ (μ − Y) = κ (e^Z − Y)``.
+
+        Parameters
+        ----------
+        out : array of shape (n, K), optional
+            Where to write ``G``; a new array when None.
+
+        Returns
+        -------
+        array of shape (n, K)
+            ``G = ∂J_data/∂Z`` for the logits and targets of the last ``forward`` (``out`` when given).
+        """
         out = self._ops.subtract(self._mu, self._Y, out=out)  # μ − Y
         out *= self._gradient_scale(out.shape[0], self._w, out.dtype)
         return out
 
     def predict(self, Z):
-        """The predicted means ``μ = e^z``."""
+        """The predicted means ``μ = e^z``.
+
+        Parameters
+        ----------
+        Z : array of shape (n, K)
+            Logits, one sample per row.
+
+        Returns
+        -------
+        array of shape (n, K)
+            ``e^Z`` (infinite where it overflows).
+        """
         ops = ops_for(Z)
         with ops.errstate(over="ignore"):
             return ops.exp(Z)
@@ -526,6 +910,28 @@ def loss_from_config(config):
 
 
 def losses(task=None):
-    """``{name: class}`` of every registered loss, built-in or user-defined; ``task=`` (a Task or its name)
-    keeps one task's."""
+    """``{name: class}`` of every registered loss, built-in or user-defined.
+
+    Parameters
+    ----------
+    task : Task or str, optional
+        Keep only the losses of this task (``"classification"``,
+        ``"regression"``, ``"multilabel"``); all of them when None.
+
+    Returns
+    -------
+    dict of str to type
+        Each loss's short name (``"cross-entropy"``) and its class.
+
+    See Also
+    --------
+    activations : The same table for the activations.
+
+    Examples
+    --------
+    >>> hg.losses()["cross-entropy"] is hg.SoftmaxCrossEntropy
+    True
+    >>> sorted(name for name in hg.losses("regression") if name in ("poisson", "squared-error", "sigmoid-bce"))
+    ['poisson', 'squared-error']
+    """
     return LOSSES.choices(where=None if task is None else (lambda cls: cls.task == task))

@@ -72,6 +72,37 @@ class Sequential:
     device of the input: ``model.predict(X_numpy)`` returns NumPy labels
     from a model on a GPU.  What a model hands out for files and snapshots
     (``get_weights``, ``get_buffers``) is always on the host, in NumPy.
+
+    Parameters
+    ----------
+    *layers : Layer
+        The layers, in order; at least one, each object once.
+    seed : int, optional
+        Seeds the initialisation and the layers' random masks; None draws fresh entropy.
+
+    Raises
+    ------
+    HandgradError
+        No layer, an object that is not a :class:`Layer`, one layer object
+        in two places, layers whose widths or dtypes do not fit together,
+        or no layer that fixes the input width or declares the dtype.
+
+    See Also
+    --------
+    mlp : Builds a Sequential of Dense layers and activations.
+    fit : Trains a model.
+    save : Writes a model to a file.
+
+    Examples
+    --------
+    >>> model = hg.Sequential(hg.Dense(4, 8), hg.ReLU(), hg.Dense(8, 3), seed=0)
+    >>> model
+    Sequential(Dense(4, 8), ReLU(), Dense(8, 3))
+    >>> model.layer_sizes, model.n_features, model.n_outputs, model.flat_parameters.size
+    ([4, 8, 3], 4, 3, 67)
+    >>> X = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    >>> model(X).shape, model.predict(X).shape, np.allclose(model.predict_proba(X).sum(axis=1), 1)
+    ((5, 3), (5,), True)
     """
 
     def __init__(self, *layers, seed=None):
@@ -314,6 +345,27 @@ class Sequential:
         ``softmax(logits)`` for classification; with ``loss=`` whatever that
         loss reads its logits as (``σ(logits)`` per label for
         :class:`~handgrad.SigmoidBinaryCrossEntropy`).
+
+        Parameters
+        ----------
+        X : array of shape (n, n_features), or a SciPy sparse matrix or array
+            The inputs, one sample per row, in any array API namespace.
+        batch_size : int, default 4096
+            Rows per forward pass: bounds the memory the activations take.
+        loss : Loss, optional
+            Reads the logits (:meth:`Loss.probabilities`); softmax when None.
+
+        Returns
+        -------
+        array of shape (n, n_outputs)
+            The probabilities, in ``X``'s namespace and on its device.
+
+        Raises
+        ------
+        DataError
+            ``X`` is not a finite 2-D array with ``n_features`` columns.
+        HandgradError
+            ``loss`` is a regression loss, which has no probabilities.
         """
         X = check_features(X, self.dtype, self.n_features)
         rows = self.placed(X)
@@ -334,6 +386,26 @@ class Sequential:
         With ``loss=``, that loss's predictions (``loss.predict(logits)``):
         the logits themselves for :class:`~handgrad.SquaredError`, 0/1 labels
         (``σ(z) > ½``) for :class:`~handgrad.SigmoidBinaryCrossEntropy`.
+
+        Parameters
+        ----------
+        X : array of shape (n, n_features), or a SciPy sparse matrix or array
+            The inputs, one sample per row, in any array API namespace.
+        batch_size : int, default 4096
+            Rows per forward pass: bounds the memory the activations take.
+        loss : Loss, optional
+            Reads the logits (:meth:`Loss.predict`); the largest logit's index when None.
+
+        Returns
+        -------
+        array
+            Class indices of shape (n,), or ``loss``'s predictions, in
+            ``X``'s namespace and on its device.
+
+        Raises
+        ------
+        DataError
+            ``X`` is not a finite 2-D array with ``n_features`` columns.
         """
         X = check_features(X, self.dtype, self.n_features)
         rows, ops, n = self.placed(X), self.ops, X.shape[0]
@@ -358,6 +430,16 @@ class Sequential:
         as Dense) writes over that output: the pre-activation is never read
         again, and one buffer fewer per layer keeps a minibatch's activations
         in cache.
+
+        Parameters
+        ----------
+        X : array of shape (n, n_features)
+            Checked inputs in the model's namespace (:meth:`placed`), or a SciPy sparse matrix.
+
+        Returns
+        -------
+        array of shape (n, n_outputs)
+            The logits, in a buffer the next ``forward`` reuses.
         """
         A = X
         for i, layer in enumerate(self.layers):
@@ -373,6 +455,21 @@ class Sequential:
         The first layer's input gradient is skipped when the layer allows it
         (``input_grad_optional``, as Dense): it would be the gradient with
         respect to the data.
+
+        Parameters
+        ----------
+        G : array of shape (n, n_outputs)
+            ``∂L/∂Z``, the gradient with respect to the logits of the last ``forward``.
+
+        Examples
+        --------
+        >>> model = hg.Sequential(hg.Dense(3, 2, seed=0, dtype=np.float64))
+        >>> loss = hg.SquaredError(reduction="sum")
+        >>> X, y = np.ones((4, 3)), np.zeros((4, 2))
+        >>> value = loss.forward(model.forward(X), y)
+        >>> model.backward(loss.backward())                 # fills model.gradients()
+        >>> np.allclose(model.gradients()[0], X.T @ (model.forward(X) - y))
+        True
         """
         for i in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[i]
@@ -526,7 +623,42 @@ def _initializer_after(followers):
 
 
 def mlp(n_features, hidden, n_classes, activation="relu", dtype=np.float32, seed=None):
-    """``Sequential(Dense, act, …, Dense)`` with the given hidden widths."""
+    """``Sequential(Dense, act, …, Dense)`` with the given hidden widths.
+
+    Parameters
+    ----------
+    n_features : int
+        The input width.
+    hidden : sequence of int
+        The width of each hidden layer (empty: a single Dense layer).
+    n_classes : int
+        The output width (the number of classes, or of outputs).
+    activation : str, default "relu"
+        The activation after each hidden layer, by its short name (see :func:`activations`).
+    dtype : {numpy.float32, numpy.float64} or str, default numpy.float32
+        The dtype of the parameters.
+    seed : int, optional
+        Seeds the initialisation.
+
+    Returns
+    -------
+    Sequential
+        The network, its Dense layers initialised for ``activation``.
+
+    Raises
+    ------
+    HandgradError
+        An unknown activation, or a width below 1.
+
+    See Also
+    --------
+    Sequential : The network it builds, for other layer lists.
+
+    Examples
+    --------
+    >>> hg.mlp(64, [32, 16], 10, activation="tanh", seed=0)
+    Sequential(Dense(64, 32), Tanh(), Dense(32, 16), Tanh(), Dense(16, 10))
+    """
     act = activation_class(activation)
     widths = [n_features, *hidden, n_classes]
     layers = []

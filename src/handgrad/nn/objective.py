@@ -58,6 +58,46 @@ def loss_and_gradients(model, loss, X, y, l2=0.0):
     knows what its task needs).  The model runs in its current mode: in
     training mode, Dropout draws a new mask and BatchNorm uses batch
     statistics (and updates its running ones).
+
+    The objective is ``J = loss(model(X), y) + (λ/2) Σ‖W‖²``, the L2 term over
+    the weights that decay (``decayed_names``: Dense's ``W``, never a bias).
+
+    Parameters
+    ----------
+    model : Sequential
+        The network; its parameters are not changed, its gradients are.
+    loss : Loss
+        The loss on the logits.
+    X : array of shape (n, n_features)
+        The inputs, one sample per row.
+    y : array
+        The targets, as ``loss`` reads them: labels (n,) for classification.
+    l2 : float, default 0.0
+        ``λ``, the L2 coefficient.
+
+    Returns
+    -------
+    J : float
+        The objective.
+    grads : list of arrays
+        ``∂J/∂θ`` for each array of ``model.parameters()``, in that order.
+
+    Raises
+    ------
+    DataError
+        ``X`` or ``y`` is unusable (not finite, the wrong width, labels out of range, …).
+
+    See Also
+    --------
+    gradcheck : Compares these gradients with central differences.
+    fit : Trains on the same objective, minibatch by minibatch.
+
+    Examples
+    --------
+    >>> model = hg.Sequential(hg.Dense(2, 2, init="glorot", seed=0, dtype=np.float64))
+    >>> J, grads = hg.loss_and_gradients(model, hg.SoftmaxCrossEntropy(), np.ones((3, 2)), np.array([0, 1, 1]))
+    >>> [g.shape for g in grads], round(float(grads[1].sum()), 12)      # each row of P − Y sums to 0
+    ([(2, 2), (2,)], 0.0)
     """
     X = check_features(X, model.dtype, model.n_features)
     y = loss.check_targets(y, X.shape[0], model.n_outputs, model.dtype)

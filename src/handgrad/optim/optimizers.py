@@ -63,6 +63,24 @@ class Optimizer(Registered, registry=OPTIMIZERS):
     ----------
     lr : float
         The learning rate ``η``, a positive number.
+
+    Raises
+    ------
+    HandgradError
+        A non-positive or non-finite ``lr`` (``constraints``).
+
+    See Also
+    --------
+    SGD, Adam : The two optimizers handgrad defines.
+    fit : Calls the optimizer's update once per minibatch.
+
+    Examples
+    --------
+    >>> optimizer = hg.Adam(lr=0.01)
+    >>> isinstance(optimizer, hg.Optimizer), optimizer.name, optimizer.config()
+    (True, 'adam', {'type': 'Adam', 'lr': 0.01, 'betas': (0.9, 0.999), 'eps': 1e-08, 'eps_on': 'v_hat'})
+    >>> hg.SGD(momentum=0.9).state_names, hg.SGD().state_names     # plain SGD keeps no state
+    (('velocity',), ())
     """
 
     name = None
@@ -211,6 +229,21 @@ class SGD(Optimizer):
     ------
     HandgradError
         A setting out of its declared range (``constraints``), or Nesterov without momentum.
+
+    See Also
+    --------
+    Adam : Per-parameter step sizes from the gradients' moments.
+
+    Examples
+    --------
+    >>> theta, g = np.array([1.0, 2.0]), np.array([0.5, -0.5])
+    >>> hg.SGD(lr=0.1).step([theta], [g])                   # θ ← θ − η g
+    >>> theta
+    array([0.95, 2.05])
+    >>> sgd = hg.SGD(lr=0.1, momentum=0.5)
+    >>> sgd.step([theta], [g]); sgd.step([theta], [g])       # v = g, then v = 0.5 g + g
+    >>> theta
+    array([0.825, 2.175])
     """
 
     state_names = ("velocity",)
@@ -228,6 +261,20 @@ class SGD(Optimizer):
             self.state_names = ()           # plain SGD keeps no state
 
     def step(self, params, grads):
+        """Update each parameter in place: ``θ ← θ − η g``, or by the (Nesterov) momentum rule.
+
+        Parameters
+        ----------
+        params : list of arrays
+            The parameters, updated in place.
+        grads : list of arrays
+            Their gradients ``g``, in the same order and shapes.
+
+        Raises
+        ------
+        HandgradError
+            With momentum: the optimizer already holds state for other parameters.
+        """
         if self.momentum == 0:
             for p, g in zip(params, grads):
                 p -= self.lr * g
@@ -300,6 +347,21 @@ class Adam(Optimizer):
     ------
     HandgradError
         A setting out of its declared range (``constraints``).
+
+    See Also
+    --------
+    SGD : Plain and momentum gradient descent.
+
+    Examples
+    --------
+    The first step moves every parameter by about ``η`` against its gradient's sign
+    (``m̂ = g`` and ``v̂ = g²`` after one step):
+
+    >>> theta = np.array([1.0, 2.0])
+    >>> adam = hg.Adam(lr=0.1)
+    >>> adam.step([theta], [np.array([0.5, -4.0])])
+    >>> np.round(theta, 6), adam.t
+    (array([0.9, 2.1]), 1)
     """
 
     state_names = ("m", "v")
@@ -330,6 +392,20 @@ class Adam(Optimizer):
         return self.betas[1]
 
     def step(self, params, grads):
+        """Update each parameter in place by Adam's rule, after counting the step (``t ← t + 1``).
+
+        Parameters
+        ----------
+        params : list of arrays
+            The parameters, updated in place.
+        grads : list of arrays
+            Their gradients ``g``, in the same order and shapes.
+
+        Raises
+        ------
+        HandgradError
+            The optimizer already holds state for other parameters.
+        """
         ops = self._ensure_state(params)
         self.t += 1
         b1, b2 = self.beta1, self.beta2

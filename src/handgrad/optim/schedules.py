@@ -9,6 +9,19 @@ saved like every other piece: ``config()`` is its constructor's arguments,
 ``hg.registry.SCHEDULES.build(config)`` rebuilds it (a user's subclass as
 itself), and ``constraints`` declares the valid settings.  ``fit`` accepts
 any callable, a plain function included.
+
+Examples
+--------
+>>> schedule = hg.schedules.Cosine(0.1, epochs=10, warmup=1)
+>>> schedule(0.5), schedule(1.0), schedule(10)         # half-way up the warm-up, the peak, the end
+(0.05, 0.1, 0.0)
+>>> schedule.config()
+{'type': 'Cosine', 'lr': 0.1, 'epochs': 10, 'warmup': 1, 'final_lr': 0.0}
+>>> X, y = np.ones((8, 2)), np.arange(8) % 2
+>>> history = hg.fit(hg.mlp(2, [], 2, seed=0), hg.SoftmaxCrossEntropy(), X, y, epochs=3, seed=0,
+...                  lr_schedule=hg.schedules.StepDecay(0.1, every=2))
+>>> [round(lr, 6) for lr in history["lr"]]
+[0.1, 0.1, 0.01]
 """
 
 import math

@@ -17,25 +17,94 @@ from handgrad.tasks import of as task_of
 
 
 class Callback:
+    """Base class of what :func:`fit` calls during a run; each hook does nothing until a subclass overrides it.
+
+    ``fit`` calls ``on_train_begin`` once, ``on_batch_end`` after each
+    optimizer step (only on callbacks that override it), ``on_epoch_end``
+    with each epoch's record, and ``on_train_end`` at the end, or
+    ``on_train_abort`` instead when an exception ends the run.  Setting
+    ``ctx.stop = True`` in ``on_epoch_end`` ends training after that epoch.
+    Any object with these methods will do; deriving from ``Callback``
+    supplies the ones it does not need.
+
+    See Also
+    --------
+    EarlyStopping : Stops when a figure stops improving.
+    EpochLogger : Prints a line per epoch.
+    TrainingContext : What the hooks receive as ``ctx``.
+
+    Examples
+    --------
+    >>> class StopBelow(hg.Callback):
+    ...     def on_epoch_end(self, ctx, record):
+    ...         ctx.stop = record["train_loss"] < 0.9
+    >>> rng = np.random.default_rng(0)
+    >>> X, y = rng.normal(size=(40, 4)), np.arange(40) % 2
+    >>> model = hg.mlp(4, [8], 2, seed=0)
+    >>> history = hg.fit(model, hg.SoftmaxCrossEntropy(), X, y, epochs=50, seed=0, callbacks=[StopBelow()])
+    >>> len(history) < 50, history[-1]["train_loss"] < 0.9
+    (True, True)
+    """
+
     def on_train_begin(self, ctx):
-        pass
+        """Before the first epoch.
+
+        Parameters
+        ----------
+        ctx : TrainingContext
+            The run: model, loss, optimizer, history and current epoch.
+        """
 
     def on_batch_end(self, ctx, batch, n_batches, loss):
         """After each optimizer step; ``loss`` is that minibatch's objective.
 
         Only callbacks that override this method are called per batch, so the
         hook costs nothing to runs that do not use it.
+
+        Parameters
+        ----------
+        ctx : TrainingContext
+            The run: model, loss, optimizer, history and current epoch.
+        batch : int
+            The minibatch's position in the epoch, from 0.
+        n_batches : int
+            The number of minibatches in the epoch.
+        loss : float
+            The minibatch's objective (L2 term included).
         """
 
     def on_epoch_end(self, ctx, record):
-        pass
+        """After each epoch, with its record; set ``ctx.stop = True`` to end training here.
+
+        Parameters
+        ----------
+        ctx : TrainingContext
+            The run: model, loss, optimizer, history and current epoch.
+        record : dict
+            The epoch's record, as the history stores it (see :func:`fit`).
+        """
 
     def on_train_end(self, ctx):
-        pass
+        """After the last epoch, or after the one a callback stopped at.
+
+        Parameters
+        ----------
+        ctx : TrainingContext
+            The run: model, loss, optimizer, history and current epoch.
+        """
 
     def on_train_abort(self, ctx, error):
-        """When training stops by an exception (divergence, Ctrl-C, a failing
-        callback), instead of ``on_train_end``; ``fit`` re-raises ``error`` after."""
+        """When training stops by an exception (divergence, Ctrl-C, a failing callback), instead of ``on_train_end``.
+
+        ``fit`` re-raises ``error`` afterwards.
+
+        Parameters
+        ----------
+        ctx : TrainingContext
+            The run: model, loss, optimizer, history and current epoch.
+        error : BaseException
+            The exception that ended the run.
+        """
 
 
 class EarlyStopping(Callback):
@@ -50,6 +119,38 @@ class EarlyStopping(Callback):
     After the run, ``best_epoch`` (counted from 1) and ``best`` say which
     epoch that was and what it scored, and ``stopped_epoch`` the epoch
     after which the patience ran out (None if it never did).
+
+    Parameters
+    ----------
+    monitor : str, default "val_loss"
+        The record's column to watch (``"train_loss"``, ``"val_accuracy"``, …).
+    patience : int, default 10
+        How many epochs without improvement end the run, at least 1.
+    min_delta : float, default 0.0
+        The least change that counts as an improvement.
+    mode : {"min", "max"}, default "min"
+        Whether lower or higher values of ``monitor`` are better.
+    restore_best : bool, default True
+        Whether the model ends with the weights (and buffers) of its best epoch.
+
+    Raises
+    ------
+    HandgradError
+        An unknown ``mode``, or ``patience`` below 1.
+
+    See Also
+    --------
+    fit : Its ``early_stopping=True`` adds one on ``val_loss``.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> X, y = rng.normal(size=(60, 4)), rng.integers(0, 3, size=60)      # labels with no pattern
+    >>> stopper = hg.EarlyStopping(monitor="val_loss", patience=2)
+    >>> history = hg.fit(hg.mlp(4, [16], 3, seed=0), hg.SoftmaxCrossEntropy(), X, y, epochs=200,
+    ...                  validation_fraction=0.5, seed=0, callbacks=[stopper])
+    >>> stopper.stopped_epoch == len(history) == stopper.best_epoch + 2
+    True
     """
 
     def __init__(self, monitor="val_loss", patience=10, min_delta=0.0, mode="min", restore_best=True):
@@ -71,6 +172,20 @@ class EarlyStopping(Callback):
         return value > self.best + self.min_delta
 
     def on_epoch_end(self, ctx, record):
+        """Keep the best value of ``monitor`` (and the weights then), or count an epoch of patience.
+
+        Parameters
+        ----------
+        ctx : TrainingContext
+            The run: model, loss, optimizer, history and current epoch.
+        record : dict
+            The epoch's record.
+
+        Raises
+        ------
+        HandgradError
+            The run does not record ``monitor``.
+        """
         value = record.get(self.monitor)
         if value is None:
             raise HandgradError(f"early stopping monitors {self.monitor!r}, which this run does not record; "
@@ -126,14 +241,37 @@ class EpochLogger(Callback):
 
     Parameters
     ----------
-    stream : a text stream; ``None`` means ``sys.stderr`` as it is when training starts.
-    bar : ``"auto"`` draws the bar only on a terminal that reports its width
+    stream : text stream, optional
+        Where to write; None means ``sys.stderr`` as it is when training starts.
+    bar : {"auto", True, False}, default "auto"
+        ``"auto"`` draws the bar only on a terminal that reports its width
         (:func:`draws_bars`), so logs written to a file or a pipe hold just
         the summary lines (and the heartbeat's); ``True`` always draws it
         (on a non-terminal tqdm writes plain text), ``False`` never.
-    refresh_seconds : least time between two redraws of the bar.
-    heartbeat_seconds : without a bar, the time between two lines within a
-        long epoch; None for none.
+    refresh_seconds : float, default 0.1
+        The least time between two redraws of the bar.
+    heartbeat_seconds : float or None, default 10.0
+        Without a bar, the time between two lines within a long epoch; None for none.
+
+    Raises
+    ------
+    HandgradError
+        An unknown ``bar``, a negative ``refresh_seconds`` or a non-positive ``heartbeat_seconds``.
+
+    See Also
+    --------
+    fit : Its ``verbose=True`` adds one on stderr.
+
+    Examples
+    --------
+    >>> import io
+    >>> stream = io.StringIO()
+    >>> X, y = np.random.default_rng(0).normal(size=(30, 4)), np.arange(30) % 3
+    >>> history = hg.fit(hg.mlp(4, [8], 3, seed=0), hg.SoftmaxCrossEntropy(), X, y, epochs=2, seed=0,
+    ...                  callbacks=[hg.EpochLogger(stream, bar=False)])
+    >>> print(stream.getvalue())
+    epoch 1/2  loss ...  acc ...  ...s
+    epoch 2/2  loss ...  acc ...  ...s
     """
 
     def __init__(self, stream=None, bar="auto", refresh_seconds=0.1, heartbeat_seconds=10.0):

@@ -72,6 +72,15 @@ class History:
     not there :class:`KeyError` naming the columns there are.  ``in`` asks
     about columns only, as ``in`` asks a dict about its keys.
 
+    Parameters
+    ----------
+    records : list of dict, optional
+        The epochs' records, in order; an empty history when None.
+
+    See Also
+    --------
+    fit : Returns one.
+
     Examples
     --------
     >>> history = hg.History([{"epoch": 1, "train_loss": 0.9}, {"epoch": 2, "train_loss": 0.5}])
@@ -80,6 +89,7 @@ class History:
     """
 
     def __init__(self, records=None):
+        """Start from ``records``, a list of dicts (one per epoch), or from nothing."""
         self.records = list(records or [])
 
     def append(self, record):
@@ -131,7 +141,49 @@ class History:
 
 @dataclass
 class TrainingContext:
-    """What callbacks see of a run."""
+    """What callbacks see of a run.
+
+    :func:`fit` builds one per run and hands it to every hook; a callback
+    may set ``stop`` to end training after the current epoch.
+
+    Parameters
+    ----------
+    model : Sequential
+        The network being trained.
+    loss : Loss
+        Its loss.
+    optimizer : Optimizer or object
+        What updates the parameters.
+    history : History
+        The records so far.
+    epochs : int
+        The epoch the run stops after.
+    seed : int
+        The run's seed.
+    epoch : int, default 0
+        The current epoch, counted from 0.
+    stop : bool, default False
+        Set to True to end training after this epoch.
+    loss_scale : float, optional
+        The loss the divergence check compares each epoch against (see
+        ``divergence_reference`` in :func:`fit`); None until measured.
+
+    See Also
+    --------
+    Callback : The hooks that receive it.
+
+    Examples
+    --------
+    >>> class Epochs(hg.Callback):
+    ...     seen = []
+    ...     def on_epoch_end(self, ctx, record):
+    ...         self.seen.append((ctx.epoch, ctx.epochs, len(ctx.history)))
+    >>> X, y = np.ones((8, 2)), np.arange(8) % 2
+    >>> history = hg.fit(hg.mlp(2, [], 2, seed=0), hg.SoftmaxCrossEntropy(), X, y, epochs=2, seed=0,
+    ...                  callbacks=[Epochs()])
+    >>> Epochs.seen
+    [(0, 2, 1), (1, 2, 2)]
+    """
 
     model: object
     loss: object
@@ -172,15 +224,29 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
         initial_epoch=0, history=None, augment=None, divergence_reference="run", compiled=None):
     """Train ``model`` on ``(X, y)`` and return its :class:`History`.
 
+    Each epoch visits the training rows in minibatches (a fresh permutation
+    per epoch by default); each minibatch runs the forward pass, the loss,
+    the backward pass and one optimizer step on the objective
+    ``J = loss(model(X_B), y_B) + (λ/2) Σ‖W‖²``.
+
     Parameters
     ----------
-    X : (n, d) array, or a SciPy sparse matrix or array: minibatches are
-        then rows sliced from its CSR form and the first Dense layer
-        multiplies them sparsely, so the data is never densified.  An
-        array of any namespace: it is copied once to the model's namespace
-        and device (a model on a GPU trains on GPU copies of ``X`` and
-        ``y``); sparse data trains a model on NumPy only.
-    optimizer : default ``Adam(1e-3)``.  Any object with a method
+    model : Sequential
+        The network; trained in place.
+    loss : Loss
+        The loss on its logits; its task decides the figures recorded.
+    X : array of shape (n, d), or a SciPy sparse matrix or array
+        The training inputs.  A sparse ``X``: minibatches are rows sliced
+        from its CSR form and the first Dense layer multiplies them
+        sparsely, so the data is never densified.  An array of any
+        namespace: it is copied once to the model's namespace and device
+        (a model on a GPU trains on GPU copies of ``X`` and ``y``); sparse
+        data trains a model on NumPy only.
+    y : array
+        The targets, as ``loss`` reads them: labels (n,) for classification,
+        values (n,) or (n, K) for regression, 0/1 rows (n, K) for multilabel.
+    optimizer : Optimizer or object, default ``Adam(1e-3)``
+        Any object with a method
         ``step(params, grads)`` will do: each minibatch calls it with two
         one-element lists, the model's flat parameter vector and the
         gradient of the whole objective (L2 included), and it updates the
@@ -191,25 +257,51 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
         (a schedule needs one).  handgrad's optimizers (subclasses of
         :class:`~handgrad.optim.optimizers.Optimizer`) have all of these and
         add the L2 gradient inside their own update pass.
-    l2 : λ of the objective ``loss + (λ/2) Σ‖W‖²``.
-    alpha : scikit-learn's L2 penalty, per minibatch: on a batch ``B`` the
+    epochs : int, default 10
+        The epoch to stop after, counted from 1 (a resumed run continues to it).
+    batch_size : int, default 128
+        Rows per minibatch; the last one of an epoch may be shorter.
+    l2 : float, default 0.0
+        λ of the objective ``loss + (λ/2) Σ‖W‖²``.
+    alpha : float, default 0.0
+        scikit-learn's L2 penalty, per minibatch: on a batch ``B`` the
         decay is ``λ_B = l2 + alpha / W_B`` with ``W_B`` the batch's weight
         total (its size without weights), i.e. the batch minimises
         ``(Σ_B w_i L_i + (alpha/2) Σ‖W‖²) / W_B``.
-    sample_weight : (n,) non-negative weights: each minibatch's loss is the
+    sample_weight : array of shape (n,), optional
+        Non-negative weights: each minibatch's loss is the
         weighted mean ``Σ_B w_i L_i / Σ_B w_i`` (for a "mean" loss; the
         loss's ``forward`` must take ``sample_weight=``).  A minibatch whose
         weights sum to 0 is skipped.
-    validation_fraction : share of ``(X, y)`` held out (seeded split);
-        ``validation_data=(X_val, y_val)`` (or ``(X_val, y_val, w_val)``)
-        gives a set explicitly instead.
-    early_stopping : ``True`` for :class:`EarlyStopping` on ``val_loss`` (or
+    validation_fraction : float, default 0.0
+        Share of ``(X, y)`` held out (seeded split), in [0, 1).
+    validation_data : tuple, optional
+        ``(X_val, y_val)`` (or ``(X_val, y_val, w_val)``): a validation set
+        given explicitly instead.
+    early_stopping : bool or EarlyStopping, default False
+        ``True`` for :class:`EarlyStopping` on ``val_loss`` (or
         ``train_loss`` without validation data), or an ``EarlyStopping``.
-    lr_schedule : callable ``t -> lr``, ``t`` in (fractional) epochs.
-    shuffle : True (a permutation per epoch, from ``seed``), False (the
+    lr_schedule : callable, optional
+        ``t -> lr``, ``t`` in (fractional) epochs (see :mod:`handgrad.optim.schedules`).
+    callbacks : sequence of Callback, default ()
+        Objects with ``on_train_begin/on_epoch_end/on_train_end`` (and
+        optionally ``on_batch_end``, ``on_train_abort``): see :class:`Callback`.
+    shuffle : bool or callable, default True
+        True (a permutation per epoch, from ``seed``), False (the
         data's order), or a callable ``epoch -> order``, a permutation of
         the training rows' indices.
-    augment : callable ``(Xb, rng) -> array``: transforms each training
+    seed : int, optional
+        Seeds the split, the shuffles, the dropout masks and the
+        augmentation; None draws one.
+    verbose : bool or "auto", default False
+        ``True`` shows progress on stderr; ``"auto"`` shows it only
+        when stderr is a terminal; ``False`` is silent.
+    initial_epoch : int, default 0
+        The number of epochs already run: continue a run from a checkpoint.
+    history : History, optional
+        The history to append to, from that checkpoint.
+    augment : callable, optional
+        ``(Xb, rng) -> array``: transforms each training
         minibatch (a new array of the same shape; ``Xb`` is a reused buffer)
         before the forward pass, e.g. :func:`handgrad.data.augment.shift_images`.
         ``rng`` is a NumPy generator seeded from ``(seed, epoch)``, so a run
@@ -217,13 +309,8 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
         see the data as it is.  ``Xb`` is a NumPy array: for a model off
         NumPy the batch is brought to the host, transformed there and its
         result copied back to the device.
-    callbacks : objects with ``on_train_begin/on_epoch_end/on_train_end`` (and
-        optionally ``on_batch_end``, ``on_train_abort``): see :class:`Callback`.
-    seed : seeds the split and the shuffles.
-    verbose : ``True`` shows progress on stderr; ``"auto"`` shows it only
-        when stderr is a terminal; ``False`` is silent.
-    initial_epoch, history : continue a run from a checkpoint.
-    divergence_reference : ``"run"`` (default) or ``"epoch"``: where the
+    divergence_reference : {"run", "epoch"}, default "run"
+        Where the
         loss scale that the divergence check compares each epoch against is
         measured.  ``"run"``: on the run's first minibatch, before any
         update (at least ln C, see below), kept for the whole run.
@@ -231,7 +318,8 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
         is judged against where it started; a run that may climb a long way
         before it settles and is not to be stopped for it (the scikit-learn
         estimators, whose own loop stops no run) uses it.
-    compiled : None (default), True or False: which optimizer update
+    compiled : bool or None, default None
+        Which optimizer update
         handgrad's optimizers run (see ``Optimizer.prepare``); all three give
         bit-identical weights.  None: the compiled one whenever handgrad was
         built with its C kernels (:mod:`handgrad._compiled`); True: the
@@ -240,31 +328,62 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
         ``HANDGRAD_NO_COMPILED`` turns the automatic choice to NumPy.  An
         optimizer that is not handgrad's runs its own ``step``.
 
-    Every record of the history holds ``epoch`` (counted from 1, as the
-    progress display counts), ``train_loss`` (mean of the
-    epoch's minibatch objectives, the L2 penalty included), the figures of
-    the loss's task (on those minibatches, as they were seen), ``lr``,
-    ``seconds`` (training time, evaluation excluded), ``l2_term`` when the
-    objective has a penalty (the part of ``train_loss`` that is
-    ``(λ/2) Σ‖W‖²``, averaged the same way) and, with validation data,
-    ``val_loss`` (the loss alone) and the
-    same figures on it (in inference mode).  The figures, by ``loss.task``
-    (see :mod:`handgrad.tasks`): ``train_accuracy`` for
-    classification; ``train_rmse`` and ``train_r2`` for regression;
-    ``train_label_accuracy`` and ``train_subset_accuracy`` for multilabel
-    (``val_…`` likewise).
+    Returns
+    -------
+    History
+        One record per epoch.  Every record holds ``epoch`` (counted from 1,
+        as the progress display counts), ``train_loss`` (mean of the
+        epoch's minibatch objectives, the L2 penalty included), the figures of
+        the loss's task (on those minibatches, as they were seen), ``lr``,
+        ``seconds`` (training time, evaluation excluded), ``l2_term`` when the
+        objective has a penalty (the part of ``train_loss`` that is
+        ``(λ/2) Σ‖W‖²``, averaged the same way) and, with validation data,
+        ``val_loss`` (the loss alone) and the
+        same figures on it (in inference mode).  The figures, by ``loss.task``
+        (see :mod:`handgrad.tasks`): ``train_accuracy`` for
+        classification; ``train_rmse`` and ``train_r2`` for regression;
+        ``train_label_accuracy`` and ``train_subset_accuracy`` for multilabel
+        (``val_…`` likewise).
 
+    Raises
+    ------
+    TrainingDiverged
+        After restoring the
+        weights of the last finished epoch, if a minibatch loss becomes NaN or
+        infinite, if the weights do, or if an epoch's mean loss exceeds
+        ``DIVERGENCE_FACTOR`` (100) times the larger of the first minibatch's
+        loss (of the run or of the epoch: ``divergence_reference``) and ln C,
+        the loss of a uniform guess over C classes.
+    HandgradError
+        A setting out of range.
+    DataError
+        ``X``, ``y``, ``sample_weight`` or the validation data is unusable.
+
+    See Also
+    --------
+    evaluate : The loss and figures of a trained model on other data.
+    MLPClassifier, MLPRegressor : The same loop behind scikit-learn's interface.
+
+    Notes
+    -----
     Modes: the epochs run in training mode (Dropout drops, BatchNorm uses
     batch statistics); ``fit`` leaves the model in inference mode, also when
     it ends by an exception.
 
-    Raises :class:`~handgrad.errors.TrainingDiverged`, after restoring the
-    weights of the last finished epoch, if a minibatch loss becomes NaN or
-    infinite, if the weights do, or if an epoch's mean loss exceeds
-    ``DIVERGENCE_FACTOR`` (100) times the larger of the first minibatch's
-    loss (of the run or of the epoch: ``divergence_reference``) and ln C,
-    the loss of a uniform guess over C classes.  Raises
-    :class:`~handgrad.errors.HandgradError` for a setting out of range.
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(60, 4))
+    >>> y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    >>> model = hg.mlp(4, [8], 2, seed=0)
+    >>> history = hg.fit(model, hg.SoftmaxCrossEntropy(), X, y, optimizer=hg.Adam(0.05), epochs=20,
+    ...                  batch_size=16, validation_fraction=0.25, seed=0)
+    >>> len(history), history["train_loss"][-1] < history["train_loss"][0]
+    (20, True)
+    >>> sorted(history[-1])
+    ['epoch', 'lr', 'seconds', 'train_accuracy', 'train_loss', 'val_accuracy', 'val_loss']
+    >>> history[-1]["val_accuracy"] > 0.8
+    True
     """
     optimizer = optimizer if optimizer is not None else Adam()
     _check_optimizer(optimizer, lr_schedule)
@@ -573,6 +692,45 @@ def evaluate(model, loss, X, y, batch_size=PREDICT_BATCH_SIZE, sample_weight=Non
     Returns ``{"val_loss": …, "val_accuracy": …}`` for classification
     (``val_rmse`` and ``val_r2`` for regression, ``val_label_accuracy`` and
     ``val_subset_accuracy`` for multilabel).
+
+    Parameters
+    ----------
+    model : Sequential
+        The network.
+    loss : Loss
+        The loss on its logits, whose task names the figures.
+    X : array of shape (n, d), or a SciPy sparse matrix or array
+        The inputs.
+    y : array
+        The targets, as ``loss`` reads them.
+    batch_size : int, default 4096
+        Rows per forward pass.
+    sample_weight : array of shape (n,), optional
+        Non-negative weights of the samples.
+
+    Returns
+    -------
+    dict of str to float
+        ``val_loss`` and the task's ``val_…`` figures.
+
+    Raises
+    ------
+    HandgradError
+        A ``batch_size`` that is not a positive integer.
+    DataError
+        ``X``, ``y`` or ``sample_weight`` is unusable.
+
+    See Also
+    --------
+    fit : Records the same figures on validation data every epoch.
+
+    Examples
+    --------
+    >>> model = hg.Sequential(hg.Dense(2, 2, init="glorot", seed=0))
+    >>> model.set_weights(np.zeros(6))                      # every logit 0: a uniform guess
+    >>> scores = hg.evaluate(model, hg.SoftmaxCrossEntropy(), np.ones((4, 2)), np.array([0, 1, 1, 0]))
+    >>> sorted(scores), round(scores["val_loss"], 4)       # ln 2
+    (['val_accuracy', 'val_loss'], 0.6931)
     """
     if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
         raise HandgradError(f"batch_size must be a positive integer, got {batch_size!r}")
