@@ -396,6 +396,13 @@ class Dense(Layer):
     def forward(self, X, out=None):
         """``X W + b``.  ``X`` may be a SciPy sparse matrix or array (CSR rows of the data, in the
         first layer): the product is then formed from its stored entries, never from a dense copy."""
+        out = self.product(X, out)
+        out += self._b
+        return out
+
+    def product(self, X, out=None):
+        """``X W``: :meth:`forward` without its bias, which :class:`~handgrad.Sequential` adds in the
+        compiled kernel that also applies the activation after this layer."""
         if self._pending:
             self._draw_alone()
         ops = self.ops
@@ -405,7 +412,6 @@ class Dense(Layer):
             out[...] = X @ self._W
         else:
             ops.matmul(X, self._W, out=out)
-        out += self._b
         self._X = X
         return out
 
@@ -416,12 +422,20 @@ class Dense(Layer):
         layer's input is the data, whose gradient nobody needs.  For a
         sparse ``X``, ``Xᵀ G`` is a sparse-times-dense product.
         """
+        self.ops.sum(G, axis=0, out=self.db)
+        return self.backward_products(G, out, input_grad)
+
+    def backward_products(self, G, out=None, input_grad=True):
+        """:meth:`backward` without ``db``: store ``dW = Xᵀ G``, return ``G Wᵀ`` (None without ``input_grad``).
+
+        :class:`~handgrad.Sequential` calls it after a compiled kernel has
+        summed ``db`` in the same pass as the activation's backward.
+        """
         ops = self.ops
         if is_sparse(self._X):
             self.dW[...] = self._X.T @ G
         else:
             ops.matmul(self._X.T, G, out=self.dW)
-        ops.sum(G, axis=0, out=self.db)
         if not input_grad:
             return None
         if out is None:

@@ -31,17 +31,12 @@ import math
 import numpy as np
 
 from handgrad import _compiled
+from handgrad._compiled import check_compiled
 from handgrad.arrays import NUMPY, ops_for, to_numpy
 from handgrad.constraints import Boolean, Options, Pair, Real
 from handgrad.errors import HandgradError
 from handgrad.nn.objective import add_l2_gradient
 from handgrad.registry import OPTIMIZERS, Registered
-
-
-def check_compiled(compiled):
-    """Refuse a ``compiled=`` that is not None (automatic), True or False, in one line."""
-    if compiled is not None and not isinstance(compiled, (bool, np.bool_)):
-        raise HandgradError(f"compiled must be None (automatic), True or False, got {compiled!r}")
 
 
 class Optimizer(Registered, registry=OPTIMIZERS):
