@@ -19,6 +19,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from handgrad import _compiled
 from handgrad.arrays import NUMPY, ops_for, to_numpy
 from handgrad.errors import DataError, HandgradError
 from handgrad.nn.activations import activation as activation_class
@@ -89,6 +90,8 @@ class Sequential:
         self._overwrites = [i > 0 and layer.in_place and not layers[i - 1].backward_reads_output
                             for i, layer in enumerate(layers)]
         self._skips_data_gradient = layers[0].input_grad_optional
+        self._fused = _fused_pairs(layers, self._overwrites)
+        self._compiled_choice = None
         self.ops = NUMPY
         for layer in layers:
             if layer.ops is not NUMPY:      # a layer moved on its own: a new model starts on NumPy
@@ -209,6 +212,43 @@ class Sequential:
         """``result`` (a fresh array of the model's) in the namespace and on the device of the input ``like``."""
         ops = ops_for(like)
         return result if ops is self.ops else ops.asarray(result)
+
+    def prepare(self, compiled=None):
+        """Choose whether ``forward`` and ``backward`` run each Dense layer and the activation after it through
+        handgrad's compiled kernels (:mod:`handgrad._compiled`); ``hg.fit(..., compiled=)`` calls it.
+
+        Fused, a Dense layer computes only its product ``X W``; one kernel
+        then adds ``b`` and applies the activation, and on the way back one
+        kernel applies the activation's backward and sums Dense's ``db``.
+        Only where that pays: the forwards of Identity, ReLU and LeakyReLU,
+        the backwards of all but Softplus and GELU.  Each gives the NumPy
+        code's values bit for bit, and each layer keeps what its own forward
+        keeps, so either path may follow the other.  They run on NumPy
+        arrays only: on another namespace the layers' own calls run.
+
+        Parameters
+        ----------
+        compiled : {None, True, False}
+            None (automatic): the kernels whenever handgrad was built with
+            them and ``HANDGRAD_NO_COMPILED`` is not set.  True: the kernels,
+            or an error.  False: NumPy only.
+
+        Returns
+        -------
+        bool
+            Whether any pair of this model will run through the kernels.
+        """
+        _compiled.check_compiled(compiled)
+        kernels = _compiled.for_run(compiled)
+        self._compiled_choice = compiled
+        self._fused = _fused_pairs(self.layers, self._overwrites)     # a layer may have been given hooks since
+        return kernels is not None and self.ops is NUMPY and any(self._fused)
+
+    def _layer_kernels(self):
+        """The kernels for the fused pairs, or None when the layers' own calls run."""
+        if self.ops is not NUMPY or not any(self._fused):
+            return None
+        return _compiled.for_run(self._compiled_choice)
 
     # -- the public contract -------------------------------------------------
 
@@ -359,12 +399,31 @@ class Sequential:
         again, and one buffer fewer per layer keeps a minibatch's activations
         in cache.
         """
+        kernels = self._layer_kernels()
+        if kernels is not None:
+            return self._forward_fused(X, kernels)
         A = X
-        for i, layer in enumerate(self.layers):
-            if self._overwrites[i]:
-                A = layer.forward(A, out=A)
+        for i in range(len(self.layers)):
+            A = self._layer_forward(i, A)
+        return A
+
+    def _layer_forward(self, i, A):
+        layer = self.layers[i]
+        if self._overwrites[i]:
+            return layer.forward(A, out=A)
+        return layer.forward(A, out=self._buffer(("forward", i), A.shape[0], self.widths[i + 1]))
+
+    def _forward_fused(self, X, kernels):
+        """:meth:`forward` with each pair whose fused forward pays run as Dense's product and one kernel."""
+        A, i, n = X, 0, len(self.layers)
+        while i < n:
+            pair = self._fused[i]
+            if pair is not None and pair.fuses_forward:
+                A = pair.forward(kernels, A, self._buffer(("forward", i), A.shape[0], self.widths[i + 1]))
+                i += 2
             else:
-                A = layer.forward(A, out=self._buffer(("forward", i), A.shape[0], self.widths[i + 1]))
+                A = self._layer_forward(i, A)
+                i += 1
         return A
 
     def backward(self, G):
@@ -374,13 +433,39 @@ class Sequential:
         (``input_grad_optional``, as Dense): it would be the gradient with
         respect to the data.
         """
+        kernels = self._layer_kernels()
+        if kernels is not None:
+            self._backward_fused(G, kernels)
+            return
         for i in range(len(self.layers) - 1, -1, -1):
-            layer = self.layers[i]
-            if i == 0 and self._skips_data_gradient:
-                layer.backward(G, input_grad=False)
-                return
-            out = self._buffer(("backward", i), G.shape[0], self.widths[i])
-            G = layer.backward(G, out=out)
+            G = self._layer_backward(i, G)
+
+    def _layer_backward(self, i, G):
+        layer = self.layers[i]
+        if i == 0 and self._skips_data_gradient:
+            return layer.backward(G, input_grad=False)
+        return layer.backward(G, out=self._buffer(("backward", i), G.shape[0], self.widths[i]))
+
+    def _backward_fused(self, G, kernels):
+        """:meth:`backward` with each pair whose fused backward pays run as one kernel and Dense's products."""
+        i = len(self.layers) - 1
+        while i >= 0:
+            pair = self._fused[i - 1] if i > 0 else None
+            if pair is not None and pair.fuses_backward and self._kernel_takes(G):
+                G = pair.backward(kernels, G, self._buffer(("backward", i), G.shape[0], self.widths[i]))
+                i -= 1
+                if i == 0 and self._skips_data_gradient:
+                    pair.dense.backward_products(G, input_grad=False)
+                    return
+                G = pair.dense.backward_products(G, out=self._buffer(("backward", i), G.shape[0], self.widths[i]))
+            else:
+                G = self._layer_backward(i, G)
+            i -= 1
+
+    def _kernel_takes(self, G):
+        """Whether ``G`` is an array the kernels take: NumPy, C-contiguous, in the model's dtype (a caller of
+        ``backward``, or a layer of one's own, may hand another)."""
+        return type(G) is np.ndarray and G.dtype == self.dtype and G.flags.c_contiguous
 
     def _buffer(self, key, n, width):
         """A reused ``n × width`` array for a layer's output (forward) or input gradient (backward).
@@ -452,6 +537,73 @@ def stored_arrays(config):
         parameters.extend((f"{name}{index}", position, name, False) for name in cls.parameter_names)
         buffers.extend((f"{name}{index}", position, name, True) for name in cls.buffer_names)
     return parameters + buffers
+
+
+class _FusedPair:
+    """A handgrad Dense layer and the handgrad activation after it, as the compiled kernels run them.
+
+    ``fuses_forward``: Dense's product, then ``bias_activation`` adds ``b``
+    and applies the activation in place (the activation writes over Dense's
+    output, as :class:`Sequential` lets it).  ``fuses_backward``:
+    ``activation_gradient_bias`` applies the activation's backward and sums
+    Dense's ``db = Σ_rows`` in one pass; Dense's products follow.  The
+    activation keeps ``A`` as its own forward keeps it, so its own backward
+    may follow a fused forward, and the reverse.
+    """
+
+    __slots__ = ("dense", "activation", "kind", "parameter_name", "keeps_output", "fuses_forward", "fuses_backward")
+
+    def __init__(self, dense, activation, fuses_forward, fuses_backward):
+        self.dense, self.activation = dense, activation
+        self.kind = _compiled.activation_kind(activation)[0]
+        self.parameter_name = _compiled.ACTIVATIONS[type(activation).__name__][1]
+        self.keeps_output = type(activation).__name__ != "Identity"     # Identity's backward needs nothing
+        self.fuses_forward, self.fuses_backward = fuses_forward, fuses_backward
+
+    def parameter(self):
+        """LeakyReLU's slope or ELU's α, read now (a setting may change between steps), else 0."""
+        return 0.0 if self.parameter_name is None else float(getattr(self.activation, self.parameter_name))
+
+    def forward(self, kernels, X, Z):
+        self.dense.product(X, out=Z)
+        kernels.bias_activation(Z, self.dense._b, Z, self.kind, self.parameter(), None)
+        if self.keeps_output:
+            self.activation._A = Z          # what the activation's own forward keeps for its backward
+        return Z
+
+    def backward(self, kernels, G, out):
+        """``∂L/∂Z`` of Dense's output into ``out``, and Dense's ``db``."""
+        saved = self.activation._A if self.keeps_output else G
+        kernels.activation_gradient_bias(G, saved, out, self.dense.db, self.kind, self.parameter(), None)
+        return out
+
+
+def _fused_pairs(layers, overwrites):
+    """Per position: the :class:`_FusedPair` of a Dense layer there and the activation after it, or None.
+
+    Only handgrad's own Dense and activations (a subclass may compute
+    something else), without methods replaced on the object (a hook that
+    watches ``forward`` or ``backward`` must see them called), and only
+    where one of the two fused passes pays (``_compiled.FUSED_FORWARDS``,
+    ``FUSED_BACKWARDS``); the forward is fused only where the activation
+    may write over Dense's output.
+    """
+    pairs = [None] * len(layers)
+    for i, (layer, following) in enumerate(zip(layers, layers[1:])):
+        if (type(layer) is not Dense or _compiled.activation_kind(following) is None
+                or _hooked(layer) or _hooked(following)):
+            continue
+        name = type(following).__name__
+        forward = name in _compiled.FUSED_FORWARDS and overwrites[i + 1]
+        backward = name in _compiled.FUSED_BACKWARDS
+        if forward or backward:
+            pairs[i] = _FusedPair(layer, following, forward, backward)
+    return pairs
+
+
+def _hooked(layer):
+    """True when the layer object carries its own ``forward`` or ``backward`` (or Dense's two halves)."""
+    return any(name in vars(layer) for name in ("forward", "backward", "product", "backward_products"))
 
 
 def _shared_dtype(layers):
