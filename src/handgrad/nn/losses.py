@@ -27,6 +27,7 @@ float64.
 
 import numpy as np
 
+from handgrad import _compiled
 from handgrad.arrays import ops_for
 from handgrad.constraints import Options
 from handgrad.errors import DataError, HandgradError
@@ -95,6 +96,20 @@ class Loss(Registered, registry=LOSSES):
     def _scale(self, n):
         """The reduction factor ``κ``: ``1/n`` for ``"mean"``, ``1`` for ``"sum"``."""
         return 1.0 / n if self.reduction == "mean" else 1.0
+
+    # The caller's choice of kernels (see prepare); None: automatic.
+    _compiled_choice = None
+
+    def prepare(self, compiled=None):
+        """Choose whether ``forward`` and ``backward`` may run handgrad's compiled kernels (``hg.fit(...,
+        compiled=)`` calls it): None (automatic), True (the kernels, or an error) or False (NumPy only).
+
+        Returns whether this loss has a compiled path and will take it where
+        it applies; here, none (see :class:`SoftmaxCrossEntropy`).
+        """
+        _compiled.check_compiled(compiled)
+        self._compiled_choice = compiled
+        return False
 
     # Sample weights.  ``forward(Z, y, sample_weight=w)`` weights sample i's
     # term by ``w_i``: the value is ``Σ_i w_i L_i`` ("sum") or the weighted
@@ -191,7 +206,47 @@ class SoftmaxCrossEntropy(Loss):
 
     name = "cross-entropy"
 
+    # κ (P − Y) from the compiled forward, for backward (None after the NumPy forward), and the buffer it is in.
+    _G = None
+    _G_buffer = None
+
+    def prepare(self, compiled=None):
+        """As :meth:`Loss.prepare`; the compiled path is one kernel that computes the value and the gradient
+        ``κ (P − Y)`` together, for integer labels without sample weights on NumPy float arrays (equal to
+        this code's to a few ulps in float32, bit for bit in float64 here: ``handgrad._compiled``).
+
+        Returns whether the kernel will be used where it applies.
+        """
+        super().prepare(compiled)
+        return _compiled.for_run(compiled) is not None and self._fusable()
+
+    def _fusable(self):
+        """Whether this class's own forward and backward run (a subclass may compute something else)."""
+        cls = type(self)
+        return cls.forward is SoftmaxCrossEntropy.forward and cls.backward is SoftmaxCrossEntropy.backward
+
+    def _kernels_for(self, Z, y, sample_weight):
+        """The kernels when they apply to these arguments, else None."""
+        if (sample_weight is not None or type(Z) is not np.ndarray or type(y) is not np.ndarray or y.ndim != 1
+                or y.dtype != np.int64 or Z.ndim != 2 or 0 in Z.shape or Z.dtype not in _FLOATS
+                or not (Z.flags.c_contiguous and y.flags.c_contiguous) or not self._fusable()):
+            return None
+        return _compiled.for_run(self._compiled_choice)
+
+    def _forward_compiled(self, kernels, Z, y):
+        """The value, with ``κ (P − Y)`` left in a buffer of the loss's own for :meth:`backward`."""
+        G = self._G_buffer
+        if G is None or G.shape != Z.shape or G.dtype != Z.dtype:
+            G = self._G_buffer = np.empty_like(Z)
+        value = kernels.softmax_cross_entropy(Z, y, G, self._scale(Z.shape[0]))
+        self._G, self._y, self._w = G, y, None
+        return value
+
     def forward(self, Z, y, sample_weight=None):
+        kernels = self._kernels_for(Z, y, sample_weight)
+        if kernels is not None:
+            return self._forward_compiled(kernels, Z, y)
+        self._G = None
         ops, y, sample_weight = self._placed(Z, y, sample_weight)
         shifted = Z - ops.max(Z, axis=1, keepdims=True)   # max shift: exponents ≤ 0
         exps = ops.exp(shifted)
@@ -210,6 +265,8 @@ class SoftmaxCrossEntropy(Loss):
         return float(total * self._scale(Z.shape[0]))
 
     def backward(self, out=None):
+        if self._G is not None:                           # the compiled forward computed κ (P − Y)
+            return self._G.copy() if out is None else _copied(self._G, out)
         ops, P, y = self._ops, self._P, self._y
         n = P.shape[0]
         if out is None:
@@ -512,6 +569,14 @@ class PoissonDeviance(Loss):
     def export(self, graph, Z):
         """The predicted means ``μ = e^Z``, as ONNX Exp."""
         return graph.op("Exp", Z)
+
+
+_FLOATS = (np.float32, np.float64)
+
+
+def _copied(source, out):
+    np.copyto(out, source)
+    return out
 
 
 def _target_matrix(ops, y, n_classes, dtype):
