@@ -228,7 +228,7 @@ class SoftmaxCrossEntropy(Loss):
     def _kernels_for(self, Z, y, sample_weight):
         """The kernels when they apply to these arguments, else None."""
         if (sample_weight is not None or type(Z) is not np.ndarray or type(y) is not np.ndarray or y.ndim != 1
-                or y.dtype != np.int64 or Z.ndim != 2 or 0 in Z.shape or Z.dtype not in _FLOATS
+                or y.dtype != _INT64 or Z.ndim != 2 or 0 in Z.shape or Z.dtype not in _FLOATS
                 or not (Z.flags.c_contiguous and y.flags.c_contiguous) or not self._fusable()):
             return None
         return _compiled.for_run(self._compiled_choice)
@@ -571,7 +571,8 @@ class PoissonDeviance(Loss):
         return graph.op("Exp", Z)
 
 
-_FLOATS = (np.float32, np.float64)
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_INT64 = np.dtype(np.int64)
 
 
 def _copied(source, out):
