@@ -241,6 +241,20 @@ def test_softmax_cross_entropy_stays_finite_for_logits_of_ten_thousand(kernels):
     assert np.isfinite(G).all()
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_cross_entropy_counts_the_rows_argmax_gets_right(kernels, dtype, rng):
+    """The count (the training loop's accuracy) is np.argmax's: the first of tied maxima, the first NaN."""
+    Z = rng.integers(-2, 3, (300, 4)).astype(dtype)          # many ties
+    Z[:5] = [[np.nan, 1, 1, 0], [0, np.nan, 2, np.nan], [-0.0, 0.0, -1, -1], [0.0, -0.0, -1, -1], [1, 1, 1, 1]]
+    y = rng.integers(0, 4, 300)
+    y[:5] = [0, 1, 1, 0, 0]
+    G = np.empty_like(Z)
+    plain = kernels.softmax_cross_entropy(Z[5:], y[5:], G[5:], 0.1)
+    value, correct = kernels.softmax_cross_entropy(Z, y, G, 0.1, True)
+    assert correct == np.count_nonzero(Z.argmax(axis=1) == y)
+    assert kernels.softmax_cross_entropy(Z[5:], y[5:], G[5:], 0.1, True)[0] == plain
+
+
 def test_softmax_cross_entropy_refuses_a_label_out_of_range(kernels):
     Z = np.zeros((2, 3), dtype=np.float32)
     with pytest.raises(ValueError, match=r"label y\[1\] = 3 is outside 0..2"):

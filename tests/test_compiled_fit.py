@@ -215,6 +215,17 @@ def test_the_compiled_cross_entropy_hands_out_copies(kernels_loaded, rng):
     assert not np.array_equal(loss.backward(), second)
 
 
+def test_the_compiled_cross_entropy_counts_the_accuracy_once_for_its_own_arrays(kernels_loaded, rng):
+    Z = rng.standard_normal((30, 4))
+    y = rng.integers(0, 4, 30)
+    loss = hg.SoftmaxCrossEntropy()
+    loss.forward(Z, y)
+    assert loss.counted_correct(Z.copy(), y) is None                  # other arrays: not counted
+    loss.forward(Z, y)
+    assert loss.counted_correct(Z, y) == np.count_nonzero(Z.argmax(axis=1) == y)
+    assert loss.counted_correct(Z, y) is None                         # read once
+
+
 @pytest.mark.parametrize("case", ["sample weights", "one-hot rows", "int32 labels", "a subclass"])
 def test_the_cross_entropy_keeps_its_numpy_path_where_the_kernel_does_not_apply(recorded, case, rng):
     Z = rng.standard_normal((8, 3))

@@ -209,6 +209,8 @@ class SoftmaxCrossEntropy(Loss):
     # κ (P − Y) from the compiled forward, for backward (None after the NumPy forward), and the buffer it is in.
     _G = None
     _G_buffer = None
+    # (logits, labels, rows right) of the last compiled forward, for counted_correct.
+    _counted = None
 
     def prepare(self, compiled=None):
         """As :meth:`Loss.prepare`; the compiled path is one kernel that computes the value and the gradient
@@ -238,15 +240,28 @@ class SoftmaxCrossEntropy(Loss):
         G = self._G_buffer
         if G is None or G.shape != Z.shape or G.dtype != Z.dtype:
             G = self._G_buffer = np.empty_like(Z)
-        value = kernels.softmax_cross_entropy(Z, y, G, self._scale(Z.shape[0]))
+        value, correct = kernels.softmax_cross_entropy(Z, y, G, self._scale(Z.shape[0]), True)
         self._G, self._y, self._w = G, y, None
+        self._counted = (Z, y, correct)
         return value
+
+    def counted_correct(self, Z, y):
+        """How many rows of ``Z`` have their largest logit (``argmax``) at their label in ``y``, if the last
+        forward was the compiled one on these very arrays (it counts them in the same pass); else None.
+
+        Read once: the training loop's accuracy takes it instead of another
+        pass over the logits.
+        """
+        counted, self._counted = self._counted, None
+        if counted is not None and counted[0] is Z and counted[1] is y:
+            return counted[2]
+        return None
 
     def forward(self, Z, y, sample_weight=None):
         kernels = self._kernels_for(Z, y, sample_weight)
         if kernels is not None:
             return self._forward_compiled(kernels, Z, y)
-        self._G = None
+        self._G = self._counted = None
         ops, y, sample_weight = self._placed(Z, y, sample_weight)
         shifted = Z - ops.max(Z, axis=1, keepdims=True)   # max shift: exponents ≤ 0
         exps = ops.exp(shifted)
