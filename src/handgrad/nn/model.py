@@ -484,13 +484,18 @@ class Sequential:
 
         Each buffer keeps the most rows any batch has needed and hands out its
         first ``n`` rows (a contiguous view), so the short last batch of an
-        epoch or of ``predict`` does not reallocate anything.
+        epoch or of ``predict`` does not reallocate anything.  The view of the
+        last ``n`` asked for is kept too: a step asks for the same ones again.
         """
-        buf = self._workspace.get(key)
+        entry = self._workspace.get(key)
+        if entry is not None and entry[1] == n:
+            return entry[2]
+        buf = None if entry is None else entry[0]
         if buf is None or buf.shape[0] < n or buf.shape[1] != width:
             buf = self.ops.empty((n, width), dtype=self.dtype)
-            self._workspace[key] = buf
-        return buf[:n, ...]
+        view = buf[:n, ...]
+        self._workspace[key] = (buf, n, view)
+        return view
 
     # -- weights as one vector, configuration ---------------------------------
 

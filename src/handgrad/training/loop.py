@@ -21,6 +21,7 @@ trains the same model on every backend, to rounding.
 """
 
 import difflib
+import math
 import operator
 import sys
 import time
@@ -508,7 +509,7 @@ def _run_epoch(ctx, data, batch_size, penalties, lr_schedule, shuffle, batch_cal
             penalty = l2_value(model.flat_parameters, model.n_decayed, lam)
             value += penalty
             total_penalty += penalty * n_b if per_sample else penalty
-        if not np.isfinite(value):
+        if not math.isfinite(value):
             raise snapshot.diverged(ctx, f"training loss became {value} in epoch {ctx.epoch + 1}, batch {b + 1}")
         scores.add(logits, yb)
         # a "mean" objective is per sample, a "sum" one already covers the batch
