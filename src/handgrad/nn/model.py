@@ -271,8 +271,13 @@ class Sequential:
 
     def _stored_arrays(self):
         """:func:`stored_arrays` of this model: it reads only each layer's type, so no configuration is built
-        (building one inspects every constructor, which a training loop should not pay for each epoch)."""
-        return stored_arrays([{"type": type(layer).__name__} for layer in self.layers])
+        (building one inspects every constructor, which a training loop should not pay for each epoch), and
+        it is worked out once: the training loop snapshots the buffers every epoch."""
+        types = tuple(type(layer) for layer in self.layers)
+        cached = self.__dict__.get("_stored")
+        if cached is None or cached[0] != types:
+            cached = self._stored = (types, stored_arrays([{"type": cls.__name__} for cls in types]))
+        return cached[1]
 
     def state_arrays(self):
         """``{name: array}`` of everything a model file stores: parameters, then each layer's buffers.
