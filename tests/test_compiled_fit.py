@@ -9,6 +9,8 @@ Then whole ``hg.fit`` runs, with dropout and batch norm between the pairs,
 sample weights and a validation split, with ``compiled=True`` and ``False``.
 """
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -314,4 +316,28 @@ def test_a_shuffle_of_int32_positions_is_gathered_by_the_kernel(recorded, rng):
                shuffle=lambda epoch: orders[epoch])
         runs.append(model.get_weights())
     assert recorded.calls["take_rows"] == 2 * 2 * 5
+    np.testing.assert_array_equal(*runs)
+
+
+# -- what the update remembers ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_an_update_follows_a_state_loaded_between_steps(kernels_loaded, compiled, rng):
+    """The update checks its vectors and state once and remembers them: a state loaded back (a divergence
+    rolled back, a checkpoint) must still be the one it updates, and the memory is not pickled."""
+    start = rng.standard_normal(40)
+    grads = [rng.standard_normal(40) for _ in range(3)]
+    runs = []
+    for choice in (compiled, False):
+        optimizer, p = hg.Adam(1e-2), start.copy()
+        optimizer.prepare(p, compiled=choice)
+        optimizer.step_flat(p, grads[0].copy(), 0.1, 30)
+        saved, p_saved = optimizer.state_dict(), p.copy()
+        optimizer.step_flat(p, grads[1].copy(), 0.1, 30)
+        optimizer.load_state_dict(saved)
+        p[...] = p_saved
+        optimizer.step_flat(p, grads[2].copy(), 0.1, 30)
+        runs.append(p)
+        assert "_checked_flat" not in pickle.loads(pickle.dumps(optimizer)).__dict__
     np.testing.assert_array_equal(*runs)
