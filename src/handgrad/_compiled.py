@@ -43,7 +43,9 @@ on NumPy arrays; it loads in about a millisecond, so short runs use it too.
   Dense's products, backward, where that pays (:data:`FUSED_FORWARDS`,
   :data:`FUSED_BACKWARDS`; ``Sequential.prepare``).
 * :class:`~handgrad.SoftmaxCrossEntropy` runs ``softmax_cross_entropy``
-  for integer labels without sample weights (``Loss.prepare``).
+  for integer labels without sample weights (``Loss.prepare``); the same
+  pass counts the rows whose ``np.argmax`` is the label, which ``fit``'s
+  accuracy takes.
 * ``fit`` gathers each minibatch of ``X`` and ``y`` with ``take_rows``.
 
 ``hg.fit(..., compiled=False)`` passes the choice to all of them and keeps
