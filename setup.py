@@ -7,7 +7,9 @@ then runs its NumPy code, which gives the same results (see
 ``src/handgrad/_compiled.py``).
 """
 
+import runpy
 import sys
+from pathlib import Path
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -50,12 +52,17 @@ class OptionalBuildExt(build_ext):
               "instead (same results, slower steps)", file=sys.stderr)
 
 
+HERE = Path(__file__).resolve().parent
+# The sources' digest, kept in the module as SOURCES: a build older than csrc/ is not loaded.
+SOURCES = runpy.run_path(str(HERE / "src" / "handgrad" / "_csrc_digest.py"))["digest"](HERE / "csrc")
+
 setup(
     ext_modules=[Extension(
         "handgrad._kernels",
         sources=["csrc/module.c", "csrc/kernels.c", "csrc/threads.c"],
         depends=["csrc/kernels.h", "csrc/real_kernels.h"],
         include_dirs=["csrc"],
+        define_macros=[("HANDGRAD_SOURCES", f'"{SOURCES}"')],
         optional=True,
     )],
     cmdclass={"build_ext": OptionalBuildExt},

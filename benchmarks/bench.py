@@ -35,7 +35,7 @@ CONTENDERS = {
     "2": ["floor", "handgrad", "torch"],
     "2b": ["floor", "handgrad", "torch"],
     "3": ["floor", "handgrad", "sklearn-float64", "sklearn-float32", "torch"],
-    "4": ["floor", "handgrad", "sklearn-float64", "sklearn-float32", "torch"],
+    "4": ["floor", "handgrad", "handgrad-numpy", "sklearn-float64", "sklearn-float32", "torch"],
 }
 
 

@@ -13,6 +13,7 @@ ratios mean much.
     python benchmarks/sklearn_compare.py                      # 5 seeds, both solvers, all data sets
     python benchmarks/sklearn_compare.py --seeds 2 --datasets iris wine --solvers lbfgs
     python benchmarks/sklearn_compare.py --float32            # also handgrad with dtype="float32"
+    python benchmarks/sklearn_compare.py --numpy              # also handgrad without its compiled kernels
 
 Prints the table (markdown) and writes it with the raw numbers to
 ``benchmarks/results/run-sklearn-<UTC time>.{md,json}`` (ignored by git);
@@ -22,7 +23,9 @@ thread (``--threads``) for both.
 """
 
 import argparse
+import contextlib
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -43,6 +46,7 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import handgrad as hg  # noqa: E402
+from handgrad import _compiled  # noqa: E402
 
 DATASETS = {
     "iris": (load_iris, "classification"),
@@ -64,6 +68,23 @@ def machine():
         return platform.processor() or platform.machine()
 
 
+def blas():
+    """The BLAS NumPy calls, as threadpoolctl reports it: library, version and kernel (architecture)."""
+    from threadpoolctl import threadpool_info
+
+    found = [f"{p.get('internal_api')} {p.get('version')} ({p.get('architecture')} kernels)"
+             for p in threadpool_info() if p.get("user_api") == "blas"]
+    return ", ".join(found) or "unknown"
+
+
+def load_average():
+    """The 1-minute load average, or None where the system does not give one."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def build(library, task, solver, seed, float32=False):
     params = dict(SETTINGS[solver], random_state=seed)
     if library == "handgrad":
@@ -75,14 +96,28 @@ def build(library, task, solver, seed, float32=False):
     return pipe if task == "classification" else TransformedTargetRegressor(pipe, transformer=StandardScaler())
 
 
-def run(datasets, solvers, seeds, float32):
+@contextlib.contextmanager
+def numpy_only(active):
+    """While active, handgrad's automatic choice (the estimators') runs its NumPy code, as with
+    ``HANDGRAD_NO_COMPILED=1``, in this same process: the two alternate seed by seed."""
+    saved = _compiled._kernels
+    if active:
+        _compiled._kernels = None
+    try:
+        yield
+    finally:
+        _compiled._kernels = saved
+
+
+def run(datasets, solvers, seeds, float32, numpy=False):
     rows = []
     for name in datasets:
         load, task = DATASETS[name]
         X, y = load(return_X_y=True)
         X_train, X_test, y_train, y_test = train_test_split(
             X, y, test_size=0.25, random_state=0, stratify=y if task == "classification" else None)
-        contenders = ["handgrad", "scikit-learn"] + (["handgrad-float32"] if float32 else [])
+        contenders = (["handgrad", "scikit-learn"] + (["handgrad-float32"] if float32 else [])
+                      + (["handgrad-numpy"] if numpy else []))
         for solver in solvers:
             results = {c: {"score": [], "seconds": []} for c in contenders}
             for seed in range(seeds):
@@ -90,9 +125,10 @@ def run(datasets, solvers, seeds, float32):
                 for contender in order:
                     model = build("scikit-learn" if contender == "scikit-learn" else "handgrad", task, solver, seed,
                                   float32=contender == "handgrad-float32")
-                    start = time.perf_counter()
-                    model.fit(X_train, y_train)
-                    results[contender]["seconds"].append(time.perf_counter() - start)
+                    with numpy_only(contender == "handgrad-numpy"):
+                        start = time.perf_counter()
+                        model.fit(X_train, y_train)
+                        results[contender]["seconds"].append(time.perf_counter() - start)
                     results[contender]["score"].append(float(model.score(X_test, y_test)))
             rows.append({"dataset": name, "task": task, "solver": solver, "results": results})
             print(f"  {name:14s} {solver:6s} done", file=sys.stderr)
@@ -109,11 +145,12 @@ def table(rows, seeds):
         lines.append(f"| {row['dataset']} | {row['solver']} | {metric} | {np.mean(ours['score']):.4f} | "
                      f"{np.mean(theirs['score']):.4f} | {np.mean(ours['seconds']):.3f} | "
                      f"{np.mean(theirs['seconds']):.3f} | {speedup:.2f}× |")
-        if "handgrad-float32" in row["results"]:
-            f32 = row["results"]["handgrad-float32"]
-            speedup = np.mean(np.array(theirs["seconds"]) / np.array(f32["seconds"]))
-            lines.append(f"| {row['dataset']} | {row['solver']} (handgrad float32) | {metric} | "
-                         f"{np.mean(f32['score']):.4f} | | {np.mean(f32['seconds']):.3f} | | {speedup:.2f}× |")
+        for contender, label in (("handgrad-float32", "handgrad float32"), ("handgrad-numpy", "handgrad, NumPy only")):
+            if contender in row["results"]:
+                other = row["results"][contender]
+                speedup = np.mean(np.array(theirs["seconds"]) / np.array(other["seconds"]))
+                lines.append(f"| {row['dataset']} | {row['solver']} ({label}) | {metric} | "
+                             f"{np.mean(other['score']):.4f} | | {np.mean(other['seconds']):.3f} | | {speedup:.2f}× |")
     return "\n".join(lines) + f"\n\nMeans over {seeds} seeds; speed-up is scikit-learn's fit time over handgrad's, " \
                               "per seed, averaged."
 
@@ -125,6 +162,8 @@ def main(argv=None):
     parser.add_argument("--solvers", nargs="+", choices=sorted(SETTINGS), default=["adam", "lbfgs"])
     parser.add_argument("--float32", action="store_true", help="also time handgrad with dtype='float32'")
     parser.add_argument("--threads", type=int, default=1, help="BLAS threads for both libraries")
+    parser.add_argument("--numpy", action="store_true",
+                        help="also time handgrad without its compiled kernels (as HANDGRAD_NO_COMPILED=1)")
     parser.add_argument("--record", metavar="NAME",
                         help="write results/NAME.{md,json}, replacing a tracked result such as sklearn_compare on "
                              "purpose (default: a new results/run-sklearn-<UTC time>.{md,json}, ignored by git)")
@@ -134,14 +173,18 @@ def main(argv=None):
     warnings.simplefilter("ignore", ConvergenceWarning)
     print(f"Machine: {machine()}; BLAS threads: {args.threads}; numpy {np.__version__}", file=sys.stderr)
     with threadpool_limits(limits=args.threads, user_api="blas"):
-        rows = run(args.datasets, args.solvers, args.seeds, args.float32)
-    text = f"Machine: {machine()}, BLAS on {args.threads} thread(s).\n\n{table(rows, args.seeds)}\n"
+        load = [load_average()]
+        rows = run(args.datasets, args.solvers, args.seeds, args.float32, args.numpy)
+        load.append(load_average())
+    text = (f"Machine: {machine()}, BLAS on {args.threads} thread(s): {blas()}; load average {load[0]} at the start, "
+            f"{load[1]} at the end.\n\n{table(rows, args.seeds)}\n")
     print(text, end="")
     name = args.record or f"run-sklearn-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
     results = Path(__file__).resolve().parent / "results"
     (results / f"{name}.md").write_text(text)
-    (results / f"{name}.json").write_text(json.dumps({"machine": machine(), "threads": args.threads,
-                                                       "seeds": args.seeds, "rows": rows}, indent=1))
+    (results / f"{name}.json").write_text(json.dumps({"machine": machine(), "threads": args.threads, "blas": blas(),
+                                                       "load_average": load, "seeds": args.seeds, "rows": rows},
+                                                      indent=1))
     print(f"written to {results / name}.md and .json", file=sys.stderr)
 
 

@@ -68,7 +68,7 @@ typedef void (*hg_range_fn)(const void *args, hg_index start, hg_index stop);
     void hg_activation_gradient_bias_##SUFFIX(const REAL *G, const REAL *S, const REAL *Phi, REAL *out,  \
                                               REAL *db, hg_index n, hg_index k, int kind, double param); \
     double hg_softmax_cross_entropy_##SUFFIX(const REAL *Z, const int64_t *y, REAL *G, hg_index n,       \
-                                             hg_index k, double scale);
+                                             hg_index k, double scale, hg_index *correct);
 
 HG_DECLARE(float, f32)
 HG_DECLARE(double, f64)

@@ -386,17 +386,22 @@ static const int64_t *labels_arg(PyObject *obj, hg_index n, hg_index k)
 }
 
 PyDoc_STRVAR(softmax_cross_entropy_doc,
-"softmax_cross_entropy(Z, y, G, scale) -> float\n\n"
+"softmax_cross_entropy(Z, y, G, scale[, count]) -> float, or (float, int) with count true\n\n"
 "The softmax cross-entropy of logits Z (n, k) with integer labels y (n,) int64, times scale, and\n"
 "its gradient G = (softmax(Z) − Y) scale (handgrad.SoftmaxCrossEntropy forward and backward).\n"
-"G may be Z.  scale: 1/n for the mean, 1 for the sum.  n ≥ 1 and k ≥ 1.");
+"G may be Z.  scale: 1/n for the mean, 1 for the sum.  n ≥ 1 and k ≥ 1.  With count true, also\n"
+"the number of rows whose np.argmax is the label (the training loop's accuracy).");
 
 static PyObject *py_softmax_cross_entropy(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
     int type = -1;
     double scale;
-    if (!check_nargs(nargs, 4, "softmax_cross_entropy")) {
+    if (nargs != 5 && !check_nargs(nargs, 4, "softmax_cross_entropy")) {
+        return NULL;
+    }
+    const int count = nargs == 5 ? PyObject_IsTrue(args[4]) : 0;
+    if (count < 0) {
         return NULL;
     }
     PyArrayObject *Z = array_arg(args[0], "Z", 2, &type, 0);
@@ -419,10 +424,16 @@ static PyObject *py_softmax_cross_entropy(PyObject *self, PyObject *const *args,
     const void *z = PyArray_DATA(Z);
     void *g = PyArray_DATA(G);
     double value;
+    hg_index correct = 0, *right = count ? &correct : NULL;
     if (type == NPY_FLOAT) {
-        HG_WITHOUT_GIL_IF(n * k >= GIL_FREE_SIZE, value = hg_softmax_cross_entropy_f32(z, y, g, n, k, scale));
+        HG_WITHOUT_GIL_IF(n * k >= GIL_FREE_SIZE,
+                          value = hg_softmax_cross_entropy_f32(z, y, g, n, k, scale, right));
     } else {
-        HG_WITHOUT_GIL_IF(n * k >= GIL_FREE_SIZE, value = hg_softmax_cross_entropy_f64(z, y, g, n, k, scale));
+        HG_WITHOUT_GIL_IF(n * k >= GIL_FREE_SIZE,
+                          value = hg_softmax_cross_entropy_f64(z, y, g, n, k, scale, right));
+    }
+    if (count) {
+        return Py_BuildValue("(dn)", value, (Py_ssize_t)correct);
     }
     return PyFloat_FromDouble(value);
 }
@@ -515,8 +526,18 @@ static struct PyModuleDef module = {
     "handgrad's compiled kernels (C): see handgrad._compiled, which wraps them.", -1, methods,
 };
 
+#ifndef HANDGRAD_SOURCES
+#define HANDGRAD_SOURCES "unknown"
+#endif
+
 PyMODINIT_FUNC PyInit__kernels(void)
 {
     import_array();
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    /* the digest of csrc/ this module was built from (setup.py): handgrad._compiled refuses a stale build */
+    if (m != NULL && PyModule_AddStringConstant(m, "SOURCES", HANDGRAD_SOURCES) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

@@ -332,14 +332,39 @@ HG_CLONES void F(hg_activation_gradient_bias)(const REAL *G, const REAL *S, cons
  * NumPy code's P, then −1 at the label, then ×κ.  The value is
  * −Σ_r log p_t, the float terms summed in double as NumPy's
  * sum(dtype=float64) sums them, times scale.  G may be Z itself.  Labels
- * are in range (module.c checks them).
+ * are in range (module.c checks them).  *correct (unless NULL) receives the
+ * number of rows whose largest logit is at the label, as the training
+ * loop's accuracy counts them (argmax(Z, axis=1) == y; see F(argmax)).
  */
+
+/* np.argmax of one row: the first largest entry, or the first NaN (NumPy's
+ * loop: a NaN is maximal and ends the search). */
+static inline hg_index F(argmax)(const REAL *z, hg_index k)
+{
+    REAL top = z[0];
+    hg_index best = 0;
+    if (top != top) {
+        return 0;
+    }
+    for (hg_index j = 1; j < k; j++) {
+        if (!(z[j] <= top)) {
+            top = z[j];
+            best = j;
+            if (top != top) {
+                break;
+            }
+        }
+    }
+    return best;
+}
+
 double F(hg_softmax_cross_entropy)(const REAL *Z, const int64_t *y, REAL *G, hg_index n, hg_index k,
-                                   double scale)
+                                   double scale, hg_index *correct)
 {
     const REAL kappa = (REAL)scale;
     double *terms = malloc((size_t)(n > 0 ? n : 1) * sizeof(double));
     double total = 0;
+    hg_index right = 0;
     for (hg_index r = 0; r < n; r++) {
         const REAL *z = Z + r * k;
         REAL *g = G + r * k;
@@ -347,6 +372,9 @@ double F(hg_softmax_cross_entropy)(const REAL *Z, const int64_t *y, REAL *G, hg_
         REAL m = z[0];
         for (hg_index j = 1; j < k; j++) {
             m = F(np_max)(m, z[j]);
+        }
+        if (correct) {
+            right += F(argmax)(z, k) == t;          /* read before g (maybe z) is written */
         }
         const REAL shifted_t = z[t] - m;        /* read before g (maybe z) is written */
         for (hg_index j = 0; j < k; j++) {
@@ -368,6 +396,9 @@ double F(hg_softmax_cross_entropy)(const REAL *Z, const int64_t *y, REAL *G, hg_
     if (terms) {
         total = hg_sum_float_terms(terms, n, sizeof(REAL) == sizeof(float));
         free(terms);
+    }
+    if (correct) {
+        *correct = right;
     }
     return -total * scale;
 }

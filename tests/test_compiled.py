@@ -241,6 +241,20 @@ def test_softmax_cross_entropy_stays_finite_for_logits_of_ten_thousand(kernels):
     assert np.isfinite(G).all()
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_cross_entropy_counts_the_rows_argmax_gets_right(kernels, dtype, rng):
+    """The count (the training loop's accuracy) is np.argmax's: the first of tied maxima, the first NaN."""
+    Z = rng.integers(-2, 3, (300, 4)).astype(dtype)          # many ties
+    Z[:5] = [[np.nan, 1, 1, 0], [0, np.nan, 2, np.nan], [-0.0, 0.0, -1, -1], [0.0, -0.0, -1, -1], [1, 1, 1, 1]]
+    y = rng.integers(0, 4, 300)
+    y[:5] = [0, 1, 1, 0, 0]
+    G = np.empty_like(Z)
+    plain = kernels.softmax_cross_entropy(Z[5:], y[5:], G[5:], 0.1)
+    value, correct = kernels.softmax_cross_entropy(Z, y, G, 0.1, True)
+    assert correct == np.count_nonzero(Z.argmax(axis=1) == y)
+    assert kernels.softmax_cross_entropy(Z[5:], y[5:], G[5:], 0.1, True)[0] == plain
+
+
 def test_softmax_cross_entropy_refuses_a_label_out_of_range(kernels):
     Z = np.zeros((2, 3), dtype=np.float32)
     with pytest.raises(ValueError, match=r"label y\[1\] = 3 is outside 0..2"):
@@ -348,13 +362,18 @@ def test_two_thread_updates_work_in_a_forked_child(kernels):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("optimizer", ["adam", "nesterov"])
 def test_a_whole_fit_gives_the_same_weights_with_and_without_the_kernels(kernels, dtype, optimizer, rng):
+    """The updates, the fused layers and the gather are bit for bit; so is the cross-entropy kernel in float64.
+    In float32 its exp and log are the C library's, which may differ from NumPy's SIMD ones in the last bit, so
+    there the update alone is checked bit for bit (sample weights keep the loss on its NumPy path) and the
+    whole kernel run within rounding (tests/test_compiled_fit.py covers more networks)."""
     X = rng.standard_normal((90, 6)).astype(dtype)
     y = rng.integers(0, 3, 90)
+    weights = np.ones(90) if dtype == np.float32 else None
     runs = []
     for compiled in (True, False):
         model = hg.mlp(6, [16, 8], 3, dtype=dtype, seed=2)
         history = hg.fit(model, hg.SoftmaxCrossEntropy(), X, y, optimizer=UPDATES[optimizer](), epochs=5,
-                         batch_size=16, l2=1e-3, seed=0, compiled=compiled)
+                         batch_size=16, l2=1e-3, seed=0, compiled=compiled, sample_weight=weights)
         runs.append((model.get_weights(), history["train_loss"]))
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
     assert runs[0][1] == runs[1][1]
@@ -419,6 +438,31 @@ def test_compiled_true_without_the_extension_is_refused_in_one_line(compiled_swi
     assert "\n" not in str(caught.value)
     assert "handgrad was installed without them (no C compiler when it was built)" in str(caught.value)
     hg.fit(hg.mlp(4, [5], 2, seed=0), hg.SoftmaxCrossEntropy(), X, y, epochs=1)     # automatic: NumPy, no error
+
+
+def test_the_build_records_the_digest_of_the_sources_it_was_built_from(kernels):
+    from handgrad._csrc_digest import digest
+
+    sources = Path(_compiled.__file__).resolve().parents[2] / "csrc"
+    if not sources.is_dir():
+        pytest.skip("an installed handgrad without its csrc/ beside it: nothing to compare the build with")
+    assert kernels.SOURCES == digest(sources)
+
+
+def test_a_build_from_other_sources_is_not_loaded_and_says_how_to_rebuild(compiled_switch, monkeypatch, capsys,
+                                                                         tmp_path):
+    stale = type(sys)("handgrad._kernels")
+    stale.SOURCES, stale.__file__ = "0" * 16, str(tmp_path / "_kernels.so")
+    monkeypatch.setitem(sys.modules, "handgrad._kernels", stale)
+    monkeypatch.setattr(hg, "_kernels", stale, raising=False)
+    monkeypatch.setattr(_compiled, "_stale", None)
+    sources = Path(_compiled.__file__).resolve().parents[2] / "csrc"
+    if not sources.is_dir():
+        pytest.skip("an installed handgrad without its csrc/ beside it: no sources to be stale against")
+    assert _compiled.kernels() is None
+    assert "built from other sources" in capsys.readouterr().err
+    with pytest.raises(hg.HandgradError, match=r"rebuild it with pip install -e \."):
+        _compiled.for_run(True)
 
 
 def test_updates_go_to_two_threads_only_from_the_threshold_and_with_two_cpus(monkeypatch):

@@ -93,7 +93,9 @@ def test_fit_with_handgrad_optimizer_equals_fit_with_foreign_optimizer(compiled,
     kwargs = dict(epochs=3, batch_size=16, l2=1e-2, seed=5, lr_schedule=hg.schedules.Cosine(1e-2, 3))
     native, foreign = hg.mlp(6, [8], 3, seed=1), hg.mlp(6, [8], 3, seed=1)
     h_native = hg.fit(native, hg.SoftmaxCrossEntropy(), X, y, optimizer=hg.Adam(1e-2), compiled=compiled, **kwargs)
-    h_foreign = hg.fit(foreign, hg.SoftmaxCrossEntropy(), X, y, optimizer=_PlainAdam(1e-2), **kwargs)
+    # The same compiled= for both: it also chooses the model's and the loss's passes, not only the update.
+    h_foreign = hg.fit(foreign, hg.SoftmaxCrossEntropy(), X, y, optimizer=_PlainAdam(1e-2), compiled=compiled,
+                       **kwargs)
     np.testing.assert_array_equal(native.flat_parameters, foreign.flat_parameters)
     assert h_native["train_loss"] == h_foreign["train_loss"]
 

@@ -18,7 +18,7 @@ import handgrad
 
 PACKAGE = Path(handgrad.__file__).parent
 LAYERS = [
-    {"errors", "arrays", "validation", "constraints", "registry", "_version", "_compiled", "_kernels", "io.files"},
+    {"errors", "arrays", "validation", "constraints", "registry", "_version", "_compiled", "_kernels", "_csrc_digest", "io.files"},
     {"report.metrics"},
     {"tasks"},
     {"nn"},

@@ -32,15 +32,26 @@ Sigmoid, Tanh, ELU, Softplus and GELU, the backward passes of Softplus and
 GELU, and the softmax cross-entropy agree to a few units in the last place
 (``tests/test_compiled.py`` states the bound for each).
 
-When they are used.  The optimizers' ``step_flat`` runs ``adam`` and
-``sgd`` whenever the extension is built (:func:`for_run`): it loads in about
-a millisecond, so short runs use it too.  ``hg.fit(..., compiled=False)``
-(``Optimizer.prepare``) keeps the NumPy updates; ``compiled=True`` refuses
-to run without the kernels.  The environment variable
-``HANDGRAD_NO_COMPILED`` (or its older name ``HANDGRAD_NO_NUMBA``) makes
-the automatic choice NumPy's.  The activation and loss kernels are not yet
-called by the layers; they are here, tested, for the layers' NumPy path to
-use.
+When they are used: whenever the extension is built (:func:`for_run`),
+on NumPy arrays; it loads in about a millisecond, so short runs use it too.
+
+* The optimizers' ``step_flat`` runs ``adam`` and ``sgd``
+  (``Optimizer.prepare``).
+* :class:`~handgrad.Sequential` runs a handgrad Dense layer and the
+  handgrad activation after it as Dense's product and
+  ``bias_activation``, forward, and ``activation_gradient_bias`` and
+  Dense's products, backward, where that pays (:data:`FUSED_FORWARDS`,
+  :data:`FUSED_BACKWARDS`; ``Sequential.prepare``).
+* :class:`~handgrad.SoftmaxCrossEntropy` runs ``softmax_cross_entropy``
+  for integer labels without sample weights (``Loss.prepare``); the same
+  pass counts the rows whose ``np.argmax`` is the label, which ``fit``'s
+  accuracy takes.
+* ``fit`` gathers each minibatch of ``X`` and ``y`` with ``take_rows``.
+
+``hg.fit(..., compiled=False)`` passes the choice to all of them and keeps
+the NumPy code; ``compiled=True`` refuses to run without the kernels.  The
+environment variable ``HANDGRAD_NO_COMPILED`` (or its older name
+``HANDGRAD_NO_NUMBA``) makes the automatic choice NumPy's.
 
 Where the extension comes from: ``pip install`` compiles it from ``csrc/``
 (``setup.py``); without a C compiler the install still succeeds, without
@@ -48,9 +59,12 @@ it, and handgrad runs its NumPy code.
 """
 
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 
+from handgrad._csrc_digest import digest
 from handgrad.errors import HandgradError
 
 # Each of these, set to anything but the empty string, switches the kernels off.
@@ -80,6 +94,20 @@ ACTIVATIONS = {
 }
 
 
+# Where a fused kernel replaces the NumPy calls in training (Sequential's Dense-activation pairs): only where
+# it paid in benchmarks/results/kernels.md (benchmarks/NOTES.md, "Third rung ... phase 1").  The forwards that
+# call the C library per element (tanh, exp, expm1, log1p, erfc) ran at 0.2-1.3x NumPy's SIMD loops, and the
+# backwards of Softplus and GELU at 0.5-0.9x; those stay NumPy.  Every fused pass here is bit for bit.
+FUSED_FORWARDS = frozenset({"Identity", "ReLU", "LeakyReLU"})
+FUSED_BACKWARDS = frozenset({"Identity", "Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU"})
+
+
+def check_compiled(compiled):
+    """Refuse a ``compiled=`` that is not None (automatic), True or False, in one line."""
+    if compiled is not None and not isinstance(compiled, (bool, np.bool_)):
+        raise HandgradError(f"compiled must be None (automatic), True or False, got {compiled!r}")
+
+
 def kernels():
     """The ``handgrad._kernels`` module, or ``None`` when it is not built or is switched off.
 
@@ -95,10 +123,21 @@ def _switched_off():
     return next((name for name in SWITCHES if os.environ.get(name)), None)
 
 
+# Why the kernels are not used although a module was found (a stale build), for required()'s message.
+_stale = None
+
+
 def _import():
+    global _stale
     try:
         from handgrad import _kernels as module
     except ImportError:
+        return None
+    sources = Path(__file__).resolve().parents[2] / "csrc"      # there in a source checkout only
+    if sources.is_dir() and getattr(module, "SOURCES", None) != digest(sources):
+        _stale = (f"{Path(module.__file__).name} was built from other sources than {sources}; rebuild it "
+                  "with pip install -e . (or python setup.py build_ext --inplace)")
+        print(f"handgrad: the compiled kernels are not used: {_stale}", file=sys.stderr)
         return None
     return module
 
@@ -113,7 +152,7 @@ def required():
     found = kernels()
     if found is None:
         switch = _switched_off()
-        reason = (f"{switch} is set" if switch else
+        reason = (f"{switch} is set" if switch else _stale if _stale else
                   "handgrad was installed without them (no C compiler when it was built)")
         raise HandgradError(f"compiled=True asks for handgrad's compiled kernels, but {reason}; reinstall "
                             "handgrad where a C compiler is available (pip install -e .), unset the variable, "

@@ -35,6 +35,7 @@ Examples
 Dense(3, 2)
 """
 
+import functools
 import inspect
 import re
 
@@ -167,8 +168,8 @@ def constructor_arguments(obj, skip=("self", "dtype")):
     keep in step.  ``dtype`` is stored once per model, not per piece.
     """
     arguments = {}
-    for name, parameter in inspect.signature(type(obj).__init__).parameters.items():
-        if name in skip or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+    for name in _named_parameters(type(obj).__init__):
+        if name in skip:
             continue
         if not hasattr(obj, name):
             raise HandgradError(f"{type(obj).__name__} must keep its argument {name!r} as self.{name} "
@@ -176,6 +177,15 @@ def constructor_arguments(obj, skip=("self", "dtype")):
         value = getattr(obj, name)
         arguments[name] = value.item() if hasattr(value, "item") and not hasattr(value, "__len__") else value
     return arguments
+
+
+@functools.cache
+def _named_parameters(init):
+    """The names of ``init``'s parameters but ``*args`` and ``**kwargs``, read once per function: the training
+    loop saves its optimizer's state, configuration included, every epoch, and ``inspect.signature`` takes
+    tens of microseconds."""
+    kinds = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    return tuple(name for name, parameter in inspect.signature(init).parameters.items() if parameter.kind not in kinds)
 
 
 class Registered:

@@ -468,6 +468,13 @@ class Dense(Layer):
         array of shape (n, n_out)
             ``Z`` (``out`` when given).
         """
+        out = self.product(X, out)
+        out += self._b
+        return out
+
+    def product(self, X, out=None):
+        """``X W``: :meth:`forward` without its bias, which :class:`~handgrad.Sequential` adds in the
+        compiled kernel that also applies the activation after this layer."""
         if self._pending:
             self._draw_alone()
         ops = self.ops
@@ -477,7 +484,6 @@ class Dense(Layer):
             out[...] = X @ self._W
         else:
             ops.matmul(X, self._W, out=out)
-        out += self._b
         self._X = X
         return out
 
@@ -502,12 +508,20 @@ class Dense(Layer):
         array of shape (n, n_in) or None
             ``∂L/∂X = G Wᵀ``, or None with ``input_grad=False``.
         """
+        self.ops.sum(G, axis=0, out=self.db)
+        return self.backward_products(G, out, input_grad)
+
+    def backward_products(self, G, out=None, input_grad=True):
+        """:meth:`backward` without ``db``: store ``dW = Xᵀ G``, return ``G Wᵀ`` (None without ``input_grad``).
+
+        :class:`~handgrad.Sequential` calls it after a compiled kernel has
+        summed ``db`` in the same pass as the activation's backward.
+        """
         ops = self.ops
         if is_sparse(self._X):
             self.dW[...] = self._X.T @ G
         else:
             ops.matmul(self._X.T, G, out=self.dW)
-        ops.sum(G, axis=0, out=self.db)
         if not input_grad:
             return None
         if out is None:

@@ -27,6 +27,7 @@ float64.
 
 import numpy as np
 
+from handgrad import _compiled
 from handgrad.arrays import ops_for
 from handgrad.constraints import Options
 from handgrad.errors import DataError, HandgradError
@@ -175,6 +176,20 @@ class Loss(Registered, registry=LOSSES):
         """The reduction factor ``κ``: ``1/n`` for ``"mean"``, ``1`` for ``"sum"``."""
         return 1.0 / n if self.reduction == "mean" else 1.0
 
+    # The caller's choice of kernels (see prepare); None: automatic.
+    _compiled_choice = None
+
+    def prepare(self, compiled=None):
+        """Choose whether ``forward`` and ``backward`` may run handgrad's compiled kernels (``hg.fit(...,
+        compiled=)`` calls it): None (automatic), True (the kernels, or an error) or False (NumPy only).
+
+        Returns whether this loss has a compiled path and will take it where
+        it applies; here, none (see :class:`SoftmaxCrossEntropy`).
+        """
+        _compiled.check_compiled(compiled)
+        self._compiled_choice = compiled
+        return False
+
     # Sample weights.  ``forward(Z, y, sample_weight=w)`` weights sample i's
     # term by ``w_i``: the value is ``Σ_i w_i L_i`` ("sum") or the weighted
     # mean ``Σ_i w_i L_i / Σ_i w_i`` ("mean"), and since L_i depends on row i
@@ -312,6 +327,57 @@ class SoftmaxCrossEntropy(Loss):
 
     name = "cross-entropy"
 
+    # κ (P − Y) from the compiled forward, for backward (None after the NumPy forward), and the buffer it is in.
+    _G = None
+    _G_buffer = None
+    # (logits, labels, rows right) of the last compiled forward, for counted_correct.
+    _counted = None
+
+    def prepare(self, compiled=None):
+        """As :meth:`Loss.prepare`; the compiled path is one kernel that computes the value and the gradient
+        ``κ (P − Y)`` together, for integer labels without sample weights on NumPy float arrays (equal to
+        this code's to a few ulps in float32, bit for bit in float64 here: ``handgrad._compiled``).
+
+        Returns whether the kernel will be used where it applies.
+        """
+        super().prepare(compiled)
+        return _compiled.for_run(compiled) is not None and self._fusable()
+
+    def _fusable(self):
+        """Whether this class's own forward and backward run (a subclass may compute something else)."""
+        cls = type(self)
+        return cls.forward is SoftmaxCrossEntropy.forward and cls.backward is SoftmaxCrossEntropy.backward
+
+    def _kernels_for(self, Z, y, sample_weight):
+        """The kernels when they apply to these arguments, else None."""
+        if (sample_weight is not None or type(Z) is not np.ndarray or type(y) is not np.ndarray or y.ndim != 1
+                or y.dtype != _INT64 or Z.ndim != 2 or 0 in Z.shape or Z.dtype not in _FLOATS
+                or not (Z.flags.c_contiguous and y.flags.c_contiguous) or not self._fusable()):
+            return None
+        return _compiled.for_run(self._compiled_choice)
+
+    def _forward_compiled(self, kernels, Z, y):
+        """The value, with ``κ (P − Y)`` left in a buffer of the loss's own for :meth:`backward`."""
+        G = self._G_buffer
+        if G is None or G.shape != Z.shape or G.dtype != Z.dtype:
+            G = self._G_buffer = np.empty_like(Z)
+        value, correct = kernels.softmax_cross_entropy(Z, y, G, self._scale(Z.shape[0]), True)
+        self._G, self._y, self._w = G, y, None
+        self._counted = (Z, y, correct)
+        return value
+
+    def counted_correct(self, Z, y):
+        """How many rows of ``Z`` have their largest logit (``argmax``) at their label in ``y``, if the last
+        forward was the compiled one on these very arrays (it counts them in the same pass); else None.
+
+        Read once: the training loop's accuracy takes it instead of another
+        pass over the logits.
+        """
+        counted, self._counted = self._counted, None
+        if counted is not None and counted[0] is Z and counted[1] is y:
+            return counted[2]
+        return None
+
     def forward(self, Z, y, sample_weight=None):
         """Return ``J_data = −κ Σ_r Σ_t y_rt log p_rt`` with ``P = softmax(Z)``, from the stable ``log_softmax``.
 
@@ -329,6 +395,10 @@ class SoftmaxCrossEntropy(Loss):
         float
             ``J_data``, summed in float64.
         """
+        kernels = self._kernels_for(Z, y, sample_weight)
+        if kernels is not None:
+            return self._forward_compiled(kernels, Z, y)
+        self._G = self._counted = None
         ops, y, sample_weight = self._placed(Z, y, sample_weight)
         shifted = Z - ops.max(Z, axis=1, keepdims=True)   # max shift: exponents ≤ 0
         exps = ops.exp(shifted)
@@ -359,6 +429,8 @@ class SoftmaxCrossEntropy(Loss):
         array of shape (n, K)
             ``G = ∂J_data/∂Z`` for the logits and targets of the last ``forward`` (``out`` when given).
         """
+        if self._G is not None:                           # the compiled forward computed κ (P − Y)
+            return self._G.copy() if out is None else _copied(self._G, out)
         ops, P, y = self._ops, self._P, self._y
         n = P.shape[0]
         if out is None:
@@ -896,6 +968,15 @@ class PoissonDeviance(Loss):
     def export(self, graph, Z):
         """The predicted means ``μ = e^Z``, as ONNX Exp."""
         return graph.op("Exp", Z)
+
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_INT64 = np.dtype(np.int64)
+
+
+def _copied(source, out):
+    np.copyto(out, source)
+    return out
 
 
 def _target_matrix(ops, y, n_classes, dtype):

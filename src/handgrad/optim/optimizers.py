@@ -31,17 +31,12 @@ import math
 import numpy as np
 
 from handgrad import _compiled
+from handgrad._compiled import check_compiled
 from handgrad.arrays import NUMPY, ops_for, to_numpy
 from handgrad.constraints import Boolean, Options, Pair, Real
 from handgrad.errors import HandgradError
 from handgrad.nn.objective import add_l2_gradient
 from handgrad.registry import OPTIMIZERS, Registered
-
-
-def check_compiled(compiled):
-    """Refuse a ``compiled=`` that is not None (automatic), True or False, in one line."""
-    if compiled is not None and not isinstance(compiled, (bool, np.bool_)):
-        raise HandgradError(f"compiled must be None (automatic), True or False, got {compiled!r}")
 
 
 class Optimizer(Registered, registry=OPTIMIZERS):
@@ -97,6 +92,13 @@ class Optimizer(Registered, registry=OPTIMIZERS):
 
     # The caller's choice of update (see prepare); None: automatic.
     _compiled_choice = None
+    # (param, grad, state list, whether the kernels apply): what step_flat last checked (_compiled_kernels).
+    _checked_flat = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_checked_flat", None)        # references to the model's vectors, not the optimizer's state
+        return state
 
     def prepare(self, param, compiled=None):
         """Choose the update :meth:`step_flat` runs on ``param`` (a model's flat parameter vector).
@@ -131,6 +133,7 @@ class Optimizer(Registered, registry=OPTIMIZERS):
         """
         check_compiled(compiled)
         self._compiled_choice = compiled
+        self._checked_flat = None
         if ops_for(param) is not NUMPY:
             if compiled:
                 raise HandgradError(f"compiled=True asks for the compiled optimizer update, which updates NumPy "
@@ -193,17 +196,28 @@ class Optimizer(Registered, registry=OPTIMIZERS):
 
 
 def _compiled_kernels(optimizer, cls, param, grad):
-    """The compiled kernels for ``cls``'s update, unless a subclass has its own ``step``.
+    """The compiled kernels for ``cls``'s update, unless a subclass has its own ``step``; the state made.
 
-    They take contiguous float32 or float64 NumPy vectors, as a model's flat buffers are on NumPy.
+    They take contiguous float32 or float64 NumPy vectors, as a model's flat
+    buffers are on NumPy.  Those checks, and the state's, are made once for
+    the same vectors and state list and remembered: a small model's step is
+    tens of microseconds, and they cost several.
     """
+    checked = optimizer._checked_flat
+    if checked is None or checked[0] is not param or checked[1] is not grad or checked[2] is not optimizer.state:
+        applies = _kernels_apply(optimizer, cls, param, grad)
+        if applies and optimizer.state_names:
+            optimizer._ensure_state([param])
+        checked = optimizer._checked_flat = (param, grad, optimizer.state, applies)
+    return _compiled.for_run(optimizer._compiled_choice) if checked[3] else None
+
+
+def _kernels_apply(optimizer, cls, param, grad):
     if not (isinstance(param, np.ndarray) and isinstance(grad, np.ndarray)):
-        return None
+        return False
     if type(optimizer).step is not cls.step or not (param.flags.c_contiguous and grad.flags.c_contiguous):
-        return None
-    if param.dtype not in (np.float32, np.float64) or grad.dtype != param.dtype:
-        return None
-    return _compiled.for_run(optimizer._compiled_choice)
+        return False
+    return param.dtype in (np.float32, np.float64) and grad.dtype == param.dtype
 
 
 class SGD(Optimizer):
@@ -298,10 +312,7 @@ class SGD(Optimizer):
         if kernels is None:
             super().step_flat(param, grad, l2, n_decayed)
             return
-        velocity = None
-        if self.momentum:
-            self._ensure_state([param])
-            velocity = self.state[0]["velocity"]
+        velocity = self.state[0]["velocity"] if self.momentum else None
         kernels.sgd(param, grad, velocity, n_decayed if l2 else 0, float(l2), self.lr, self.momentum, self.nesterov,
                     _compiled.update_threads(param.size))
 
@@ -436,7 +447,6 @@ class Adam(Optimizer):
         if kernels is None:
             super().step_flat(param, grad, l2, n_decayed)
             return
-        self._ensure_state([param])
         self.t += 1
         step_size, eps_hat = self._corrected()
         state = self.state[0]

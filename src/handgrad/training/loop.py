@@ -21,6 +21,7 @@ trains the same model on every backend, to rounding.
 """
 
 import difflib
+import math
 import operator
 import sys
 import time
@@ -29,9 +30,11 @@ from numbers import Real
 
 import numpy as np
 
-from handgrad.arrays import to_numpy
+from handgrad import _compiled
+from handgrad.arrays import NUMPY, to_numpy
 from handgrad.errors import HandgradError, TrainingDiverged
-from handgrad.nn.model import PREDICT_BATCH_SIZE
+from handgrad.nn.losses import Loss
+from handgrad.nn.model import PREDICT_BATCH_SIZE, Sequential
 from handgrad.nn.objective import add_l2_gradient, data_gradient_step, l2_value
 from handgrad.optim.optimizers import Adam, Optimizer, check_compiled
 from handgrad.tasks import of as task_of
@@ -319,14 +322,19 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
         before it settles and is not to be stopped for it (the scikit-learn
         estimators, whose own loop stops no run) uses it.
     compiled : bool or None, default None
-        Which optimizer update
-        handgrad's optimizers run (see ``Optimizer.prepare``); all three give
-        bit-identical weights.  None: the compiled one whenever handgrad was
-        built with its C kernels (:mod:`handgrad._compiled`); True: the
-        compiled one (a :class:`~handgrad.errors.HandgradError` without
+        Whether the step runs handgrad's compiled kernels
+        (:mod:`handgrad._compiled`) where they apply, on a model on NumPy:
+        the optimizer update (``Optimizer.prepare``), each Dense layer fused
+        with the activation after it (``Sequential.prepare``), the softmax
+        cross-entropy on integer labels (``Loss.prepare``) and the minibatch
+        gather.  None: the kernels whenever handgrad was built with them;
+        True: the kernels (a :class:`~handgrad.errors.HandgradError` without
         them); False: NumPy only.  The environment variable
-        ``HANDGRAD_NO_COMPILED`` turns the automatic choice to NumPy.  An
-        optimizer that is not handgrad's runs its own ``step``.
+        ``HANDGRAD_NO_COMPILED`` turns the automatic choice to NumPy.  The
+        weights are the same bit for bit either way, except that the float32
+        cross-entropy kernel's exp and log may differ from NumPy's in the
+        last bit (float64: the same here).  An optimizer that is not
+        handgrad's runs its own ``step``.
 
     Returns
     -------
@@ -403,6 +411,7 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
                        if getattr(type(cb), "on_batch_end", Callback.on_batch_end) is not Callback.on_batch_end]
     if isinstance(optimizer, Optimizer):
         optimizer.prepare(model.flat_parameters, compiled)      # load the kernels now, not on the epoch clock
+    gather = _prepare_compiled(model, loss, compiled)
     for cb in cbs:
         cb.on_train_begin(ctx)
     model.train()
@@ -411,7 +420,8 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
             ctx.epoch = epoch
             if divergence_reference == "epoch":
                 ctx.loss_scale = None       # measured again on this epoch's first minibatch
-            record = _run_epoch(ctx, data, batch_size, (l2, alpha), lr_schedule, shuffle, batch_callbacks, augment)
+            record = _run_epoch(ctx, data, batch_size, (l2, alpha), lr_schedule, shuffle, batch_callbacks, augment,
+                                gather)
             if data.X_val is not None:
                 record.update(_evaluate(model, loss, data.X_val, data.y_val, sample_weight=data.w_val))
             history.append(record)
@@ -430,6 +440,15 @@ def fit(model, loss, X, y, *, optimizer=None, epochs=10, batch_size=128, l2=0.0,
     for cb in cbs:
         cb.on_train_end(ctx)
     return history
+
+
+def _prepare_compiled(model, loss, compiled):
+    """Pass ``compiled=`` to the model and the loss; return the kernels for the minibatch gather, or None."""
+    if isinstance(model, Sequential):
+        model.prepare(compiled)
+    if isinstance(loss, Loss):
+        loss.prepare(compiled)
+    return _compiled.for_run(compiled) if getattr(model, "ops", None) is NUMPY else None
 
 
 def _check_optimizer(optimizer, lr_schedule):
@@ -549,8 +568,9 @@ def _epoch_order(ctx, shuffle, n):
     return np.random.default_rng([ctx.seed, _SHUFFLE, ctx.epoch]).permutation(n) if shuffle else np.arange(n)
 
 
-def _run_epoch(ctx, data, batch_size, penalties, lr_schedule, shuffle, batch_callbacks, augment=None):
-    """One pass over the training data in shuffled minibatches."""
+def _run_epoch(ctx, data, batch_size, penalties, lr_schedule, shuffle, batch_callbacks, augment=None,
+               kernels=None):
+    """One pass over the training data in shuffled minibatches (gathered by ``kernels.take_rows`` if given)."""
     model, loss, optimizer = ctx.model, ctx.loss, ctx.optimizer
     ops = model.ops
     l2, alpha = penalties
@@ -565,6 +585,9 @@ def _run_epoch(ctx, data, batch_size, penalties, lr_schedule, shuffle, batch_cal
     snapshot = _Snapshot(model, optimizer)
     sparse = is_sparse(data.X)
     rows = order if sparse else ops.asarray(order)  # the order where the data is (for NumPy, itself)
+    take_rows = _compiled_gather(kernels, data, sparse)
+    if take_rows is not None:
+        rows = np.ascontiguousarray(rows, dtype=np.int64)     # what the kernel reads (a shuffle may give int32)
     X_buf = None if sparse else ops.empty((batch_size, data.X.shape[1]), dtype=data.X.dtype)
     y_buf = ops.empty((batch_size,) + tuple(data.y.shape[1:]), dtype=data.y.dtype)
     total_loss, total_penalty, scores = 0.0, 0.0, task_of(loss).tally(loss)
@@ -575,16 +598,20 @@ def _run_epoch(ctx, data, batch_size, penalties, lr_schedule, shuffle, batch_cal
         idx = rows[b * batch_size:min((b + 1) * batch_size, n)]
         n_b = idx.shape[0]
         yb = y_buf[:n_b, ...]
-        # Contiguous gathers into reused buffers.  mode="clip" because NumPy
-        # buffers `out` under the default mode="raise" (a 10x slower gather);
-        # the indices come from a permutation of range(n), so none is clipped.
-        # Sparse rows are sliced from the CSR matrix: a small CSR batch.
-        if sparse:
-            Xb = data.X[idx]
+        # Contiguous gathers into reused buffers: by the compiled kernel (one
+        # call per array, which also checks every index), or by np.take with
+        # mode="clip" because NumPy buffers `out` under the default
+        # mode="raise" (a 10x slower gather); the indices come from a
+        # permutation of range(n), so none is clipped.  Sparse rows are sliced
+        # from the CSR matrix: a small CSR batch.
+        Xb = data.X[idx] if sparse else X_buf[:n_b, ...]
+        if take_rows is not None:
+            take_rows(data.X, idx, Xb)
+            take_rows(data.y, idx, yb)
         else:
-            Xb = X_buf[:n_b, ...]
-            ops.take(data.X, idx, axis=0, out=Xb, mode="clip")
-        ops.take(data.y, idx, axis=0, out=yb, mode="clip")
+            if not sparse:
+                ops.take(data.X, idx, axis=0, out=Xb, mode="clip")
+            ops.take(data.y, idx, axis=0, out=yb, mode="clip")
         if augment is not None:
             Xb = _augmented(augment, Xb, augment_rng, ops)
         wb = None if data.w is None else ops.take(data.w, idx, axis=0)
@@ -601,7 +628,7 @@ def _run_epoch(ctx, data, batch_size, penalties, lr_schedule, shuffle, batch_cal
             penalty = l2_value(model.flat_parameters, model.n_decayed, lam)
             value += penalty
             total_penalty += penalty * n_b if per_sample else penalty
-        if not np.isfinite(value):
+        if not math.isfinite(value):
             raise snapshot.diverged(ctx, f"training loss became {value} in epoch {ctx.epoch + 1}, batch {b + 1}")
         scores.add(logits, yb)
         # a "mean" objective is per sample, a "sum" one already covers the batch
@@ -623,6 +650,16 @@ def _run_epoch(ctx, data, batch_size, penalties, lr_schedule, shuffle, batch_cal
     if l2 or alpha:
         record["l2_term"] = total_penalty / n      # the part of train_loss that is the penalty
     return record
+
+
+def _compiled_gather(kernels, data, sparse):
+    """``kernels.take_rows`` when it can gather the minibatches of ``X`` and ``y`` (dense C-contiguous NumPy
+    arrays), else None: ``ops.take`` gathers them."""
+    if kernels is None or sparse:
+        return None
+    if not all(type(a) is np.ndarray and a.flags.c_contiguous for a in (data.X, data.y)):
+        return None
+    return kernels.take_rows
 
 
 def _step_functions(optimizer):
