@@ -123,6 +123,29 @@ def _tiny_gpu_run(tmp_path):
     assert "s to 20.0%" in text
 
 
+def test_a_gpu_contender_that_fails_is_a_row_of_its_own_and_the_others_still_run(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    pytest.importorskip("array_api_compat")
+    gpu = _script("gpu")
+    monkeypatch.setattr(gpu, "contenders", lambda device: ["floor", "handgrad-torch", "handgrad-cupy", "torch"])
+    real = gpu.handgrad
+
+    def handgrad(job, data, device, namespace):
+        if namespace == "cupy":
+            raise RuntimeError("no CUDA device\nsecond line")
+        return real(job, data, device, namespace)
+
+    monkeypatch.setattr(gpu, "handgrad", handgrad)
+    job = gpu.GpuJob("tiny", "a tiny job", hidden=(8,), epochs=1, batch_size=64, lr=0.1, momentum=0.9, l2=0.0,
+                     targets=(0.2,))
+    rng = np.random.default_rng(0)
+    X, y = rng.random((128, 784), dtype=np.float32), rng.integers(0, 10, size=128)
+    result = gpu.run_job(job, (X, y, X[:64], y[:64]), gpu.Device("cpu"))
+    assert result["results"]["handgrad-cupy"] == {"error": "RuntimeError: no CUDA device"}
+    assert "seconds" in result["results"]["torch"]
+    assert "| handgrad-cupy | failed |" in gpu.format_job("tiny", result, markdown=True)
+
+
 def test_the_gpu_benchmark_says_in_one_line_when_there_is_no_gpu():
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
