@@ -19,6 +19,7 @@ import math
 
 from handgrad.constraints import Real
 from handgrad.nn.derivation import Derivation
+from handgrad.nn.docsections import add_shared_sections
 from handgrad.nn.layers import Layer
 from handgrad.registry import LAYERS
 
@@ -61,6 +62,45 @@ class Activation(Layer):
     name = None
     initializer = "glorot"
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        add_shared_sections(cls, _SECTIONS, out="it may be ``Z`` itself (``in_place``)." if cls.in_place
+                            else "a new array when None.")
+
+
+# The sections every activation's forward and backward share, written once here: each method's own
+# docstring states its formula, and Activation adds these below it (numpydoc reads them there).
+_SECTIONS = {
+    "forward": """
+
+        Parameters
+        ----------
+        Z : array of shape (n, d)
+            The pre-activation, one sample per row.
+        out : array of shape (n, d), optional
+            Where to write ``A``; {out}
+
+        Returns
+        -------
+        array of shape (n, d)
+            ``A`` (``out`` when given).
+        """,
+    "backward": """
+
+        Parameters
+        ----------
+        G : array of shape (n, d)
+            ``∂L/∂A``, the gradient with respect to the output.
+        out : array of shape (n, d), optional
+            Where to write ``∂L/∂Z``; a new array when None.
+
+        Returns
+        -------
+        array of shape (n, d)
+            ``∂L/∂Z`` (``out`` when given).
+        """,
+}
+
 
 class Identity(Activation):
     """``A = Z``; backward passes ``G`` through unchanged (a copy).
@@ -77,40 +117,14 @@ class Identity(Activation):
     in_place = True
 
     def forward(self, Z, out=None):
-        """Compute ``A = Z`` (a copy).
-
-        Parameters
-        ----------
-        Z : array of shape (n, d)
-            The pre-activation, one sample per row.
-        out : array of shape (n, d), optional
-            Where to write ``A``; it may be ``Z`` itself (``in_place``).
-
-        Returns
-        -------
-        array of shape (n, d)
-            ``A`` (``out`` when given).
-        """
+        """Compute ``A = Z`` (a copy)."""
         ops = self.ops
         out = _empty_like(ops, Z, out)
         ops.copyto(out, Z)
         return out
 
     def backward(self, G, out=None):
-        """Return ``∂L/∂Z = G`` (a copy).
-
-        Parameters
-        ----------
-        G : array of shape (n, d)
-            ``∂L/∂A``, the gradient with respect to the output.
-        out : array of shape (n, d), optional
-            Where to write ``∂L/∂Z``; a new array when None.
-
-        Returns
-        -------
-        array of shape (n, d)
-            ``∂L/∂Z`` (``out`` when given).
-        """
+        """Return ``∂L/∂Z = G`` (a copy)."""
         ops = self.ops
         out = _empty_like(ops, G, out)
         ops.copyto(out, G)
@@ -152,20 +166,7 @@ class Sigmoid(Activation):
     in_place = True
 
     def forward(self, Z, out=None):
-        """Compute ``A = σ(Z) = 1/(1 + e^{−Z})``, keeping ``A`` for the backward pass.
-
-        Parameters
-        ----------
-        Z : array of shape (n, d)
-            The pre-activation, one sample per row.
-        out : array of shape (n, d), optional
-            Where to write ``A``; it may be ``Z`` itself (``in_place``).
-
-        Returns
-        -------
-        array of shape (n, d)
-            ``A`` (``out`` when given).
-        """
+        """Compute ``A = σ(Z) = 1/(1 + e^{−Z})``, keeping ``A`` for the backward pass."""
         ops = self.ops
         out = _empty_like(ops, Z, out)
         negative = ops.signbit(Z)           # read before out (maybe Z itself) is overwritten
@@ -180,20 +181,7 @@ class Sigmoid(Activation):
         return out
 
     def backward(self, G, out=None):
-        """Return ``∂L/∂Z = G ⊙ A ⊙ (1 − A)``.
-
-        Parameters
-        ----------
-        G : array of shape (n, d)
-            ``∂L/∂A``, the gradient with respect to the output.
-        out : array of shape (n, d), optional
-            Where to write ``∂L/∂Z``; a new array when None.
-
-        Returns
-        -------
-        array of shape (n, d)
-            ``∂L/∂Z`` (``out`` when given).
-        """
+        """Return ``∂L/∂Z = G ⊙ A ⊙ (1 − A)``."""
         ops = self.ops
         out = _empty_like(ops, G, out)
         A = self._A
@@ -228,20 +216,7 @@ class Tanh(Activation):
     in_place = True
 
     def forward(self, Z, out=None):
-        """Compute ``A = tanh(Z)``, keeping ``A`` for the backward pass.
-
-        Parameters
-        ----------
-        Z : array of shape (n, d)
-            The pre-activation, one sample per row.
-        out : array of shape (n, d), optional
-            Where to write ``A``; it may be ``Z`` itself (``in_place``).
-
-        Returns
-        -------
-        array of shape (n, d)
-            ``A`` (``out`` when given).
-        """
+        """Compute ``A = tanh(Z)``, keeping ``A`` for the backward pass."""
         ops = self.ops
         out = _empty_like(ops, Z, out)
         ops.tanh(Z, out=out)
@@ -249,20 +224,7 @@ class Tanh(Activation):
         return out
 
     def backward(self, G, out=None):
-        """Return ``∂L/∂Z = G ⊙ (1 − A²)``.
-
-        Parameters
-        ----------
-        G : array of shape (n, d)
-            ``∂L/∂A``, the gradient with respect to the output.
-        out : array of shape (n, d), optional
-            Where to write ``∂L/∂Z``; a new array when None.
-
-        Returns
-        -------
-        array of shape (n, d)
-            ``∂L/∂Z`` (``out`` when given).
-        """
+        """Return ``∂L/∂Z = G ⊙ (1 − A²)``."""
         ops = self.ops
         out = _empty_like(ops, G, out)
         A = self._A
@@ -302,20 +264,7 @@ class ReLU(Activation):
     in_place = True
 
     def forward(self, Z, out=None):
-        """Compute ``A = max(0, Z)``, keeping ``A`` for the backward pass.
-
-        Parameters
-        ----------
-        Z : array of shape (n, d)
-            The pre-activation, one sample per row.
-        out : array of shape (n, d), optional
-            Where to write ``A``; it may be ``Z`` itself (``in_place``).
-
-        Returns
-        -------
-        array of shape (n, d)
-            ``A`` (``out`` when given).
-        """
+        """Compute ``A = max(0, Z)``, keeping ``A`` for the backward pass."""
         ops = self.ops
         out = _empty_like(ops, Z, out)
         ops.maximum(Z, 0, out=out)
@@ -323,20 +272,7 @@ class ReLU(Activation):
         return out
 
     def backward(self, G, out=None):
-        """Return ``∂L/∂Z = G ⊙ I(Z > 0)``, reading ``Z > 0`` as ``A > 0``.
-
-        Parameters
-        ----------
-        G : array of shape (n, d)
-            ``∂L/∂A``, the gradient with respect to the output.
-        out : array of shape (n, d), optional
-            Where to write ``∂L/∂Z``; a new array when None.
-
-        Returns
-        -------
-        array of shape (n, d)
-            ``∂L/∂Z`` (``out`` when given).
-        """
+        """Return ``∂L/∂Z = G ⊙ I(Z > 0)``, reading ``Z > 0`` as ``A > 0``."""
         ops = self.ops
         out = _empty_like(ops, G, out)
         ops.greater(self._A, 0, out=out)  # I(Z > 0) as 0/1 in G's dtype
@@ -392,20 +328,7 @@ class LeakyReLU(Activation):
         self.negative_slope = float(negative_slope)
 
     def forward(self, Z, out=None):
-        """Compute ``A = Z`` where ``Z > 0``, ``s Z`` elsewhere, keeping ``A`` for the backward pass.
-
-        Parameters
-        ----------
-        Z : array of shape (n, d)
-            The pre-activation, one sample per row.
-        out : array of shape (n, d), optional
-            Where to write ``A``; it may be ``Z`` itself (``in_place``).
-
-        Returns
-        -------
-        array of shape (n, d)
-            ``A`` (``out`` when given).
-        """
+        """Compute ``A = Z`` where ``Z > 0``, ``s Z`` elsewhere, keeping ``A`` for the backward pass."""
         ops = self.ops
         out = _empty_like(ops, Z, out)
         scaled = Z * self.negative_slope        # a temporary: out may be Z itself
@@ -417,20 +340,7 @@ class LeakyReLU(Activation):
         return out
 
     def backward(self, G, out=None):
-        """Return ``∂L/∂Z = G ⊙ (1 if A > 0 else s)``.
-
-        Parameters
-        ----------
-        G : array of shape (n, d)
-            ``∂L/∂A``, the gradient with respect to the output.
-        out : array of shape (n, d), optional
-            Where to write ``∂L/∂Z``; a new array when None.
-
-        Returns
-        -------
-        array of shape (n, d)
-            ``∂L/∂Z`` (``out`` when given).
-        """
+        """Return ``∂L/∂Z = G ⊙ (1 if A > 0 else s)``."""
         ops = self.ops
         out = _empty_like(ops, G, out)
         ops.multiply(G, self.negative_slope, out=out)    # G s where A ≤ 0 …
@@ -489,20 +399,7 @@ class ELU(Activation):
         self.alpha = float(alpha)
 
     def forward(self, Z, out=None):
-        """Compute ``A = max(Z, 0) + α expm1(min(Z, 0))``, keeping ``A`` for the backward pass.
-
-        Parameters
-        ----------
-        Z : array of shape (n, d)
-            The pre-activation, one sample per row.
-        out : array of shape (n, d), optional
-            Where to write ``A``; it may be ``Z`` itself (``in_place``).
-
-        Returns
-        -------
-        array of shape (n, d)
-            ``A`` (``out`` when given).
-        """
+        """Compute ``A = max(Z, 0) + α expm1(min(Z, 0))``, keeping ``A`` for the backward pass."""
         ops = self.ops
         out = _empty_like(ops, Z, out)
         negative_part = ops.minimum(Z, 0)          # a temporary: out may be Z itself
@@ -514,20 +411,7 @@ class ELU(Activation):
         return out
 
     def backward(self, G, out=None):
-        """Return ``∂L/∂Z = G ⊙ (1 if A > 0 else A + α)``.
-
-        Parameters
-        ----------
-        G : array of shape (n, d)
-            ``∂L/∂A``, the gradient with respect to the output.
-        out : array of shape (n, d), optional
-            Where to write ``∂L/∂Z``; a new array when None.
-
-        Returns
-        -------
-        array of shape (n, d)
-            ``∂L/∂Z`` (``out`` when given).
-        """
+        """Return ``∂L/∂Z = G ⊙ (1 if A > 0 else A + α)``."""
         ops = self.ops
         out = _empty_like(ops, G, out)
         A = self._A
@@ -569,20 +453,7 @@ class Softplus(Activation):
     in_place = True
 
     def forward(self, Z, out=None):
-        """Compute ``A = max(Z, 0) + log1p(e^{−|Z|})``, keeping ``A`` for the backward pass.
-
-        Parameters
-        ----------
-        Z : array of shape (n, d)
-            The pre-activation, one sample per row.
-        out : array of shape (n, d), optional
-            Where to write ``A``; it may be ``Z`` itself (``in_place``).
-
-        Returns
-        -------
-        array of shape (n, d)
-            ``A`` (``out`` when given).
-        """
+        """Compute ``A = max(Z, 0) + log1p(e^{−|Z|})``, keeping ``A`` for the backward pass."""
         ops = self.ops
         out = _empty_like(ops, Z, out)
         tail = ops.abs(Z)                        # a temporary: out may be Z itself
@@ -596,20 +467,7 @@ class Softplus(Activation):
         return out
 
     def backward(self, G, out=None):
-        """Return ``∂L/∂Z = G ⊙ σ(Z) = G ⊙ (−expm1(−A))``.
-
-        Parameters
-        ----------
-        G : array of shape (n, d)
-            ``∂L/∂A``, the gradient with respect to the output.
-        out : array of shape (n, d), optional
-            Where to write ``∂L/∂Z``; a new array when None.
-
-        Returns
-        -------
-        array of shape (n, d)
-            ``∂L/∂Z`` (``out`` when given).
-        """
+        """Return ``∂L/∂Z = G ⊙ σ(Z) = G ⊙ (−expm1(−A))``."""
         ops = self.ops
         out = _empty_like(ops, G, out)
         ops.negative(self._A, out=out)
@@ -655,20 +513,7 @@ class GELU(Activation):
     initializer = "he"
 
     def forward(self, Z, out=None):
-        """Compute ``A = Z ⊙ Φ(Z)``, keeping ``Z`` and ``Φ(Z)`` for the backward pass.
-
-        Parameters
-        ----------
-        Z : array of shape (n, d)
-            The pre-activation, one sample per row.
-        out : array of shape (n, d), optional
-            Where to write ``A``; a new array when None.
-
-        Returns
-        -------
-        array of shape (n, d)
-            ``A`` (``out`` when given).
-        """
+        """Compute ``A = Z ⊙ Φ(Z)``, keeping ``Z`` and ``Φ(Z)`` for the backward pass."""
         ops = self.ops
         out = _empty_like(ops, Z, out)
         Phi = ops.multiply(Z, -_SQRT_HALF)
@@ -679,20 +524,7 @@ class GELU(Activation):
         return out
 
     def backward(self, G, out=None):
-        """Return ``∂L/∂Z = G ⊙ (Φ(Z) + Z ⊙ φ(Z))``.
-
-        Parameters
-        ----------
-        G : array of shape (n, d)
-            ``∂L/∂A``, the gradient with respect to the output.
-        out : array of shape (n, d), optional
-            Where to write ``∂L/∂Z``; a new array when None.
-
-        Returns
-        -------
-        array of shape (n, d)
-            ``∂L/∂Z`` (``out`` when given).
-        """
+        """Return ``∂L/∂Z = G ⊙ (Φ(Z) + Z ⊙ φ(Z))``."""
         ops = self.ops
         out = _empty_like(ops, G, out)
         Z = self._Z

@@ -32,6 +32,7 @@ from handgrad.arrays import ops_for
 from handgrad.constraints import Options
 from handgrad.errors import DataError, HandgradError
 from handgrad.nn.derivation import Derivation
+from handgrad.nn.docsections import add_shared_sections
 from handgrad.registry import LOSSES, Registered
 from handgrad.tasks import CLASSIFICATION, MULTILABEL, REGRESSION
 from handgrad.tasks import get as task_named
@@ -108,6 +109,24 @@ def softmax(Z, out=None):
     return out
 
 
+# What every loss's backward takes and returns, written once: each backward's docstring states its G, and
+# Loss adds these below it (handgrad.nn.docsections).
+_SECTIONS = {
+    "backward": """
+
+        Parameters
+        ----------
+        out : array of shape (n, K), optional
+            Where to write ``G``; a new array when None.
+
+        Returns
+        -------
+        array of shape (n, K)
+            ``G = ∂J_data/∂Z`` for the logits and targets of the last ``forward`` (``out`` when given).
+        """,
+}
+
+
 class Loss(Registered, registry=LOSSES):
     """Base class of losses on logits.  Defining a subclass registers it (see :class:`handgrad.registry.Registered`).
 
@@ -168,6 +187,7 @@ class Loss(Registered, registry=LOSSES):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)     # registers it (handgrad.registry.Registered)
         cls.task = task_named(cls.task)         # a task given by its name becomes the Task
+        add_shared_sections(cls, _SECTIONS)
 
     def __init__(self, reduction="mean"):
         self.reduction = reduction
@@ -417,18 +437,7 @@ class SoftmaxCrossEntropy(Loss):
         return float(total * self._scale(Z.shape[0]))
 
     def backward(self, out=None):
-        """Return ``G = κ (P ⊙ rowsum(Y) − Y)``, which is ``κ (P − Y)`` for labels and one-hot rows.
-
-        Parameters
-        ----------
-        out : array of shape (n, K), optional
-            Where to write ``G``; a new array when None.
-
-        Returns
-        -------
-        array of shape (n, K)
-            ``G = ∂J_data/∂Z`` for the logits and targets of the last ``forward`` (``out`` when given).
-        """
+        """Return ``G = κ (P ⊙ rowsum(Y) − Y)``, which is ``κ (P − Y)`` for labels and one-hot rows."""
         if self._G is not None:                           # the compiled forward computed κ (P − Y)
             return self._G.copy() if out is None else _copied(self._G, out)
         ops, P, y = self._ops, self._P, self._y
@@ -568,18 +577,7 @@ class SoftmaxBinaryCrossEntropy(Loss):
         return -self._total(ops.sum(per_class, axis=1, dtype=np.float64), sample_weight)
 
     def backward(self, out=None):
-        """Return row ``r`` of ``G`` as ``κ ∂ℓ_r/∂z_r`` (seed 002's gradient, computed in O(K) per row).
-
-        Parameters
-        ----------
-        out : array of shape (n, K), optional
-            Where to write ``G``; a new array when None.
-
-        Returns
-        -------
-        array of shape (n, K)
-            ``G = ∂J_data/∂Z`` for the logits and targets of the last ``forward`` (``out`` when given).
-        """
+        """Return row ``r`` of ``G`` as ``κ ∂ℓ_r/∂z_r`` (seed 002's gradient, computed in O(K) per row)."""
         ops = self._ops
         Y, s, log_s, log_1ms, top = self._cache
         n, m = s.shape
@@ -670,18 +668,7 @@ class SquaredError(Loss):
         return float(0.5 * ops.sum(ops.square(D, dtype=np.float64)) * self._scale(Z.shape[0]))
 
     def backward(self, out=None):
-        """Return ``G = κ (Z − Y)``.
-
-        Parameters
-        ----------
-        out : array of shape (n, K), optional
-            Where to write ``G``; a new array when None.
-
-        Returns
-        -------
-        array of shape (n, K)
-            ``G = ∂J_data/∂Z`` for the logits and targets of the last ``forward`` (``out`` when given).
-        """
+        """Return ``G = κ (Z − Y)``."""
         return self._ops.multiply(self._D, self._gradient_scale(self._D.shape[0], self._w, self._D.dtype),
                                   out=out)                    # (Z − Y) κ
 
@@ -796,18 +783,7 @@ class SigmoidBinaryCrossEntropy(Loss):
         return float(ops.sum(terms, dtype=np.float64) * self._scale(Z.shape[0]))
 
     def backward(self, out=None):
-        """Return ``G = κ (σ(Z) − Y)``.
-
-        Parameters
-        ----------
-        out : array of shape (n, K), optional
-            Where to write ``G``; a new array when None.
-
-        Returns
-        -------
-        array of shape (n, K)
-            ``G = ∂J_data/∂Z`` for the logits and targets of the last ``forward`` (``out`` when given).
-        """
+        """Return ``G = κ (σ(Z) − Y)``."""
         out = self._ops.subtract(self._sigma, self._Y, out=out)   # σ(Z) − Y
         out *= self._gradient_scale(out.shape[0], self._w, out.dtype)
         return out
@@ -928,18 +904,7 @@ class PoissonDeviance(Loss):
         return float(ops.sum(terms, dtype=np.float64) * self._scale(Z.shape[0]))
 
     def backward(self, out=None):
-        """Return ``G = κ (μ − Y) = κ (e^Z − Y)``.
-
-        Parameters
-        ----------
-        out : array of shape (n, K), optional
-            Where to write ``G``; a new array when None.
-
-        Returns
-        -------
-        array of shape (n, K)
-            ``G = ∂J_data/∂Z`` for the logits and targets of the last ``forward`` (``out`` when given).
-        """
+        """Return ``G = κ (μ − Y) = κ (e^Z − Y)``."""
         out = self._ops.subtract(self._mu, self._Y, out=out)  # μ − Y
         out *= self._gradient_scale(out.shape[0], self._w, out.dtype)
         return out
