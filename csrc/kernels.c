@@ -9,37 +9,8 @@
 #define HG_SQRT_HALF 0x1.6a09e667f3bcdp-1
 #define HG_INV_SQRT_2PI 0x1.9884533d43651p-2
 
-/* NumPy's pairwise sum of doubles (see real_kernels.h's pairwise_sum). */
-static double pairwise_double(const double *a, hg_index n)
-{
-    if (n < 8) {
-        double res = -0.0;
-        for (hg_index i = 0; i < n; i++) {
-            res += a[i];
-        }
-        return res;
-    }
-    if (n <= 128) {
-        double r[8];
-        hg_index i;
-        for (int u = 0; u < 8; u++) {
-            r[u] = a[u];
-        }
-        for (i = 8; i < n - (n % 8); i += 8) {
-            for (int u = 0; u < 8; u++) {
-                r[u] += a[i + u];
-            }
-        }
-        double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-        for (; i < n; i++) {
-            res += a[i];
-        }
-        return res;
-    }
-    hg_index n2 = n / 2;
-    n2 -= n2 % 8;
-    return pairwise_double(a, n2) + pairwise_double(a + n2, n - n2);
-}
+/* NumPy's pairwise sum of doubles: real_kernels.h's pairwise_sum, instantiated for double below. */
+static double pairwise_sum_f64(const double *a, hg_index n);
 
 /* Σ terms as NumPy's x.sum(dtype=np.float64) adds the n values of x: one
  * pairwise sum for float64 x; for float32 x, which NumPy casts through a
@@ -47,13 +18,13 @@ static double pairwise_double(const double *a, hg_index n)
 static double hg_sum_float_terms(const double *terms, hg_index n, int from_float32)
 {
     if (!from_float32) {
-        return pairwise_double(terms, n);
+        return pairwise_sum_f64(terms, n);
     }
     const hg_index buffer = 8192;
     double total = 0;
     for (hg_index start = 0; start < n; start += buffer) {
         const hg_index len = n - start < buffer ? n - start : buffer;
-        total = start ? total + pairwise_double(terms + start, len) : pairwise_double(terms, len);
+        total = start ? total + pairwise_sum_f64(terms + start, len) : pairwise_sum_f64(terms, len);
     }
     return total;
 }
