@@ -156,6 +156,10 @@ class Layer(Registered, registry=LAYERS):
     in_place = False
     backward_reads_output = True
     input_grad_optional = False
+    # True on a class whose forward and backward the compiled kernels reproduce with its bias pass fused
+    # into the next layer's (Dense): Sequential.prepare reads it off the class itself, not its subclasses,
+    # which may compute something else.
+    compiled_passes = False
     derivation = None
     training = True
     ops = NUMPY
@@ -354,6 +358,7 @@ class Dense(Layer):
     name = "dense"
     backward_reads_output = False
     input_grad_optional = True
+    compiled_passes = True
     # Widths have no cap: a model file that claims a huge layer is refused by the reader, which
     # reads each array to the shape these imply only if the file holds its bytes.
     constraints = {

@@ -721,16 +721,17 @@ _IDENTITY = _compiled.ACTIVATIONS["Identity"][0]
 def _dense_plans(layers, overwrites):
     """Per position: the :class:`_DensePlan` of a handgrad Dense layer there, or None.
 
-    Only handgrad's own Dense and activations (a subclass may compute
-    something else), without methods replaced on the object (a hook that
-    watches ``forward`` or ``backward`` must see them called).  The
+    Only classes that declare ``compiled_passes`` themselves (Dense; a
+    subclass may compute something else) and handgrad's own activations,
+    without methods replaced on the object (a hook that watches ``forward``
+    or ``backward`` must see them called).  The
     activation's passes are fused only where they pay
     (``_compiled.FUSED_FORWARDS``, ``FUSED_BACKWARDS``), the forward only
     where the activation may write over Dense's output.
     """
     plans = [None] * len(layers)
     for i, layer in enumerate(layers):
-        if type(layer) is not Dense or _hooked(layer):
+        if not type(layer).__dict__.get("compiled_passes", False) or _hooked(layer):
             continue
         following = layers[i + 1] if i + 1 < len(layers) else None
         if following is None or _compiled.activation_kind(following) is None or _hooked(following):
