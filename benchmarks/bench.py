@@ -39,6 +39,13 @@ CONTENDERS = {
 }
 
 
+def record_name(text):
+    """``--record NAME`` (an argparse type): a plain file name for results/NAME.*, never a path or a hidden file."""
+    if not text or text != Path(text).name or text.startswith("."):
+        raise argparse.ArgumentTypeError(f"takes a plain file name such as latest, got {text!r}")
+    return text
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", default="1,2,3,4", help="comma-separated job numbers (default: all)")
@@ -48,7 +55,7 @@ def main(argv=None):
                         help="run every contender this many times, alternating, and keep the medians (default 1)")
     parser.add_argument("--threads", type=int, default=None,
                         help="BLAS and PyTorch threads for every contender (default: NumPy's BLAS default)")
-    parser.add_argument("--record", metavar="NAME", default=None,
+    parser.add_argument("--record", metavar="NAME", type=record_name, default=None,
                         help="write results/NAME.{json,md}, replacing a tracked result such as 'latest' on purpose "
                              "(default: a new results/run-<UTC time>.{json,md}, ignored by git)")
     parser.add_argument("--worker", nargs=2, metavar=("JOB", "CONTENDER"), help=argparse.SUPPRESS)
@@ -60,9 +67,6 @@ def main(argv=None):
     unknown = [j for j in jobs if j not in CONTENDERS]
     if unknown:
         parser.error(f"unknown job(s) {', '.join(unknown)}; choose from {', '.join(CONTENDERS)}")
-    if args.record is not None and (not args.record or args.record != Path(args.record).name
-                                    or args.record.startswith(".")):
-        parser.error(f"--record takes a plain file name such as latest, got {args.record!r}")
     only = set(args.only.split(",")) if args.only else None
     name = args.record or run_name(args.quick)
     report = {"machine": machine(), "quick": args.quick, "name": name, "threads": args.threads or blas_threads(),

@@ -31,7 +31,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench import machine  # noqa: E402
+from bench import machine, record_name  # noqa: E402
 
 PLOTS = ("learning_curves.png", "confusion_matrix.png")
 VARIANTS = {"--no-progress": ["--no-progress"], "progress on": []}
@@ -87,11 +87,9 @@ def main(argv=None):
     parser.add_argument("--runs", type=int, default=5, help="runs per row, their median reported (default 5)")
     parser.add_argument("--against", metavar="SRC", type=Path,
                         help="another source tree to measure too, e.g. /work/main/src (alternating runs)")
-    parser.add_argument("--record", metavar="NAME", help="write results/NAME.md instead of a run-<time> file")
+    parser.add_argument("--record", metavar="NAME", type=record_name,
+                        help="write results/NAME.md instead of a run-<time> file")
     args = parser.parse_args(argv)
-    if args.record is not None and (not args.record or args.record != Path(args.record).name
-                                    or args.record.startswith(".")):
-        parser.error(f"--record takes a plain file name such as digits-command, got {args.record!r}")
     trees = [HERE.parent / "src"] + ([args.against.resolve()] if args.against else [])
     rows = {(tree, variant): {"seconds": [], "load": []} for tree in trees for variant in VARIANTS}
     for _ in range(args.runs):

@@ -38,6 +38,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
+sys.path.insert(0, str(HERE))
+from bench import record_name  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,6 @@ class GpuJob:
 
 def jobs():
     """The two jobs, read from the preset table and from bench.py's jobs, so that neither is copied here."""
-    sys.path.insert(0, str(HERE))
     from handgrad.cli.presets import _COLUMNS, BEST
     from jobs import JOBS
 
@@ -121,7 +122,6 @@ class Device:
 
 def load_data(data_dir, limit=None):
     """``(X_train, y_train, X_test, y_test)``: MNIST pixels in [0, 1] as float32, labels int64."""
-    sys.path.insert(0, str(HERE))
     from idx import DATA, load_mnist
 
     X_train, y_train, X_test, y_test = load_mnist((Path(data_dir) if data_dir else DATA) / "mnist")
@@ -401,7 +401,8 @@ def main(argv=None):
     parser.add_argument("--jobs", default="best,2", help="comma-separated: best, 2 (default both)")
     parser.add_argument("--quick", action="store_true", help="2 epochs on 2,048 training images: a dry run")
     parser.add_argument("--data-dir", default=None, help="the folder holding mnist/ (default ../shared/data)")
-    parser.add_argument("--record", metavar="NAME", default=None, help="write results/NAME.{json,md} (e.g. gpu)")
+    parser.add_argument("--record", metavar="NAME", type=record_name, default=None,
+                        help="write results/NAME.{json,md} (e.g. gpu)")
     parser.add_argument("--results", default=str(RESULTS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     table = jobs()
@@ -409,9 +410,6 @@ def main(argv=None):
     unknown = [j for j in chosen if j not in table]
     if unknown:
         parser.error(f"unknown job(s) {', '.join(unknown)}; choose from {', '.join(table)}")
-    if args.record is not None and (not args.record or args.record != Path(args.record).name
-                                    or args.record.startswith(".")):
-        parser.error(f"--record takes a plain file name such as gpu, got {args.record!r}")
     device = Device(args.device)
     data = load_data(args.data_dir, limit=2048 if args.quick else None)
     report = {"device": device.describe(), "quick": args.quick,
